@@ -1,0 +1,89 @@
+"""Reverse-mode differentiation: order the graph, then push gradients back.
+
+The graph is a DAG of `Node`s. We count, for every node, how many gradients
+it will receive, and run a node once all of them have arrived, so each node's
+backward runs exactly once however many paths reach it.
+"""
+from .function import AccumulateGrad
+from .grad_mode import no_grad
+
+
+def _reachable(roots):
+    """Number of incoming gradients per node reachable from the roots."""
+    pending, seen, stack = {}, set(), [n for n, _ in roots]
+    for n in stack:
+        seen.add(n)
+    while stack:
+        node = stack.pop()
+        for edge in node.edges:
+            if edge is None:
+                continue
+            nxt = edge[0]
+            pending[nxt] = pending.get(nxt, 0) + 1
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return pending
+
+
+def _run_hooks(node, index, grad, backend):
+    from ..tensor import Tensor
+    for hook in node.hooks.get(index, ()):
+        new = hook(Tensor._wrap(grad, backend))
+        if new is not None:
+            grad = new._data
+    return grad
+
+
+def run_backward(roots, retain_graph=False):
+    """roots: [((node, output_index), grad_array)]; fills .grad of the leaves."""
+    grads = {}  # node -> [grad per output]
+    for (node, idx), g in roots:
+        slot = grads.setdefault(node, [None] * node.n_outputs)
+        slot[idx] = g if slot[idx] is None else slot[idx] + g
+    pending = _reachable([e for e, _ in roots])
+    ready = [n for n in grads if pending.get(n, 0) == 0]
+    with no_grad():
+        while ready:
+            node = ready.pop()
+            outs = grads.pop(node, None)
+            if outs is None:  # no gradient flowed here: only release what waits on it
+                in_grads = [None] * len(node.edges)
+            elif isinstance(node, AccumulateGrad):
+                node.accumulate(_run_hooks(node, 0, outs[0], node.leaf._backend))
+                continue
+            else:
+                in_grads = _apply_node(node, outs, retain_graph)
+            for edge, g, meta in zip(node.edges, in_grads, node.input_meta):
+                if edge is None:
+                    continue
+                nxt, idx = edge
+                if g is not None:
+                    g = _match(g, meta)
+                    slot = grads.setdefault(nxt, [None] * nxt.n_outputs)
+                    slot[idx] = g if slot[idx] is None else slot[idx] + g
+                pending[nxt] -= 1
+                if pending[nxt] == 0:
+                    ready.append(nxt)
+
+
+def _apply_node(node, outs, retain_graph):
+    backend = node.ctx.backend
+    outs = [None if g is None else _run_hooks(node, i, g, backend) for i, g in enumerate(outs)]
+    outs = [node.ctx.xp.zeros(*node.output_meta[i]) if g is None else g for i, g in enumerate(outs)]
+    in_grads = node.apply(outs)
+    if len(in_grads) != len(node.edges):
+        raise RuntimeError(f"{node.name} returned {len(in_grads)} gradients for {len(node.edges)} inputs")
+    if not retain_graph:
+        node.release()
+    return in_grads
+
+
+def _match(grad, meta):
+    """Give a gradient its input's shape and dtype (promotion may have widened it)."""
+    shape, dtype = meta
+    if grad.dtype != dtype:
+        grad = grad.astype(dtype)
+    if tuple(grad.shape) != tuple(shape):
+        raise RuntimeError(f"gradient of shape {tuple(grad.shape)} computed for an input of shape {tuple(shape)}")
+    return grad

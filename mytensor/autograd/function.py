@@ -1,0 +1,144 @@
+"""`Function`: the one contract every differentiable op follows.
+
+An op subclasses `Function` and writes two static methods side by side:
+`forward(ctx, *args)` computes on raw arrays (NumPy or CuPy) and saves what
+backward needs with `ctx.save_for_backward`; `backward(ctx, *grads)` returns
+one gradient array (or None) per argument of forward. `Function.apply` wraps
+tensors in and out and records a `Node` in the graph; the engine knows nothing
+about any particular op.
+"""
+from .grad_mode import is_grad_enabled
+
+
+class Context:
+    """What forward leaves for backward."""
+
+    def __init__(self, backend, needs_input_grad):
+        self.backend = backend
+        self.xp = backend.xp
+        self.needs_input_grad = needs_input_grad
+        self.saved = ()
+
+    def save_for_backward(self, *arrays):
+        self.saved = arrays
+
+
+class Node:
+    """One recorded op: its context, and an edge per tensor input to the node
+    that produced it (an `AccumulateGrad` for leaves)."""
+
+    def __init__(self, fn, ctx, edges, input_meta, n_outputs):
+        self.fn = fn
+        self.ctx = ctx
+        self.edges = edges              # per input: (node, output_index) or None
+        self.input_meta = input_meta    # per input: (shape, np dtype) to shape grads
+        self.n_outputs = n_outputs
+        self.saved_versions = []        # (version counter, version at save time, tensor description)
+        self.hooks = {}                 # output index -> [fn(grad) -> grad or None]
+        self.freed = False
+
+    @property
+    def name(self):
+        return self.fn.__name__ + "Backward"
+
+    def __repr__(self):
+        return f"<{self.name}>"
+
+    def check_versions(self):
+        for counter, version, desc in self.saved_versions:
+            if counter[0] != version:
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified by an "
+                    f"in-place operation: {desc}, saved by {self.name}, is at version {counter[0]}; "
+                    f"expected version {version}. Clone it before changing it in place.")
+
+    def apply(self, grads):
+        if self.freed:
+            raise RuntimeError(
+                f"trying to backward through the graph a second time ({self.name} has freed its saved "
+                f"arrays); pass retain_graph=True to the first backward() if you need to")
+        self.check_versions()
+        result = self.fn.backward(self.ctx, *grads)
+        return result if isinstance(result, tuple) else (result,)
+
+    def release(self):
+        self.ctx.saved = ()
+        self.ctx.__dict__ = {k: v for k, v in self.ctx.__dict__.items()
+                             if k in ("backend", "out_backend", "xp", "needs_input_grad", "saved")}
+        self.freed = True
+
+
+class AccumulateGrad:
+    """The node for a leaf tensor: adds the incoming gradient to `leaf.grad`."""
+    n_outputs = 1
+    edges = input_meta = ()
+    name = "AccumulateGrad"
+
+    def __init__(self, leaf):
+        self.leaf = leaf
+        self.hooks = {}
+
+    def accumulate(self, grad):
+        from ..tensor import Tensor
+        leaf = self.leaf
+        if leaf.grad is None:
+            leaf.grad = Tensor._wrap(grad.copy() if _shares_memory(grad, leaf._data) else grad, leaf._backend)
+        else:
+            leaf.grad._data = leaf.grad._data + grad
+
+
+def _shares_memory(a, b):
+    return a is b or getattr(a, "base", None) is b
+
+
+class Function:
+    is_view = False  # True for ops whose output shares the first input's storage
+
+    @staticmethod
+    def forward(ctx, *args):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        from ..tensor import Tensor, common_backend
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        backend = common_backend(tensors, cls.__name__)
+        record = is_grad_enabled() and any(t.requires_grad for t in tensors)
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx = Context(backend, needs)
+        raw = [a._data if isinstance(a, Tensor) else a for a in args]
+        out = cls.forward(ctx, *raw, **kwargs)
+        multiple = isinstance(out, tuple)
+        outs = tuple(o if isinstance(o, ctx.xp.ndarray) else ctx.xp.asarray(o) for o in (out if multiple else (out,)))
+        out_backend = getattr(ctx, "out_backend", backend)  # set by ops that change device
+        results = tuple(Tensor._wrap(o, out_backend) for o in outs)
+        if cls.is_view and ctx.xp.shares_memory(results[0]._data, raw[0]):
+            results[0]._version = args[0]._version
+            results[0]._base = args[0]._base if args[0]._base is not None else args[0]
+        if record:
+            edges = [a._edge() if isinstance(a, Tensor) and a.requires_grad else None for a in args]
+            meta = [(a.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args]
+            node = Node(cls, ctx, edges, meta, len(results))
+            node.output_meta = [(r.shape, r._data.dtype) for r in results]
+            node.saved_versions = _saved_versions(ctx.saved, tensors, results)
+            for i, r in enumerate(results):
+                if r.dtype.is_floating_point:
+                    r.requires_grad = True
+                    r._grad_fn, r._output_index = node, i
+        return results if multiple else results[0]
+
+
+def _saved_versions(saved, inputs, outputs):
+    """Remember the version of each tensor whose array was saved, so an in-place
+    change before backward is caught rather than giving a silently wrong gradient."""
+    found = []
+    for arr in saved:
+        for t in (*inputs, *outputs):
+            if t._data is arr:
+                found.append((t._version, t._version[0], f"a tensor of shape {tuple(t.shape)} and dtype {t.dtype.name}"))
+                break
+    return found

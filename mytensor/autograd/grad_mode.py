@@ -1,0 +1,41 @@
+"""Whether operations record the graph: `no_grad()` and `enable_grad()`."""
+import functools
+import threading
+
+_state = threading.local()
+
+
+def is_grad_enabled():
+    return getattr(_state, "enabled", True)
+
+
+def set_grad_enabled(mode):
+    _state.enabled = bool(mode)
+
+
+class _GradMode:
+    mode = True
+
+    def __enter__(self):
+        self.prev = is_grad_enabled()
+        set_grad_enabled(self.mode)
+
+    def __exit__(self, *exc):
+        set_grad_enabled(self.prev)
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Run without recording the graph (evaluation, optimizer updates)."""
+    mode = False
+
+
+class enable_grad(_GradMode):
+    """Record the graph again inside a `no_grad` block."""
+    mode = True

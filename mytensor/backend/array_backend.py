@@ -1,0 +1,278 @@
+"""Kernels written once against the array API that NumPy and CuPy share.
+
+`ArrayBackend` is complete on its own: the CPU backend is exactly this class on
+NumPy. The CUDA backend subclasses it and replaces the hot methods with our own
+kernels; everything it does not replace still runs here, through CuPy.
+
+Layouts shared by every backend:
+- `im2col` returns columns of shape (C*kh*kw, N*OH*OW), so a whole batch of
+  convolutions is one GEMM with the (Cout, C*kh*kw) weight matrix.
+- max pooling returns, for every output, the flat index (h*W + w) of the
+  input element that won, so backward is a scatter of the output gradient.
+"""
+import math
+
+import numpy as np
+
+
+def conv_output_size(size, kernel, stride, padding, dilation=1):
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class ArrayBackend:
+    name = "array"
+
+    def __init__(self, xp, device, erf):
+        self.xp = xp
+        self.device = device
+        self._erf = erf  # NumPy has no erf; SciPy's and CuPy's (cupyx) serve GELU
+        self.seed(0)
+
+    # ---------------------------------------------------------------- memory
+    def asarray(self, data, dtype=None):
+        return self.xp.asarray(data, dtype=dtype)
+
+    def to_numpy(self, arr):
+        return np.asarray(arr)
+
+    def synchronize(self):
+        pass
+
+    # ---------------------------------------------------------------- random
+    def seed(self, seed):
+        self.rng = self.xp.random.default_rng(seed)
+
+    def randn(self, shape, dtype):
+        return self.rng.standard_normal(shape, dtype=np.float64).astype(dtype, copy=False)
+
+    def rand(self, shape, dtype):
+        return self.rng.random(shape, dtype=np.float64).astype(dtype, copy=False)
+
+    def randint(self, low, high, shape):
+        return self.rng.integers(low, high, size=shape, dtype=np.int64)
+
+    def permutation(self, n):
+        return self.rng.permutation(n)
+
+    def dropout_mask(self, shape, p, dtype):
+        """Zeros with probability p, else 1/(1-p): the output is x * mask."""
+        keep = self.rand(shape, np.float32) >= p
+        return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+
+    # ----------------------------------------------------------- convolution
+    def _windows(self, xp_padded, kh, kw, stride, dilation, oh, ow):
+        """A strided view (N, C, kh, kw, OH, OW) of every receptive field."""
+        n, c, _, _ = xp_padded.shape
+        sn, sc, sh, sw = xp_padded.strides
+        return self.xp.lib.stride_tricks.as_strided(
+            xp_padded, (n, c, kh, kw, oh, ow),
+            (sn, sc, sh * dilation[0], sw * dilation[1], sh * stride[0], sw * stride[1]))
+
+    def _pad(self, x, padding, value=0):
+        ph, pw = padding
+        if ph == 0 and pw == 0:
+            return x
+        return self.xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+    def im2col(self, x, kernel, stride, padding, dilation):
+        n, c, h, w = x.shape
+        kh, kw = kernel
+        oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+        ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+        win = self._windows(self._pad(x, padding), kh, kw, stride, dilation, oh, ow)
+        return win.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * oh * ow)
+
+    def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
+        """Adjoint of im2col: every column entry is added back where it was read."""
+        n, c, h, w = x_shape
+        kh, kw = kernel
+        (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+        oh = conv_output_size(h, kh, sh, ph, dh)
+        ow = conv_output_size(w, kw, sw, pw, dw)
+        cols = cols.reshape(c, kh, kw, n, oh, ow)
+        out = self.xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                out[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw] += \
+                    cols[:, i, j].transpose(1, 0, 2, 3)
+        return out[:, :, ph: ph + h, pw: pw + w]
+
+    # --------------------------------------------------------------- pooling
+    def max_pool2d(self, x, kernel, stride, padding):
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw) = kernel, stride
+        oh, ow = conv_output_size(h, kh, sh, padding[0]), conv_output_size(w, kw, sw, padding[1])
+        win = self._windows(self._pad(x, padding, -np.inf), kh, kw, stride, (1, 1), oh, ow)
+        win = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c, oh, ow, kh * kw)
+        k = win.argmax(axis=-1)
+        out = self.xp.take_along_axis(win, k[..., None], axis=-1)[..., 0]
+        xp = self.xp
+        rows = xp.arange(oh).reshape(oh, 1) * sh - padding[0] + k // kw
+        cols = xp.arange(ow).reshape(1, ow) * sw - padding[1] + k % kw
+        return out, (rows * w + cols).astype(np.int32)
+
+    def max_pool2d_backward(self, grad_out, argmax, x_shape):
+        n, c, h, w = x_shape
+        flat = argmax.reshape(n * c, -1) + (self.xp.arange(n * c) * (h * w))[:, None]
+        # windows may overlap, so several outputs can add into one input
+        dx = self.xp.bincount(flat.ravel(), weights=grad_out.ravel(), minlength=n * c * h * w)
+        return dx.astype(grad_out.dtype, copy=False).reshape(x_shape)
+
+    def avg_pool2d(self, x, kernel, stride, padding, count_include_pad=True):
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw) = kernel, stride
+        oh, ow = conv_output_size(h, kh, sh, padding[0]), conv_output_size(w, kw, sw, padding[1])
+        win = self._windows(self._pad(x, padding), kh, kw, stride, (1, 1), oh, ow)
+        total = win.sum(axis=(2, 3))
+        return total / self._pool_divisor(x_shape=x.shape, kernel=kernel, stride=stride, padding=padding,
+                                          count_include_pad=count_include_pad, dtype=x.dtype)
+
+    def _pool_divisor(self, x_shape, kernel, stride, padding, count_include_pad, dtype):
+        """Elements each averaging window divides by, shape (OH, OW) or a scalar."""
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        if count_include_pad or (ph == 0 and pw == 0):
+            return dtype.type(kh * kw)
+        ones = self.xp.ones((1, 1) + tuple(x_shape[2:]), dtype=dtype)
+        oh = conv_output_size(x_shape[2], kh, sh, ph)
+        ow = conv_output_size(x_shape[3], kw, sw, pw)
+        return self._windows(self._pad(ones, padding), kh, kw, stride, (1, 1), oh, ow).sum(axis=(2, 3))[0, 0]
+
+    def avg_pool2d_backward(self, grad_out, x_shape, kernel, stride, padding, count_include_pad=True):
+        n, c, h, w = x_shape
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        g = grad_out / self._pool_divisor(x_shape, kernel, stride, padding, count_include_pad, grad_out.dtype)
+        dx = self.xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad_out.dtype)
+        oh, ow = g.shape[2:]
+        for i in range(kh):
+            for j in range(kw):
+                dx[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw] += g
+        return dx[:, :, ph: ph + h, pw: pw + w]
+
+    # ----------------------------------------------------------- activations
+    def relu(self, x):
+        return self.xp.maximum(x, 0)
+
+    def relu_backward(self, grad, y):
+        return grad * (y > 0)
+
+    def leaky_relu(self, x, slope):
+        return self.xp.where(x > 0, x, x * x.dtype.type(slope))
+
+    def leaky_relu_backward(self, grad, x, slope):
+        return self.xp.where(x > 0, grad, grad * grad.dtype.type(slope))
+
+    def sigmoid(self, x):
+        xp = self.xp
+        # split by sign so exp never overflows
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+    def sigmoid_backward(self, grad, y):
+        return grad * y * (1 - y)
+
+    def tanh(self, x):
+        return self.xp.tanh(x)
+
+    def tanh_backward(self, grad, y):
+        return grad * (1 - y * y)
+
+    def gelu(self, x, approximate="none"):
+        xp, t = self.xp, x.dtype.type
+        if approximate == "tanh":
+            return t(0.5) * x * (1 + xp.tanh(t(math.sqrt(2 / math.pi)) * (x + t(0.044715) * x ** 3)))
+        return t(0.5) * x * (1 + self._erf(x * t(1 / math.sqrt(2))))
+
+    def gelu_backward(self, grad, x, approximate="none"):
+        xp, t = self.xp, x.dtype.type
+        if approximate == "tanh":
+            k = t(math.sqrt(2 / math.pi))
+            inner = k * (x + t(0.044715) * x ** 3)
+            th = xp.tanh(inner)
+            d = t(0.5) * (1 + th) + t(0.5) * x * (1 - th * th) * k * (1 + t(3 * 0.044715) * x * x)
+            return grad * d
+        cdf = t(0.5) * (1 + self._erf(x * t(1 / math.sqrt(2))))
+        pdf = xp.exp(t(-0.5) * x * x) * t(1 / math.sqrt(2 * math.pi))
+        return grad * (cdf + x * pdf)
+
+    # ------------------------------------------------- softmax cross-entropy
+    def log_softmax(self, x, axis):
+        xp = self.xp
+        m = x.max(axis=axis, keepdims=True)
+        shifted = x - m
+        return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+    def softmax_cross_entropy(self, logits, target, label_smoothing=0.0, ignore_index=-100):
+        """Per-sample loss of class-index targets for logits (N, C); also returns
+        the softmax probabilities that backward needs."""
+        xp = self.xp
+        n, c = logits.shape
+        logp = self.log_softmax(logits, 1)
+        valid = target != ignore_index
+        safe_t = xp.where(valid, target, 0)
+        nll = -xp.take_along_axis(logp, safe_t[:, None], axis=1)[:, 0]
+        if label_smoothing:
+            eps = logits.dtype.type(label_smoothing)
+            nll = (1 - eps) * nll - eps / c * logp.sum(axis=1)
+        return xp.where(valid, nll, 0).astype(logits.dtype, copy=False), xp.exp(logp)
+
+    def softmax_cross_entropy_backward(self, grad_loss, probs, target, label_smoothing=0.0, ignore_index=-100):
+        """d(loss_i)/d(logits_i) = p - smoothed one-hot(target), scaled by grad_loss[i]."""
+        xp = self.xp
+        n, c = probs.shape
+        valid = target != ignore_index
+        safe_t = xp.where(valid, target, 0)
+        eps = probs.dtype.type(label_smoothing)
+        g = probs - eps / c
+        g[xp.arange(n), safe_t] -= 1 - eps
+        return g * (grad_loss * valid)[:, None]
+
+    # ------------------------------------------------------------ batch norm
+    def batch_norm_train(self, x, weight, bias, eps):
+        """x is (N, C, L); returns y, the batch mean and 1/sqrt(var + eps) per channel."""
+        mean = x.mean(axis=(0, 2))
+        var = x.var(axis=(0, 2))
+        invstd = 1 / self.xp.sqrt(var + x.dtype.type(eps))
+        y = (x - mean[:, None]) * (invstd * weight)[:, None] + bias[:, None]
+        return y.astype(x.dtype, copy=False), mean, invstd
+
+    def batch_norm_backward(self, grad, x, weight, mean, invstd):
+        m = grad.shape[0] * grad.shape[2]
+        xhat = (x - mean[:, None]) * invstd[:, None]
+        dbias = grad.sum(axis=(0, 2))
+        dweight = (grad * xhat).sum(axis=(0, 2))
+        dx = (weight * invstd)[:, None] / m * (m * grad - dbias[:, None] - xhat * dweight[:, None])
+        return dx.astype(x.dtype, copy=False), dweight, dbias
+
+    # ------------------------------------------------------ optimizer updates
+    def sgd_update(self, params, grads, bufs, lr, momentum, dampening, nesterov, weight_decay, first_step):
+        """One SGD step for every parameter, in place (PyTorch's formulation)."""
+        for p, g, buf in zip(params, grads, bufs):
+            t = p.dtype.type
+            if weight_decay:
+                g = g + t(weight_decay) * p
+            if momentum:
+                if first_step:
+                    buf[...] = g
+                else:
+                    buf *= t(momentum)
+                    buf += t(1 - dampening) * g
+                g = g + t(momentum) * buf if nesterov else buf
+            p -= t(lr) * g
+
+    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps,
+                    weight_decay, decoupled):
+        """One Adam (decoupled=False) or AdamW (decoupled=True) step, in place."""
+        bc1 = 1 - beta1 ** step
+        bc2 = 1 - beta2 ** step
+        for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
+            t = p.dtype.type
+            if weight_decay and decoupled:
+                p *= t(1 - lr * weight_decay)
+            elif weight_decay:
+                g = g + t(weight_decay) * p
+            m *= t(beta1)
+            m += t(1 - beta1) * g
+            v *= t(beta2)
+            v += t(1 - beta2) * g * g
+            denom = self.xp.sqrt(v) / t(math.sqrt(bc2)) + t(eps)
+            p -= t(lr / bc1) * m / denom

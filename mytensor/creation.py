@@ -1,0 +1,186 @@
+"""Making tensors: from data, filled, ranges, random, and zero-copy exchange."""
+import numpy as np
+
+from . import dtypes
+from .backend import backend_of_array, get_backend
+from .tensor import Tensor
+
+
+def _array_from_data(data, dtype, backend):
+    """A backend array from Python data, a NumPy/CuPy array or a tensor,
+    with PyTorch's dtype inference (Python floats become the default float)."""
+    if isinstance(data, Tensor):
+        arr = data._data if data._backend is backend else backend.asarray(data._backend.to_numpy(data._data))
+        return arr.astype(dtypes.get_dtype(dtype).np) if dtype is not None else arr.copy()
+    if dtype is None:
+        dtype = _infer_dtype(data)
+    dtype = dtypes.get_dtype(dtype)
+    if not isinstance(data, np.ndarray) and hasattr(data, "__cuda_array_interface__") and backend.name == "cpu":
+        data = backend_of_array(data).to_numpy(data)
+    try:
+        return backend.asarray(data, dtype.np).copy()
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"can't make a tensor from {type(data).__name__}: {e}") from None
+
+
+def _infer_dtype(data):
+    if hasattr(data, "dtype"):
+        return dtypes.get_dtype(data.dtype)
+    arr = np.asarray(data)
+    if arr.dtype == object:
+        raise TypeError("can't make a tensor from ragged or non-numeric data")
+    if arr.dtype.kind == "f":
+        return dtypes.get_default_dtype()
+    if arr.dtype.kind in "iu":
+        return dtypes.int64
+    return dtypes.get_dtype(arr.dtype)
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def _shape(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    return tuple(int(s) for s in size)
+
+
+def _filled(fill, size, dtype, device, requires_grad):
+    dtype = dtypes.get_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+    backend = get_backend(device)
+    t = Tensor._wrap(backend.xp.full(_shape(size), fill, dtype=dtype.np), backend)
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(0, size, dtype, device, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(1, size, dtype, device, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(0, size, dtype, device, requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    if dtype is None:
+        dtype = dtypes.scalar_dtype(fill_value)
+    return _filled(fill_value, tuple(size) if isinstance(size, (tuple, list)) else (size,), dtype, device,
+                   requires_grad)
+
+
+def zeros_like(t, dtype=None, device=None, requires_grad=False):
+    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def ones_like(t, dtype=None, device=None, requires_grad=False):
+    return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def empty_like(t, dtype=None, device=None, requires_grad=False):
+    return zeros_like(t, dtype, device, requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        dtype = dtypes.result_type(start, end, step)
+    backend = get_backend(device)
+    t = Tensor._wrap(backend.xp.arange(start, end, step, dtype=dtypes.get_dtype(dtype).np), backend)
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    dtype = dtypes.get_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+    backend = get_backend(device)
+    t = Tensor._wrap(backend.xp.linspace(start, end, steps, dtype=dtype.np), backend)
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    dtype = dtypes.get_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+    backend = get_backend(device)
+    t = Tensor._wrap(backend.xp.eye(n, m, dtype=dtype.np), backend)
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+# ------------------------------------------------------------------ random
+def manual_seed(seed):
+    """Seed every backend's generator (CPU, and CUDA once it has been used)."""
+    from .backend import _backends
+    get_backend("cpu")
+    for backend in _backends.values():
+        backend.seed(seed)
+
+
+def _random(method, size, dtype, device, requires_grad):
+    dtype = dtypes.get_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+    if not dtype.is_floating_point:
+        raise TypeError(f"{method} needs a floating point dtype, got {dtype}")
+    backend = get_backend(device)
+    t = Tensor._wrap(getattr(backend, method)(_shape(size), dtype.np), backend)
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+def rand(*size, dtype=None, device=None, requires_grad=False):
+    return _random("rand", size, dtype, device, requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False):
+    return _random("randn", size, dtype, device, requires_grad)
+
+
+def rand_like(t, dtype=None, device=None):
+    return rand(t.shape, dtype=dtype or t.dtype, device=device or t.device)
+
+
+def randn_like(t, dtype=None, device=None):
+    return randn(t.shape, dtype=dtype or t.dtype, device=device or t.device)
+
+
+def randint(low, high=None, size=None, dtype=None, device=None):
+    if high is None:
+        low, high = 0, low
+    if size is None:
+        raise TypeError("randint() needs a size")
+    backend = get_backend(device)
+    arr = backend.randint(low, high, _shape((size,)) if isinstance(size, int) else tuple(size))
+    return Tensor._wrap(arr.astype(dtypes.get_dtype(dtype or dtypes.int64).np, copy=False), backend)
+
+
+def randperm(n, device=None):
+    backend = get_backend(device)
+    return Tensor._wrap(backend.permutation(n).astype(np.int64, copy=False), backend)
+
+
+# ------------------------------------------------------------- exchange
+def from_numpy(arr):
+    """A tensor sharing memory with a NumPy array."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(arr).__name__}")
+    dtypes.get_dtype(arr.dtype)  # clear error for unsupported dtypes
+    return Tensor._wrap(arr, get_backend("cpu"))
+
+
+def from_dlpack(obj):
+    """Zero-copy import of any DLPack producer (NumPy, CuPy, PyTorch...)."""
+    if not hasattr(obj, "__dlpack__"):
+        raise TypeError(f"from_dlpack expects an object with __dlpack__, got {type(obj).__name__}")
+    kind, _ = obj.__dlpack_device__()
+    if kind == 1:  # kDLCPU
+        arr = np.from_dlpack(obj)
+    elif kind == 2:  # kDLCUDA
+        import cupy
+        arr = cupy.from_dlpack(obj)
+    else:
+        raise RuntimeError(f"from_dlpack: unsupported DLPack device type {kind}")
+    dtypes.get_dtype(arr.dtype)
+    return Tensor._wrap(arr, backend_of_array(arr))

@@ -1,0 +1,435 @@
+"""Elementwise math: arithmetic with broadcasting, unary functions, comparisons."""
+from .. import dtypes
+from ..autograd.function import Function
+from ..backend import get_backend
+from ..tensor import Tensor
+from ._util import as_operands, broadcast_shapes, unbroadcast
+
+__all__ = ["to_copy", "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos",
+           "tanh", "sigmoid", "relu", "maximum", "minimum", "clamp", "where", "sign", "square", "reciprocal",
+           "eq", "ne", "lt", "le", "gt", "ge", "logical_not", "logical_and", "logical_or", "isnan", "isfinite"]
+
+
+class ToCopy(Function):
+    """A change of dtype and/or device; the gradient goes back the same way."""
+
+    @staticmethod
+    def forward(ctx, x, dtype, backend, copy):
+        ctx.src = (ctx.backend, x.dtype)
+        if backend is not ctx.backend:
+            x, copy = _move(x, ctx.backend, backend), False
+            ctx.out_backend = backend
+        return x.astype(dtype, copy=copy)
+
+    @staticmethod
+    def backward(ctx, grad):
+        backend, dtype = ctx.src
+        return _move(grad, ctx.out_backend, backend).astype(dtype, copy=False), None, None, None
+
+
+def _move(arr, src, dst):
+    return dst.asarray(src.to_numpy(arr)) if dst.name == "cpu" else dst.asarray(arr)
+
+
+def to_copy(x, dtype=None, device=None, copy=False):
+    dtype = dtypes.get_dtype(dtype) if dtype is not None else x.dtype
+    backend = get_backend(device) if device is not None else x._backend
+    if dtype is x.dtype and backend is x._backend and not copy:
+        return x
+    if not dtype.is_floating_point:
+        x = x.detach()
+    return ToCopy.apply(x, dtype.np, backend, copy)
+
+
+# ------------------------------------------------------------- arithmetic
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
+        return ctx.xp.add(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        return unbroadcast(grad, sa), unbroadcast(grad, sb)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
+        return ctx.xp.subtract(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        return unbroadcast(grad, sa), unbroadcast(-grad, sb)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return ctx.xp.multiply(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved
+        ga = unbroadcast(grad * b, a.shape) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(grad * a, b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return ctx.xp.true_divide(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved
+        ga = unbroadcast(grad / b, a.shape) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(-grad * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        out = ctx.xp.power(a, b)
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, out = ctx.saved
+        xp = ctx.xp
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            # b * a**(b-1), written so that a == 0 with b >= 1 stays finite
+            ga = unbroadcast(grad * b * xp.power(a, b - 1), xp.shape(a))
+        if ctx.needs_input_grad[1]:
+            safe_log = xp.log(xp.where(a > 0, a, 1))
+            gb = unbroadcast(grad * out * safe_log, xp.shape(b))
+        return ga, gb
+
+
+def _binary(fn):
+    """Promote dtypes, then apply the Function: the user-facing binary op."""
+    def op(a, b):
+        (a, b), _ = as_operands(a, b)
+        _check_broadcast(a, b)
+        return fn.apply(a, b)
+    op.__name__ = fn.__name__.lower()
+    return op
+
+
+add, sub, mul, pow = _binary(Add), _binary(Sub), _binary(Mul), _binary(Pow)
+
+
+def _check_broadcast(*operands):
+    shapes = [t.shape for t in operands if isinstance(t, Tensor)]
+    if not shapes:
+        raise TypeError("at least one operand must be a tensor")
+    broadcast_shapes(*shapes)
+
+
+def div(a, b, rounding_mode=None):
+    """True division (integers become the default float), or floor division."""
+    if rounding_mode == "floor":
+        (a, b), _ = as_operands(a, b)
+        return _no_grad_result(a, b, lambda xp, x, y: xp.floor_divide(x, y))
+    (a, b), dtype = as_operands(a, b)
+    _check_broadcast(a, b)
+    if not dtype.is_floating_point:
+        f = dtypes.get_default_dtype()
+        a = a.to(f) if isinstance(a, Tensor) else a
+        b = b.to(f) if isinstance(b, Tensor) else b
+    return Div.apply(a, b)
+
+
+def _no_grad_result(a, b, fn):
+    t = a if isinstance(a, Tensor) else b
+    raw = [x._data if isinstance(x, Tensor) else x for x in (a, b)]
+    return Tensor._wrap(fn(t._backend.xp, *raw), t._backend)
+
+
+# ---------------------------------------------------------------- unary
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.abs(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return grad * ctx.xp.sign(x)
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * out
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return grad / x
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.xp.sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad / (2 * out)
+
+
+class Sin(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.sin(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return grad * ctx.xp.cos(x)
+
+
+class Cos(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.cos(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return -grad * ctx.xp.sin(x)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.backend.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.backend.tanh_backward(grad, ctx.saved[0])
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.backend.sigmoid(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.backend.sigmoid_backward(grad, ctx.saved[0])
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.backend.relu(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.backend.relu_backward(grad, ctx.saved[0])
+
+
+def _float_unary(fn):
+    """Unary math: integer inputs are computed in the default float dtype."""
+    def op(x):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{fn.__name__.lower()}() expects a tensor, got {type(x).__name__}")
+        if not x.dtype.is_floating_point:
+            x = x.to(dtypes.get_default_dtype())
+        return fn.apply(x)
+    op.__name__ = fn.__name__.lower()
+    return op
+
+
+exp, log, sqrt, sin, cos = (_float_unary(f) for f in (Exp, Log, Sqrt, Sin, Cos))
+tanh, sigmoid = _float_unary(Tanh), _float_unary(Sigmoid)
+
+
+def neg(x):
+    return Neg.apply(x)
+
+
+def abs(x):
+    return Abs.apply(x)
+
+
+def relu(x):
+    return Relu.apply(x)
+
+
+def rsqrt(x):
+    return 1 / sqrt(x)
+
+
+def square(x):
+    return mul(x, x)
+
+
+def reciprocal(x):
+    return div(1, x)
+
+
+def sign(x):
+    return Tensor._wrap(x._backend.xp.sign(x._data), x._backend)
+
+
+# ------------------------------------------------------ selection by value
+class Where(Function):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond)
+        ctx.shapes = (ctx.xp.shape(a), ctx.xp.shape(b))
+        return ctx.xp.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (cond,) = ctx.saved
+        zero = grad.dtype.type(0)
+        sa, sb = ctx.shapes
+        return None, unbroadcast(ctx.xp.where(cond, grad, zero), sa), unbroadcast(ctx.xp.where(cond, zero, grad), sb)
+
+
+def where(condition, input, other):
+    if not isinstance(condition, Tensor) or condition.dtype is not dtypes.bool_:
+        raise TypeError("where() expects a bool tensor as condition")
+    (a, b), _ = as_operands(input, other)
+    _check_broadcast(condition, a, b)
+    return Where.apply(condition, a, b)
+
+
+def maximum(a, b):
+    """Elementwise max; on ties the gradient is split evenly, as in PyTorch."""
+    (a, b), _ = as_operands(a, b)
+    _check_broadcast(a, b)
+    return _Extremum.apply(a, b, True)
+
+
+def minimum(a, b):
+    (a, b), _ = as_operands(a, b)
+    _check_broadcast(a, b)
+    return _Extremum.apply(a, b, False)
+
+
+class _Extremum(Function):
+    @staticmethod
+    def forward(ctx, a, b, is_max):
+        ctx.is_max = is_max
+        ctx.save_for_backward(a, b)
+        return ctx.xp.maximum(a, b) if is_max else ctx.xp.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved
+        xp = ctx.xp
+        out = xp.maximum(a, b) if ctx.is_max else xp.minimum(a, b)
+        wa = (a == out).astype(grad.dtype)
+        wb = (b == out).astype(grad.dtype)
+        total = wa + wb
+        return unbroadcast(grad * wa / total, a.shape), unbroadcast(grad * wb / total, b.shape), None
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        ctx.save_for_backward(x)
+        ctx.bounds = (lo, hi)
+        return ctx.xp.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        lo, hi = ctx.bounds
+        mask = ctx.xp.ones(x.shape, dtype=bool)
+        if lo is not None:
+            mask &= x >= lo
+        if hi is not None:
+            mask &= x <= hi
+        return grad * mask, None, None
+
+
+def clamp(x, min=None, max=None):
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = x
+        if min is not None:
+            out = maximum(out, min)
+        if max is not None:
+            out = minimum(out, max)
+        return out
+    return Clamp.apply(x, min, max)
+
+
+# ------------------------------------------------ comparisons (no gradient)
+def _compare(name):
+    def op(a, b):
+        (a, b), _ = as_operands(a, b)
+        t = a if isinstance(a, Tensor) else b
+        raw = [x._data if isinstance(x, Tensor) else x for x in (a, b)]
+        return Tensor._wrap(getattr(t._backend.xp, name)(*raw), t._backend)
+    op.__name__ = name
+    return op
+
+
+eq, ne, lt, le, gt, ge = (_compare(n) for n in ("equal", "not_equal", "less", "less_equal", "greater",
+                                                 "greater_equal"))
+logical_and, logical_or = _compare("logical_and"), _compare("logical_or")
+
+
+def logical_not(x):
+    return Tensor._wrap(x._backend.xp.logical_not(x._data), x._backend)
+
+
+def isnan(x):
+    return Tensor._wrap(x._backend.xp.isnan(x._data), x._backend)
+
+
+def isfinite(x):
+    return Tensor._wrap(x._backend.xp.isfinite(x._data), x._backend)

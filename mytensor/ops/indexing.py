@@ -1,0 +1,135 @@
+"""Indexing: `x[...]` reads (views for basic indices), writes, gather and one-hot.
+
+Backward of a read scatters the gradient back into a zero tensor of the input's
+shape, *adding* where an integer index picks the same element twice.
+"""
+from .. import dtypes
+from ..autograd.function import Function
+from ..tensor import Tensor
+from ._util import norm_dim
+
+__all__ = ["getitem", "index_put", "gather", "index_select", "one_hot", "masked_fill"]
+
+
+def _raw_index(index, backend):
+    """Turn tensors inside an index into backend arrays, checking their type."""
+    if isinstance(index, tuple):
+        return tuple(_raw_index(i, backend) for i in index)
+    if isinstance(index, Tensor):
+        if index._backend is not backend:
+            raise RuntimeError(f"indices are on {index.device} but the indexed tensor is on {backend.device}")
+        if index.dtype.category == 2:
+            raise IndexError(f"tensors used as indices must be long or bool, got {index.dtype}")
+        return index._data
+    if isinstance(index, list):
+        return backend.asarray(index)
+    return index
+
+
+def _is_basic(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
+
+
+class GetItem(Function):
+    is_view = True  # for basic indices; advanced ones copy and shares_memory says so
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.args = (x.shape, x.dtype, index)
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, dtype, index = ctx.args
+        xp = ctx.xp
+        g = xp.zeros(shape, dtype=grad.dtype)
+        if _is_basic(index):
+            g[index] = grad
+        else:
+            xp.add.at(g, index, grad)
+        return g, None
+
+
+def getitem(x, index):
+    raw = _raw_index(index, x._backend)
+    try:
+        return GetItem.apply(x, raw)
+    except IndexError as e:
+        raise IndexError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {e}") from None
+
+
+class IndexPut(Function):
+    """out = x with out[index] = value; the out-of-place form of `x[index] = value`."""
+
+    @staticmethod
+    def forward(ctx, x, value, index):
+        out = x.copy()
+        out[index] = value
+        ctx.args = (index, ctx.xp.shape(value))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        from ._util import unbroadcast
+        index, vshape = ctx.args
+        gx = grad.copy()
+        gx[index] = 0
+        gv = unbroadcast(grad[index], vshape) if ctx.needs_input_grad[1] else None
+        return gx, gv, None
+
+
+def index_put(x, index, value):
+    raw = _raw_index(index, x._backend)
+    if isinstance(value, Tensor):
+        value = value.to(x.dtype)
+    return IndexPut.apply(x, value, raw)
+
+
+class Gather(Function):
+    @staticmethod
+    def forward(ctx, x, dim, index):
+        ctx.args = (x.shape, dim, index)
+        return ctx.xp.take_along_axis(x, index, axis=dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, dim, index = ctx.args
+        xp = ctx.xp
+        g = xp.zeros(shape, dtype=grad.dtype)
+        # add, not assign: an index may repeat along dim
+        full = [xp.arange(s).reshape([-1 if i == d else 1 for i in range(len(index.shape))])
+                for d, s in enumerate(index.shape)]
+        full[dim] = index
+        xp.add.at(g, tuple(full), grad)
+        return g, None, None
+
+
+def gather(x, dim, index):
+    if not isinstance(index, Tensor) or index.dtype is not dtypes.int64:
+        raise TypeError("gather(): index must be an int64 tensor")
+    d = norm_dim(dim, x.ndim)
+    if index.ndim != x.ndim:
+        raise ValueError(f"gather(): index has {index.ndim} dimensions but input has {x.ndim}")
+    return Gather.apply(x, d, index._data)
+
+
+def index_select(x, dim, index):
+    d = norm_dim(dim, x.ndim)
+    return getitem(x, (slice(None),) * d + (index,))
+
+
+def masked_fill(x, mask, value):
+    from .elementwise import where
+    return where(mask, value, x) if isinstance(value, Tensor) else where(mask, Tensor(value, dtype=x.dtype,
+                                                                                        device=x.device), x)
+
+
+def one_hot(tensor, num_classes=-1):
+    if tensor.dtype is not dtypes.int64:
+        raise TypeError(f"one_hot is only applicable to int64 index tensors, got {tensor.dtype}")
+    xp = tensor._backend.xp
+    if num_classes < 0:
+        num_classes = int(tensor._data.max()) + 1 if tensor.numel() else 0
+    out = (tensor._data[..., None] == xp.arange(num_classes)).astype("int64")
+    return Tensor._wrap(out, tensor._backend)

@@ -1,0 +1,313 @@
+"""The `Tensor`: an array on a device, plus what autograd needs to know about it.
+
+A tensor owns one backend array (`_data`, NumPy or CuPy). If it came out of a
+recorded op it points at that op's graph node (`grad_fn`); leaves that
+require grad collect `.grad`. Views share a version counter with their base, so
+an in-place write through either is seen by the graph check in backward.
+"""
+import numpy as np
+
+from . import dtypes
+from .autograd.function import AccumulateGrad
+from .autograd.grad_mode import is_grad_enabled
+from .backend import backend_of_array, get_backend
+
+
+def common_backend(tensors, op_name="operation"):
+    """The one backend all tensor arguments of an op live on."""
+    if not tensors:
+        return get_backend("cpu")
+    backend = tensors[0]._backend
+    for t in tensors[1:]:
+        if t._backend is not backend:
+            devices = ", ".join(str(x.device) for x in tensors)
+            raise RuntimeError(f"{op_name}: expected all tensors on the same device, got tensors on {devices}; "
+                               f"move them with .to(device) first")
+    return backend
+
+
+class Tensor:
+    __array_priority__ = 1000  # so `ndarray * tensor` calls Tensor.__rmul__
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        from .creation import _array_from_data
+        backend = get_backend(device) if device is not None else (
+            data._backend if isinstance(data, Tensor) else get_backend("cpu"))
+        self._init(_array_from_data(data, dtype, backend), backend)
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def _init(self, arr, backend):
+        self._data = arr
+        self._backend = backend
+        self.requires_grad = False
+        self.grad = None
+        self._grad_fn = None
+        self._output_index = 0
+        self._accumulator = None
+        self._version = [0]
+        self._base = None
+
+    @classmethod
+    def _wrap(cls, arr, backend):
+        """Wrap a backend array without copying it."""
+        t = cls.__new__(cls)
+        t._init(arr, backend)
+        return t
+
+    # ------------------------------------------------------------ attributes
+    @property
+    def shape(self):
+        return tuple(self._data.shape)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    def dim(self):
+        return self._data.ndim
+
+    def numel(self):
+        return int(self._data.size)
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    @property
+    def dtype(self):
+        return dtypes.from_numpy_dtype(self._data.dtype)
+
+    def element_size(self):
+        return self._data.dtype.itemsize
+
+    @property
+    def device(self):
+        return self._backend.device
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    @property
+    def is_leaf(self):
+        return self._grad_fn is None
+
+    @property
+    def grad_fn(self):
+        return self._grad_fn
+
+    def is_floating_point(self):
+        return self.dtype.is_floating_point
+
+    def is_contiguous(self):
+        return bool(self._data.flags.c_contiguous)
+
+    def stride(self, dim=None):
+        s = tuple(b // self._data.itemsize for b in self._data.strides)
+        return s if dim is None else s[dim]
+
+    @property
+    def data(self):
+        return self.detach()
+
+    @data.setter
+    def data(self, value):
+        self._data = value._data if isinstance(value, Tensor) else value
+
+    # ---------------------------------------------------------- conversions
+    def numpy(self):
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError("can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()")
+        return self._backend.to_numpy(self._data)
+
+    def item(self):
+        if self.numel() != 1:
+            raise ValueError(f"only a one-element tensor can be converted to a Python scalar, got shape {self.shape}")
+        return self._backend.to_numpy(self._data).reshape(()).item()
+
+    def tolist(self):
+        return self._backend.to_numpy(self._data).tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.numel()} elements is ambiguous")
+        return bool(self.item())
+
+    def __index__(self):
+        if self.dtype.category != 1 or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be used as an index")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self._backend.to_numpy(self._data)
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __dlpack__(self, *args, **kwargs):
+        return self._data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._data.__dlpack_device__()
+
+    def to(self, *args, dtype=None, device=None, copy=False):
+        """`.to(device)`, `.to(dtype)`, `.to(device, dtype)` or `.to(other_tensor)`."""
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, dtypes.DType) or a in (float, int, bool) or (
+                    isinstance(a, str) and a in dtypes._BY_NAME):
+                dtype = a
+            else:
+                device = a
+        from .ops.elementwise import to_copy
+        return to_copy(self, dtype=dtype, device=device, copy=copy)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to("cuda" if device is None else f"cuda:{device}")
+
+    def type(self, dtype):
+        return self.to(dtype)
+
+    def float(self):
+        return self.to(dtypes.float32)
+
+    def double(self):
+        return self.to(dtypes.float64)
+
+    def half(self):
+        return self.to(dtypes.float16)
+
+    def long(self):
+        return self.to(dtypes.int64)
+
+    def int(self):
+        return self.to(dtypes.int32)
+
+    def bool(self):
+        return self.to(dtypes.bool_)
+
+    # ------------------------------------------------------------- autograd
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and not self.dtype.is_floating_point:
+            raise RuntimeError(f"only floating point tensors can require gradients, got {self.dtype}")
+        if not requires_grad and not self.is_leaf:
+            raise RuntimeError("requires_grad can only be turned off on leaf tensors; use detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def detach(self):
+        """The same storage, cut from the graph."""
+        t = Tensor._wrap(self._data, self._backend)
+        t._version = self._version
+        return t
+
+    def detach_(self):
+        self._grad_fn, self.requires_grad = None, False
+        return self
+
+    def _edge(self):
+        """Where a gradient for this tensor goes: its producer, or its accumulator."""
+        if self._grad_fn is not None:
+            return self._grad_fn, self._output_index
+        if self._accumulator is None:
+            self._accumulator = AccumulateGrad(self)
+        return self._accumulator, 0
+
+    def backward(self, gradient=None, retain_graph=False):
+        from .autograd.engine import run_backward
+        if not self.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn: "
+                               "nothing to differentiate (did you forget requires_grad=True, or run under no_grad?)")
+        if gradient is None:
+            if self.numel() != 1:
+                raise RuntimeError(f"grad can be implicitly created only for scalar outputs; this tensor has shape "
+                                   f"{self.shape}: pass backward(gradient) with a tensor of that shape")
+            g = self._backend.xp.ones(self._data.shape, dtype=self._data.dtype)
+        else:
+            g = gradient._data if isinstance(gradient, Tensor) else self._backend.asarray(gradient, self._data.dtype)
+            if tuple(g.shape) != self.shape:
+                raise RuntimeError(f"gradient has shape {tuple(g.shape)} but the tensor has shape {self.shape}")
+            if isinstance(gradient, Tensor):
+                common_backend([self, gradient], "backward")
+        run_backward([(self._edge(), g)], retain_graph=retain_graph)
+
+    def register_hook(self, hook):
+        """Call `hook(grad)` when this tensor's gradient is computed; a returned
+        tensor replaces the gradient."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        node, idx = self._edge()
+        hooks = node.hooks.setdefault(idx, [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    def retain_grad(self):
+        """Keep `.grad` on a non-leaf tensor too."""
+        if self.is_leaf:
+            return
+        import weakref
+        ref = weakref.ref(self)
+
+        def keep(grad):
+            t = ref()
+            if t is not None:
+                t.grad = grad.detach() if t.grad is None else Tensor._wrap(t.grad._data + grad._data, grad._backend)
+        self.register_hook(keep)
+
+    def zero_(self):
+        return self.fill_(0)
+
+    # ---------------------------------------------------------------- repr
+    def __repr__(self):
+        body = np.array2string(self._backend.to_numpy(self._data), separator=", ", prefix="tensor(",
+                               precision=4, threshold=200)
+        extras = []
+        if self.device.type != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self.dtype not in (dtypes.float32, dtypes.int64, dtypes.bool_) or self.numel() == 0:
+            extras.append(f"dtype={self.dtype}")
+        if self._grad_fn is not None:
+            extras.append(f"grad_fn=<{self._grad_fn.name}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __hash__(self):
+        return id(self)
+
+    def __reduce_ex__(self, protocol):
+        return (_rebuild, (self._backend.to_numpy(self._data), str(self.device), self.requires_grad))
+
+
+def _rebuild(arr, device, requires_grad):
+    return Tensor(arr, device=device, requires_grad=requires_grad)
+
+
+class _HookHandle:
+    def __init__(self, hooks, hook):
+        self.hooks, self.hook = hooks, hook
+
+    def remove(self):
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
+
+
+from . import tensor_methods  # noqa: E402,F401  (attaches the op methods and operators)
