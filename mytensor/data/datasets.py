@@ -1,0 +1,66 @@
+"""Datasets by name: what `mytensor train --dataset NAME` loads.
+
+    ds = load_dataset("cifar10", data_dir=None, train=True)
+    ds.classes, ds.num_classes, ds.image_shape   # ['airplane', ...], 10, (3, 32, 32)
+    mean, std = ds.normalization                 # for transforms.Normalize(mean, std)
+
+Names: mnist, fashion-mnist, cifar10, tiny-imagenet, folder:PATH.
+
+folder:PATH is an image-folder tree (see `ImageFolder`). If PATH has `train/` and
+`test/` (or `val/`) sub-folders, those are the splits; the test split takes the
+training split's classes, image size and normalisation. Otherwise PATH itself is
+the dataset and every 10th image of each class (the 10th, 20th, ... in sorted
+order) is held out as the test split.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from .cifar import CIFAR10
+from .dataset import Subset
+from .image_folder import ImageFolder
+from .mnist import MNIST, FashionMNIST
+from .tiny_imagenet import TinyImageNet
+
+DATASETS = {"mnist": MNIST, "fashion-mnist": FashionMNIST, "cifar10": CIFAR10, "tiny-imagenet": TinyImageNet}
+ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10",
+           "cifar": "cifar10", "tiny_imagenet": "tiny-imagenet", "tinyimagenet": "tiny-imagenet"}
+
+# (mean, std) per channel of each dataset's training images, for transforms.Normalize
+NORMALIZATION = {name: (cls.MEAN, cls.STD) for name, cls in DATASETS.items()}
+
+
+def load_dataset(name, data_dir=None, train=True, download=True):
+    """The named dataset's training (train=True) or test split. `data_dir` is
+    searched first, then $MYTENSOR_DATA, then ~/.cache/mytensor (see `sources`)."""
+    if name.startswith("folder:"):
+        return load_folder(name[len("folder:"):], train)
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or folder:PATH")
+    return DATASETS[key](data_dir, train=train, download=download)
+
+
+def held_out(targets, every=10):
+    """Boolean mask of the test images: every `every`-th image of each class."""
+    targets = np.asarray(targets)
+    mask = np.zeros(len(targets), dtype=bool)
+    for c in np.unique(targets):
+        mask[np.flatnonzero(targets == c)[every - 1::every]] = True
+    return mask
+
+
+def load_folder(path, train=True):
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"folder:{path}: no such folder")
+    test_dir = next((path / s for s in ("test", "val") if (path / s).is_dir()), None)
+    if (path / "train").is_dir() and test_dir is not None:
+        train_set = ImageFolder(path / "train")
+        if train:
+            return train_set
+        return ImageFolder(test_dir, size=train_set.image_shape[1:], classes=train_set.classes,
+                           normalization=train_set.normalization)
+    full = ImageFolder(path)
+    test = held_out(full.targets)
+    return Subset(full, np.flatnonzero(~test if train else test))

@@ -1,0 +1,214 @@
+"""Datasets of image files: a folder per class, decoded once and cached.
+
+    root/cat/001.jpg, root/cat/002.png, root/dog/xyz.jpeg, ...  ->  classes ['cat', 'dog']
+
+Decoding tens of thousands of JPEGs takes a while (Tiny ImageNet: about a minute), so
+the decoded uint8 array is saved as .npy files in the cache folder
+(`~/.cache/mytensor/decoded/`, or `$MYTENSOR_CACHE/decoded/`), under a name derived
+from the files' paths, sizes and modification times: a changed folder is decoded
+afresh, an unchanged one loads in seconds. The cache is memory-mapped, so a large
+dataset is read from disk as batches need it instead of all held in memory.
+
+Every image becomes the same shape: converted to `mode` ("RGB": grayscale, palette
+and RGBA images get three channels; "L": one channel) and resized (bilinear) to
+`size`, by default the size of the first image (in sorted order).
+"""
+import hashlib
+import io
+import json
+import os
+import shutil
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import sources
+from .dataset import ImageDataset, to_float
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+CACHE_VERSION = 1  # bump when the decoding changes, so old caches are not reused
+
+
+def _open(source, mode):
+    """A PIL image from a path or bytes, converted to `mode` (the file is closed after)."""
+    from PIL import Image, UnidentifiedImageError
+    is_path = isinstance(source, (str, Path))
+    try:
+        with Image.open(source if is_path else io.BytesIO(source)) as img:
+            if img.mode in ("P", "PA", "LA") and mode == "RGB":
+                img = img.convert("RGBA")  # palette/alpha via RGBA avoids PIL's transparency warning
+            return img.convert(mode)  # a decoded copy, even when the mode already matches
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{source if is_path else 'image bytes'}: cannot decode image ({e})") from None
+
+
+def decode(source, mode="RGB", size=None):
+    """One image as uint8 (C, H, W); `size` (H, W) resizes it."""
+    from PIL import Image
+    img = _open(source, mode)
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.BILINEAR)
+    a = np.asarray(img, dtype=np.uint8)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def read_image(path, image_shape):
+    """An image file as a model input: float32 (C, H, W) in [0, 1], converted and
+    resized to `image_shape` (C, H, W), as `mytensor predict` needs."""
+    c, h, w = image_shape
+    return to_float(decode(path, "L" if c == 1 else "RGB", (h, w)))
+
+
+def decode_all(items, mode="RGB", size=None, out=None, workers=None):
+    """Decode many images (paths or bytes) into one uint8 (N, C, H, W) array.
+    Threads decode in parallel: Pillow releases the GIL while it decodes."""
+    if size is None:
+        first = decode(items[0], mode)
+        size = first.shape[1:]
+    channels = 1 if mode == "L" else 3
+    if out is None:
+        out = np.empty((len(items), channels, *size), np.uint8)
+
+    def work(start, stop):
+        for i in range(start, stop):
+            out[i] = decode(items[i], mode, size)
+
+    chunk = 256
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        futures = [pool.submit(work, s, min(s + chunk, len(items))) for s in range(0, len(items), chunk)]
+        for f in futures:
+            f.result()  # re-raises a decoding error
+    return out
+
+
+def image_size(source, mode="RGB"):
+    """(H, W) of an image."""
+    w, h = _open(source, mode).size
+    return h, w
+
+
+def cached_decode(fingerprint, list_images, mode="RGB", size=None, cache=True):
+    """Decoded images, from the cache entry for `fingerprint` (a JSON-able
+    description of the input files) when there is one.
+
+    list_images() -> (sources, labels, classes) is called only on a cache miss;
+    sources are paths or bytes. Returns (images, targets, meta), meta holding
+    "classes" and the per-channel "mean" and "std" (from `channel_stats`).
+    """
+    if isinstance(size, int):
+        size = (size, size)
+    key = json.dumps([CACHE_VERSION, mode, size and list(size), fingerprint], sort_keys=True)
+    folder = sources.cache_dir() / "decoded" / hashlib.sha1(key.encode()).hexdigest()[:20]
+    if cache and (folder / "meta.json").exists():
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            return np.load(folder / "images.npy", mmap_mode="r"), np.load(folder / "targets.npy"), meta
+        except (OSError, ValueError):
+            pass  # a damaged cache entry: decode again
+
+    paths, labels, classes = list_images()
+    labels = np.asarray(labels, dtype=np.int64)
+    if not len(paths):
+        raise ValueError("no images to decode")
+    size = size or image_size(paths[0], mode)
+    shape = (len(paths), 1 if mode == "L" else 3, *size)
+    if not cache:
+        images = decode_all(paths, mode, size)
+        return images, labels, {"classes": classes, **channel_stats(images)}
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        # decode straight into the file on disk: a big dataset is never in memory twice
+        images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, shape)
+        decode_all(paths, mode, size, out=images)
+        images.flush()
+        np.save(tmp / "targets.npy", labels)
+        meta = {"classes": classes, **channel_stats(images)}
+        (tmp / "meta.json").write_text(json.dumps(meta))  # written last: marks the entry complete
+        del images
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except OSError as e:  # e.g. a read-only home: work without the cache
+        shutil.rmtree(tmp, ignore_errors=True)
+        warnings.warn(f"cannot write the decoded-image cache in {folder.parent} ({e}); "
+                      f"set MYTENSOR_CACHE to a writable folder to make the next run faster")
+        return cached_decode(fingerprint, lambda: (paths, labels, classes), mode, size, cache=False)
+    return np.load(folder / "images.npy", mmap_mode="r"), labels, meta
+
+
+def channel_stats(images, chunk=512):
+    """Per-channel mean and std of uint8 images, in [0, 1] units, computed in
+    chunks so a large (memory-mapped) dataset needs no float copy of itself."""
+    c = images.shape[1]
+    total, total_sq, count = np.zeros(c), np.zeros(c), 0
+    for s in range(0, len(images), chunk):
+        x = np.asarray(images[s:s + chunk], dtype=np.float64) / 255
+        total += x.sum(axis=(0, 2, 3))
+        total_sq += (x * x).sum(axis=(0, 2, 3))
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean * mean, 0))
+    return {"mean": mean.round(4).tolist(), "std": np.maximum(std, 1e-3).round(4).tolist()}
+
+
+def _fingerprint(paths):
+    """What identifies a set of files: their paths, sizes and modification times."""
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append([str(p), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def find_images(root, classes=None):
+    """(classes, [(path, label)]) of a root/<class>/.../<image> tree, sorted.
+    `classes` fixes the class list (and so the labels), e.g. to the training
+    folder's, so a test folder missing a class still gets matching labels."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    folders = sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith("."))
+    if classes is not None:
+        unknown = [f for f in folders if f not in classes]
+        if unknown:
+            raise ValueError(f"{root}: class folder(s) {unknown} are not among the classes {list(classes)}")
+    samples = []
+    for name in folders:
+        for dirpath, dirnames, filenames in os.walk(root / name):
+            dirnames.sort()
+            samples += [(os.path.join(dirpath, f), name) for f in sorted(filenames)
+                        if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not samples:
+        raise FileNotFoundError(f"no images found in {root}; expected {root}/<class name>/<image file> "
+                                f"with extensions {', '.join(IMAGE_EXTENSIONS)}")
+    if classes is None:  # class folders without images are left out, so labels stay 0..K-1
+        classes = sorted({name for _, name in samples})
+    index = {name: i for i, name in enumerate(classes)}
+    return list(classes), [(p, index[name]) for p, name in samples]
+
+
+class ImageFolder(ImageDataset):
+    """Images in root/<class>/<file>, labelled by folder (classes in sorted order).
+
+    size: (H, W) every image is resized to; default: the first image's size.
+    mode: "RGB" (default) or "L" for one grayscale channel.
+    normalization: (mean, std) for `transforms.Normalize`; default: measured on
+        these images.
+    classes: the class names, in label order; default: the sorted folder names.
+    For a test folder pass the training folder's size, classes and normalization.
+    cache: keep the decoded array in the cache folder (see the module docstring).
+    """
+
+    def __init__(self, root, size=None, mode="RGB", normalization=None, classes=None, cache=True):
+        self.root = Path(root)
+        classes, self.samples = find_images(self.root, classes)
+        paths, labels = [p for p, _ in self.samples], [label for _, label in self.samples]
+        # the labels depend on `classes` too, so they are part of the cache key
+        images, targets, meta = cached_decode([_fingerprint(paths), classes], lambda: (paths, labels, classes),
+                                              mode, size, cache)
+        if normalization is None:
+            normalization = (tuple(meta["mean"]), tuple(meta["std"]))
+        super().__init__(images, targets, classes, normalization)

@@ -1,0 +1,214 @@
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from data_helpers import write_image
+from PIL import Image
+
+from mytensor.data import ImageFolder, TinyImageNet, load_dataset, read_image
+from mytensor.data import image_folder as image_folder_module
+
+
+def rgb(rng, h=8, w=8):
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def chw(a):
+    return a.transpose(2, 0, 1) if a.ndim == 3 else np.repeat(a[None], 3, axis=0)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """root/{cat,dog}/ with an RGB, a grayscale and an RGBA image (all 8x8, lossless)."""
+    rng = np.random.default_rng(0)
+    images = {
+        "cat/a.png": rgb(rng),
+        "cat/b_gray.png": rng.integers(0, 256, (8, 8), dtype=np.uint8),
+        "dog/sub/c.png": rgb(rng),
+        "dog/d.bmp": rgb(rng),
+    }
+    for name, a in images.items():
+        write_image(tmp_path / "root" / name, a)
+    rgba = np.concatenate([rgb(rng), np.full((8, 8, 1), 128, np.uint8)], axis=2)
+    write_image(tmp_path / "root" / "dog" / "e_rgba.png", rgba)
+    images["dog/e_rgba.png"] = rgba[..., :3]
+    (tmp_path / "root" / "dog" / "notes.txt").write_text("not an image")
+    return tmp_path / "root", images
+
+
+def test_image_folder_contents(tree):
+    root, images = tree
+    ds = ImageFolder(root)
+    assert ds.classes == ["cat", "dog"]
+    order = ["cat/a.png", "cat/b_gray.png", "dog/d.bmp", "dog/e_rgba.png", "dog/sub/c.png"]
+    assert [os.path.relpath(p, root) for p, _ in ds.samples] == order
+    assert ds.targets.tolist() == [0, 0, 1, 1, 1]
+    np.testing.assert_array_equal(ds.images, np.stack([chw(images[k]) for k in order]))  # gray -> 3 equal channels
+    mean, std = ds.normalization
+    np.testing.assert_allclose(mean, (ds.images / 255).mean(axis=(0, 2, 3)), atol=1e-4)
+    np.testing.assert_allclose(std, (ds.images / 255).std(axis=(0, 2, 3)), atol=1e-4)
+    gray = ImageFolder(root, mode="L")
+    assert gray.image_shape == (1, 8, 8)
+    np.testing.assert_array_equal(gray.images[1, 0], images["cat/b_gray.png"])
+
+
+def test_other_sizes_are_resized_to_the_first(tree):
+    root, _ = tree
+    big = np.random.default_rng(1).integers(0, 256, (20, 12, 3), dtype=np.uint8)
+    write_image(root / "dog" / "z_big.png", big)
+    ds = ImageFolder(root)
+    assert ds.images.shape == (6, 3, 8, 8)
+    want = np.asarray(Image.fromarray(big).resize((8, 8), Image.BILINEAR)).transpose(2, 0, 1)
+    i = [os.path.basename(p) for p, _ in ds.samples].index("z_big.png")
+    np.testing.assert_array_equal(ds.images[i], want)
+    assert ImageFolder(root, size=(4, 6)).image_shape == (3, 4, 6)
+
+
+def test_decoded_once_then_cached(tree, monkeypatch):
+    root, _ = tree
+    first = ImageFolder(root)
+    assert isinstance(first.images, np.memmap)  # loaded back from the cache file
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(image_folder_module, "decode_all", fail)
+    np.testing.assert_array_equal(ImageFolder(root).images, first.images)
+    # a changed file changes the key: decoded afresh
+    path = root / "cat" / "a.png"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="decoded again"):
+        ImageFolder(root)
+
+
+def test_unreadable_cache_folder_falls_back(tree, monkeypatch, tmp_path):
+    root, _ = tree
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("MYTENSOR_CACHE", str(tmp_path / "file"))  # a file, so no folder can be made in it
+    with pytest.warns(UserWarning, match="cannot write the decoded-image cache"):
+        ds = ImageFolder(root)
+    assert len(ds) == 5 and not isinstance(ds.images, np.memmap)
+
+
+def test_corrupt_image_is_named(tree):
+    root, _ = tree
+    (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(ValueError, match=r"broken\.jpg: cannot decode image"):
+        ImageFolder(root)
+
+
+def test_empty_or_missing_folder(tmp_path):
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no images found in"):
+        ImageFolder(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ImageFolder(tmp_path / "nope")
+
+
+def test_folder_dataset_with_split_folders(tmp_path):
+    rng = np.random.default_rng(2)
+    for cls in ("a", "b", "c"):
+        for i in range(2):
+            write_image(tmp_path / "train" / cls / f"{i}.png", rgb(rng, 6, 6))
+    write_image(tmp_path / "test" / "c" / "0.png", rgb(rng, 9, 9))  # class 'c' only, other size
+    train = load_dataset(f"folder:{tmp_path}", train=True)
+    test = load_dataset(f"folder:{tmp_path}", train=False)
+    assert train.classes == test.classes == ["a", "b", "c"]
+    assert test.targets.tolist() == [2] and test.image_shape == (3, 6, 6)
+    assert test.normalization == train.normalization
+
+
+def test_folder_dataset_without_splits_holds_out_every_tenth(tmp_path):
+    rng = np.random.default_rng(3)
+    for cls, n in (("x", 12), ("y", 20)):
+        for i in range(n):
+            write_image(tmp_path / cls / f"{i:02d}.png", rgb(rng, 4, 4))
+    train = load_dataset(f"folder:{tmp_path}", train=True)
+    test = load_dataset(f"folder:{tmp_path}", train=False)
+    assert (len(train), len(test)) == (29, 3)
+    assert test.targets.tolist() == [0, 1, 1] and test.classes == ["x", "y"]
+    assert test.image_shape == (3, 4, 4) and len(test.normalization[0]) == 3
+    images, labels = test.get_batch(np.array([2, 0]))
+    assert labels.tolist() == [1, 0] and images.dtype == np.float32
+
+
+def test_read_image_for_predict(tmp_path):
+    a = np.random.default_rng(4).integers(0, 256, (10, 10), dtype=np.uint8)
+    path = write_image(tmp_path / "digit.png", a)
+    x = read_image(path, (3, 5, 5))
+    assert x.shape == (3, 5, 5) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    x = read_image(path, (1, 10, 10))
+    np.testing.assert_allclose(x[0], a / 255, atol=1e-6)
+
+
+# ---------------------------------------------------------------- Tiny ImageNet
+WNIDS = ["n02", "n01"]  # deliberately unsorted in wnids.txt
+
+
+def write_tiny(root, rng):
+    """A Tiny ImageNet layout with 2 classes, 2 train images each, 3 val images."""
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
+    (root / "words.txt").write_text("n01\tgoldfish, Carassius auratus\nn02\ttabby, tabby cat\nn03\tother\n")
+    for w in WNIDS:
+        for i in range(2):
+            if w == "n01" and i == 1:  # a grayscale JPEG, as Tiny ImageNet has
+                write_image(root / "train" / w / "images" / f"{w}_{i}.JPEG",
+                            rng.integers(0, 256, (64, 64), dtype=np.uint8), "JPEG")
+            else:
+                write_image(root / "train" / w / "images" / f"{w}_{i}.JPEG", rgb(rng, 64, 64), "JPEG")
+        (root / "train" / w / f"{w}_boxes.txt").write_text("")
+    lines = []
+    for i, w in enumerate(["n02", "n01", "n02"]):
+        write_image(root / "val" / "images" / f"val_{i}.JPEG", rgb(rng, 64, 64), "JPEG")
+        lines.append(f"val_{i}.JPEG\t{w}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+
+
+def pil_decode(path):
+    return np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
+
+
+def test_tiny_imagenet(tmp_path):
+    root = tmp_path / "tiny-imagenet-200"
+    write_tiny(root, np.random.default_rng(5))
+    train = TinyImageNet(tmp_path)
+    assert train.wnids == ["n01", "n02"] and train.classes == ["goldfish", "tabby"]
+    assert train.targets.tolist() == [0, 0, 1, 1] and train.image_shape == (3, 64, 64)
+    files = [root / "train" / w / "images" / f"{w}_{i}.JPEG" for w in ("n01", "n02") for i in range(2)]
+    np.testing.assert_array_equal(train.images, np.stack([pil_decode(f) for f in files]))
+    gray = train.images[1]
+    assert (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()
+    val = load_dataset("tiny-imagenet", data_dir=tmp_path, train=False)
+    assert val.targets.tolist() == [1, 0, 1]
+    np.testing.assert_array_equal(val.images[1], pil_decode(root / "val" / "images" / "val_1.JPEG"))
+
+
+def test_tiny_imagenet_from_zip(tmp_path):
+    write_tiny(tmp_path / "src" / "tiny-imagenet-200", np.random.default_rng(6))
+    data = tmp_path / "data"
+    data.mkdir()
+    with zipfile.ZipFile(data / "tiny-imagenet-200.zip", "w") as z:
+        for dirpath, _, files in os.walk(tmp_path / "src"):
+            for f in files:
+                full = os.path.join(dirpath, f)
+                z.write(full, os.path.relpath(full, tmp_path / "src"))
+    assert len(TinyImageNet(data, train=False)) == 3
+    assert (data / "tiny-imagenet-200" / "wnids.txt").is_file()
+
+
+def test_tiny_imagenet_errors(tmp_path):
+    root = tmp_path / "tiny-imagenet-200"
+    write_tiny(root, np.random.default_rng(7))
+    with open(root / "val" / "val_annotations.txt", "a") as f:
+        f.write("val_9.JPEG\tn99\t0\t0\t1\t1\n")
+    with pytest.raises(ValueError, match=r"val_annotations\.txt, line 4: .*wnid from wnids\.txt"):
+        TinyImageNet(root, train=False)
+    (root / "wnids.txt").write_text("n01\nn02\nn05\n")
+    with pytest.raises(FileNotFoundError, match=r"n05/images is missing"):
+        TinyImageNet(root, train=True)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "tiny-imagenet-200.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match=r"tiny-imagenet-200\.zip: cannot unpack it"):
+        TinyImageNet(tmp_path / "bad")
