@@ -1,0 +1,506 @@
+"""The CUDA backend: CuPy arrays, plus our own kernels for the hot operations.
+
+`CUDABackend` is `ArrayBackend` on CuPy: everything it does not override runs
+the generic array code through CuPy. The overrides launch kernels written in
+CUDA C++ under `kernels/*.cu`, compiled at first use by NVRTC through
+`cupy.RawModule` (CuPy keeps the compiled modules in its on-disk kernel cache,
+`~/.cupy/kernel_cache` or $CUPY_CACHE_DIR, so a second start compiles nothing).
+
+Every kernel exists for float32 and float64; other dtypes (float16, integers)
+fall back to the generic code. None of the overrides synchronises the host
+with the device (no `.item()`, no copies back), so a training step built from
+them can be captured in a CUDA graph.
+
+This module imports without CuPy; `CUDABackend(...)` raises a RuntimeError
+saying what to install when CuPy or a GPU is missing.
+"""
+import math
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from .array_backend import ArrayBackend, conv_output_size
+from .device import Device
+
+KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+
+_INSTALL_HINT = ("device='cuda' needs CuPy: pip install mytensor[cuda] (CUDA 12) or mytensor[cuda13] "
+                 "(CUDA 13), on a machine with an NVIDIA GPU and driver")
+
+# The kernels of each .cu file (templates over the element type) and extra
+# NVRTC options. optim.cu turns off multiply-add contraction so its rounding
+# matches the generic update step by step.
+_KERNEL_FILES = {
+    "activation.cu": ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
+                      "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
+                      "gelu_forward", "gelu_backward"),
+    "conv.cu": ("im2col", "col2im"),
+    "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"),
+    "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),
+    "batch_norm.cu": ("batch_norm_forward", "batch_norm_backward"),
+    "dropout.cu": ("dropout_mask",),
+    "optim.cu": ("sgd_multi_tensor", "adam_multi_tensor"),
+}
+_EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",)}
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+_BLOCK = 256
+_MASK64 = (1 << 64) - 1
+
+
+def _import_cupy():
+    try:
+        import cupy
+        import cupyx.scipy.special  # noqa: F401  (erf for GELU)
+    except ImportError as e:
+        raise RuntimeError(_INSTALL_HINT) from e
+    return cupy
+
+
+def is_available():
+    """True when CuPy imports and sees at least one CUDA GPU."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, missing driver or libraries, no device
+        return False
+
+
+class _KernelModules:
+    """Loads each .cu file once (per process) and hands out its kernels by name."""
+
+    def __init__(self, cupy):
+        self.cupy = cupy
+        self.modules = {}
+        self.functions = {}
+
+    def module(self, filename):
+        mod = self.modules.get(filename)
+        if mod is None:
+            with open(os.path.join(KERNEL_DIR, filename)) as f:
+                code = f.read()
+            names = tuple(f"{k}<{t}>" for k in _KERNEL_FILES[filename] for t in ("float", "double"))
+            mod = self.cupy.RawModule(code=code, options=("-std=c++17",) + _EXTRA_OPTIONS.get(filename, ()),
+                                      name_expressions=names)
+            self.modules[filename] = mod
+        return mod
+
+    def get(self, filename, kernel, dtype):
+        key = (self.cupy.cuda.runtime.getDevice(), filename, kernel, dtype)
+        fn = self.functions.get(key)
+        if fn is None:
+            fn = self.module(filename).get_function(f"{kernel}<{_CTYPES[dtype]}>")
+            self.functions[key] = fn
+        return fn
+
+
+_modules = None
+
+
+def _kernel_modules(cupy):
+    global _modules
+    if _modules is None:
+        _modules = _KernelModules(cupy)
+    return _modules
+
+
+class CUDABackend(ArrayBackend):
+    name = "cuda"
+
+    def __init__(self, device=None):
+        cupy = _import_cupy()
+        device = Device("cuda", 0) if device is None else device
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as e:  # no driver, or the driver sees no device
+            raise RuntimeError(f"no CUDA GPU found ({e}); {_INSTALL_HINT}") from e
+        if count == 0:
+            raise RuntimeError(f"no CUDA GPU found; {_INSTALL_HINT}")
+        if device.index >= count:
+            raise RuntimeError(f"{device} requested but only {count} CUDA GPU(s) found")
+        import cupyx.scipy.special
+        self.cupy = cupy
+        self._cp_device = cupy.cuda.Device(device.index)
+        self._kernels = _kernel_modules(cupy)
+        self._max_blocks = 32 * self._cp_device.attributes["MultiProcessorCount"]
+        self._tables = OrderedDict()  # optimizer pointer tables, keyed by pointers and sizes
+        with self._cp_device:
+            super().__init__(cupy, device, erf=cupyx.scipy.special.erf)
+
+    # ---------------------------------------------------------------- memory
+    def asarray(self, data, dtype=None):
+        with self._cp_device:
+            return self.cupy.asarray(data, dtype=dtype)
+
+    def to_numpy(self, arr):
+        return self.cupy.asnumpy(arr)
+
+    def synchronize(self):
+        self._cp_device.synchronize()
+
+    # ---------------------------------------------------------------- random
+    def seed(self, seed):
+        """Seed CuPy's generator (rand, randn, ...) and the Philox stream of dropout."""
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "little")
+        with self._cp_device:
+            self.rng = self.cupy.random.default_rng(seed)
+        self._philox_seed = int(seed) & _MASK64
+        self._philox_offset = 0  # counters used so far; advanced on the host, never read back
+
+    def permutation(self, n):
+        if hasattr(self.rng, "permutation"):
+            return self.rng.permutation(n)
+        return self.cupy.argsort(self.rng.random(n))  # uniform random order
+
+    def dropout_mask(self, shape, p, dtype):
+        """Zeros with probability p, else 1/(1-p): Philox4x32-10 on (seed, offset + i/4)."""
+        dtype = np.dtype(dtype)
+        if dtype not in _CTYPES:
+            return super().dropout_mask(shape, p, dtype)
+        scale = dtype.type(1.0 / (1.0 - p))
+        out = self._empty(shape, dtype)
+        n = out.size
+        groups = (n + 3) // 4
+        self._launch("dropout.cu", "dropout_mask", dtype, groups,
+                     (out, np.int64(n), np.uint64(self._philox_seed), np.uint64(self._philox_offset),
+                      np.float32(p), scale))
+        self._philox_offset = (self._philox_offset + groups) & _MASK64
+        return out
+
+    # --------------------------------------------------------------- helpers
+    def _empty(self, shape, dtype):
+        with self._cp_device:
+            return self.cupy.empty(shape, dtype=dtype)
+
+    def _zeros(self, shape, dtype):
+        with self._cp_device:
+            return self.cupy.zeros(shape, dtype=dtype)
+
+    def _contig(self, a, dtype=None):
+        if dtype is not None and a.dtype != dtype:
+            a = a.astype(dtype)
+        return self.cupy.ascontiguousarray(a)
+
+    def _grid(self, n, block=_BLOCK):
+        return max(1, min((n + block - 1) // block, self._max_blocks))
+
+    def _launch(self, filename, kernel, dtype, work, args, block=_BLOCK, grid=None):
+        """One launch of `kernel`<dtype>, a grid-stride loop over `work` items."""
+        if work <= 0:
+            return
+        with self._cp_device:
+            fn = self._kernels.get(filename, kernel, dtype)
+            if grid is None:
+                grid = self._grid(work, block)
+            fn(grid if isinstance(grid, tuple) else (grid,), block if isinstance(block, tuple) else (block,), args)
+
+    @staticmethod
+    def _kdtype(*arrays):
+        """The dtype all arrays share if our kernels cover it, else None (test with `is None`:
+        a NumPy dtype is falsy)."""
+        dt = arrays[0].dtype
+        if dt not in _CTYPES or any(a.dtype != dt for a in arrays[1:]):
+            return None
+        return dt
+
+    # ----------------------------------------------------------- convolution
+    def _conv_args(self, x_shape, kernel, stride, padding, dilation):
+        n, c, h, w = (int(s) for s in x_shape)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+        oh = conv_output_size(h, kh, sh, ph, dh)
+        ow = conv_output_size(w, kw, sw, pw, dw)
+        ints = [np.int32(v) for v in (n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)]
+        return (n, c, h, w, kh, kw, oh, ow), ints
+
+    def _grid_2d(self, rows, cols, block=_BLOCK):
+        """(x, y) grid for kernels looping over `rows` in y and `cols` in x."""
+        gy = max(1, min(rows, 65535))
+        gx = max(1, min((cols + block - 1) // block, (2 * self._max_blocks + gy - 1) // gy))
+        return gx, gy
+
+    def im2col(self, x, kernel, stride, padding, dilation):
+        dt = self._kdtype(x)
+        (n, c, h, w, kh, kw, oh, ow), ints = self._conv_args(x.shape, kernel, stride, padding, dilation)
+        ncols = n * max(oh, 0) * max(ow, 0)
+        if dt is None or ncols >= 2 ** 30 or c * kh * kw >= 2 ** 30:
+            return super().im2col(x, kernel, stride, padding, dilation)
+        x = self._contig(x)
+        cols = self._empty((c * kh * kw, ncols), dt)
+        self._launch("conv.cu", "im2col", dt, cols.size, (x, cols, *ints), grid=self._grid_2d(c * kh * kw, ncols))
+        return cols
+
+    def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
+        dt = self._kdtype(cols)
+        (n, c, h, w, kh, kw, oh, ow), ints = self._conv_args(x_shape, kernel, stride, padding, dilation)
+        if dt is None or n * max(oh, 0) * max(ow, 0) >= 2 ** 30 or h * w >= 2 ** 30 or n * c >= 2 ** 30:
+            return super().col2im(cols, x_shape, kernel, stride, padding, dilation)
+        cols = self._contig(cols)
+        x = self._empty((n, c, h, w), dt)
+        self._launch("conv.cu", "col2im", dt, x.size, (cols, x, *ints), grid=self._grid_2d(n * c, h * w))
+        return x
+
+    # --------------------------------------------------------------- pooling
+    def _pool_args(self, x_shape, kernel, stride, padding):
+        n, c, h, w = (int(s) for s in x_shape)
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+        return (n, c, h, w, oh, ow), [np.int32(v) for v in (h, w, kh, kw, sh, sw, ph, pw, oh, ow)]
+
+    def max_pool2d(self, x, kernel, stride, padding):
+        dt = self._kdtype(x)
+        if dt is None:
+            return super().max_pool2d(x, kernel, stride, padding)
+        (n, c, h, w, oh, ow), ints = self._pool_args(x.shape, kernel, stride, padding)
+        x = self._contig(x)
+        out = self._empty((n, c, oh, ow), dt)
+        argmax = self._empty((n, c, oh, ow), np.int32)
+        self._launch("pool.cu", "max_pool2d_forward", dt, out.size, (x, out, argmax, *ints, np.int64(out.size)))
+        return out, argmax
+
+    def max_pool2d_backward(self, grad_out, argmax, x_shape):
+        dt = self._kdtype(grad_out)
+        if dt is None:
+            return super().max_pool2d_backward(grad_out, argmax, x_shape)
+        n, c, h, w = (int(s) for s in x_shape)
+        grad_out = self._contig(grad_out)
+        argmax = self._contig(argmax, np.int32)
+        dx = self._zeros((n, c, h, w), dt)
+        plane = grad_out.size // (n * c) if n * c else 0
+        self._launch("pool.cu", "max_pool2d_backward", dt, grad_out.size,
+                     (grad_out, argmax, dx, np.int64(plane), np.int64(h * w), np.int64(grad_out.size)))
+        return dx
+
+    def avg_pool2d(self, x, kernel, stride, padding, count_include_pad=True):
+        dt = self._kdtype(x)
+        if dt is None:
+            return super().avg_pool2d(x, kernel, stride, padding, count_include_pad)
+        (n, c, h, w, oh, ow), ints = self._pool_args(x.shape, kernel, stride, padding)
+        x = self._contig(x)
+        out = self._empty((n, c, oh, ow), dt)
+        self._launch("pool.cu", "avg_pool2d_forward", dt, out.size,
+                     (x, out, *ints, np.int32(bool(count_include_pad)), np.int64(out.size)))
+        return out
+
+    def avg_pool2d_backward(self, grad_out, x_shape, kernel, stride, padding, count_include_pad=True):
+        dt = self._kdtype(grad_out)
+        if dt is None:
+            return super().avg_pool2d_backward(grad_out, x_shape, kernel, stride, padding, count_include_pad)
+        (n, c, h, w, oh, ow), ints = self._pool_args(x_shape, kernel, stride, padding)
+        grad_out = self._contig(grad_out)
+        dx = self._empty((n, c, h, w), dt)
+        self._launch("pool.cu", "avg_pool2d_backward", dt, dx.size,
+                     (grad_out, dx, *ints, np.int32(bool(count_include_pad)), np.int64(dx.size)))
+        return dx
+
+    # ----------------------------------------------------------- activations
+    def _unary(self, kernel, x, *scalars):
+        x = self._contig(x)
+        y = self._empty(x.shape, x.dtype)
+        self._launch("activation.cu", kernel, x.dtype, x.size, (x, y, *scalars, np.int64(x.size)))
+        return y
+
+    def _binary(self, kernel, grad, other, *scalars):
+        grad, other = self._contig(grad), self._contig(other)
+        dx = self._empty(grad.shape, grad.dtype)
+        self._launch("activation.cu", kernel, grad.dtype, grad.size, (grad, other, dx, *scalars, np.int64(grad.size)))
+        return dx
+
+    def _same(self, grad, other):
+        return grad.shape == other.shape and self._kdtype(grad, other) is not None
+
+    def relu(self, x):
+        return super().relu(x) if self._kdtype(x) is None else self._unary("relu_forward", x)
+
+    def relu_backward(self, grad, y):
+        return self._binary("relu_backward", grad, y) if self._same(grad, y) else super().relu_backward(grad, y)
+
+    def leaky_relu(self, x, slope):
+        if self._kdtype(x) is None:
+            return super().leaky_relu(x, slope)
+        return self._unary("leaky_relu_forward", x, x.dtype.type(slope))
+
+    def leaky_relu_backward(self, grad, x, slope):
+        if not self._same(grad, x):
+            return super().leaky_relu_backward(grad, x, slope)
+        return self._binary("leaky_relu_backward", grad, x, grad.dtype.type(slope))
+
+    def sigmoid(self, x):
+        return super().sigmoid(x) if self._kdtype(x) is None else self._unary("sigmoid_forward", x)
+
+    def sigmoid_backward(self, grad, y):
+        if not self._same(grad, y):
+            return super().sigmoid_backward(grad, y)
+        return self._binary("sigmoid_backward", grad, y)
+
+    def tanh(self, x):
+        return super().tanh(x) if self._kdtype(x) is None else self._unary("tanh_forward", x)
+
+    def tanh_backward(self, grad, y):
+        return self._binary("tanh_backward", grad, y) if self._same(grad, y) else super().tanh_backward(grad, y)
+
+    def gelu(self, x, approximate="none"):
+        if self._kdtype(x) is None:
+            return super().gelu(x, approximate)
+        return self._unary("gelu_forward", x, np.int32(approximate == "tanh"))
+
+    def gelu_backward(self, grad, x, approximate="none"):
+        if not self._same(grad, x):
+            return super().gelu_backward(grad, x, approximate)
+        return self._binary("gelu_backward", grad, x, np.int32(approximate == "tanh"))
+
+    # ------------------------------------------------- softmax cross-entropy
+    def softmax_cross_entropy(self, logits, target, label_smoothing=0.0, ignore_index=-100):
+        dt = self._kdtype(logits)
+        if dt is None or logits.ndim != 2:
+            return super().softmax_cross_entropy(logits, target, label_smoothing, ignore_index)
+        n, c = (int(s) for s in logits.shape)
+        logits = self._contig(logits)
+        target = self._contig(target, np.int64)
+        loss = self._empty((n,), dt)
+        probs = self._empty((n, c), dt)
+        if c <= 1024:  # a warp per row, 8 rows per block
+            block, rows = (32, 8, 1), 8
+        else:          # a block of 512 threads per row
+            block, rows = (512, 1, 1), 1
+        grid = max(1, min((n + rows - 1) // rows, self._max_blocks))
+        self._launch("softmax_ce.cu", "softmax_xent_forward", dt, n,
+                     (logits, target, loss, probs, np.int64(n), np.int32(c), dt.type(label_smoothing),
+                      np.int64(ignore_index)), block=block, grid=grid)
+        return loss, probs
+
+    def softmax_cross_entropy_backward(self, grad_loss, probs, target, label_smoothing=0.0, ignore_index=-100):
+        dt = self._kdtype(probs)
+        if dt is None or probs.ndim != 2:
+            return super().softmax_cross_entropy_backward(grad_loss, probs, target, label_smoothing, ignore_index)
+        n, c = (int(s) for s in probs.shape)
+        probs = self._contig(probs)
+        target = self._contig(target, np.int64)
+        if grad_loss.dtype != dt:
+            grad_loss = grad_loss.astype(dt)
+        grad_loss = self.cupy.broadcast_to(grad_loss, (n,))  # a scalar gradient stays a stride-0 view
+        stride = grad_loss.strides[0] // grad_loss.itemsize
+        dx = self._empty((n, c), dt)
+        self._launch("softmax_ce.cu", "softmax_xent_backward", dt, dx.size,
+                     (grad_loss, np.int64(stride), probs, target, dx, np.int32(c), dt.type(label_smoothing),
+                      np.int64(ignore_index), np.int64(dx.size)))
+        return dx
+
+    # ------------------------------------------------------------ batch norm
+    def _bn_params(self, dt, *arrays):
+        """Per-channel vectors as contiguous dt arrays (None becomes a null pointer)."""
+        return [np.uint64(0) if a is None else self._contig(a, dt) for a in arrays]
+
+    def batch_norm_train(self, x, weight, bias, eps):
+        dt = self._kdtype(x)
+        if dt is None or x.ndim != 3:
+            return super().batch_norm_train(x, weight, bias, eps)
+        n, c, l = (int(s) for s in x.shape)
+        x = self._contig(x)
+        weight, bias = self._bn_params(dt, weight, bias)
+        y = self._empty(x.shape, dt)
+        mean = self._empty((c,), dt)
+        invstd = self._empty((c,), dt)
+        self._launch("batch_norm.cu", "batch_norm_forward", dt, c,
+                     (x, weight, bias, y, mean, invstd, np.int32(n), np.int32(c), np.int64(l), dt.type(eps)),
+                     block=512, grid=min(c, 65535))
+        return y, mean, invstd
+
+    def batch_norm_backward(self, grad, x, weight, mean, invstd):
+        dt = self._kdtype(x)
+        if dt is None or x.ndim != 3 or grad.shape != x.shape:
+            return super().batch_norm_backward(grad, x, weight, mean, invstd)
+        n, c, l = (int(s) for s in x.shape)
+        grad, x = self._contig(grad, dt), self._contig(x)
+        weight, mean, invstd = self._bn_params(dt, weight, mean, invstd)
+        dx = self._empty(x.shape, dt)
+        dweight = self._empty((c,), dt)
+        dbias = self._empty((c,), dt)
+        self._launch("batch_norm.cu", "batch_norm_backward", dt, c,
+                     (grad, x, weight, mean, invstd, dx, dweight, dbias, np.int32(n), np.int32(c), np.int64(l)),
+                     block=512, grid=min(c, 65535))
+        return dx, dweight, dbias
+
+    # ------------------------------------------------------ optimizer updates
+    def _table(self, dt, fields):
+        """The device table of `fields` (lists of arrays or None, one entry per tensor) and the
+        prefix sums of the sizes. It is uploaded once per distinct set of pointers, from pinned
+        memory and asynchronously on the current stream (no host sync), and kept in a small LRU
+        cache, so a training loop whose buffers stay put uploads nothing after its first step."""
+        sizes = [a.size for a in fields[0]]
+        ptrs = tuple(tuple(0 if a is None else a.data.ptr for a in f) for f in fields)
+        key = (dt.str, ptrs, tuple(sizes))
+        entry = self._tables.get(key)
+        if entry is None:
+            cupy = self.cupy
+            starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+            host = np.concatenate([np.array(p, dtype=np.uint64).view(np.int64) for p in ptrs] + [starts])
+            with self._cp_device:
+                mem = cupy.cuda.alloc_pinned_memory(host.nbytes)
+                pinned = np.frombuffer(mem, np.int64, host.size)
+                pinned[...] = host
+                table = cupy.empty(host.size, np.int64)
+                stream = cupy.cuda.get_current_stream()
+                table.set(pinned, stream=stream)
+                # the pinned buffer lives until the copy is done (inside a graph capture the copy
+                # is a node of the graph and the buffer must simply stay: no event then)
+                entry = (table, mem, None if stream.is_capturing() else stream.record())
+            self._tables[key] = entry
+            if len(self._tables) > 64:
+                _, (_, _, done) = self._tables.popitem(last=False)
+                if done is not None:
+                    done.synchronize()  # long finished in practice; guards reuse of its pinned buffer
+        else:
+            self._tables.move_to_end(key)
+        return entry[0], int(sum(sizes))
+
+    def _split_by_dtype(self, params, *others):
+        """Group tensor indices by kernel dtype; return (groups, leftovers for the generic code)."""
+        groups, rest = {}, []
+        for i, p in enumerate(params):
+            dt = p.dtype
+            if dt in _CTYPES and p.flags.c_contiguous and p.size and \
+                    all(o[i] is None or (o[i].flags.c_contiguous and o[i].dtype == dt) for o in others):
+                groups.setdefault(dt, []).append(i)
+            elif p.size:
+                rest.append(i)
+        return groups, rest
+
+    def sgd_update(self, params, grads, bufs, lr, momentum, dampening, nesterov, weight_decay, first_step):
+        """One SGD step over every parameter: one launch per dtype (the generic math, PyTorch's)."""
+        grads = [self._contig(g, p.dtype) for p, g in zip(params, grads)]
+        bufs = list(bufs) if momentum else [None] * len(params)
+        groups, rest = self._split_by_dtype(params, bufs)
+        if rest:
+            super().sgd_update([params[i] for i in rest], [grads[i] for i in rest], [bufs[i] for i in rest],
+                               lr, momentum, dampening, nesterov, weight_decay, first_step)
+        for dt, idx in groups.items():
+            t = dt.type
+            table, total = self._table(dt, [[params[i] for i in idx], [grads[i] for i in idx],
+                                            [bufs[i] for i in idx]])
+            self._launch("optim.cu", "sgd_multi_tensor", dt, total,
+                         (table, np.int32(len(idx)), np.int64(total), t(lr), t(momentum), t(1 - dampening),
+                          t(weight_decay), np.int32(bool(weight_decay)), np.int32(bool(momentum)),
+                          np.int32(bool(nesterov)), np.int32(bool(first_step))))
+
+    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps,
+                    weight_decay, decoupled):
+        """One Adam/AdamW step over every parameter: one launch per dtype."""
+        grads = [self._contig(g, p.dtype) for p, g in zip(params, grads)]
+        groups, rest = self._split_by_dtype(params, exp_avgs, exp_avg_sqs)
+        if rest:
+            super().adam_update([params[i] for i in rest], [grads[i] for i in rest], [exp_avgs[i] for i in rest],
+                                [exp_avg_sqs[i] for i in rest], step, lr, beta1, beta2, eps, weight_decay,
+                                decoupled)
+        bc1 = 1 - beta1 ** step
+        bc2 = 1 - beta2 ** step
+        mode = 0 if not weight_decay else (2 if decoupled else 1)
+        for dt, idx in groups.items():
+            t = dt.type
+            table, total = self._table(dt, [[params[i] for i in idx], [grads[i] for i in idx],
+                                            [exp_avgs[i] for i in idx], [exp_avg_sqs[i] for i in idx]])
+            self._launch("optim.cu", "adam_multi_tensor", dt, total,
+                         (table, np.int32(len(idx)), np.int64(total), t(lr / bc1), t(beta1), t(1 - beta1),
+                          t(beta2), t(1 - beta2), t(math.sqrt(bc2)), t(eps), t(weight_decay),
+                          t(1 - lr * weight_decay), np.int32(mode)))

@@ -1,0 +1,135 @@
+// 2-D max and average pooling, forward and backward, the whole batch per launch.
+// x is (N, C, H, W) contiguous, outputs (N, C, OH, OW) contiguous.
+
+#define GRID_STRIDE(i, n)                                                        \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+         i += (long long)blockDim.x * gridDim.x)
+
+template <typename T> __device__ __forceinline__ T neg_inf();
+template <> __device__ __forceinline__ float neg_inf<float>() { return __int_as_float(0xff800000); }
+template <> __device__ __forceinline__ double neg_inf<double>() { return __longlong_as_double(0xfff0000000000000LL); }
+
+// One thread per output. Padding reads as -inf. The winner is the first
+// maximum in row-major window order (NumPy's argmax, a NaN wins), and its
+// index is h*W + w in the unpadded plane, exactly as ArrayBackend returns it.
+template <typename T>
+__global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ out, int* __restrict__ argmax,
+                                   int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int OH, int OW,
+                                   long long total) {
+    GRID_STRIDE(i, total) {
+        int ox = (int)(i % OW);
+        long long t = i / OW;
+        int oy = (int)(t % OH);
+        long long nc = t / OH;
+        const T* plane = x + nc * H * W;
+        T best = T(0);
+        int best_i = 0;
+        bool first = true;
+        for (int ki = 0; ki < KH; ++ki) {
+            int h = oy * SH - PH + ki;
+            for (int kj = 0; kj < KW; ++kj) {
+                int w = ox * SW - PW + kj;
+                T v = (h >= 0 && h < H && w >= 0 && w < W) ? plane[h * W + w] : neg_inf<T>();
+                if (first || v > best || (v != v && best == best)) {
+                    best = v;
+                    best_i = h * W + w;
+                    first = false;
+                }
+            }
+        }
+        out[i] = best;
+        argmax[i] = best_i;
+    }
+}
+
+// Scatter of the output gradient to the winners: windows may overlap, so
+// several outputs can add into one input (atomicAdd; dx starts zeroed).
+// plane_out = OH*OW outputs per (n, c) plane, plane_in = H*W.
+template <typename T>
+__global__ void max_pool2d_backward(const T* __restrict__ grad, const int* __restrict__ argmax, T* __restrict__ dx,
+                                    long long plane_out, long long plane_in, long long total) {
+    GRID_STRIDE(i, total) {
+        long long nc = i / plane_out;
+        int a = argmax[i];
+        if (a >= 0 && a < plane_in) atomicAdd(dx + nc * plane_in + a, grad[i]);
+    }
+}
+
+// number of elements each window divides by
+__device__ __forceinline__ int pool_count(int oy, int ox, int H, int W, int KH, int KW, int SH, int SW, int PH,
+                                          int PW, int count_include_pad) {
+    if (count_include_pad) return KH * KW;
+    int h0 = oy * SH - PH, w0 = ox * SW - PW;
+    int h1 = min(h0 + KH, H), w1 = min(w0 + KW, W);
+    h0 = max(h0, 0);
+    w0 = max(w0, 0);
+    return (h1 - h0) * (w1 - w0);
+}
+
+// One thread per output: window sum (padding counts as 0) / divisor.
+template <typename T>
+__global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ out, int H, int W, int KH, int KW,
+                                   int SH, int SW, int PH, int PW, int OH, int OW, int count_include_pad,
+                                   long long total) {
+    GRID_STRIDE(i, total) {
+        int ox = (int)(i % OW);
+        long long t = i / OW;
+        int oy = (int)(t % OH);
+        long long nc = t / OH;
+        const T* plane = x + nc * H * W;
+        T acc = T(0);
+        for (int ki = 0; ki < KH; ++ki) {
+            int h = oy * SH - PH + ki;
+            if (h < 0 || h >= H) continue;
+            for (int kj = 0; kj < KW; ++kj) {
+                int w = ox * SW - PW + kj;
+                if (w >= 0 && w < W) acc += plane[h * W + w];
+            }
+        }
+        out[i] = acc / T(pool_count(oy, ox, H, W, KH, KW, SH, SW, PH, PW, count_include_pad));
+    }
+}
+
+// Gather: one thread per input element adds grad/divisor of every window
+// that covers it (no atomics).
+template <typename T>
+__global__ void avg_pool2d_backward(const T* __restrict__ grad, T* __restrict__ dx, int H, int W, int KH, int KW,
+                                    int SH, int SW, int PH, int PW, int OH, int OW, int count_include_pad,
+                                    long long total) {
+    GRID_STRIDE(i, total) {
+        int w = (int)(i % W);
+        long long t = i / W;
+        int h = (int)(t % H);
+        long long nc = t / H;
+        const T* g = grad + nc * OH * OW;
+        T acc = T(0);
+        for (int ki = 0; ki < KH; ++ki) {
+            int hh = h + PH - ki;
+            if (hh < 0) break;
+            if (hh % SH) continue;
+            int oy = hh / SH;
+            if (oy >= OH) continue;
+            for (int kj = 0; kj < KW; ++kj) {
+                int ww = w + PW - kj;
+                if (ww < 0) break;
+                if (ww % SW) continue;
+                int ox = ww / SW;
+                if (ox >= OW) continue;
+                acc += g[oy * OW + ox] / T(pool_count(oy, ox, H, W, KH, KW, SH, SW, PH, PW, count_include_pad));
+            }
+        }
+        dx[i] = acc;
+    }
+}
+
+#define MT_INSTANTIATE(T)                                                                                     \
+    template __global__ void max_pool2d_forward<T>(const T*, T*, int*, int, int, int, int, int, int, int, int, \
+                                                   int, int, long long);                                      \
+    template __global__ void max_pool2d_backward<T>(const T*, const int*, T*, long long, long long, long long); \
+    template __global__ void avg_pool2d_forward<T>(const T*, T*, int, int, int, int, int, int, int, int, int,  \
+                                                   int, int, long long);                                      \
+    template __global__ void avg_pool2d_backward<T>(const T*, T*, int, int, int, int, int, int, int, int, int, \
+                                                    int, int, long long);
+
+MT_INSTANTIATE(float)
+MT_INSTANTIATE(double)
