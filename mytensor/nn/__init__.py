@@ -1,0 +1,9 @@
+"""Neural-network building blocks: `Module`, layers, losses, `init` and `functional`.
+
+    import mytensor.nn as nn
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+"""
+from . import functional  # noqa: F401
+from . import init  # noqa: F401
+from .parameter import Parameter  # noqa: F401
+from .modules import *  # noqa: F401,F403

@@ -1,0 +1,30 @@
+"""`mytensor.nn.functional`: the stateless functions layers are built from, with
+PyTorch's names and argument order.
+
+    import mytensor.nn.functional as F
+    y = F.relu(F.conv2d(x, weight, bias, padding=1))
+    loss = F.cross_entropy(F.linear(y.flatten(1), w2), target)
+
+Each hot path is a `Function` whose forward and backward call the device's
+kernels (`ctx.backend.im2col`, `max_pool2d`, `batch_norm_train`,
+`softmax_cross_entropy`, ...) and otherwise only generic array math (`ctx.xp`),
+so the same code runs on NumPy and on CuPy, with no host-device synchronisation.
+
+Modules: `linear`, `conv` (conv2d by im2col + GEMM), `pooling`, `normalization`
+(batch_norm), `dropout`, `activation`, `loss`, `padding`.
+"""
+from ...ops.indexing import one_hot
+from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, silu, softmax, tanh
+from .conv import conv2d
+from .dropout import dropout
+from .linear import linear
+from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss,
+                   nll_loss)
+from .normalization import batch_norm
+from .padding import pad
+from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+
+__all__ = ["linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "dropout",
+           "relu", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "log_softmax",
+           "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+           "pad", "one_hot"]

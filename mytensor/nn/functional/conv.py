@@ -1,0 +1,132 @@
+"""`conv2d` by im2col: every receptive field becomes a column, and the whole
+batch's convolution is one GEMM per group with the flattened weight.
+
+Shapes (g = groups, K = C/g * kh * kw, M = N * OH * OW):
+    columns  (C * kh * kw, M)   = backend.im2col(x)      viewed as (g, K, M)
+    weight   (O, C/g, kh, kw)                            viewed as (g, O/g, K)
+    output   (g, O/g, M) = weight @ columns              -> (N, O, OH, OW)
+Backward:
+    dW       = dY @ columns^T                            (g, O/g, K)
+    dcolumns = W^T @ dY, then backend.col2im             (the adjoint of im2col)
+    db       = dY summed over N, OH, OW
+The columns are rebuilt in backward rather than kept: they are kh*kw times the
+size of the input, and rebuilding them is cheap next to the GEMMs.
+"""
+from ...autograd.function import Function
+from ...backend.array_backend import conv_output_size
+from ._util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous, pair
+
+
+def _gemm(xp, a, b):
+    """a @ b for stacks of g matrices; a plain 2-D product when g == 1."""
+    if a.shape[0] == 1:
+        return xp.matmul(a[0], b[0])[None]
+    return xp.matmul(a, b)
+
+
+class Conv2d(Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        xp, backend = ctx.xp, ctx.backend
+        n, c, h, w = x.shape
+        o, cg, kh, kw = weight.shape
+        oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+        ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+        ctx.geometry = (x.shape, weight.shape, stride, padding, dilation, groups)
+        need_x, need_w = ctx.needs_input_grad[:2]
+        ctx.save_for_backward(x if need_w else None, weight if need_x else None)
+
+        cols = backend.im2col(contiguous(xp, x), (kh, kw), stride, padding, dilation)  # (C*kh*kw, N*OH*OW)
+        cols = cols.reshape(groups, cg * kh * kw, n * oh * ow)
+        wmat = weight.reshape(groups, o // groups, cg * kh * kw)
+        out = _gemm(xp, wmat, cols).reshape(o, n * oh * ow)
+        if bias is not None:
+            out += bias[:, None]
+        return xp.ascontiguousarray(out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved
+        xp, backend = ctx.xp, ctx.backend
+        x_shape, w_shape, stride, padding, dilation, groups = ctx.geometry
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        n, c, h, w = x_shape
+        o, cg, kh, kw = w_shape
+        oh, ow = grad.shape[2:]
+        k = cg * kh * kw
+        # (N, O, OH, OW) -> (g, O/g, N*OH*OW), the layout of the forward GEMM's output
+        gmat = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, o // groups, n * oh * ow)
+        gx = gw = gb = None
+        if need_w:
+            cols = backend.im2col(contiguous(xp, x), (kh, kw), stride, padding, dilation)
+            cols = cols.reshape(groups, k, n * oh * ow)
+            gw = _gemm(xp, gmat, cols.transpose(0, 2, 1)).reshape(w_shape)
+        if need_x:
+            wmat = weight.reshape(groups, o // groups, k)
+            dcols = _gemm(xp, wmat.transpose(0, 2, 1), gmat).reshape(c * kh * kw, n * oh * ow)
+            gx = backend.col2im(dcols, x_shape, (kh, kw), stride, padding, dilation)
+        if need_b:
+            gb = grad.sum(axis=(0, 2, 3))
+        return gx, gw, gb, None, None, None, None
+
+
+def _resolve_padding(padding, kernel, stride, dilation):
+    """Numbers, or 'valid' (none) / 'same' (keep H and W; stride 1, even split only)."""
+    if padding == "valid":
+        return (0, 0)
+    if padding == "same":
+        if stride != (1, 1):
+            raise ValueError("conv2d(): padding='same' is not supported for strided convolutions")
+        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        if any(t % 2 for t in total):
+            raise NotImplementedError("conv2d(): padding='same' with an even effective kernel size needs uneven "
+                                      "padding, which is not supported; pad the input with F.pad instead")
+        return tuple(t // 2 for t in total)
+    return pair(padding, "padding", "conv2d")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation of input (N, C, H, W) with weight (O, C/groups, kh, kw)."""
+    check_float(input, "input", "conv2d")
+    check_tensor(weight, "weight", "conv2d")
+    if bias is not None:
+        check_tensor(bias, "bias", "conv2d")
+    if input.ndim != 4:
+        raise ValueError(f"conv2d(): expected a 4-D input (N, C, H, W), got a {input.ndim}-D tensor of shape "
+                         f"{input.shape}")
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d(): expected a 4-D weight (out_channels, in_channels/groups, kh, kw), got a "
+                         f"{weight.ndim}-D tensor of shape {weight.shape}")
+    stride, dilation = pair(stride, "stride", "conv2d"), pair(dilation, "dilation", "conv2d")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"conv2d(): groups must be a positive int, got {groups!r}")
+    if min(stride) < 1:
+        raise ValueError(f"conv2d(): stride must be positive, got {stride}")
+    if min(dilation) < 1:
+        raise ValueError(f"conv2d(): dilation must be positive, got {dilation}")
+    n, c, h, w = input.shape
+    o, cg, kh, kw = weight.shape
+    padding = _resolve_padding(padding, (kh, kw), stride, dilation)
+    if min(padding) < 0:
+        raise ValueError(f"conv2d(): padding must be non-negative, got {padding}")
+    if c % groups:
+        raise ValueError(f"conv2d(): input of shape {input.shape} has {c} channels, which is not divisible by "
+                         f"groups={groups}")
+    if o % groups:
+        raise ValueError(f"conv2d(): weight of shape {weight.shape} has {o} output channels, which is not "
+                         f"divisible by groups={groups}")
+    if cg * groups != c:
+        raise ValueError(f"conv2d(): input of shape {input.shape} has {c} channels, but weight of shape "
+                         f"{weight.shape} with groups={groups} expects {cg} * {groups} = {cg * groups} channels")
+    eff = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    padded = (h + 2 * padding[0], w + 2 * padding[1])
+    if eff[0] > padded[0] or eff[1] > padded[1]:
+        raise ValueError(f"conv2d(): kernel size {eff[0]}x{eff[1]} (weight shape {weight.shape}, dilation "
+                         f"{dilation}) can't be greater than the padded input size {padded[0]}x{padded[1]} "
+                         f"(input shape {input.shape}, padding {padding})")
+    if bias is not None and bias.shape != (o,):
+        raise ValueError(f"conv2d(): bias of shape {bias.shape} doesn't match weight of shape {weight.shape} "
+                         f"(expected ({o},))")
+    check_same_dtype("conv2d", input, weight=weight, bias=bias)
+    check_same_device("conv2d", input, weight=weight, bias=bias)
+    return Conv2d.apply(input, weight, bias, stride, padding, dilation, groups)

@@ -1,0 +1,33 @@
+"""`dropout`: zero each element with probability p and scale the rest by 1/(1-p),
+so the expected value is unchanged. Backward multiplies by the same mask."""
+from ...autograd.function import Function
+from ._util import check_float
+
+
+class Dropout(Function):
+    @staticmethod
+    def forward(ctx, x, p):
+        xp = ctx.xp
+        if p == 1:
+            mask = xp.zeros(x.shape, dtype=x.dtype)   # every element dropped (1/(1-p) would be inf)
+        else:
+            mask = ctx.backend.dropout_mask(x.shape, p, x.dtype)
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved
+        return grad * mask, None
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """In training, zero elements with probability p (scaling the others by 1/(1-p));
+    otherwise return the input unchanged. `inplace` is accepted for PyTorch
+    compatibility, but the result is always a new tensor."""
+    check_float(input, "input", "dropout")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise ValueError(f"dropout(): probability has to be between 0 and 1, but got {p!r}")
+    if not training or p == 0:
+        return input
+    return Dropout.apply(input, float(p))

@@ -1,0 +1,104 @@
+"""`batch_norm`: normalise each channel C of an (N, C, ...) input.
+
+Training uses the batch's statistics (`backend.batch_norm_train` on the input
+viewed as (N, C, L)) and moves the running averages towards them in place, on
+the device: running_mean <- (1 - m) running_mean + m mean, and the same for
+running_var with the *unbiased* batch variance, as PyTorch does. Evaluation
+uses the running statistics: y = (x - running_mean) / sqrt(running_var + eps)
+* weight + bias, differentiable in input, weight and bias.
+"""
+from ...autograd.function import Function
+from ._util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous
+
+
+class BatchNorm(Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        xp, backend = ctx.xp, ctx.backend
+        n, c = x.shape[:2]
+        x3 = contiguous(xp, x.reshape(n, c, -1))  # (N, C, L); a copy only for a non-contiguous input
+        t = x.dtype.type
+        w = contiguous(xp, weight) if weight is not None else xp.ones(c, dtype=x.dtype)
+        b = contiguous(xp, bias) if bias is not None else xp.zeros(c, dtype=x.dtype)
+        ctx.args = (x.shape, training)
+        need_x, need_w, _ = ctx.needs_input_grad[:3]
+        if training:
+            y, mean, invstd = backend.batch_norm_train(x3, w, b, eps)
+            if running_mean is not None:
+                count = x3.shape[0] * x3.shape[2]
+                var = 1 / (invstd * invstd) - t(eps)        # the biased batch variance, back from invstd
+                running_mean *= 1 - momentum
+                running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
+                running_var *= 1 - momentum
+                running_var += (momentum * count / (count - 1) * var).astype(running_var.dtype, copy=False)
+            # every gradient of the batch statistics reads x
+            ctx.save_for_backward(x, w, mean, invstd)
+        else:
+            # a copy: the running mean may be updated in place before backward
+            mean = running_mean.astype(x.dtype, copy=True)
+            invstd = 1 / xp.sqrt(running_var.astype(x.dtype, copy=False) + t(eps))
+            y = (x3 - mean[:, None]) * (invstd * w)[:, None] + b[:, None]
+            ctx.save_for_backward(x if need_w else None, w, mean, invstd)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w, mean, invstd = ctx.saved
+        shape, training = ctx.args
+        n, c = shape[:2]
+        xp = ctx.xp
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        g3 = contiguous(xp, grad.reshape(n, c, -1))
+        if training:
+            # the batch statistics depend on x: the kernel's full formula
+            x3 = contiguous(xp, x.reshape(n, c, -1))
+            gx, gw, gb = ctx.backend.batch_norm_backward(g3, x3, w, mean, invstd)
+            gx = gx.reshape(shape) if need_x else None
+        else:
+            gx = (g3 * (invstd * w)[:, None]).reshape(shape) if need_x else None
+            gw = (g3 * ((x.reshape(n, c, -1) - mean[:, None]) * invstd[:, None])).sum(axis=(0, 2)) \
+                if need_w else None
+            gb = g3.sum(axis=(0, 2)) if need_b else None
+        return gx, gw if need_w else None, gb if need_b else None, None, None, None, None, None
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Batch normalisation of input (N, C), (N, C, L) or (N, C, H, W), per channel C.
+
+    With training=True the batch statistics are used and running_mean/running_var
+    (if given) are updated in place; with training=False the running statistics
+    are used and must be given."""
+    check_float(input, "input", "batch_norm")
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm(): expected an input of at least 2 dimensions (N, C, ...), got shape "
+                         f"{input.shape}")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is None:
+            continue
+        check_tensor(t, name, "batch_norm")
+        if t.shape != (c,):
+            raise ValueError(f"batch_norm(): {name} of shape {t.shape} doesn't match input of shape {input.shape} "
+                             f"(expected ({c},), one value per channel)")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm(): give both running_mean and running_var, or neither")
+    if not training and running_mean is None:
+        raise ValueError("batch_norm(): running_mean and running_var are needed when training=False")
+    if training:
+        per_channel = input.numel() // c if c else 0
+        if per_channel <= 1:
+            raise ValueError(f"batch_norm(): expected more than 1 value per channel when training, got input of "
+                             f"shape {input.shape}")
+    check_same_dtype("batch_norm", input, weight=weight, bias=bias)
+    check_same_device("batch_norm", input, running_mean=running_mean, running_var=running_var, weight=weight,
+                      bias=bias)
+    momentum = 0.0 if momentum is None else float(momentum)
+    raw_mean = running_mean._data if running_mean is not None else None
+    raw_var = running_var._data if running_var is not None else None
+    out = BatchNorm.apply(input, weight, bias, raw_mean, raw_var, bool(training), momentum, float(eps))
+    if training and running_mean is not None:
+        running_mean._version[0] += 1   # written in place: let the graph checks see it
+        running_var._version[0] += 1
+    return out
+

@@ -1,0 +1,134 @@
+"""`Optimizer`: what every optimizer shares -- parameter groups, per-parameter
+state, `zero_grad`, and saving/restoring that state.
+
+A *parameter group* is a dict: {"params": [...], "lr": ..., other settings}.
+Groups let one optimizer train parts of a model with different settings.
+Subclasses implement `step()`; to keep the GPU busy they update all the
+parameters of a group with one backend call on the raw arrays, and never read
+a value back from the device (step counts are Python ints on the host).
+"""
+import copy
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Optimizer:
+    def __init__(self, params, defaults):
+        self.defaults = defaults
+        self.state = {}  # parameter -> dict of its state (tensors hash by identity)
+        self.param_groups = []
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                            "but got a Tensor (use [tensor] or model.parameters())")
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group):
+        """Add a group; settings it doesn't give come from the optimizer's defaults."""
+        group = dict(param_group)
+        params = group["params"]
+        group["params"] = [params] if isinstance(params, Tensor) else list(params)
+        for p in group["params"]:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor (it is the result of an op; optimize the "
+                                 "tensor it was computed from)")
+        for name, default in self.defaults.items():
+            group.setdefault(name, default)
+        known = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in known for p in group["params"]):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none=True):
+        """Forget the gradients of the last backward (they accumulate otherwise)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad._data.fill(0)
+
+    def step(self):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ state dict
+    def state_dict(self):
+        """{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]},
+        PyTorch's layout. Parameters are referred to by their position across
+        groups, and state arrays are NumPy copies, so the dict pickles without
+        any device and loads back onto CPU or GPU."""
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = {k: _to_host(v) for k, v in self.state[p].items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore settings and state saved by `state_dict()` into this
+        optimizer, whose groups must hold parameters of the same shapes."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, this optimizer has "
+                             f"{len(self.param_groups)}")
+        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(group["params"]) != len(saved["params"]):
+                raise ValueError(f"parameter group {i} has {len(group['params'])} parameters, but the loaded "
+                                 f"state dict's group has {len(saved['params'])}")
+        by_index = {}
+        for group, saved in zip(self.param_groups, saved_groups):
+            by_index.update(zip(saved["params"], group["params"]))
+        new_state = {}
+        for idx, entries in state_dict["state"].items():
+            p = by_index[idx]
+            new_state[p] = {k: _to_param_device(v, p, k) for k, v in entries.items()}
+        for group, saved in zip(self.param_groups, saved_groups):
+            group.update({k: copy.deepcopy(v) for k, v in saved.items() if k != "params"})
+        self.state = new_state
+
+    def __repr__(self):
+        lines = [type(self).__name__ + " ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
+        return "\n".join(lines) + "\n)"
+
+
+def _to_host(value):
+    """A backend array becomes a NumPy copy; Python numbers stay as they are."""
+    if isinstance(value, Tensor):
+        value = value._data
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return np.array(value.get() if hasattr(value, "get") and not isinstance(value, np.ndarray) else value,
+                        copy=True)
+    return copy.deepcopy(value)
+
+
+def _to_param_device(value, param, name):
+    """A saved array goes back to the parameter's device (and, being state of
+    that parameter, its dtype); numbers (step counts) stay as they are."""
+    if isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__"):
+        if tuple(value.shape) != param.shape:
+            raise ValueError(f"state '{name}' has shape {tuple(value.shape)}, but its parameter has shape "
+                             f"{param.shape}")
+        if hasattr(value, "get") and not isinstance(value, np.ndarray):
+            value = value.get()
+        return Tensor._wrap(param._backend.asarray(value, dtype=param._data.dtype).copy(), param._backend)
+    return copy.deepcopy(value)

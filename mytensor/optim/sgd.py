@@ -1,0 +1,54 @@
+"""Stochastic gradient descent, with momentum, Nesterov momentum and weight decay."""
+from ..tensor import Tensor
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    r"""PyTorch's SGD. For each parameter p with gradient g:
+
+        g = g + weight_decay * p                        (L2 penalty)
+        buf = g                           on the first step,
+        buf = momentum * buf + (1 - dampening) * g      after
+        g = g + momentum * buf  if nesterov  else  buf
+        p = p - lr * g
+    """
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False):
+        if lr < 0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov))
+
+    def step(self):
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if not group["momentum"]:
+                self._update(group, params, [None] * len(params), first_step=False)
+                continue
+            # parameters with a momentum buffer already, and those stepping for the first time
+            # (a buffer starts as the gradient itself, so those take a separate call)
+            old = [p for p in params if "momentum_buffer" in self.state.get(p, {})]
+            new = [p for p in params if "momentum_buffer" not in self.state.get(p, {})]
+            for p in new:
+                self.state.setdefault(p, {})["momentum_buffer"] = Tensor._wrap(p._backend.xp.zeros_like(p._data),
+                                                                                p._backend)
+            for subset, first in ((old, False), (new, True)):
+                if subset:
+                    self._update(group, subset, [self.state[p]["momentum_buffer"]._data for p in subset], first)
+
+    def _update(self, group, params, bufs, first_step):
+        """One fused backend call over the raw arrays of `params`."""
+        params[0]._backend.sgd_update(
+            [p._data for p in params], [p.grad._data for p in params], bufs, lr=group["lr"],
+            momentum=group["momentum"], dampening=group["dampening"], nesterov=group["nesterov"],
+            weight_decay=group["weight_decay"], first_step=first_step)
+        for p in params:
+            p._version[0] += 1
