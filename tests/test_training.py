@@ -1,0 +1,124 @@
+"""The training stack end to end: the CLI, run folder, checkpoints and --resume."""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+import mytensor as mt
+from mytensor.cli import main
+from mytensor.training import load_checkpoint, save_checkpoint
+from mytensor.training.run import train
+
+DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.gpu)] if mt.cuda_is_available() else [])
+
+
+@pytest.fixture
+def tiny_folder(tmp_path, monkeypatch):
+    """A 3-class image-folder dataset of 8x8 RGB PNGs, split into train/ and test/."""
+    from PIL import Image
+    monkeypatch.setenv("MYTENSOR_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng()
+    root = tmp_path / "shapes"
+    for split, n in (("train", 24), ("test", 6)):
+        for c, name in enumerate(("red", "green", "blue")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 60, (8, 8, 3), dtype=np.uint8)
+                img[..., c] += 150  # the class is the dominant colour: learnable in a few steps
+                Image.fromarray(img).save(root / split / name / f"{i}.png")
+    return root
+
+
+def _config(folder, out, device="cpu", epochs=3, optimizer="sgd", schedule="cosine"):
+    return {"dataset": f"folder:{folder}", "model": "mlp", "epochs": epochs, "batch_size": 8,
+            "optimizer": optimizer, "lr": 0.05 if optimizer == "sgd" else 0.01, "momentum": 0.9,
+            "weight_decay": 1e-4, "schedule": schedule, "warmup": 1, "label_smoothing": 0.0, "augment": True,
+            "device": device, "seed": 3, "data_dir": None, "out": str(out)}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_resume_matches_uninterrupted_run(tiny_folder, tmp_path, device, optimizer):
+    full = train(_config(tiny_folder, tmp_path / "full", device, optimizer=optimizer), show_progress=False)
+    cut = _config(tiny_folder, tmp_path / "cut", device, optimizer=optimizer)
+    train(cut, show_progress=False, stop_after=1)  # as if killed after the first epoch
+    assert load_checkpoint(tmp_path / "cut" / "last.ckpt")["epoch"] == 1
+    resumed = train(dict(cut), resume=True, show_progress=False)
+    a = load_checkpoint(tmp_path / "full" / "last.ckpt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "last.ckpt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-7, err_msg=k)
+    assert [r["test_acc"] for r in full] == pytest.approx([r["test_acc"] for r in resumed])
+
+
+def test_cli_train_writes_run_folder_then_eval_and_predict(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["train", "--dataset", f"folder:{tiny_folder}", "--model", "mlp", "--epochs", "2", "--batch-size", "8",
+          "--lr", "0.05", "--device", "cpu", "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert "Epoch 2: train_loss=" in printed and "test_acc=" in printed and "epoch_time=" in printed
+    for name in ("config.json", "metrics.csv", "last.ckpt", "best.ckpt", "curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    best = max(float(r["test_acc"]) for r in rows)
+
+    main(["eval", str(out), "--device", "cpu"])
+    line = capsys.readouterr().out
+    assert f"test_acc={best:.4f}" in line
+
+    main(["predict", str(out), str(tiny_folder / "test" / "green" / "0.png"), "--top", "3"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and {ln.split()[0] for ln in lines} == {"red", "green", "blue"}
+    percents = [float(ln.split()[1].rstrip("%")) for ln in lines]
+    assert percents == sorted(percents, reverse=True) and sum(percents) == pytest.approx(100, abs=0.5)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        main(["train", "--resume", "--out", str(tmp_path / "missing")])
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ck.ckpt"
+    save_checkpoint({"epoch": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint({"epoch": 2, "bad": Unpicklable()}, path)
+    assert load_checkpoint(path) == {"epoch": 1}  # the old file survives a failed write
+    assert os.listdir(tmp_path) == ["ck.ckpt"]  # and no temporary file is left behind
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.ckpt"
+    path.write_bytes(b"not a pickle")
+    with pytest.raises(RuntimeError, match="corrupt"):
+        load_checkpoint(path)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mt.cuda_is_available(), reason="no CUDA GPU")
+def test_graphed_steps_match_eager_steps():
+    """Replaying a captured step trains exactly like running it eagerly."""
+    from mytensor import models, optim
+    from mytensor.training.graphed_step import GraphedTrainStep
+    batches = [(mt.randn(16, 3, 32, 32, device="cuda"), mt.randint(0, 10, (16,), device="cuda")) for _ in range(6)]
+    batches.append((mt.randn(5, 3, 32, 32, device="cuda"), mt.randint(0, 10, (5,), device="cuda")))  # odd last
+    results = []
+    for graphed in (False, True):
+        mt.manual_seed(0)
+        model = models.get_model("cifar_lenet", num_classes=10, in_channels=3, image_size=32).to("cuda")
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+        step = GraphedTrainStep(model, opt)
+        losses = [float((step if graphed else step.eager)(x, y)[1].item()) for x, y in batches]
+        results.append((losses, [p.detach().cpu().numpy() for p in model.parameters()]))
+    (eager_losses, eager_params), (graph_losses, graph_params) = results
+    np.testing.assert_allclose(graph_losses, eager_losses, rtol=1e-4)
+    for a, b in zip(eager_params, graph_params):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
