@@ -26,9 +26,12 @@ def _array_from_data(data, dtype, backend):
 def _infer_dtype(data):
     if hasattr(data, "dtype"):
         return dtypes.get_dtype(data.dtype)
-    arr = np.asarray(data)
-    if arr.dtype == object:
-        raise TypeError("can't make a tensor from ragged or non-numeric data")
+    try:
+        arr = np.asarray(data)
+    except ValueError:  # ragged nesting
+        arr = None
+    if arr is None or arr.dtype == object:
+        raise TypeError(f"can't make a tensor from ragged or non-numeric data: {data!r:.80}")
     if arr.dtype.kind == "f":
         return dtypes.get_default_dtype()
     if arr.dtype.kind in "iu":
@@ -91,10 +94,12 @@ def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
     if end is None:
         start, end = 0, start
-    if dtype is None:
-        dtype = dtypes.result_type(start, end, step)
+    dtype = dtypes.result_type(start, end, step) if dtype is None else dtypes.get_dtype(dtype)
     backend = get_backend(device)
-    t = Tensor._wrap(backend.xp.arange(start, end, step, dtype=dtypes.get_dtype(dtype).np), backend)
+    # floats are stepped in float64 and then rounded, as PyTorch does; NumPy would step in the
+    # target dtype and drift (arange(0, 1, 0.1) in float32 would be off in the last place)
+    work = np.float64 if dtype.is_floating_point else dtype.np
+    t = Tensor._wrap(backend.xp.arange(start, end, step, dtype=work).astype(dtype.np, copy=False), backend)
     return t.requires_grad_(requires_grad) if requires_grad else t
 
 
@@ -114,9 +119,11 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
 
 # ------------------------------------------------------------------ random
 def manual_seed(seed):
-    """Seed every backend's generator (CPU, and CUDA once it has been used)."""
-    from .backend import _backends
+    """Seed every backend's generator: the CPU's, and the CUDA one where there is a GPU."""
+    from .backend import _backends, cuda_is_available
     get_backend("cpu")
+    if cuda_is_available():
+        get_backend("cuda")
     for backend in _backends.values():
         backend.seed(seed)
 
@@ -138,15 +145,18 @@ def randn(*size, dtype=None, device=None, requires_grad=False):
     return _random("randn", size, dtype, device, requires_grad)
 
 
-def rand_like(t, dtype=None, device=None):
-    return rand(t.shape, dtype=dtype or t.dtype, device=device or t.device)
+def rand_like(t, dtype=None, device=None, requires_grad=False):
+    return rand(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
-def randn_like(t, dtype=None, device=None):
-    return randn(t.shape, dtype=dtype or t.dtype, device=device or t.device)
+def randn_like(t, dtype=None, device=None, requires_grad=False):
+    return randn(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def randint(low, high=None, size=None, dtype=None, device=None):
+    """`randint(high, size)` or `randint(low, high, size)`, as in PyTorch."""
+    if size is None and isinstance(high, (tuple, list)):
+        low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
     if size is None:

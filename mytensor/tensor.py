@@ -5,12 +5,14 @@ recorded op it points at that op's graph node (`grad_fn`); leaves that
 require grad collect `.grad`. Views share a version counter with their base, so
 an in-place write through either is seen by the graph check in backward.
 """
+import weakref
+
 import numpy as np
 
 from . import dtypes
 from .autograd.function import AccumulateGrad
 from .autograd.grad_mode import is_grad_enabled
-from .backend import backend_of_array, get_backend
+from .backend import get_backend
 
 
 def common_backend(tensors, op_name="operation"):
@@ -45,8 +47,11 @@ class Tensor:
         self._grad_fn = None
         self._output_index = 0
         self._accumulator = None
-        self._version = [0]
-        self._base = None
+        self._version = [0]   # shared with views and detached aliases; bumped by every in-place write
+        self._base = None     # for a view: the tensor owning the storage
+        self._view_fn = None  # for a view: base -> this view, as recorded ops
+        self._view_epoch = 0  # for a view: the base's _epoch when the view's graph was taken
+        self._epoch = 0       # bumped when an in-place op gives this tensor a new place in the graph
 
     @classmethod
     def _wrap(cls, arr, backend):
@@ -164,8 +169,7 @@ class Tensor:
         for a in args:
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
-            elif isinstance(a, dtypes.DType) or a in (float, int, bool) or (
-                    isinstance(a, str) and a in dtypes._BY_NAME):
+            elif _is_dtype(a):
                 dtype = a
             else:
                 device = a
@@ -218,6 +222,18 @@ class Tensor:
         self._grad_fn, self.requires_grad = None, False
         return self
 
+    def _sync_view(self):
+        """A view whose base has moved in the graph (an in-place op on the base or on
+        another view of it) takes its graph again from the base; its data is current."""
+        if self._base is not None and self._view_epoch != self._base._epoch:
+            self._set_graph(self._view_fn(self._base))
+            self._view_epoch = self._base._epoch
+
+    def _set_graph(self, other):
+        """Take `other`'s place in the graph (used by in-place ops and views)."""
+        self.requires_grad, self._grad_fn, self._output_index = other.requires_grad, other._grad_fn, \
+            other._output_index
+
     def _edge(self):
         """Where a gradient for this tensor goes: its producer, or its accumulator."""
         if self._grad_fn is not None:
@@ -228,6 +244,7 @@ class Tensor:
 
     def backward(self, gradient=None, retain_graph=False):
         from .autograd.engine import run_backward
+        self._sync_view()
         if not self.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn: "
                                "nothing to differentiate (did you forget requires_grad=True, or run under no_grad?)")
@@ -237,16 +254,18 @@ class Tensor:
                                    f"{self.shape}: pass backward(gradient) with a tensor of that shape")
             g = self._backend.xp.ones(self._data.shape, dtype=self._data.dtype)
         else:
-            g = gradient._data if isinstance(gradient, Tensor) else self._backend.asarray(gradient, self._data.dtype)
-            if tuple(g.shape) != self.shape:
-                raise RuntimeError(f"gradient has shape {tuple(g.shape)} but the tensor has shape {self.shape}")
             if isinstance(gradient, Tensor):
                 common_backend([self, gradient], "backward")
+                gradient = gradient._data
+            g = self._backend.asarray(gradient, self._data.dtype)
+            if tuple(g.shape) != self.shape:
+                raise RuntimeError(f"gradient has shape {tuple(g.shape)} but the tensor has shape {self.shape}")
         run_backward([(self._edge(), g)], retain_graph=retain_graph)
 
     def register_hook(self, hook):
         """Call `hook(grad)` when this tensor's gradient is computed; a returned
         tensor replaces the gradient."""
+        self._sync_view()
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         node, idx = self._edge()
@@ -255,17 +274,13 @@ class Tensor:
         return _HookHandle(hooks, hook)
 
     def retain_grad(self):
-        """Keep `.grad` on a non-leaf tensor too."""
+        """Keep `.grad` on a non-leaf tensor too (the gradient after all its hooks)."""
+        self._sync_view()
         if self.is_leaf:
             return
-        import weakref
-        ref = weakref.ref(self)
-
-        def keep(grad):
-            t = ref()
-            if t is not None:
-                t.grad = grad.detach() if t.grad is None else Tensor._wrap(t.grad._data + grad._data, grad._backend)
-        self.register_hook(keep)
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on a tensor that doesn't require gradient")
+        self._grad_fn.retained[self._output_index] = weakref.ref(self)
 
     def zero_(self):
         return self.fill_(0)
@@ -295,6 +310,14 @@ class Tensor:
 
     def __reduce_ex__(self, protocol):
         return (_rebuild, (self._backend.to_numpy(self._data), str(self.device), self.requires_grad))
+
+
+def _is_dtype(spec):
+    try:
+        dtypes.get_dtype(spec)
+        return True
+    except TypeError:
+        return False
 
 
 def _rebuild(arr, device, requires_grad):

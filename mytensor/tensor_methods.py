@@ -1,17 +1,30 @@
 """The op methods and Python operators of `Tensor`, bound to the functions in `ops`.
 
 Kept in one table so `tensor.py` stays about the tensor itself. In-place
-methods (`add_`, `x[i] = v`, ...) run the out-of-place op, write the result
-into the tensor's storage and move the tensor's place in the graph to the new
-node; the version counter records the write.
+methods (`add_`, `x[i] = v`, `x[:, 0] += 1`, ...) run the out-of-place op,
+write the result into the tensor's storage and move the tensor's place in the
+graph to the new node (and its base's, for a view); the version counter
+records the write.
 """
 from . import ops
-from .autograd.grad_mode import is_grad_enabled
+from .autograd.function import Function
+from .autograd.grad_mode import is_grad_enabled, no_grad
+from .ops._util import NUMBERS
 from .tensor import Tensor
 
 
-def _reversed(fn):
-    return lambda self, other: fn(other, self)
+def _operator(fn, reflected=False):
+    """A binary operator; other operand types get NotImplemented, so Python's own
+    TypeError (or `x == None` being False) follows, and NumPy never takes over."""
+    def method(self, other):
+        if not isinstance(other, (Tensor, *NUMBERS)):
+            return NotImplemented
+        return fn(other, self) if reflected else fn(self, other)
+    return method
+
+
+def _floordiv(a, b):
+    return ops.div(a, b, rounding_mode="floor")
 
 
 _methods = {
@@ -35,18 +48,18 @@ _methods = {
     "index_select": ops.index_select,
     # linear algebra
     "matmul": ops.matmul, "mm": ops.mm, "bmm": ops.bmm, "dot": ops.dot,
+    "where": lambda self, condition, other: ops.where(condition, self, other),
     # operators
-    "__add__": ops.add, "__radd__": _reversed(ops.add), "__sub__": ops.sub, "__rsub__": _reversed(ops.sub),
-    "__mul__": ops.mul, "__rmul__": _reversed(ops.mul), "__truediv__": ops.div,
-    "__rtruediv__": _reversed(ops.div), "__pow__": ops.pow, "__rpow__": _reversed(ops.pow),
-    "__matmul__": ops.matmul, "__rmatmul__": _reversed(ops.matmul), "__neg__": ops.neg, "__abs__": ops.abs,
-    "__eq__": ops.eq, "__ne__": ops.ne, "__lt__": ops.lt, "__le__": ops.le, "__gt__": ops.gt, "__ge__": ops.ge,
-    "__getitem__": ops.getitem,
-    "__floordiv__": lambda a, b: ops.div(a, b, rounding_mode="floor"),
-    "__invert__": ops.logical_not, "__and__": ops.logical_and, "__or__": ops.logical_or,
+    "__neg__": ops.neg, "__abs__": ops.abs, "__invert__": ops.logical_not, "__getitem__": ops.getitem,
 }
 for _name, _fn in _methods.items():
     setattr(Tensor, _name, _fn)
+for _name, _fn in {"add": ops.add, "sub": ops.sub, "mul": ops.mul, "truediv": ops.div, "floordiv": _floordiv,
+                   "pow": ops.pow, "matmul": ops.matmul, "and": ops.logical_and, "or": ops.logical_or}.items():
+    setattr(Tensor, f"__{_name}__", _operator(_fn))
+    setattr(Tensor, f"__r{_name}__", _operator(_fn, reflected=True))
+for _name, _fn in {"eq": ops.eq, "ne": ops.ne, "lt": ops.lt, "le": ops.le, "gt": ops.gt, "ge": ops.ge}.items():
+    setattr(Tensor, f"__{_name}__", _operator(_fn))
 
 Tensor.T = property(lambda self: ops.permute(self, *reversed(range(self.ndim))))
 Tensor.mT = property(lambda self: ops.transpose(self, -2, -1))
@@ -54,35 +67,62 @@ Tensor.expand_as = lambda self, other: ops.expand(self, *other.shape)
 Tensor.view_as = lambda self, other: ops.view(self, *other.shape)
 Tensor.reshape_as = lambda self, other: ops.reshape(self, *other.shape)
 Tensor.type_as = lambda self, other: self.to(other.dtype)
+Tensor.t = lambda self: ops.transpose(self, 0, 1) if self.ndim == 2 else self
 
 
 # ------------------------------------------------------------------ in-place
 def _inplace(self, fn, *args):
-    """Write `fn(self, *args)` into self's storage and move self in the graph."""
-    recording = is_grad_enabled() and (self.requires_grad or any(
+    """Write `fn(self, *args)` into self's storage and move self in the graph.
+
+    While recording, the op runs on a clone of self, so what it saves for backward
+    is not overwritten by the write. Writing through a view also moves the base:
+    it becomes "the old base with the view's region replaced"."""
+    base = self._base
+    recording = is_grad_enabled() and (self.requires_grad or (base is not None and base.requires_grad) or any(
         isinstance(a, Tensor) and a.requires_grad for a in args))
-    if recording and self.is_leaf and self.requires_grad:
-        raise RuntimeError("a leaf tensor that requires grad is being used in an in-place operation; "
-                           "wrap it in `with mytensor.no_grad():` or use the out-of-place op")
-    if recording and self._base is not None and (self._base.requires_grad or self.requires_grad):
-        raise RuntimeError("in-place change of a view of a tensor that requires grad is not supported; "
-                           "use the out-of-place op")
-    old = self
-    if recording:  # stand-in for self's previous value: same storage, same graph position
-        old = self.detach()
-        old.requires_grad, old._grad_fn, old._output_index = self.requires_grad, self._grad_fn, self._output_index
-        old._accumulator = self._accumulator
-    result = fn(old, *args)
+    if recording:
+        owner = self if base is None else base
+        if owner.is_leaf and owner.requires_grad:
+            raise RuntimeError(f"a leaf tensor that requires grad{'' if base is None else ' (or a view of one)'} "
+                               f"is being used in an in-place operation; wrap it in `with mytensor.no_grad():` "
+                               f"or use the out-of-place op")
+        result = fn(ops.clone(self if base is None else self._view_fn(base)), *args)
+    else:
+        result = fn(self, *args)
     if tuple(result.shape) != self.shape:
         raise RuntimeError(f"in-place result of shape {result.shape} doesn't match the tensor's shape {self.shape}")
     if result.dtype.category > self.dtype.category:
         raise TypeError(f"result type {result.dtype} can't be cast to the in-place output type {self.dtype}")
+    if recording:
+        result = result.to(self.dtype)
     self._backend.xp.copyto(self._data, result._data, casting="unsafe")
     self._version[0] += 1
     if recording:
-        self.requires_grad, self._grad_fn, self._output_index = result.requires_grad, result._grad_fn, \
-            result._output_index
+        if base is None:
+            self._set_graph(result)
+        else:
+            base._set_graph(_WriteView.apply(base, result, self._view_fn))
+        (base if base is not None else self)._epoch += 1
+        self._sync_view()
     return self
+
+
+class _WriteView(Function):
+    """The graph of a write through a view: out = base with the view's region
+    replaced by `value`. The storage already holds `out`, so forward only returns it."""
+
+    @staticmethod
+    def forward(ctx, base, value, view_fn):
+        # where the view's elements sit in the base, as flat indices (whatever the strides)
+        positions = ctx.xp.arange(base.size).reshape(base.shape)
+        ctx.region = view_fn(Tensor._wrap(positions, ctx.backend))._data
+        return base
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_base = grad.copy()
+        grad_base.reshape(-1)[ctx.region] = 0
+        return grad_base, grad.reshape(-1)[ctx.region], None
 
 
 def _inplace_method(fn):
@@ -92,9 +132,10 @@ def _inplace_method(fn):
 for _name, _fn in {"add_": ops.add, "sub_": ops.sub, "mul_": ops.mul, "div_": ops.div, "pow_": ops.pow,
                    "clamp_": ops.clamp, "relu_": ops.relu, "sigmoid_": ops.sigmoid, "tanh_": ops.tanh,
                    "exp_": ops.exp, "neg_": ops.neg, "abs_": ops.abs, "sqrt_": ops.sqrt, "log_": ops.log,
-                   "masked_fill_": ops.masked_fill,
-                   "__iadd__": ops.add, "__isub__": ops.sub, "__imul__": ops.mul,
-                   "__itruediv__": ops.div}.items():
+                   "sin_": ops.sin, "cos_": ops.cos, "rsqrt_": ops.rsqrt, "reciprocal_": ops.reciprocal,
+                   "square_": ops.square, "clip_": ops.clamp, "masked_fill_": ops.masked_fill,
+                   "__iadd__": ops.add, "__isub__": ops.sub, "__imul__": ops.mul, "__itruediv__": ops.div,
+                   "__ipow__": ops.pow}.items():
     setattr(Tensor, _name, _inplace_method(_fn))
 
 
@@ -106,8 +147,11 @@ Tensor.add_ = _add_with_alpha
 
 
 def _fill_(self, value):
-    from .creation import full_like
-    return _inplace(self, lambda t: full_like(t, value.item() if isinstance(value, Tensor) else value))
+    """Differentiable in `value` (a 0-d tensor), and gives zero gradient to the old contents."""
+    from .creation import ones_like
+    if isinstance(value, Tensor):
+        value = value.to(self.dtype)
+    return _inplace(self, lambda t: ops.masked_fill(t, ones_like(t, dtype=bool), value))
 
 
 def _copy_(self, src):
@@ -121,7 +165,6 @@ def _setitem(self, index, value):
 
 
 def _uniform_(self, a=0.0, b=1.0):
-    from .autograd.grad_mode import no_grad
     with no_grad():
         self._data[...] = self._backend.rand(self.shape, self._data.dtype) * (b - a) + a
     self._version[0] += 1
@@ -129,7 +172,6 @@ def _uniform_(self, a=0.0, b=1.0):
 
 
 def _normal_(self, mean=0.0, std=1.0):
-    from .autograd.grad_mode import no_grad
     with no_grad():
         self._data[...] = self._backend.randn(self.shape, self._data.dtype) * std + mean
     self._version[0] += 1

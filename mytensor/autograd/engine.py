@@ -27,11 +27,19 @@ def _reachable(roots):
 
 
 def _run_hooks(node, index, grad, backend):
+    """Tensor hooks may replace the gradient; a retained `.grad` gets the final one."""
     from ..tensor import Tensor
     for hook in node.hooks.get(index, ()):
         new = hook(Tensor._wrap(grad, backend))
         if new is not None:
             grad = new._data
+    ref = node.retained.get(index)
+    t = ref() if ref is not None else None
+    if t is not None:
+        if t.grad is None:
+            t.grad = Tensor._wrap(backend.xp.array(grad, copy=True), backend)
+        else:
+            t.grad._data += grad
     return grad
 
 

@@ -7,7 +7,14 @@ one gradient array (or None) per argument of forward. `Function.apply` wraps
 tensors in and out and records a `Node` in the graph; the engine knows nothing
 about any particular op.
 """
+import numpy as np
+
 from .grad_mode import is_grad_enabled
+
+
+def _quiet():
+    """inf and nan come out silently, as in PyTorch (NumPy would warn: 1 / 0, log(0), exp(1000)...)."""
+    return np.errstate(all="ignore")
 
 
 class Context:
@@ -20,6 +27,8 @@ class Context:
         self.saved = ()
 
     def save_for_backward(self, *arrays):
+        """Arrays (or None) backward reads; those of input/output tensors are
+        version-checked, and all are dropped when the graph is freed."""
         self.saved = arrays
 
 
@@ -27,14 +36,16 @@ class Node:
     """One recorded op: its context, and an edge per tensor input to the node
     that produced it (an `AccumulateGrad` for leaves)."""
 
-    def __init__(self, fn, ctx, edges, input_meta, n_outputs):
+    def __init__(self, fn, ctx, edges, input_meta, output_meta):
         self.fn = fn
         self.ctx = ctx
         self.edges = edges              # per input: (node, output_index) or None
         self.input_meta = input_meta    # per input: (shape, np dtype) to shape grads
-        self.n_outputs = n_outputs
+        self.output_meta = output_meta  # per output: (shape, np dtype) for missing grads
+        self.n_outputs = len(output_meta)
         self.saved_versions = []        # (version counter, version at save time, tensor description)
         self.hooks = {}                 # output index -> [fn(grad) -> grad or None]
+        self.retained = {}              # output index -> weakref of a tensor that retains its grad
         self.freed = False
 
     @property
@@ -58,14 +69,16 @@ class Node:
                 f"trying to backward through the graph a second time ({self.name} has freed its saved "
                 f"arrays); pass retain_graph=True to the first backward() if you need to")
         self.check_versions()
-        result = self.fn.backward(self.ctx, *grads)
+        with _quiet():
+            result = self.fn.backward(self.ctx, *grads)
         return result if isinstance(result, tuple) else (result,)
 
     def release(self):
-        self.ctx.saved = ()
-        self.ctx.__dict__ = {k: v for k, v in self.ctx.__dict__.items()
-                             if k in ("backend", "out_backend", "xp", "needs_input_grad", "saved")}
-        self.freed = True
+        """Drop the saved arrays after backward; only a node that had some can't run again
+        (as in PyTorch, where `(x + 1).sum()` can be differentiated twice)."""
+        if self.ctx.saved:
+            self.ctx.saved = ()
+            self.freed = True
 
 
 class AccumulateGrad:
@@ -77,22 +90,20 @@ class AccumulateGrad:
     def __init__(self, leaf):
         self.leaf = leaf
         self.hooks = {}
+        self.retained = {}
 
     def accumulate(self, grad):
         from ..tensor import Tensor
         leaf = self.leaf
         if leaf.grad is None:
-            leaf.grad = Tensor._wrap(grad.copy() if _shares_memory(grad, leaf._data) else grad, leaf._backend)
+            # a fresh array: the incoming one may be a read-only broadcast or shared with another leaf
+            leaf.grad = Tensor._wrap(leaf._backend.xp.array(grad, copy=True), leaf._backend)
         else:
-            leaf.grad._data = leaf.grad._data + grad
-
-
-def _shares_memory(a, b):
-    return a is b or getattr(a, "base", None) is b
+            leaf.grad._data += grad
 
 
 class Function:
-    is_view = False  # True for ops whose output shares the first input's storage
+    is_view = False  # True for ops whose output may share the first input's storage
 
     @staticmethod
     def forward(ctx, *args):
@@ -107,29 +118,45 @@ class Function:
         from ..tensor import Tensor, common_backend
         tensors = [a for a in args if isinstance(a, Tensor)]
         backend = common_backend(tensors, cls.__name__)
+        if is_grad_enabled():
+            for t in tensors:
+                t._sync_view()
         record = is_grad_enabled() and any(t.requires_grad for t in tensors)
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         ctx = Context(backend, needs)
         raw = [a._data if isinstance(a, Tensor) else a for a in args]
-        out = cls.forward(ctx, *raw, **kwargs)
+        with _quiet():
+            out = cls.forward(ctx, *raw, **kwargs)
         multiple = isinstance(out, tuple)
         outs = tuple(o if isinstance(o, ctx.xp.ndarray) else ctx.xp.asarray(o) for o in (out if multiple else (out,)))
         out_backend = getattr(ctx, "out_backend", backend)  # set by ops that change device
         results = tuple(Tensor._wrap(o, out_backend) for o in outs)
-        if cls.is_view and ctx.xp.shares_memory(results[0]._data, raw[0]):
-            results[0]._version = args[0]._version
-            results[0]._base = args[0]._base if args[0]._base is not None else args[0]
+        if cls.is_view and ctx.xp.may_share_memory(results[0]._data, raw[0]):
+            rest = args[1:]
+            _make_view(results[0], args[0], lambda base: cls.apply(base, *rest, **kwargs))
         if record:
             edges = [a._edge() if isinstance(a, Tensor) and a.requires_grad else None for a in args]
             meta = [(a.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args]
-            node = Node(cls, ctx, edges, meta, len(results))
-            node.output_meta = [(r.shape, r._data.dtype) for r in results]
+            node = Node(cls, ctx, edges, meta, [(r.shape, r._data.dtype) for r in results])
             node.saved_versions = _saved_versions(ctx.saved, tensors, results)
             for i, r in enumerate(results):
                 if r.dtype.is_floating_point:
                     r.requires_grad = True
                     r._grad_fn, r._output_index = node, i
         return results if multiple else results[0]
+
+
+def _make_view(view, src, redo):
+    """Make `view` share `src`'s version counter and remember how to take it again
+    from the base tensor: an in-place write through the view updates the base's
+    graph, and a base changed in place re-derives the graphs of its views."""
+    if src._base is None:
+        view._base, view._view_fn = src, redo
+    else:
+        parent = src._view_fn
+        view._base, view._view_fn = src._base, (lambda base: redo(parent(base)))
+    view._version = src._version
+    view._view_epoch = view._base._epoch
 
 
 def _saved_versions(saved, inputs, outputs):
@@ -139,6 +166,7 @@ def _saved_versions(saved, inputs, outputs):
     for arr in saved:
         for t in (*inputs, *outputs):
             if t._data is arr:
-                found.append((t._version, t._version[0], f"a tensor of shape {tuple(t.shape)} and dtype {t.dtype.name}"))
+                desc = f"a tensor of shape {tuple(t.shape)} and dtype {t.dtype.name}"
+                found.append((t._version, t._version[0], desc))
                 break
     return found

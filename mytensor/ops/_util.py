@@ -1,4 +1,6 @@
 """Helpers shared by the op modules."""
+import numpy as np
+
 from .. import dtypes
 from ..tensor import Tensor
 
@@ -27,16 +29,28 @@ def broadcast_shapes(*shapes):
     return tuple(out)
 
 
+NUMBERS = (bool, int, float, np.bool_, np.integer, np.floating)  # what ops take besides tensors
+
+
 def as_operands(*args):
     """Bring tensors and Python numbers to a common dtype, PyTorch's way.
 
     Tensors are cast to the promoted dtype (a differentiable cast); numbers stay
-    Python numbers so NumPy/CuPy treat them as weakly typed."""
+    Python numbers so NumPy/CuPy treat them as weakly typed. An integer that the
+    integer result type can't hold wraps around (`uint8 - 2` is `uint8 + 254`), as
+    in PyTorch, where NumPy would raise."""
     for a in args:
-        if not isinstance(a, (Tensor, bool, int, float)):
+        if not isinstance(a, (Tensor, *NUMBERS)):
             raise TypeError(f"expected a tensor or a number, got {type(a).__name__}")
+    args = [a.item() if isinstance(a, np.generic) else a for a in args]  # NumPy scalars act as Python numbers
     dtype = dtypes.result_type(*args)
-    out = [a.to(dtype) if isinstance(a, Tensor) and a.dtype is not dtype else a for a in args]
+    out = []
+    for a in args:
+        if isinstance(a, Tensor):
+            a = a.to(dtype)
+        elif isinstance(a, int) and not isinstance(a, bool) and dtype.category == 1:
+            a = int(np.array(a).astype(dtype.np))
+        out.append(a)
     return out, dtype
 
 
@@ -49,8 +63,9 @@ def norm_dim(dim, ndim):
 
 
 def norm_dims(dim, ndim):
-    """None (all) or a tuple of non-negative dims."""
+    """None (all) or a sorted tuple of non-negative dims. As in PyTorch, an empty
+    list of dims means all of them, and a 0-d tensor takes dim 0 or -1."""
     if dim is None:
         return None
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    return tuple(sorted(norm_dim(d, ndim) for d in dims))
+    dims = tuple(sorted(norm_dim(d, ndim) for d in ((dim,) if isinstance(dim, int) else dim)))
+    return dims if dims and ndim else None

@@ -15,7 +15,7 @@ class ToCopy(Function):
 
     @staticmethod
     def forward(ctx, x, dtype, backend, copy):
-        ctx.src = (ctx.backend, x.dtype)
+        ctx.src_dtype = x.dtype
         if backend is not ctx.backend:
             x, copy = _move(x, ctx.backend, backend), False
             ctx.out_backend = backend
@@ -23,11 +23,13 @@ class ToCopy(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        backend, dtype = ctx.src
-        return _move(grad, ctx.out_backend, backend).astype(dtype, copy=False), None, None, None
+        out_backend = getattr(ctx, "out_backend", ctx.backend)
+        return _move(grad, out_backend, ctx.backend).astype(ctx.src_dtype, copy=False), None, None, None
 
 
 def _move(arr, src, dst):
+    if src is dst:
+        return arr
     return dst.asarray(src.to_numpy(arr)) if dst.name == "cpu" else dst.asarray(arr)
 
 
@@ -66,39 +68,47 @@ class Sub(Function):
         return unbroadcast(grad, sa), unbroadcast(-grad, sb)
 
 
+def _shape(a):
+    return getattr(a, "shape", ())  # Python numbers are 0-d
+
+
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        # save only what a needed gradient reads, so `(y * 2)` doesn't pin y against in-place changes
+        need_a, need_b = ctx.needs_input_grad
+        ctx.shapes = (_shape(a), _shape(b))
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)
         return ctx.xp.multiply(a, b)
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved
-        ga = unbroadcast(grad * b, a.shape) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(grad * a, b.shape) if ctx.needs_input_grad[1] else None
-        return ga, gb
+        sa, sb = ctx.shapes
+        return (unbroadcast(grad * b, sa) if ctx.needs_input_grad[0] else None,
+                unbroadcast(grad * a, sb) if ctx.needs_input_grad[1] else None)
 
 
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        ctx.shapes = (_shape(a), _shape(b))
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
         return ctx.xp.true_divide(a, b)
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved
-        ga = unbroadcast(grad / b, a.shape) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(-grad * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
-        return ga, gb
+        sa, sb = ctx.shapes
+        return (unbroadcast(grad / b, sa) if ctx.needs_input_grad[0] else None,
+                unbroadcast(-grad * a / (b * b), sb) if ctx.needs_input_grad[1] else None)
 
 
 class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         out = ctx.xp.power(a, b)
-        ctx.save_for_backward(a, b, out)
+        ctx.save_for_backward(a, b, out if ctx.needs_input_grad[1] else None)
         return out
 
     @staticmethod
@@ -106,12 +116,13 @@ class Pow(Function):
         a, b, out = ctx.saved
         xp = ctx.xp
         ga = gb = None
+        # PyTorch's conventions: d/da is 0 where b == 0 (even at a == 0), d/db is 0 where a == 0 and b >= 0
         if ctx.needs_input_grad[0]:
-            # b * a**(b-1), written so that a == 0 with b >= 1 stays finite
-            ga = unbroadcast(grad * b * xp.power(a, b - 1), xp.shape(a))
+            ga = unbroadcast(xp.where(b == 0, 0, grad * b * xp.power(a, b - 1)).astype(grad.dtype, copy=False),
+                             _shape(a))
         if ctx.needs_input_grad[1]:
-            safe_log = xp.log(xp.where(a > 0, a, 1))
-            gb = unbroadcast(grad * out * safe_log, xp.shape(b))
+            gb = unbroadcast(xp.where((a == 0) & (b >= 0), 0, grad * out * xp.log(a)).astype(grad.dtype, copy=False),
+                             _shape(b))
         return ga, gb
 
 
@@ -125,7 +136,13 @@ def _binary(fn):
     return op
 
 
-add, sub, mul, pow = _binary(Add), _binary(Sub), _binary(Mul), _binary(Pow)
+add, mul, pow, _sub = _binary(Add), _binary(Mul), _binary(Pow), _binary(Sub)
+
+
+def sub(a, b):
+    if any(x is True or x is False or (isinstance(x, Tensor) and x.dtype is dtypes.bool_) for x in (a, b)):
+        raise TypeError("subtraction with a bool tensor is not supported; use ~ or logical_not() to invert a mask")
+    return _sub(a, b)
 
 
 def _check_broadcast(*operands):
@@ -137,22 +154,33 @@ def _check_broadcast(*operands):
 
 def div(a, b, rounding_mode=None):
     """True division (integers become the default float), or floor division."""
+    if rounding_mode not in (None, "floor"):
+        raise ValueError(f"div: rounding_mode must be None or 'floor', got {rounding_mode!r}")
     if rounding_mode == "floor":
         (a, b), _ = as_operands(a, b)
-        return _no_grad_result(a, b, lambda xp, x, y: xp.floor_divide(x, y))
-    (a, b), dtype = as_operands(a, b)
-    _check_broadcast(a, b)
-    if not dtype.is_floating_point:
+        _check_broadcast(a, b)
+        return FloorDiv.apply(a, b)
+    if not dtypes.result_type(a, b).is_floating_point:
         f = dtypes.get_default_dtype()
         a = a.to(f) if isinstance(a, Tensor) else a
         b = b.to(f) if isinstance(b, Tensor) else b
+    (a, b), _ = as_operands(a, b)
+    _check_broadcast(a, b)
     return Div.apply(a, b)
 
 
-def _no_grad_result(a, b, fn):
-    t = a if isinstance(a, Tensor) else b
-    raw = [x._data if isinstance(x, Tensor) else x for x in (a, b)]
-    return Tensor._wrap(fn(t._backend.xp, *raw), t._backend)
+class FloorDiv(Function):
+    """Piecewise constant: the gradient is zero, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (_shape(a), _shape(b))
+        return ctx.xp.floor_divide(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return tuple(ctx.xp.zeros(s, grad.dtype) if need else None
+                     for s, need in zip(ctx.shapes, ctx.needs_input_grad))
 
 
 # ---------------------------------------------------------------- unary
@@ -316,8 +344,20 @@ def reciprocal(x):
     return div(1, x)
 
 
+class Sign(Function):
+    """-1, 0 or 1 (0 for nan, as in PyTorch); differentiable with gradient zero."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return ctx.xp.where(x != x, 0, ctx.xp.sign(x)).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.xp.zeros_like(grad)
+
+
 def sign(x):
-    return Tensor._wrap(x._backend.xp.sign(x._data), x._backend)
+    return Sign.apply(x)
 
 
 # ------------------------------------------------------ selection by value
@@ -325,7 +365,7 @@ class Where(Function):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
-        ctx.shapes = (ctx.xp.shape(a), ctx.xp.shape(b))
+        ctx.shapes = (_shape(a), _shape(b))
         return ctx.xp.where(cond, a, b)
 
     @staticmethod
@@ -380,7 +420,8 @@ class Clamp(Function):
     def forward(ctx, x, lo, hi):
         ctx.save_for_backward(x)
         ctx.bounds = (lo, hi)
-        return ctx.xp.clip(x, lo, hi)
+        out = x if lo is None else ctx.xp.maximum(x, lo)
+        return out if hi is None else ctx.xp.minimum(out, hi)
 
     @staticmethod
     def backward(ctx, grad):
@@ -395,15 +436,19 @@ class Clamp(Function):
 
 
 def clamp(x, min=None, max=None):
+    """Bounds are numbers or tensors; the result dtype follows promotion (an integer
+    tensor clamped to 0.5 is float), as in PyTorch."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # `where`, not maximum/minimum: at a tie the gradient goes to x, as in PyTorch
         out = x
         if min is not None:
-            out = maximum(out, min)
+            out = where(out < min, min, out)
         if max is not None:
-            out = minimum(out, max)
+            out = where(out > max, max, out)
         return out
+    x = as_operands(x, *(b for b in (min, max) if b is not None))[0][0]
     return Clamp.apply(x, min, max)
 
 
@@ -411,6 +456,7 @@ def clamp(x, min=None, max=None):
 def _compare(name):
     def op(a, b):
         (a, b), _ = as_operands(a, b)
+        _check_broadcast(a, b)
         t = a if isinstance(a, Tensor) else b
         raw = [x._data if isinstance(x, Tensor) else x for x in (a, b)]
         return Tensor._wrap(getattr(t._backend.xp, name)(*raw), t._backend)

@@ -37,7 +37,11 @@ class GetItem(Function):
     @staticmethod
     def forward(ctx, x, index):
         ctx.args = (x.shape, x.dtype, index)
-        return x[index]
+        out = x[index]
+        if _is_basic(index) and not isinstance(out, ctx.xp.ndarray):
+            # NumPy gives a scalar copy for x[i] on a vector; a trailing ... makes it a 0-d view as in PyTorch
+            out = x[(index if isinstance(index, tuple) else (index,)) + (Ellipsis,)]
+        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -89,12 +93,16 @@ def index_put(x, index, value):
 class Gather(Function):
     @staticmethod
     def forward(ctx, x, dim, index):
-        ctx.args = (x.shape, dim, index)
-        return ctx.xp.take_along_axis(x, index, axis=dim)
+        ctx.args = (x.shape, dim)
+        ctx.save_for_backward(index)
+        # PyTorch lets the index be smaller than x in the other dims: read only that corner
+        corner = tuple(slice(None) if d == dim else slice(0, s) for d, s in enumerate(index.shape))
+        return ctx.xp.take_along_axis(x[corner], index, axis=dim)
 
     @staticmethod
     def backward(ctx, grad):
-        shape, dim, index = ctx.args
+        shape, dim = ctx.args
+        (index,) = ctx.saved
         xp = ctx.xp
         g = xp.zeros(shape, dtype=grad.dtype)
         # add, not assign: an index may repeat along dim
@@ -111,7 +119,10 @@ def gather(x, dim, index):
     d = norm_dim(dim, x.ndim)
     if index.ndim != x.ndim:
         raise ValueError(f"gather(): index has {index.ndim} dimensions but input has {x.ndim}")
-    return Gather.apply(x, d, index._data)
+    if any(i > s for k, (i, s) in enumerate(zip(index.shape, x.shape)) if k != d):
+        raise ValueError(f"gather(): index of shape {index.shape} is larger than input of shape {x.shape} "
+                         f"outside dimension {d}")
+    return Gather.apply(x, d, index)
 
 
 def index_select(x, dim, index):
@@ -129,7 +140,11 @@ def one_hot(tensor, num_classes=-1):
     if tensor.dtype is not dtypes.int64:
         raise TypeError(f"one_hot is only applicable to int64 index tensors, got {tensor.dtype}")
     xp = tensor._backend.xp
+    if tensor.numel() and int(tensor._data.min()) < 0:
+        raise ValueError("one_hot: class values must be non-negative")
     if num_classes < 0:
         num_classes = int(tensor._data.max()) + 1 if tensor.numel() else 0
+    elif tensor.numel() and int(tensor._data.max()) >= num_classes:
+        raise ValueError(f"one_hot: class values must be smaller than num_classes ({num_classes})")
     out = (tensor._data[..., None] == xp.arange(num_classes)).astype("int64")
     return Tensor._wrap(out, tensor._backend)

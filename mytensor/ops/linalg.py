@@ -8,26 +8,27 @@ __all__ = ["matmul", "mm", "bmm", "dot"]
 class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        # each gradient reads only the other operand
+        ctx.shapes = (a.shape, b.shape)
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[0] else None)
         return ctx.xp.matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved
+        sa, sb = ctx.shapes
         xp = ctx.xp
-        # lift vectors to matrices so one pair of formulas covers every case
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
-        g = grad
-        if a.ndim == 1:
-            g = xp.expand_dims(g, -2)
-        if b.ndim == 1:
-            g = xp.expand_dims(g, -1)
+        # lift vectors to matrices, (k,) @ ... as (1, k) and ... @ (k,) as (k, 1), so one pair of
+        # formulas covers every case; the output gets those unit dimensions back (b's first)
+        sa2 = (1,) + sa if len(sa) == 1 else sa
+        sb2 = sb + (1,) if len(sb) == 1 else sb
+        g = grad[..., None] if len(sb) == 1 else grad
+        g = xp.expand_dims(g, -2) if len(sa) == 1 else g
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = unbroadcast(xp.matmul(g, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+            ga = unbroadcast(xp.matmul(g, xp.swapaxes(b.reshape(sb2), -1, -2)), sa2).reshape(sa)
         if ctx.needs_input_grad[1]:
-            gb = unbroadcast(xp.matmul(xp.swapaxes(a2, -1, -2), g), b2.shape).reshape(b.shape)
+            gb = unbroadcast(xp.matmul(xp.swapaxes(a.reshape(sa2), -1, -2), g), sb2).reshape(sb)
         return ga, gb
 
 

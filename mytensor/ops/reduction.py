@@ -1,6 +1,8 @@
 """Reductions over dimensions: sum, mean, max/min, var/std, logsumexp, prod."""
 from collections import namedtuple
 
+import numpy as np
+
 from .. import dtypes
 from ..autograd.function import Function
 from ..tensor import Tensor
@@ -22,11 +24,21 @@ def _expand_back(grad, shape, dims, keepdim):
     return grad
 
 
+def _wide(arr):
+    """float16 is summed in float32 and rounded at the end, as PyTorch does: a float16
+    running sum loses precision, and a count like 100000 isn't even a finite float16."""
+    return arr.astype(np.float32) if arr.dtype == np.float16 else arr
+
+
+def _wide_dtype(dtype):
+    return np.float32 if dtype == np.float16 else None
+
+
 class Sum(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         ctx.args = (x.shape, dims, keepdim)
-        return x.sum(axis=dims, keepdims=keepdim)
+        return x.sum(axis=dims, keepdims=keepdim, dtype=_wide_dtype(x.dtype)).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
@@ -34,11 +46,15 @@ class Sum(Function):
         return ctx.xp.broadcast_to(_expand_back(grad, shape, dims, keepdim), shape), None, None
 
 
-def sum(x, dim=None, keepdim=False, dtype=None):
+def _int64_if_integral(x, dtype):
+    """PyTorch sums and multiplies bools and integers as int64 (unless told a dtype)."""
     if dtype is not None:
-        x = x.to(dtype)
-    elif x.dtype.category < 2:
-        x = x.to(dtypes.int64)  # PyTorch sums bools and integers as int64
+        return x.to(dtype)
+    return x.to(dtypes.int64) if x.dtype.category < 2 else x
+
+
+def sum(x, dim=None, keepdim=False, dtype=None):
+    x = _int64_if_integral(x, dtype)
     return Sum.apply(x, norm_dims(dim, x.ndim), keepdim)
 
 
@@ -48,9 +64,21 @@ def mean(x, dim=None, keepdim=False, dtype=None):
     if not x.dtype.is_floating_point:
         raise RuntimeError(f"mean(): could not infer output dtype; input dtype {x.dtype} is not floating point, "
                            f"pass dtype=")
-    dims = norm_dims(dim, x.ndim)
-    count = x.numel() if dims is None else _prod_sizes(x.shape, dims)
-    return Sum.apply(x, dims, keepdim) / count
+    return Mean.apply(x, norm_dims(dim, x.ndim), keepdim)
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        ctx.args = (x.shape, dims, keepdim)
+        return x.mean(axis=dims, keepdims=keepdim, dtype=_wide_dtype(x.dtype)).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, dims, keepdim = ctx.args
+        count = _prod_sizes(shape, range(len(shape)) if dims is None else dims)
+        g = (_wide(grad) / count).astype(grad.dtype, copy=False)
+        return ctx.xp.broadcast_to(_expand_back(g, shape, dims, keepdim), shape), None, None
 
 
 def _prod_sizes(shape, dims):
@@ -100,9 +128,8 @@ class IndexedExtremum(Function):
         (idx,) = ctx.saved
         shape, dim = ctx.args
         xp = ctx.xp
-        g = xp.zeros(shape, dtype=grad.dtype)
-        xp.put_along_axis(g, idx, grad.reshape(idx.shape), axis=dim)
-        return g, None, None, None
+        picked = xp.arange(shape[dim]).reshape((-1,) + (1,) * (len(shape) - dim - 1)) == idx
+        return xp.where(picked, grad.reshape(idx.shape), 0).astype(grad.dtype, copy=False), None, None, None
 
 
 def _extremum(x, dim, keepdim, is_max):
@@ -110,8 +137,8 @@ def _extremum(x, dim, keepdim, is_max):
         raise RuntimeError(f"{'max' if is_max else 'min'}(): expected a non-empty tensor")
     if dim is None:
         return Extremum.apply(x, None, False, is_max)
-    if isinstance(dim, Tensor):
-        raise TypeError("max(a, b) with two tensors is maximum(a, b)")
+    if x.ndim == 0:  # PyTorch takes dim 0 of a 0-d tensor: its one element, at index 0
+        x, keepdim = x.reshape(1), False
     out = IndexedExtremum.apply(x, norm_dim(dim, x.ndim), keepdim, is_max)
     return values_indices(*out)
 
@@ -140,6 +167,10 @@ def amin(x, dim=None, keepdim=False):
 
 def _arg(x, dim, keepdim, name):
     xp = x._backend.xp
+    if x.ndim == 0:  # the one element is at index 0
+        if dim is not None:
+            norm_dim(dim, 0)  # still reject a dim a 0-d tensor doesn't have
+        return Tensor._wrap(xp.zeros((), dtype="int64"), x._backend)
     if dim is None:
         out = getattr(xp, name)(x._data)
         out = out.reshape((1,) * x.ndim) if keepdim else out
@@ -159,20 +190,24 @@ def argmin(x, dim=None, keepdim=False):
 class Var(Function):
     @staticmethod
     def forward(ctx, x, dims, correction, keepdim):
-        m = x.mean(axis=dims, keepdims=True)
+        wide = _wide(x)
+        m = wide.mean(axis=dims, keepdims=True)
         n = x.size if dims is None else _prod_sizes(x.shape, dims)
         ctx.save_for_backward(x, m)
         ctx.args = (dims, keepdim, n - correction)
-        return ((x - m) ** 2).sum(axis=dims, keepdims=keepdim) / x.dtype.type(n - correction)
+        return (((wide - m) ** 2).sum(axis=dims, keepdims=keepdim) / (n - correction)).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         x, m = ctx.saved
         dims, keepdim, denom = ctx.args
-        return _expand_back(grad, x.shape, dims, keepdim) * (2 * (x - m) / x.dtype.type(denom)), None, None, None
+        g = _expand_back(grad, x.shape, dims, keepdim) * (2 * (_wide(x) - m) / denom)
+        return g.astype(grad.dtype, copy=False), None, None, None
 
 
 def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"var/std need a floating point tensor, got {x.dtype}")
     if correction is None:
         correction = 0 if unbiased is False else 1
     return Var.apply(x, norm_dims(dim, x.ndim), correction, keepdim)
@@ -186,23 +221,27 @@ def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
 class LogSumExp(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim):
-        xp = ctx.xp
-        m = x.max(axis=dims, keepdims=True)
+        xp, wide = ctx.xp, _wide(x)
+        m = wide.max(axis=dims, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
-        out = xp.log(xp.exp(x - m).sum(axis=dims, keepdims=True)) + m
+        out = xp.log(xp.exp(wide - m).sum(axis=dims, keepdims=True)) + m
         ctx.save_for_backward(x, out)
         ctx.args = (dims, keepdim)
-        return out if keepdim else out.reshape(tuple(s for i, s in enumerate(x.shape)
-                                                     if dims is not None and i not in dims))
+        out = out if keepdim else out.reshape(tuple(s for i, s in enumerate(x.shape)
+                                                    if dims is not None and i not in dims))
+        return out.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved
         dims, keepdim = ctx.args
-        return _expand_back(grad, x.shape, dims, keepdim) * ctx.xp.exp(x - out), None, None
+        g = _expand_back(grad, x.shape, dims, keepdim) * ctx.xp.exp(_wide(x) - out)
+        return g.astype(grad.dtype, copy=False), None, None
 
 
 def logsumexp(x, dim, keepdim=False):
+    if not x.dtype.is_floating_point:
+        x = x.to(dtypes.get_default_dtype())
     return LogSumExp.apply(x, norm_dims(dim, x.ndim), keepdim)
 
 
@@ -218,26 +257,25 @@ class Prod(Function):
         (x,) = ctx.saved
         dim, keepdim = ctx.args
         xp = ctx.xp
-        flat = dim is None
-        xs = x.reshape(-1) if flat else x
-        axis = 0 if flat else dim
-        # product of all the others = exclusive prefix product * exclusive suffix product (safe with zeros)
-        ones = xp.ones_like(xp.take(xs, [0], axis=axis))
-        before = xp.cumprod(xp.concatenate([ones, xp.take(xs, range(xs.shape[axis] - 1), axis=axis)], axis=axis),
-                            axis=axis)
-        rev = xp.flip(xs, axis=axis)
-        after = xp.flip(xp.cumprod(xp.concatenate([ones, xp.take(rev, range(xs.shape[axis] - 1), axis=axis)],
-                                                  axis=axis), axis=axis), axis=axis)
-        others = (before * after).reshape(x.shape)
-        return _expand_back(grad, x.shape, None if flat else (dim,), keepdim) * others, None, None
+        # d prod / d x_i is the product of all the others: the exclusive prefix product times
+        # the exclusive suffix product along the reduced axis (no division, so zeros are fine)
+        xs = xp.moveaxis(x.reshape(-1) if dim is None else x, 0 if dim is None else dim, -1)
+        ones = xp.ones(xs.shape[:-1] + (1,), dtype=xs.dtype)
+        before = xp.cumprod(xp.concatenate([ones, xs[..., :-1]], axis=-1), axis=-1)
+        after = xp.cumprod(xp.concatenate([ones, xs[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+        others = xp.moveaxis(before * after, -1, 0 if dim is None else dim).reshape(x.shape)
+        return _expand_back(grad, x.shape, None if dim is None else (dim,), keepdim) * others, None, None
 
 
-def prod(x, dim=None, keepdim=False):
-    return Prod.apply(x, None if dim is None else norm_dim(dim, x.ndim), keepdim)
+def prod(x, dim=None, keepdim=False, dtype=None):
+    x = _int64_if_integral(x, dtype)
+    return Prod.apply(x, None if dim is None or x.ndim == 0 else norm_dim(dim, x.ndim), keepdim)
 
 
-def cumsum(x, dim):
-    return _CumSum.apply(x, norm_dim(dim, x.ndim))
+def cumsum(x, dim, dtype=None):
+    x = _int64_if_integral(x, dtype)
+    d = norm_dim(dim, x.ndim)
+    return _CumSum.apply(x.reshape(1), 0).reshape(()) if x.ndim == 0 else _CumSum.apply(x, d)
 
 
 class _CumSum(Function):
@@ -252,9 +290,9 @@ class _CumSum(Function):
         return xp.flip(xp.cumsum(xp.flip(grad, axis=ctx.dim), axis=ctx.dim), axis=ctx.dim), None
 
 
-def all(x, dim=None):
-    return Tensor._wrap(x._backend.xp.all(x._data, axis=dim), x._backend)
+def all(x, dim=None, keepdim=False):
+    return Tensor._wrap(x._backend.xp.asarray(x._data.all(axis=norm_dims(dim, x.ndim), keepdims=keepdim)), x._backend)
 
 
-def any(x, dim=None):
-    return Tensor._wrap(x._backend.xp.any(x._data, axis=dim), x._backend)
+def any(x, dim=None, keepdim=False):
+    return Tensor._wrap(x._backend.xp.asarray(x._data.any(axis=norm_dims(dim, x.ndim), keepdims=keepdim)), x._backend)

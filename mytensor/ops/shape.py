@@ -1,4 +1,6 @@
 """Shape ops: views that share storage, and joins/splits/padding that copy."""
+import itertools
+
 from ..autograd.function import Function
 from ._util import norm_dim
 
@@ -165,10 +167,21 @@ def clone(x):
     return Copy.apply(x)
 
 
+class Flip(Function):
+    """A reversed copy (PyTorch's flip copies, so writing to it leaves the input alone)."""
+
+    @staticmethod
+    def forward(ctx, x, dims):
+        ctx.dims = dims
+        return ctx.xp.flip(x, dims).copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.xp.flip(grad, ctx.dims), None
+
+
 def flip(x, dims):
-    from .indexing import getitem
-    dims = {norm_dim(d, x.ndim) for d in ((dims,) if isinstance(dims, int) else dims)}
-    return getitem(x, tuple(slice(None, None, -1) if i in dims else slice(None) for i in range(x.ndim)))
+    return Flip.apply(x, tuple(sorted({norm_dim(d, x.ndim) for d in ((dims,) if isinstance(dims, int) else dims)})))
 
 
 class Cat(Function):
@@ -180,9 +193,7 @@ class Cat(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        xp = ctx.xp
-        bounds = list(xp.cumsum(xp.asarray(ctx.sizes))[:-1].tolist()) if len(ctx.sizes) > 1 else []
-        return (None, *xp.split(grad, bounds, axis=ctx.dim))
+        return (None, *ctx.xp.split(grad, list(itertools.accumulate(ctx.sizes))[:-1], axis=ctx.dim))
 
 
 def _check_join(tensors, name):

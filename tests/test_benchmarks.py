@@ -1,0 +1,90 @@
+"""The benchmark suite: its PyTorch twins match mytensor's models, its table
+arithmetic is right, and `python -m benchmarks --quick --device cpu` produces
+every output file."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks import report, torch_models  # noqa: E402
+from benchmarks.e2e import CONFIGS, DATASETS  # noqa: E402
+
+MODELS = ["mlp", "lenet5", "simple_conv", "cifar_lenet", "cifar_cnn3", "resnet_small"]
+
+
+def _shapes(model):
+    return [tuple(p.shape) for p in model.parameters()]
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_torch_twin_has_the_same_parameters(name, dataset):
+    from mytensor.models import get_model
+    _, c, side, classes = DATASETS[dataset]
+    mine = get_model(name, num_classes=classes, in_channels=c, image_size=side)
+    twin = torch_models.get_model(name, num_classes=classes, in_channels=c, image_size=side)
+    assert _shapes(mine) == _shapes(twin)
+    if hasattr(mine, "named_parameters"):
+        assert [n for n, _ in mine.named_parameters()] == [n for n, _ in twin.named_parameters()]
+    if hasattr(mine, "buffers"):  # batch-norm running statistics
+        assert sorted(tuple(b.shape) for b in mine.buffers() if len(b.shape) > 0) == sorted(
+            tuple(b.shape) for b in twin.buffers() if b.ndim > 0)
+
+
+def test_every_e2e_model_has_a_twin():
+    for cfg in CONFIGS:
+        torch_models.get_model(cfg["model"])
+
+
+def test_table_ratios():
+    results = {"ops": {"rows": [
+        {"op": "conv2d", "axis": "batch", "value": 1, "n": 1, "size": 8, "cin": 3, "cout": 8,
+         "mytensor": {"median_s": 0.004}, "torch": {"median_s": 0.002}},
+        {"op": "conv2d", "axis": "size", "value": 8, "n": 1, "size": 8, "cin": 3, "cout": 8,  # same point again
+         "mytensor": {"median_s": 0.004}, "torch": {"median_s": 0.002}},
+        {"op": "linear", "axis": "batch", "value": 1, "n": 1, "size": 8, "cin": 3, "cout": 8,
+         "mytensor": {"error": "boom"}, "torch": {"median_s": 0.001}}]},
+        "e2e": {"rows": [{"model": "mlp", "dataset": "mnist", "batch": 64, "optimizer": "sgd",
+                          "mytensor": {"s_per_epoch": 3.0}, "torch": {"s_per_epoch": 6.0}}]},
+        "memory": {"rows": [{"model": "mlp", "dataset": "mnist", "batch": 64, "optimizer": "sgd",
+                             "mytensor": {"peak_bytes": 3 * 2 ** 20}, "torch": {"peak_bytes": 2 * 2 ** 20}}]}}
+    rows = report.table_rows(results)
+    assert [r["ratio"] for r in rows] == [pytest.approx(2.0), None, pytest.approx(0.5), pytest.approx(1.5)]
+    text = report.format_table(rows)
+    assert "conv2d" in text and "linear" in text and text.count("\n") == len(rows) + 2
+
+
+def test_quick_cpu_suite(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--device", "cpu", "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (out,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert out.name.startswith("cpu-")
+    for name in ["results.json", "table.txt", "table.md", "ops_vs_batch.png", "ops_vs_size.png",
+                 "ops_vs_channels.png", "e2e.png"]:
+        assert (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["versions"]["numpy"] and results["meta"]["device"] == "cpu"
+    assert results["frameworks"] == ["mytensor", "torch"]
+    sections = {r["section"] for r in results["table"]}
+    assert sections == {"ops fwd+bwd", "e2e s/epoch", "peak memory"}
+    for row in results["table"]:
+        assert isinstance(row["ratio"], float) and math.isfinite(row["ratio"]) and row["ratio"] > 0, row
+    for row in results["ops"]["rows"]:
+        assert len(row["mytensor"]["times_s"]) >= 1
+    assert proc.stdout.rstrip().endswith((out / "table.txt").read_text().rstrip())  # the table is printed last
+
+
+def test_cpu_memory_child_process():
+    from benchmarks import memory
+    out = memory.cpu_peak("mytensor", "mlp")
+    # parameters, gradients and momentum of 784-512-256-10 alone are 3 x 2.1 MB
+    assert 6e6 < out["peak_bytes"] < 200e6, out
