@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Everything the GPU checks need, in one call on a machine with an NVIDIA GPU:
+#   scripts/device_run.sh STAGE...   stages: env tests sanitizer mnist cifar bench
+# Missing Python packages are installed from wheels in .whl/ (if present); logs go to $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/device_run}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:/tmp/site"
+PY=${PYTHON:-python3}
+
+install_missing() {
+  local need=()
+  $PY -c "import tqdm" 2>/dev/null || need+=(tqdm)
+  $PY -c "import hypothesis" 2>/dev/null || need+=(hypothesis attrs sortedcontainers)
+  $PY -c "import PIL" 2>/dev/null || need+=(pillow)
+  $PY -c "import matplotlib" 2>/dev/null || need+=(matplotlib contourpy cycler fonttools kiwisolver pyparsing python_dateutil six packaging)
+  [ ${#need[@]} -eq 0 ] && return
+  echo "installing from .whl: ${need[*]}"
+  local files=()
+  for n in "${need[@]}"; do files+=(.whl/${n}-*.whl); done
+  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "${files[@]}"
+}
+
+run_training() {  # name, then mytensor train arguments
+  local name=$1; shift
+  $PY -m mytensor train --device cuda --no-progress --out /tmp/runs/$name "$@" 2>&1 | tee "$OUT/$name.log"
+  cp /tmp/runs/$name/metrics.csv "$OUT/$name-metrics.csv" 2>/dev/null
+}
+
+install_missing
+for stage in "$@"; do
+  echo "=== $stage  $(date +%T)"
+  case $stage in
+    env)
+      nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+      $PY -c "import sys, numpy, cupy, torch; print(sys.version.split()[0], 'numpy', numpy.__version__, 'cupy', cupy.__version__, 'torch', torch.__version__)" ;;
+    tests)
+      $PY -m pytest -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | tail -25 ;;
+    sanitizer)
+      compute-sanitizer --tool memcheck --error-exitcode 1 $PY -m pytest -q -p no:cacheprovider -m gpu \
+        tests/test_functional_conv.py tests/test_functional_pooling.py tests/test_functional_loss.py 2>&1 \
+        | tee "$OUT/sanitizer.log" | tail -8
+      echo "compute-sanitizer exit code: ${PIPESTATUS[0]}" | tee -a "$OUT/sanitizer.log" ;;
+    mnist)
+      run_training mnist-lenet5 --dataset mnist --model lenet5 --epochs 3 ;;
+    cifar)
+      run_training cifar-lenet --dataset cifar10 --data-dir .devdata --model cifar_lenet --augment \
+        --epochs "${CIFAR_EPOCHS:-30}" --schedule cosine ;;
+    bench)
+      $PY -m benchmarks --device cuda --out "$OUT/bench" 2>&1 | tee "$OUT/bench.log" | tail -60 ;;
+    *) echo "unknown stage $stage" ;;
+  esac
+done
