@@ -38,7 +38,7 @@ for stage in "$@"; do
     tests)
       $PY -m pytest -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | tail -25 ;;
     sanitizer)
-      compute-sanitizer --tool memcheck --error-exitcode 1 $PY -m pytest -q -p no:cacheprovider -m gpu \
+      timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 $PY -m pytest -q -p no:cacheprovider -m gpu \
         tests/test_functional_conv.py tests/test_functional_pooling.py tests/test_functional_loss.py 2>&1 \
         | tee "$OUT/sanitizer.log" | tail -8
       echo "compute-sanitizer exit code: ${PIPESTATUS[0]}" | tee -a "$OUT/sanitizer.log" ;;

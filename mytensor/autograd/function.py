@@ -128,8 +128,9 @@ class Function:
         with _quiet():
             out = cls.forward(ctx, *raw, **kwargs)
         multiple = isinstance(out, tuple)
-        outs = tuple(o if isinstance(o, ctx.xp.ndarray) else ctx.xp.asarray(o) for o in (out if multiple else (out,)))
         out_backend = getattr(ctx, "out_backend", backend)  # set by ops that change device
+        xp = out_backend.xp
+        outs = tuple(o if isinstance(o, xp.ndarray) else xp.asarray(o) for o in (out if multiple else (out,)))
         results = tuple(Tensor._wrap(o, out_backend) for o in outs)
         if cls.is_view and ctx.xp.may_share_memory(results[0]._data, raw[0]):
             rest = args[1:]

@@ -219,7 +219,7 @@ class CUDABackend(ArrayBackend):
     def _contig(self, a, dtype=None):
         if dtype is not None and a.dtype != dtype:
             a = a.astype(dtype)
-        return self.cupy.ascontiguousarray(a)
+        return self.cupy.ascontiguousarray(a).reshape(a.shape)  # ascontiguousarray makes 0-d arrays 1-d
 
     def _grid(self, n, block=_BLOCK):
         return max(1, min((n + block - 1) // block, self._max_blocks))

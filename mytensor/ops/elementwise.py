@@ -115,6 +115,7 @@ class Pow(Function):
     def backward(ctx, grad):
         a, b, out = ctx.saved
         xp = ctx.xp
+        a, b = xp.asarray(a), xp.asarray(b)  # a Python-number operand: CuPy's where() needs arrays
         ga = gb = None
         # PyTorch's conventions: d/da is 0 where b == 0 (even at a == 0), d/db is 0 where a == 0 and b >= 0
         if ctx.needs_input_grad[0]:
