@@ -38,10 +38,6 @@ class ArrayBackend:
     def synchronize(self):
         pass
 
-    def capture_graph(self, fn):
-        """Record one call of `fn` for cheap replay; only GPUs have such graphs."""
-        raise RuntimeError(f"graph capture needs a CUDA device, not {self.device}")
-
     # ---------------------------------------------------------------- random
     def seed(self, seed):
         self.rng = self.xp.random.default_rng(seed)

@@ -105,40 +105,6 @@ def _kernel_modules(cupy):
     return _modules
 
 
-class CUDAGraph:
-    """One call of `fn` recorded as a CUDA graph: `replay()` reruns every
-    kernel it launched with a single launch, on the same memory.
-
-    Arrays allocated while recording come from a memory pool of the graph's
-    own, so the memory its kernels reuse between replays is never handed to
-    anything else. `outputs` holds what `fn` returned; each replay rewrites it.
-    """
-
-    def __init__(self, cupy, fn):
-        self.cupy = cupy
-        rt = cupy.cuda.runtime
-        self.pool = cupy.cuda.MemoryPool()
-        stream = cupy.cuda.Stream(non_blocking=True)
-        stream.wait_event(cupy.cuda.get_current_stream().record())  # start after the queued work
-        with cupy.cuda.using_allocator(self.pool.malloc), stream:
-            rt.streamBeginCapture(stream.ptr, rt.streamCaptureModeRelaxed)
-            try:
-                self.outputs = fn()
-            finally:
-                graph = rt.streamEndCapture(stream.ptr)
-        try:
-            self._exec = rt.graphInstantiate(graph)
-        finally:
-            rt.graphDestroy(graph)
-
-    def replay(self):
-        self.cupy.cuda.runtime.graphLaunch(self._exec, self.cupy.cuda.get_current_stream().ptr)
-
-    def __del__(self):
-        if getattr(self, "_exec", None) is not None:
-            self.cupy.cuda.runtime.graphExecDestroy(self._exec)
-
-
 class CUDABackend(ArrayBackend):
     name = "cuda"
 
@@ -172,10 +138,6 @@ class CUDABackend(ArrayBackend):
 
     def synchronize(self):
         self._cp_device.synchronize()
-
-    def capture_graph(self, fn):
-        with self._cp_device:
-            return CUDAGraph(self.cupy, fn)
 
     # ---------------------------------------------------------------- random
     def seed(self, seed):
