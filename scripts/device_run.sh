@@ -46,7 +46,7 @@ for stage in "$@"; do
       run_training mnist-lenet5 --dataset mnist --model lenet5 --epochs 3 ;;
     cifar)
       run_training cifar-lenet --dataset cifar10 --data-dir .devdata --model cifar_lenet --augment \
-        --epochs "${CIFAR_EPOCHS:-30}" --schedule cosine ;;
+        --epochs "${CIFAR_EPOCHS:-15}" ;;
     bench)
       $PY -m benchmarks --device cuda --out "$OUT/bench" 2>&1 | tee "$OUT/bench.log" | tail -60 ;;
     *) echo "unknown stage $stage" ;;

@@ -86,5 +86,6 @@ def test_quick_cpu_suite(tmp_path):
 def test_cpu_memory_child_process():
     from benchmarks import memory
     out = memory.cpu_peak("mytensor", "mlp")
-    # parameters, gradients and momentum of 784-512-256-10 alone are 3 x 2.1 MB
-    assert 6e6 < out["peak_bytes"] < 200e6, out
+    # the gradients of 784-512-256-10 alone are 2.1 MB (RSS may reuse pages freed
+    # before, so parameters and momentum buffers need not show up as growth)
+    assert 2e6 < out["peak_bytes"] < 200e6, out
