@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the GPU checks need, in one call on a machine with an NVIDIA GPU:
-#   scripts/device_run.sh STAGE...   stages: env tests sanitizer mnist cifar bench
+#   scripts/device_run.sh STAGE...   stages: env tests sanitizer mnist cifar bench pack
 # Missing Python packages are installed from wheels in .whl/ (if present); logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +49,8 @@ for stage in "$@"; do
         --epochs "${CIFAR_EPOCHS:-15}" ;;
     bench)
       $PY -m benchmarks --device cuda --out "$OUT/bench" 2>&1 | tee "$OUT/bench.log" | tail -60 ;;
+    pack)  # at most 8 files come back from the device: send one archive
+      (cd "$OUT" && tar czf /tmp/results.tgz --exclude=results.tgz . && rm -rf ./* && mv /tmp/results.tgz .) ;;
     *) echo "unknown stage $stage" ;;
   esac
 done
