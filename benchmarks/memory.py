@@ -1,13 +1,14 @@
 """Peak memory of one training step (the e2e recipes), after two warm-up steps.
 
-GPU, in this process:
-  mytensor  the CuPy memory pool's bytes in use (`used_bytes()` before the step)
-            plus the high-water mark of what the step takes from the pool on top,
+GPU, in this process: the memory a step takes above what was in use before it
+(activations, gradients, temporaries; parameters, optimizer state and the batch
+are already resident after the warm-up steps). Measuring above a baseline keeps
+the figure independent of what else the process holds (the e2e data, say).
+  mytensor  the high-water mark of what the step takes from CuPy's memory pool,
             followed through a `cupy.cuda.MemoryHook` (every pool malloc/free).
-  torch     `torch.cuda.max_memory_allocated()` after `reset_peak_memory_stats()`.
-  Both figures count everything resident (parameters, gradients, optimizer
-  state, the batch) plus the step's activations and temporaries; neither counts
-  what the allocators keep cached but unused.
+  torch     `torch.cuda.max_memory_allocated()` after `reset_peak_memory_stats()`,
+            minus `memory_allocated()` before the step.
+  Neither counts what the allocators keep cached but unused.
 
 CPU, one fresh child process per (framework, model) (in this process with
 --quick), so neither framework's freed memory is reused by the other:
@@ -66,8 +67,8 @@ def _mytensor_gpu_peak(fw, step):
     with Peak() as hook:
         step()
         fw.sync()
-    out = {"peak_bytes": before + hook.peak, "resident_before_bytes": before, "pool_total_bytes": pool.total_bytes(),
-           "method": "cupy default pool used_bytes + MemoryHook high-water"}
+    out = {"peak_bytes": hook.peak, "resident_before_bytes": before, "pool_total_bytes": pool.total_bytes(),
+           "method": "MemoryHook high-water of the default pool during the step, above what was in use before"}
     if hook.peak == 0:  # allocations bypass the default pool (another allocator): no honest figure
         out.update(peak_bytes=None, error="the step took nothing from CuPy's default memory pool")
     return out
@@ -80,8 +81,9 @@ def _torch_gpu_peak(fw, step):
     before = torch.cuda.memory_allocated()
     step()
     fw.sync()
-    return {"peak_bytes": torch.cuda.max_memory_allocated(), "resident_before_bytes": before,
-            "reserved_bytes": torch.cuda.max_memory_reserved(), "method": "torch.cuda.max_memory_allocated"}
+    return {"peak_bytes": torch.cuda.max_memory_allocated() - before, "resident_before_bytes": before,
+            "reserved_bytes": torch.cuda.max_memory_reserved(),
+            "method": "torch.cuda.max_memory_allocated during the step, above what was allocated before"}
 
 
 def gpu_peak(fw, cfg):
