@@ -8,7 +8,9 @@ seconds/epoch = seconds/step x ceil(images / batch). One step is
 `loss = cross_entropy(model(x), y); zero_grad(); backward(); step()`, the
 training loop of `mytensor.training`.
 
-On the GPU we also time the step without the final synchronisation (host
+On the GPU, "mytensor" is the step `mytensor train` runs: replayed from a
+CUDA graph when the optimizer allows it (SGD), eager otherwise; "mytensor_eager"
+is always eager. We also time the step without the final synchronisation (host
 time: how long Python takes to issue a step; when it is close to the synced
 time the step is bound by Python, not by the GPU), run PyTorch a third way with
 the whole step captured in one CUDA graph, and count the GPU kernels one step
@@ -91,6 +93,28 @@ def torch_graph_step(fw, model, opt, x0, y0):
     return step
 
 
+def mytensor_trainer_step(fw, model, opt):
+    """The step `mytensor train` runs: on the GPU, with SGD, captured once in a
+    CUDA graph and replayed (`mytensor.training.graphed_step`); eager otherwise."""
+    from mytensor.training.graphed_step import GraphedTrainStep, graph_capturable
+    if not graph_capturable(opt, fw.lib.device(fw.device)):
+        return eager_step(fw, model, opt), False
+    graphed = GraphedTrainStep(model, opt)
+
+    def step(x, y):
+        graphed(x, y)
+    return step, True
+
+
+def make_step(fw, variant, model, opt, batches):
+    """(step function, whether it replays a CUDA graph) of one variant."""
+    if variant == "torch_graph":
+        return torch_graph_step(fw, model, opt, *batches[0]), True
+    if variant == "mytensor" and fw.is_cuda:
+        return mytensor_trainer_step(fw, model, opt)
+    return eager_step(fw, model, opt), False
+
+
 def time_steps(fw, step, batches, warmup, min_steps, max_steps, budget_s):
     for i in range(warmup):
         step(*batches[i % len(batches)])
@@ -146,6 +170,8 @@ def run(device, frameworks, quick=False, models=None, log=print):
                and (not quick or models is not None or c["model"] in QUICK_MODELS)]
     cuda = device.startswith("cuda")
     variants = [(name, name) for name in frameworks]
+    if cuda and "mytensor" in frameworks:  # "mytensor" is the trainer's step: graphed where it can be
+        variants.append(("mytensor_eager", "mytensor"))
     if cuda and "torch" in frameworks:
         variants.append(("torch_graph", "torch"))
     rows = []
@@ -159,10 +185,10 @@ def run(device, frameworks, quick=False, models=None, log=print):
                 log("  e2e: running out of time: minimum steps from here on")
                 warmup, min_steps, max_steps, budget = POLICY["quick"]
             try:
-                graph = variant == "torch_graph"
-                model, opt, batches = setup(fw, cfg, capturable=graph)
-                step = torch_graph_step(fw, model, opt, *batches[0]) if graph else eager_step(fw, model, opt)
+                model, opt, batches = setup(fw, cfg, capturable=variant == "torch_graph")
+                step, graphed = make_step(fw, variant, model, opt, batches)
                 res = time_steps(fw, step, batches, warmup, min_steps, max_steps, budget)
+                res["cuda_graph"] = graphed
                 res["s_per_epoch"] = res["s_per_step"] * row["steps_per_epoch"]
                 res["params"] = params_of(model)
                 row[variant] = res
@@ -187,10 +213,10 @@ def run(device, frameworks, quick=False, models=None, log=print):
             for variant, fw_name in variants:
                 if "error" in row.get(variant, {"error": 1}):
                     continue
-                fw, graph = frameworks[fw_name], variant == "torch_graph"
+                fw = frameworks[fw_name]
                 try:
-                    model, opt, batches = setup(fw, row, capturable=graph, pool=1)
-                    step = torch_graph_step(fw, model, opt, *batches[0]) if graph else eager_step(fw, model, opt)
+                    model, opt, batches = setup(fw, row, capturable=variant == "torch_graph", pool=1)
+                    step, _ = make_step(fw, variant, model, opt, batches)
                     row[variant]["gpu_activities_per_step"] = count_kernels(fw, step, batches[0])
                 except Exception as e:
                     row[variant]["gpu_activities_per_step"] = {"error": short_error(e)}

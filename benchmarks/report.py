@@ -60,7 +60,11 @@ def table_rows(results):
     for r in _get(results, "e2e", "rows") or []:
         detail = f"{r['dataset']} bs{r['batch']} {r['optimizer']}"
         mine = _get(r, "mytensor", "s_per_epoch")
-        rows.append(_row("e2e s/epoch", r["model"], detail, "s", mine, _get(r, "torch", "s_per_epoch")))
+        graphed = " (graph)" if _get(r, "mytensor", "cuda_graph") else ""
+        rows.append(_row("e2e s/epoch", r["model"], detail + graphed, "s", mine, _get(r, "torch", "s_per_epoch")))
+        if "mytensor_eager" in r and graphed:
+            rows.append(_row("e2e s/epoch", r["model"], detail + " eager", "s",
+                             _get(r, "mytensor_eager", "s_per_epoch"), _get(r, "torch", "s_per_epoch")))
         if "torch_graph" in r:
             rows.append(_row("e2e s/epoch", r["model"], detail + " vs CUDA graph", "s", mine,
                              _get(r, "torch_graph", "s_per_epoch"), baseline="torch_graph"))
@@ -142,12 +146,13 @@ def plot_ops(results, out_dir, title):
 
 def plot_e2e(results, out_dir, title):
     rows = _get(results, "e2e", "rows") or []
-    variants = [v for v in ("mytensor", "torch", "torch_graph") if any(v in r for r in rows)]
+    variants = [v for v in ("mytensor", "mytensor_eager", "torch", "torch_graph") if any(v in r for r in rows)]
     if not rows or not variants:
         return []
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(rows), 3.4))
     width = 0.8 / len(variants)
-    names = {"mytensor": "mytensor", "torch": "PyTorch eager", "torch_graph": "PyTorch CUDA graph"}
+    names = {"mytensor": "mytensor (as trained)", "mytensor_eager": "mytensor eager", "torch": "PyTorch eager",
+             "torch_graph": "PyTorch CUDA graph"}
     for i, v in enumerate(variants):
         ys = [_get(r, v, "s_per_epoch") or 0 for r in rows]
         ax.bar([j + i * width for j in range(len(rows))], ys, width, label=names[v])

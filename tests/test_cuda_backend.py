@@ -567,3 +567,40 @@ def test_each_override_is_one_kernel_of_ours(cuda, monkeypatch):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v", "-rs"] + sys.argv[1:]))
+
+
+# --------------------------------------------------------------- matmul
+def _layout(rng, shape, dtype, transposed):
+    """A random array of `shape`, stored C-contiguous or as the transpose of one."""
+    if not transposed:
+        return rng.standard_normal(shape).astype(dtype)
+    swapped = shape[:-2] + (shape[-1], shape[-2])
+    return np.swapaxes(rng.standard_normal(swapped).astype(dtype), -1, -2)
+
+
+@gpu_test
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shapes", [((5, 7), (7, 3)), ((1, 9), (9, 1)), ((64, 150), (150, 33)),
+                                    ((3, 4, 6), (3, 6, 5)), ((1, 4, 6), (3, 6, 5)), ((3, 4, 6), (6, 5)),
+                                    ((4, 6), (2, 6, 5)), ((2, 1, 6), (2, 6, 1))])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_matmul_matches_numpy(cuda, dtype, shapes, ta, tb):
+    rng = np.random.default_rng()
+    a, b = (_layout(rng, s, dtype, t) for s, t in zip(shapes, (ta, tb)))
+    out = cuda.matmul(to_gpu(a), to_gpu(b))
+    ref = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    assert out.shape == ref.shape and out.dtype == dtype
+    np.testing.assert_allclose(cupy.asnumpy(out), ref, **tol(dtype, scale=np.sqrt(shapes[0][-1])))
+
+
+@gpu_test
+def test_matmul_is_captured_in_a_graph(cuda):
+    """Our cuBLAS handle works under stream capture, where CuPy's refuses."""
+    rng = np.random.default_rng()
+    a = to_gpu(rng.standard_normal((32, 48)).astype(np.float32))
+    b = to_gpu(rng.standard_normal((48, 16)).astype(np.float32))
+    graph = cuda.capture_graph(lambda: cuda.matmul(a, b))
+    a[...] = to_gpu(rng.standard_normal((32, 48)).astype(np.float32))  # replays read the new values
+    graph.replay()
+    np.testing.assert_allclose(cupy.asnumpy(graph.outputs), cupy.asnumpy(a) @ cupy.asnumpy(b), rtol=1e-4, atol=1e-4)

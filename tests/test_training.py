@@ -100,3 +100,25 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(b"not a pickle")
     with pytest.raises(RuntimeError, match="corrupt"):
         load_checkpoint(path)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mt.cuda_is_available(), reason="no CUDA GPU")
+def test_graphed_steps_match_eager_steps():
+    """Replaying a captured step trains exactly like running it eagerly."""
+    from mytensor import models, optim
+    from mytensor.training.graphed_step import GraphedTrainStep
+    batches = [(mt.randn(16, 3, 32, 32, device="cuda"), mt.randint(0, 10, (16,), device="cuda")) for _ in range(6)]
+    batches.append((mt.randn(5, 3, 32, 32, device="cuda"), mt.randint(0, 10, (5,), device="cuda")))  # odd last
+    results = []
+    for graphed in (False, True):
+        mt.manual_seed(0)
+        model = models.get_model("cifar_lenet", num_classes=10, in_channels=3, image_size=32).to("cuda")
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+        step = GraphedTrainStep(model, opt)
+        losses = [float((step if graphed else step.eager)(x, y)[1].item()) for x, y in batches]
+        results.append((losses, [p.detach().cpu().numpy() for p in model.parameters()]))
+    (eager_losses, eager_params), (graph_losses, graph_params) = results
+    np.testing.assert_allclose(graph_losses, eager_losses, rtol=1e-4)
+    for a, b in zip(eager_params, graph_params):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)

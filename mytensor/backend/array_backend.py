@@ -59,6 +59,15 @@ class ArrayBackend:
         keep = self.rand(shape, np.float32) >= p
         return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
 
+    # ------------------------------------------------------- matrix products
+    def matmul(self, a, b):
+        """`a @ b` for the GEMMs of linear layers, convolutions and `matmul`."""
+        return self.xp.matmul(a, b)
+
+    def capture_graph(self, fn):
+        """Record one call of `fn` for cheap replay; only GPUs have such graphs."""
+        raise RuntimeError(f"graph capture needs a CUDA device, not {self.device}")
+
     # ----------------------------------------------------------- convolution
     def _windows(self, xp_padded, kh, kw, stride, dilation, oh, ow):
         """A strided view (N, C, kh, kw, OH, OW) of every receptive field."""

@@ -14,6 +14,7 @@ them can be captured in a CUDA graph.
 This module imports without CuPy; `CUDABackend(...)` raises a RuntimeError
 saying what to install when CuPy or a GPU is missing.
 """
+import ctypes
 import math
 import os
 from collections import OrderedDict
@@ -105,6 +106,108 @@ def _kernel_modules(cupy):
     return _modules
 
 
+class _Cublas:
+    """Batched GEMM through a cuBLAS handle of our own, called directly.
+
+    CuPy refuses to call cuBLAS while a stream is being captured into a CUDA
+    graph; cuBLAS itself allows it once it has a workspace it need not
+    allocate. So the matrix products of a training step go through this handle,
+    and the whole step can be captured.
+    """
+    OP_N, OP_T = 0, 1
+    WORKSPACE_BYTES = 32 << 20
+
+    def __init__(self, cupy):
+        cupy.cuda.device.get_cublas_handle()  # makes CuPy load the cuBLAS library
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if os.path.basename(line.split()[-1]).startswith("libcublas.so")}
+        if not paths:
+            raise RuntimeError("cuBLAS is not loaded in this process")
+        lib = ctypes.CDLL(paths.pop())
+        self.handle = ctypes.c_void_p()
+        self._check(lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
+        self.workspace = cupy.empty(self.WORKSPACE_BYTES, dtype=np.uint8)
+        self._check(lib.cublasSetWorkspace_v2(self.handle, ctypes.c_void_p(self.workspace.data.ptr),
+                                              ctypes.c_size_t(self.WORKSPACE_BYTES)), "cublasSetWorkspace")
+        self.set_stream = lib.cublasSetStream_v2
+        self.set_stream.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self.gemm = {}
+        for dtype, name, scalar in ((np.float32, "cublasSgemmStridedBatched", ctypes.c_float),
+                                    (np.float64, "cublasDgemmStridedBatched", ctypes.c_double)):
+            fn = getattr(lib, name)
+            i, ll, p = ctypes.c_int, ctypes.c_longlong, ctypes.c_void_p
+            fn.argtypes = [p, i, i, i, i, i, p, p, i, ll, p, i, ll, p, p, i, ll, i]
+            self.gemm[np.dtype(dtype)] = (fn, scalar(1), scalar(0))
+
+    @staticmethod
+    def _check(status, what):
+        if status != 0:
+            raise RuntimeError(f"{what} failed with cuBLAS status {status}")
+
+    @staticmethod
+    def operand(x):
+        """(array, op, leading dimension, batch stride) of a stack of matrices
+        that cuBLAS (column-major) reads as x^T, copying only when the last two
+        dims are neither row- nor column-contiguous."""
+        item, (r, c) = x.itemsize, x.shape[-2:]
+        batch_stride = x.strides[0] // item if x.ndim == 3 and x.shape[0] > 1 else 0
+        if x.strides[-1] == item and (x.strides[-2] == c * item or r == 1):
+            return x, _Cublas.OP_N, max(c, 1), batch_stride
+        if x.strides[-2] == item and (x.strides[-1] == r * item or c == 1):
+            return x, _Cublas.OP_T, max(r, 1), batch_stride
+        x = x.copy()  # C order
+        return x, _Cublas.OP_N, max(c, 1), x.strides[0] // item if x.ndim == 3 and x.shape[0] > 1 else 0
+
+    def matmul(self, cupy, a, b):
+        """a @ b for (m, k) or (batch, m, k) by (k, n) or (batch, n, k), row-major:
+        computed as the column-major product b^T a^T, which is (a b)^T."""
+        m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+        batch = max(a.shape[0] if a.ndim == 3 else 1, b.shape[0] if b.ndim == 3 else 1)
+        out_shape = (batch, m, n) if max(a.ndim, b.ndim) == 3 else (m, n)
+        out = cupy.empty(out_shape, dtype=a.dtype)
+        a, op_a, lda, stride_a = self.operand(a)
+        b, op_b, ldb, stride_b = self.operand(b)
+        fn, one, zero = self.gemm[a.dtype]
+        self._check(self.set_stream(self.handle, cupy.cuda.get_current_stream().ptr), "cublasSetStream")
+        self._check(fn(self.handle, op_b, op_a, n, m, k, ctypes.byref(one), b.data.ptr, ldb, stride_b,
+                       a.data.ptr, lda, stride_a, ctypes.byref(zero), out.data.ptr, n, m * n, batch), "gemm")
+        return out
+
+
+class CUDAGraph:
+    """One call of `fn` recorded as a CUDA graph: `replay()` reruns every
+    kernel it launched with a single launch, on the same memory.
+
+    Arrays allocated while recording come from a memory pool of the graph's
+    own, so the memory its kernels reuse between replays is never handed to
+    anything else. `outputs` holds what `fn` returned; each replay rewrites it.
+    """
+
+    def __init__(self, cupy, fn):
+        self.cupy = cupy
+        rt = cupy.cuda.runtime
+        self.pool = cupy.cuda.MemoryPool()
+        stream = cupy.cuda.Stream(non_blocking=True)
+        stream.wait_event(cupy.cuda.get_current_stream().record())  # start after the queued work
+        with cupy.cuda.using_allocator(self.pool.malloc), stream:
+            rt.streamBeginCapture(stream.ptr, rt.streamCaptureModeRelaxed)
+            try:
+                self.outputs = fn()
+            finally:
+                graph = rt.streamEndCapture(stream.ptr)
+        try:
+            self._exec = rt.graphInstantiate(graph)
+        finally:
+            rt.graphDestroy(graph)
+
+    def replay(self):
+        self.cupy.cuda.runtime.graphLaunch(self._exec, self.cupy.cuda.get_current_stream().ptr)
+
+    def __del__(self):
+        if getattr(self, "_exec", None) is not None:
+            self.cupy.cuda.runtime.graphExecDestroy(self._exec)
+
+
 class CUDABackend(ArrayBackend):
     name = "cuda"
 
@@ -125,6 +228,7 @@ class CUDABackend(ArrayBackend):
         self._kernels = _kernel_modules(cupy)
         self._max_blocks = 32 * self._cp_device.attributes["MultiProcessorCount"]
         self._tables = OrderedDict()  # optimizer pointer tables, keyed by pointers and sizes
+        self._cublas = None  # our own cuBLAS handle, made at the first matrix product
         with self._cp_device:
             super().__init__(cupy, device, erf=cupyx.scipy.special.erf)
 
@@ -138,6 +242,25 @@ class CUDABackend(ArrayBackend):
 
     def synchronize(self):
         self._cp_device.synchronize()
+
+    def capture_graph(self, fn):
+        with self._cp_device:
+            return CUDAGraph(self.cupy, fn)
+
+    # ------------------------------------------------------- matrix products
+    def matmul(self, a, b):
+        """Float32/float64 products of 2-D or 3-D operands (equal or broadcast batch)
+        go through our cuBLAS handle, which CUDA graphs can capture; the rest through CuPy."""
+        dt = self._kdtype(a, b)
+        simple = (dt is not None and 2 <= a.ndim <= 3 and 2 <= b.ndim <= 3 and a.size and b.size
+                  and (a.ndim == 2 or b.ndim == 2 or a.shape[0] == b.shape[0] or 1 in (a.shape[0], b.shape[0]))
+                  and a.shape[-1] == b.shape[-2])
+        if not simple:
+            return self.cupy.matmul(a, b)
+        with self._cp_device:
+            if self._cublas is None:
+                self._cublas = _Cublas(self.cupy)
+            return self._cublas.matmul(self.cupy, a, b)
 
     # ---------------------------------------------------------------- random
     def seed(self, seed):

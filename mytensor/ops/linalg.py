@@ -11,7 +11,7 @@ class MatMul(Function):
         # each gradient reads only the other operand
         ctx.shapes = (a.shape, b.shape)
         ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[0] else None)
-        return ctx.xp.matmul(a, b)
+        return ctx.backend.matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -26,9 +26,9 @@ class MatMul(Function):
         g = xp.expand_dims(g, -2) if len(sa) == 1 else g
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = unbroadcast(xp.matmul(g, xp.swapaxes(b.reshape(sb2), -1, -2)), sa2).reshape(sa)
+            ga = unbroadcast(ctx.backend.matmul(g, xp.swapaxes(b.reshape(sb2), -1, -2)), sa2).reshape(sa)
         if ctx.needs_input_grad[1]:
-            gb = unbroadcast(xp.matmul(xp.swapaxes(a.reshape(sa2), -1, -2), g), sb2).reshape(sb)
+            gb = unbroadcast(ctx.backend.matmul(xp.swapaxes(a.reshape(sa2), -1, -2), g), sb2).reshape(sb)
         return ga, gb
 
 

@@ -7,6 +7,7 @@ import time
 
 from .. import no_grad
 from ..nn import functional as F
+from .graphed_step import GraphedTrainStep
 
 
 class RunningTotals:
@@ -33,16 +34,17 @@ class RunningTotals:
 
 
 def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per_batch=False,
-                    progress=None, log_every=50, label_smoothing=0.0):
+                    progress=None, log_every=50, label_smoothing=0.0, cuda_graph=False):
+    """Train for one pass over `loader`. With `cuda_graph`, the step is
+    captured once and replayed (see `graphed_step`)."""
     model.train()
     totals = RunningTotals()
     start = time.perf_counter()
+    step_fn = GraphedTrainStep(model, optimizer, label_smoothing)
+    if not cuda_graph:
+        step_fn = step_fn.eager
     for step, (images, targets) in enumerate(loader, 1):
-        logits = model(images)
-        loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        logits, loss = step_fn(images, targets)
         if scheduler is not None and step_scheduler_per_batch:
             scheduler.step()
         totals.add(logits, targets, loss)

@@ -13,10 +13,11 @@ import os
 
 from tqdm import tqdm
 
-from .. import cuda_is_available, manual_seed, models, optim
+from .. import cuda_is_available, device, manual_seed, models, optim
 from ..data import DataLoader, load_dataset, transforms
 from ..optim import lr_scheduler
 from .checkpoint import load_checkpoint, save_checkpoint
+from .graphed_step import graph_capturable
 from .loop import evaluate, train_one_epoch
 from .plots import plot_curves
 
@@ -120,7 +121,10 @@ def train(config, resume=False, show_progress=True, stop_after=None):
             scheduler.load_state_dict(state["scheduler"])
         rows, start_epoch, best = state["metrics"], state["epoch"] + 1, state["best_acc"]
         print(f"Resuming {out} after epoch {state['epoch']}")
-    print(f"Training {config['model']} on {config['dataset']} ({len(train_set)} images) on {config['device']}")
+    use_graph = (config.get("cuda_graph", True) and not per_batch
+                 and graph_capturable(optimizer, device(config["device"])))
+    print(f"Training {config['model']} on {config['dataset']} ({len(train_set)} images) on {config['device']}"
+          + (" (each step replayed from a CUDA graph)" if use_graph else ""))
 
     for done, epoch in enumerate(range(start_epoch, config["epochs"] + 1)):
         if stop_after is not None and done >= stop_after:
@@ -130,7 +134,7 @@ def train(config, resume=False, show_progress=True, stop_after=None):
         train_loader.set_epoch(epoch)
         with tqdm(total=len(train_loader), desc=f"Epoch {epoch}", disable=not show_progress, leave=False) as bar:
             tr = train_one_epoch(model, train_loader, optimizer, scheduler, per_batch, progress=bar,
-                                 label_smoothing=config.get("label_smoothing", 0.0))
+                                 label_smoothing=config.get("label_smoothing", 0.0), cuda_graph=use_graph)
         with tqdm(total=len(test_loader), desc="  eval", disable=not show_progress, leave=False) as bar:
             te = evaluate(model, test_loader, progress=bar)
         lr = optimizer.param_groups[0]["lr"]

@@ -17,11 +17,11 @@ from ...backend.array_backend import conv_output_size
 from ._util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous, pair
 
 
-def _gemm(xp, a, b):
+def _gemm(backend, a, b):
     """a @ b for stacks of g matrices; a plain 2-D product when g == 1."""
     if a.shape[0] == 1:
-        return xp.matmul(a[0], b[0])[None]
-    return xp.matmul(a, b)
+        return backend.matmul(a[0], b[0])[None]
+    return backend.matmul(a, b)
 
 
 class Conv2d(Function):
@@ -39,7 +39,7 @@ class Conv2d(Function):
         cols = backend.im2col(contiguous(xp, x), (kh, kw), stride, padding, dilation)  # (C*kh*kw, N*OH*OW)
         cols = cols.reshape(groups, cg * kh * kw, n * oh * ow)
         wmat = weight.reshape(groups, o // groups, cg * kh * kw)
-        out = _gemm(xp, wmat, cols).reshape(o, n * oh * ow)
+        out = _gemm(backend, wmat, cols).reshape(o, n * oh * ow)
         if bias is not None:
             out += bias[:, None]
         return xp.ascontiguousarray(out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
@@ -62,11 +62,11 @@ class Conv2d(Function):
         if need_w:
             cols = backend.im2col(contiguous(xp, x), (kh, kw), stride, padding, dilation)
             cols = cols.reshape(groups, k, n * oh * ow)
-            gw = _gemm(xp, cols, gmat.transpose(0, 2, 1))                    # (g, K, O/g) = (dY cols^T)^T
+            gw = _gemm(backend, cols, gmat.transpose(0, 2, 1))                    # (g, K, O/g) = (dY cols^T)^T
             gw = xp.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(w_shape)  # C order: what optimizers read
         if need_x:
             wmat_t = xp.ascontiguousarray(weight.reshape(groups, o // groups, k).transpose(0, 2, 1))  # small
-            dcols = _gemm(xp, wmat_t, gmat).reshape(c * kh * kw, n * oh * ow)
+            dcols = _gemm(backend, wmat_t, gmat).reshape(c * kh * kw, n * oh * ow)
             gx = backend.col2im(dcols, x_shape, (kh, kw), stride, padding, dilation)
         if need_b:
             gb = grad.sum(axis=(0, 2, 3))

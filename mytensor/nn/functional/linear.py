@@ -13,7 +13,7 @@ class Linear(Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         # each gradient reads only the other operand (the saved originals are version-checked)
         ctx.save_for_backward(x if need_w else None, weight if need_x else None)
-        out = ctx.xp.matmul(x.reshape(-1, x.shape[-1]), weight.T)
+        out = ctx.backend.matmul(x.reshape(-1, x.shape[-1]), weight.T)
         if bias is not None:
             out += bias
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
@@ -26,9 +26,9 @@ class Linear(Function):
         g = grad.reshape(-1, grad.shape[-1])
         gx = gw = gb = None
         if need_x:
-            gx = xp.matmul(g, weight).reshape(grad.shape[:-1] + (weight.shape[1],))
+            gx = ctx.backend.matmul(g, weight).reshape(grad.shape[:-1] + (weight.shape[1],))
         if need_w:
-            gw = xp.matmul(g.T, x.reshape(-1, x.shape[-1]))
+            gw = ctx.backend.matmul(g.T, x.reshape(-1, x.shape[-1]))
         if need_b:
             gb = g.sum(axis=0)
         return gx, gw, gb
