@@ -17,7 +17,7 @@ def _train_parser(sub):
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--nesterov", action="store_true")
     p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--schedule", default="cosine", choices=["none", "step", "multistep", "cosine", "onecycle"])
+    p.add_argument("--schedule", default="onecycle", choices=["none", "step", "multistep", "cosine", "onecycle"])
     p.add_argument("--warmup", type=int, default=0, help="epochs of linear learning-rate warm-up")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--augment", action="store_true", help="random crops (and flips for natural images)")
