@@ -565,7 +565,9 @@ class CUDABackend(ArrayBackend):
                 pinned[...] = host
                 table = cupy.empty(host.size, np.int64)
                 stream = cupy.cuda.get_current_stream()
-                table.set(pinned, stream=stream)
+                # the runtime's copy, not `table.set`: CuPy refuses host copies during a capture
+                cupy.cuda.runtime.memcpyAsync(table.data.ptr, pinned.ctypes.data, host.nbytes,
+                                              cupy.cuda.runtime.memcpyHostToDevice, stream.ptr)
                 # the pinned buffer lives until the copy is done (inside a graph capture the copy
                 # is a node of the graph and the buffer must simply stay: no event then)
                 entry = (table, mem, None if stream.is_capturing() else stream.record())
