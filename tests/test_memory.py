@@ -7,6 +7,8 @@ import gc
 import tracemalloc
 import weakref
 
+import pytest
+
 import mytensor as mt
 import mytensor.nn.functional as F
 from mytensor.autograd.function import Node
@@ -62,3 +64,27 @@ def test_cnn_training_loop_keeps_memory_flat():
     assert growth < 1_000_000, f"memory grew by {growth / 1e6:.2f} MB between step 100 and step 1000"
     assert cyclic_garbage == 0, f"{cyclic_garbage} objects were left in reference cycles by 900 steps"
     assert _live_nodes() <= nodes_before, "graph nodes survived the loop"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mt.cuda_is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("graphed", [False, True])
+def test_gpu_training_keeps_device_memory_flat(graphed):
+    """1000 steps of cifar_lenet on the GPU, eager and replayed from a CUDA graph:
+    the bytes in use in CuPy's pool at step 1000 are those of step 100."""
+    import cupy
+
+    from mytensor import models, optim
+    from mytensor.training.graphed_step import GraphedTrainStep
+    model = models.get_model("cifar_lenet", num_classes=10, in_channels=3, image_size=32).to("cuda")
+    step = GraphedTrainStep(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    step = step if graphed else step.eager
+    batches = [(mt.randn(64, 3, 32, 32, device="cuda"), mt.randint(0, 10, (64,), device="cuda")) for _ in range(4)]
+    pool = cupy.get_default_memory_pool()
+    used = {}
+    for i in range(1, 1001):
+        step(*batches[i % 4])
+        if i in (100, 1000):
+            cupy.cuda.Device().synchronize()
+            used[i] = pool.used_bytes()
+    assert used[1000] - used[100] < 1 << 20, f"device memory grew by {(used[1000] - used[100]) / 2**20:.1f} MiB"
