@@ -5,7 +5,7 @@ generic math is written against, plus the hot kernels that differ per device.
 kernels, imported only when first asked for.
 """
 from .device import Device, device
-from .array_backend import ArrayBackend
+from .array_backend import ArrayBackend  # noqa: F401  (the base every backend extends)
 
 _backends = {}
 

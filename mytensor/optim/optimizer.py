@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 
+from ..nn.parameter import zero_grads
 from ..tensor import Tensor
 
 
@@ -49,15 +50,7 @@ class Optimizer:
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none=True):
-        """Forget the gradients of the last backward (they accumulate otherwise)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad._data.fill(0)
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self):
         raise NotImplementedError

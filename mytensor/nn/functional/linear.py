@@ -22,7 +22,6 @@ class Linear(Function):
     def backward(ctx, grad):
         x, weight = ctx.saved
         need_x, need_w, need_b = ctx.needs_input_grad
-        xp = ctx.xp
         g = grad.reshape(-1, grad.shape[-1])
         gx = gw = gb = None
         if need_x:

@@ -17,7 +17,7 @@ from ... import dtypes
 from ...autograd.grad_mode import no_grad
 from ...backend import Device, backend_of_array
 from ...tensor import Tensor
-from ..parameter import Parameter
+from ..parameter import Parameter, zero_grads
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -219,14 +219,7 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        """Forget the gradients of the last backward (they accumulate otherwise)."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad._data.fill(0)
+        zero_grads(self.parameters(), set_to_none)
 
     # ------------------------------------------------------------- state dict
     def _state_entries(self):
