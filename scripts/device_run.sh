@@ -50,7 +50,7 @@ for stage in "$@"; do
         --epochs "${CIFAR_EPOCHS:-15}" --lr 0.05 --schedule cosine ;;
     bench)
       $PY -m benchmarks --device cuda --out "$OUT/bench" 2>&1 | tee "$OUT/bench.log" | tail -60 ;;
-    pack)  # at most 8 files come back from the device: send one archive
+    pack)  # everything under $OUT as one archive, handy to copy off the machine
       (cd "$OUT" && tar czf /tmp/results.tgz --exclude=results.tgz . && rm -rf ./* && mv /tmp/results.tgz .) ;;
     *) echo "unknown stage $stage" ;;
   esac
