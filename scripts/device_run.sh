@@ -2,6 +2,7 @@
 # Everything the GPU checks need, in one call on a machine with an NVIDIA GPU:
 #   scripts/device_run.sh STAGE...   stages: env tests sanitizer mnist cifar bench pack
 # Missing Python packages are installed from wheels in .whl/ (if present); logs go to $OUT.
+# The cifar stage reads CIFAR-10 from $CIFAR_DATA (default .devdata/, e.g. cifar10-jpeg.tar.gz there).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/device_run}
@@ -46,7 +47,7 @@ for stage in "$@"; do
     mnist)
       run_training mnist-lenet5 --dataset mnist --model lenet5 --epochs 3 ;;
     cifar)
-      run_training cifar-lenet --dataset cifar10 --data-dir .devdata --model cifar_lenet --augment \
+      run_training cifar-lenet --dataset cifar10 --data-dir "${CIFAR_DATA:-.devdata}" --model cifar_lenet --augment \
         --epochs "${CIFAR_EPOCHS:-15}" --lr 0.05 --schedule cosine ;;
     bench)
       $PY -m benchmarks --device cuda --out "$OUT/bench" 2>&1 | tee "$OUT/bench.log" | tail -60 ;;
