@@ -91,8 +91,14 @@ def main(argv=None):
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--device", default=None)
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     args = parser.parse_args(argv)
-    {"train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict}[args.command](args)
+    try:
+        {"train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict}[args.command](args)
+    except (ValueError, TypeError, RuntimeError, OSError) as e:
+        if args.traceback:
+            raise
+        parser.exit(2, f"mytensor {args.command}: error: {e}\n(run with --traceback for the details)\n")
 
 
 if __name__ == "__main__":

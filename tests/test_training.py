@@ -122,3 +122,14 @@ def test_graphed_steps_match_eager_steps():
     np.testing.assert_allclose(graph_losses, eager_losses, rtol=1e-4)
     for a, b in zip(eager_params, graph_params):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not a run folder" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "nope", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert "unknown model 'nope'; available: " in capsys.readouterr().err

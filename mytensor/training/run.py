@@ -159,6 +159,8 @@ def train(config, resume=False, show_progress=True, stop_after=None):
 
 def load_run(run_dir, which="best", device=None):
     """(config, model, test loader) of a finished run, for `eval` and `predict`."""
+    if not os.path.exists(os.path.join(run_dir, "config.json")):
+        raise FileNotFoundError(f"{run_dir} is not a run folder (it has no config.json)")
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
     config["device"] = resolve_device(device or config["device"])
