@@ -97,7 +97,7 @@ def mytensor_trainer_step(fw, model, opt):
     """The step `mytensor train` runs: on the GPU, with SGD, captured once in a
     CUDA graph and replayed (`mytensor.training.graphed_step`); eager otherwise."""
     from mytensor.training.graphed_step import GraphedTrainStep, graph_capturable
-    if not graph_capturable(opt, fw.lib.device(fw.device)):
+    if not graph_capturable(model, opt, fw.lib.device(fw.device)):
         return eager_step(fw, model, opt), False
     graphed = GraphedTrainStep(model, opt)
 

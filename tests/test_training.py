@@ -133,3 +133,15 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--model", "nope", "--out", str(tmp_path / "run"), "--no-progress"])
     assert "unknown model 'nope'; available: " in capsys.readouterr().err
+
+
+def test_graphs_only_where_a_replay_is_the_same_step():
+    from mytensor import nn, optim
+    from mytensor.training.graphed_step import graph_capturable
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    with_dropout = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Linear(4, 2))
+    cuda, cpu = mt.device("cuda"), mt.device("cpu")
+    assert graph_capturable(net, optim.SGD(net.parameters(), lr=0.1, momentum=0.9), cuda)
+    assert not graph_capturable(net, optim.SGD(net.parameters(), lr=0.1), cpu)
+    assert not graph_capturable(net, optim.Adam(net.parameters()), cuda)  # bias correction changes per step
+    assert not graph_capturable(with_dropout, optim.SGD(with_dropout.parameters(), lr=0.1), cuda)  # new masks

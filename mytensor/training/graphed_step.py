@@ -9,15 +9,19 @@ What the graph fixes at capture time: batch shape, learning rate, and the
 memory of inputs, gradients and outputs. So the trainer recaptures each epoch
 (the learning rate may have changed), runs batches of another shape eagerly,
 and uses graphs only with optimizers whose update has no per-step constants
-(SGD: Adam's bias correction depends on the step count).
+(SGD: Adam's bias correction depends on the step count) and models without
+dropout (a new mask every step).
 """
+from ..nn import Dropout
 from ..nn import functional as F
 from ..optim import SGD
 
 
-def graph_capturable(optimizer, device):
-    """Whether a step of this model and optimizer can be replayed from a graph."""
-    return device.type == "cuda" and type(optimizer) is SGD
+def graph_capturable(model, optimizer, device):
+    """Whether a step of this model and optimizer can be replayed from a graph.
+    Not with dropout: its random seed and offset would be fixed at capture."""
+    return (device.type == "cuda" and type(optimizer) is SGD
+            and not any(isinstance(m, Dropout) for m in model.modules()))
 
 
 class GraphedTrainStep:
