@@ -137,6 +137,19 @@ def _check_weight(fn, input, weight, c):
     check_same_dtype(fn, input, weight=weight)
 
 
+def _check_class_loss_args(fn, input, target, weight, size_average, reduce, reduction):
+    """The checks cross_entropy and nll_loss share; returns the reduction."""
+    check_float(input, "input", fn)
+    check_tensor(target, "target", fn)
+    reduction = reduction_from_legacy(size_average, reduce, reduction)
+    check_reduction(reduction, fn)
+    if input.ndim == 0:
+        raise ValueError(f"{fn}(): input must have a class dimension, got a 0-d tensor")
+    _check_weight(fn, input, weight, input.shape[1] if input.ndim >= 2 else input.shape[0])
+    check_same_device(fn, input, target=target, weight=weight)
+    return reduction
+
+
 def _classes_last(input, target):
     """(N, C, d1, ...) -> (N*d1*..., C) and targets (N, d1, ...) -> (N*d1*...,); (C,) -> (1, C)."""
     if input.ndim == 1:
@@ -158,17 +171,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     (1 - eps) * target + eps / C. 'mean' over class indices divides by the summed
     weight of the non-ignored targets (their count without weights)."""
     fn = "cross_entropy"
-    check_float(input, "input", fn)
-    check_tensor(target, "target", fn)
-    reduction = reduction_from_legacy(size_average, reduce, reduction)
-    check_reduction(reduction, fn)
-    if input.ndim == 0:
-        raise ValueError(f"{fn}(): input must have a class dimension, got a 0-d tensor")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{fn}(): label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
-    c = input.shape[1] if input.ndim >= 2 else input.shape[0]
-    _check_weight(fn, input, weight, c)
-    check_same_device(fn, input, target=target, weight=weight)
+    reduction = _check_class_loss_args(fn, input, target, weight, size_average, reduce, reduction)
     if target.dtype.is_floating_point:
         return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
     target = _check_class_target(fn, input, target, ignore_index)
@@ -228,17 +233,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     """Negative log-likelihood of class indices given log-probabilities input
     (N, C), (N, C, d1, ...) or (C,) (e.g. the output of log_softmax)."""
     fn = "nll_loss"
-    check_float(input, "input", fn)
-    check_tensor(target, "target", fn)
-    reduction = reduction_from_legacy(size_average, reduce, reduction)
-    check_reduction(reduction, fn)
-    if input.ndim == 0:
-        raise ValueError(f"{fn}(): input must have a class dimension, got a 0-d tensor")
+    reduction = _check_class_loss_args(fn, input, target, weight, size_average, reduce, reduction)
     if target.dtype.is_floating_point:
         raise TypeError(f"{fn}(): target must hold class indices (an integer tensor), got {target.dtype}")
-    c = input.shape[1] if input.ndim >= 2 else input.shape[0]
-    _check_weight(fn, input, weight, c)
-    check_same_device(fn, input, target=target, weight=weight)
     target = _check_class_target(fn, input, target, ignore_index)
     x2, t1 = _classes_last(input, target)
     loss = NLLLoss.apply(x2, t1, weight, int(ignore_index), reduction)
