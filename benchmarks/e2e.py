@@ -9,7 +9,7 @@ seconds/epoch = seconds/step x ceil(images / batch). One step is
 training loop of `mytensor.training`.
 
 On the GPU, "mytensor" is the step `mytensor train` runs: replayed from a
-CUDA graph when the optimizer allows it (SGD), eager otherwise; "mytensor_eager"
+CUDA graph (eager on the CPU, or with dropout); "mytensor_eager"
 is always eager. We also time the step without the final synchronisation (host
 time: how long Python takes to issue a step; when it is close to the synced
 time the step is bound by Python, not by the GPU), run PyTorch a third way with
@@ -94,8 +94,8 @@ def torch_graph_step(fw, model, opt, x0, y0):
 
 
 def mytensor_trainer_step(fw, model, opt):
-    """The step `mytensor train` runs: on the GPU, with SGD, captured once in a
-    CUDA graph and replayed (`mytensor.training.graphed_step`); eager otherwise."""
+    """The step `mytensor train` runs: on the GPU, captured once in a CUDA graph
+    and replayed (`mytensor.training.graphed_step`) where it can be; eager otherwise."""
     from mytensor.training.graphed_step import GraphedTrainStep, graph_capturable
     if not graph_capturable(model, opt, fw.lib.device(fw.device)):
         return eager_step(fw, model, opt), False

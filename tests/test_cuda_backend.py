@@ -365,6 +365,18 @@ def _params(rng, dtype, shapes=PARAM_SHAPES):
     return [rng.standard_normal(s).astype(dtype) for s in shapes]
 
 
+def _sgd_args(be, lr, momentum, dampening, nesterov, weight_decay):
+    """(scalars, has_weight_decay, nesterov) as `SGD.prepare_step` passes them."""
+    return be.write_scalars([lr, momentum, dampening, weight_decay]), bool(weight_decay), nesterov
+
+
+def _adam_args(be, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """(scalars, has_weight_decay, decoupled) as `Adam.prepare_step` passes them."""
+    scalars = [lr / (1 - beta1 ** step), beta1, beta2, math.sqrt(1 - beta2 ** step), eps, weight_decay,
+               1 - lr * weight_decay]
+    return be.write_scalars(scalars), bool(weight_decay), decoupled
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", SGD_CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 @gpu_test
@@ -377,10 +389,10 @@ def test_sgd_update(cpu, cuda, config, dtype):
     for step in range(5):
         grads = _params(rng, dtype)
         first = step == 0
-        cpu.sgd_update(params, grads, bufs if config["momentum"] else [None] * len(params), first_step=first,
-                       **config)
-        cuda.sgd_update(gparams, [to_gpu(g) for g in grads],
-                        gbufs if config["momentum"] else [None] * len(params), first_step=first, **config)
+        cpu.sgd_update(params, grads, bufs if config["momentum"] else [None] * len(params),
+                       *_sgd_args(cpu, **config), first_step=first)
+        cuda.sgd_update(gparams, [to_gpu(g) for g in grads], gbufs if config["momentum"] else [None] * len(params),
+                        *_sgd_args(cuda, **config), first_step=first)
         for gp, p in zip(gparams, params):
             close(gp, p, dtype)
         if config["momentum"]:
@@ -406,8 +418,8 @@ def test_adam_update(cpu, cuda, config, dtype):
     gparams, gm, gv = ([to_gpu(a) for a in arrs] for arrs in (params, m, v))
     for step in range(1, 6):
         grads = _params(rng, dtype)
-        cpu.adam_update(params, grads, m, v, step=step, **config)
-        cuda.adam_update(gparams, [to_gpu(g) for g in grads], gm, gv, step=step, **config)
+        cpu.adam_update(params, grads, m, v, *_adam_args(cpu, step, **config))
+        cuda.adam_update(gparams, [to_gpu(g) for g in grads], gm, gv, *_adam_args(cuda, step, **config))
         for got, want in zip(gparams + gm + gv, params + m + v):
             close(got, want, dtype, scale=5)
 
@@ -424,14 +436,35 @@ def test_optimizer_mixed_dtypes_and_table_cache(cpu, cuda):
     gparams, ggrads, gbufs = ([to_gpu(a) for a in arrs] for arrs in (params, grads, bufs))
     cfg = dict(lr=0.1, momentum=0.9, dampening=0.0, nesterov=False, weight_decay=1e-3)
     for step in range(3):
-        cpu.sgd_update(params, grads, bufs, first_step=step == 0, **cfg)
-        cuda.sgd_update(gparams, ggrads, gbufs, first_step=step == 0, **cfg)
+        cpu.sgd_update(params, grads, bufs, *_sgd_args(cpu, **cfg), first_step=step == 0)
+        cuda.sgd_update(gparams, ggrads, gbufs, *_sgd_args(cuda, **cfg), first_step=step == 0)
         if step == 0:
             n_tables = len(cuda._tables)
         else:
             assert len(cuda._tables) == n_tables  # cache hit: nothing uploaded
     for gp, p in zip(gparams, params):
         close(gp, p, p.dtype)
+
+
+@gpu_test
+def test_captured_update_reads_the_scalars_of_each_replay(cpu, cuda):
+    """Scalars written after the capture (a new learning rate, Adam's next bias correction)
+    are the ones a replay uses: the graph holds their address, not their values."""
+    rng = np.random.default_rng(12)
+    params = _params(rng, np.float32)
+    grads = _params(rng, np.float32)
+    m, v = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]
+    gparams, ggrads, gm, gv = ([to_gpu(a) for a in arrs] for arrs in (params, grads, m, v))
+    config = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2, decoupled=True)
+    scalars, has_wd, decoupled = _adam_args(cuda, 1, **config)
+    graph = cuda.capture_graph(lambda: cuda.adam_update(gparams, ggrads, gm, gv, scalars, has_wd, decoupled))
+    for step in range(1, 4):
+        config["lr"] = 1e-2 / step
+        cuda.write_scalars(_adam_args(cpu, step, **config)[0].tolist(), scalars)
+        graph.replay()
+        cpu.adam_update(params, grads, m, v, *_adam_args(cpu, step, **config))
+    for got, want in zip(gparams + gm + gv, params + m + v):
+        close(got, want, np.float32, scale=5)
 
 
 # ---------------------------------------------------------- generic on CuPy
@@ -508,6 +541,8 @@ def test_graph_capture_and_launch_counts(cpu, cuda):
     bufs = [cupy.zeros_like(p) for p in params]
     ms, vs = [cupy.zeros_like(p) for p in params], [cupy.zeros_like(p) for p in params]
     scalar_grad = cupy.broadcast_to(cupy.asarray(0.25, dtype=f), (4,))  # no host copy inside the capture
+    sgd_args = _sgd_args(cuda, lr=0.1, momentum=0.9, dampening=0.0, nesterov=True, weight_decay=1e-4)
+    adam_args = _adam_args(cuda, 3, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2, decoupled=True)
 
     calls = {
         "im2col": (lambda: cuda.im2col(x4, (3, 3), (1, 1), (1, 1), (1, 1)), 1),
@@ -532,10 +567,8 @@ def test_graph_capture_and_launch_counts(cpu, cuda):
         "batch_norm_train": (lambda: cuda.batch_norm_train(x3, w, b, 1e-5), 1),
         "batch_norm_backward": (lambda: cuda.batch_norm_backward(x3, x3, w, mean, invstd), 1),
         "dropout_mask": (lambda: cuda.dropout_mask((4, 7), 0.5, np.dtype(f)), 1),
-        "sgd_update": (lambda: cuda.sgd_update(params, grads, bufs, lr=0.1, momentum=0.9, dampening=0.0,
-                                               nesterov=True, weight_decay=1e-4, first_step=False), 1),
-        "adam_update": (lambda: cuda.adam_update(params, grads, ms, vs, step=3, lr=1e-3, beta1=0.9, beta2=0.999,
-                                                 eps=1e-8, weight_decay=1e-2, decoupled=True), 1),
+        "sgd_update": (lambda: cuda.sgd_update(params, grads, bufs, *sgd_args, first_step=False), 1),
+        "adam_update": (lambda: cuda.adam_update(params, grads, ms, vs, *adam_args), 1),
     }
     counts = {}
     for name, (fn, expected) in calls.items():

@@ -216,6 +216,36 @@ def test_step_updates_the_same_parameter_objects_in_place():
     np.testing.assert_allclose(p.detach().numpy(), 0.5)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_hyperparameters_reach_the_device_only_when_they_change(name, device, monkeypatch):
+    """A step's hyperparameters live in device memory (what lets a CUDA graph replay the
+    update with a new learning rate); they are rewritten when they change -- every step for
+    Adam's bias correction, only after a learning-rate change for SGD -- and the two halves
+    of a step, `prepare_step` then `apply_step`, train like `step` and like PyTorch."""
+    ours, theirs = make_params("float64", device)
+    make = {"sgd": (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9)),
+            "adam": (lambda ps: optim.Adam(ps, lr=0.01), lambda ps: torch.optim.Adam(ps, lr=0.01))}[name]
+    opt, topt = make[0](ours), make[1](theirs)
+    backend = ours[0]._backend
+    writes = []
+    real_write = backend.write_scalars
+    monkeypatch.setattr(backend, "write_scalars", lambda values, out=None: (writes.append(values),
+                                                                           real_write(values, out))[1])
+    rng = np.random.default_rng(2)
+    for step in range(6):
+        if step == 3:
+            for group in opt.param_groups + topt.param_groups:
+                group["lr"] /= 2
+        set_grads(ours, theirs, rng, "float64")
+        opt.prepare_step()
+        opt.apply_step()
+        topt.step()
+        assert_same(ours, theirs, "float64")
+    assert len(writes) == (6 if name == "adam" else 2)
+    assert writes[-1][0] == pytest.approx(0.05 if name == "sgd" else 0.005 / (1 - 0.9 ** 6))
+
+
 def test_optimizer_state_survives_deepcopy_of_state_dict():
     ours, _ = make_params("float32", "cpu")
     opt = optim.Adam(ours, lr=0.1)

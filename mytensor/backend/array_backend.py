@@ -261,35 +261,49 @@ class ArrayBackend:
         return dx.astype(x.dtype, copy=False), dweight, dbias
 
     # ------------------------------------------------------ optimizer updates
-    def sgd_update(self, params, grads, bufs, lr, momentum, dampening, nesterov, weight_decay, first_step):
-        """One SGD step for every parameter, in place (PyTorch's formulation)."""
+    # The hyperparameters of a step come as `scalars`, a float64 array made by
+    # `write_scalars`; on a GPU it lives in device memory, so an update captured
+    # in a CUDA graph reads the values of the step it is replayed for.
+    def write_scalars(self, values, out=None):
+        """`values` (host floats, at most 8) written into the float64 array `out`
+        (a new one when None), without waiting for the device. Returns `out`."""
+        if out is None:
+            out = self.xp.zeros(len(values), dtype=np.float64)
+        out[:len(values)] = values
+        return out
+
+    def sgd_update(self, params, grads, bufs, scalars, has_weight_decay, nesterov, first_step):
+        """One SGD step for every parameter, in place (PyTorch's formulation).
+        scalars: lr, momentum, dampening, weight_decay; `bufs` are None without momentum.
+        The flags are host values: reading the scalars back would wait for the device."""
+        lr, momentum, dampening, weight_decay = (scalars[i] for i in range(4))
         for p, g, buf in zip(params, grads, bufs):
-            t = p.dtype.type
-            if weight_decay:
-                g = g + t(weight_decay) * p
-            if momentum:
+            t = p.dtype
+            if has_weight_decay:
+                g = g + weight_decay.astype(t) * p
+            if buf is not None:
                 if first_step:
                     buf[...] = g
                 else:
-                    buf *= t(momentum)
-                    buf += t(1 - dampening) * g
-                g = g + t(momentum) * buf if nesterov else buf
-            p -= t(lr) * g
+                    buf *= momentum.astype(t)
+                    buf += (1 - dampening).astype(t) * g
+                g = g + momentum.astype(t) * buf if nesterov else buf
+            p -= lr.astype(t) * g
 
-    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps,
-                    weight_decay, decoupled):
-        """One Adam (decoupled=False) or AdamW (decoupled=True) step, in place."""
-        bc1 = 1 - beta1 ** step
-        bc2 = 1 - beta2 ** step
+    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, scalars, has_weight_decay, decoupled):
+        """One Adam (decoupled=False) or AdamW (decoupled=True) step, in place.
+        scalars: lr/bc1, beta1, beta2, sqrt(bc2), eps, weight_decay, 1 - lr*weight_decay,
+        where bc = 1 - beta^step (see `optim.adam.adam_scalars`)."""
+        lr_bc1, beta1, beta2, sqrt_bc2, eps, weight_decay, decay = (scalars[i] for i in range(7))
         for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
-            t = p.dtype.type
-            if weight_decay and decoupled:
-                p *= t(1 - lr * weight_decay)
-            elif weight_decay:
-                g = g + t(weight_decay) * p
-            m *= t(beta1)
-            m += t(1 - beta1) * g
-            v *= t(beta2)
-            v += t(1 - beta2) * g * g
-            denom = self.xp.sqrt(v) / t(math.sqrt(bc2)) + t(eps)
-            p -= t(lr / bc1) * m / denom
+            t = p.dtype
+            if has_weight_decay and decoupled:
+                p *= decay.astype(t)
+            elif has_weight_decay:
+                g = g + weight_decay.astype(t) * p
+            m *= beta1.astype(t)
+            m += (1 - beta1).astype(t) * g
+            v *= beta2.astype(t)
+            v += (1 - beta2).astype(t) * g * g
+            denom = self.xp.sqrt(v) / sqrt_bc2.astype(t) + eps.astype(t)
+            p -= lr_bc1.astype(t) * m / denom

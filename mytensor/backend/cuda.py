@@ -15,7 +15,6 @@ This module imports without CuPy; `CUDABackend(...)` raises a RuntimeError
 saying what to install when CuPy or a GPU is missing.
 """
 import ctypes
-import math
 import os
 from collections import OrderedDict
 
@@ -41,7 +40,7 @@ _KERNEL_FILES = {
     "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),
     "batch_norm.cu": ("batch_norm_forward", "batch_norm_backward"),
     "dropout.cu": ("dropout_mask",),
-    "optim.cu": ("sgd_multi_tensor", "adam_multi_tensor"),
+    "optim.cu": ("set_scalars", "sgd_multi_tensor", "adam_multi_tensor"),
 }
 _EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",)}
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -592,40 +591,39 @@ class CUDABackend(ArrayBackend):
                 rest.append(i)
         return groups, rest
 
-    def sgd_update(self, params, grads, bufs, lr, momentum, dampening, nesterov, weight_decay, first_step):
+    def write_scalars(self, values, out=None):
+        """Through a launch of `set_scalars` whose arguments carry the values: no host copy to
+        keep alive, nothing to wait for, and the write is ordered before the update on the stream."""
+        if out is None:
+            out = self._zeros((len(values),), np.float64)
+        padded = [np.float64(v) for v in values] + [np.float64(0)] * (8 - len(values))
+        self._launch("optim.cu", "set_scalars", out.dtype, 1, (out, np.int32(len(values)), *padded), block=8, grid=1)
+        return out
+
+    def sgd_update(self, params, grads, bufs, scalars, has_weight_decay, nesterov, first_step):
         """One SGD step over every parameter: one launch per dtype (the generic math, PyTorch's)."""
         grads = [self._contig(g, p.dtype) for p, g in zip(params, grads)]
-        bufs = list(bufs) if momentum else [None] * len(params)
         groups, rest = self._split_by_dtype(params, bufs)
         if rest:
             super().sgd_update([params[i] for i in rest], [grads[i] for i in rest], [bufs[i] for i in rest],
-                               lr, momentum, dampening, nesterov, weight_decay, first_step)
+                               scalars, has_weight_decay, nesterov, first_step)
         for dt, idx in groups.items():
-            t = dt.type
             table, total = self._table(dt, [[params[i] for i in idx], [grads[i] for i in idx],
                                             [bufs[i] for i in idx]])
             self._launch("optim.cu", "sgd_multi_tensor", dt, total,
-                         (table, np.int32(len(idx)), np.int64(total), t(lr), t(momentum), t(1 - dampening),
-                          t(weight_decay), np.int32(bool(weight_decay)), np.int32(bool(momentum)),
-                          np.int32(bool(nesterov)), np.int32(bool(first_step))))
+                         (table, np.int32(len(idx)), np.int64(total), scalars, np.int32(has_weight_decay),
+                          np.int32(bufs[idx[0]] is not None), np.int32(nesterov), np.int32(first_step)))
 
-    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps,
-                    weight_decay, decoupled):
+    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, scalars, has_weight_decay, decoupled):
         """One Adam/AdamW step over every parameter: one launch per dtype."""
         grads = [self._contig(g, p.dtype) for p, g in zip(params, grads)]
         groups, rest = self._split_by_dtype(params, exp_avgs, exp_avg_sqs)
         if rest:
             super().adam_update([params[i] for i in rest], [grads[i] for i in rest], [exp_avgs[i] for i in rest],
-                                [exp_avg_sqs[i] for i in rest], step, lr, beta1, beta2, eps, weight_decay,
-                                decoupled)
-        bc1 = 1 - beta1 ** step
-        bc2 = 1 - beta2 ** step
-        mode = 0 if not weight_decay else (2 if decoupled else 1)
+                                [exp_avg_sqs[i] for i in rest], scalars, has_weight_decay, decoupled)
+        mode = 0 if not has_weight_decay else (2 if decoupled else 1)
         for dt, idx in groups.items():
-            t = dt.type
             table, total = self._table(dt, [[params[i] for i in idx], [grads[i] for i in idx],
                                             [exp_avgs[i] for i in idx], [exp_avg_sqs[i] for i in idx]])
             self._launch("optim.cu", "adam_multi_tensor", dt, total,
-                         (table, np.int32(len(idx)), np.int64(total), t(lr / bc1), t(beta1), t(1 - beta1),
-                          t(beta2), t(1 - beta2), t(math.sqrt(bc2)), t(eps), t(weight_decay),
-                          t(1 - lr * weight_decay), np.int32(mode)))
+                         (table, np.int32(len(idx)), np.int64(total), scalars, np.int32(mode)))

@@ -1,4 +1,6 @@
 """Adam and AdamW: per-parameter step sizes from running moments of the gradient."""
+import math
+
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -29,8 +31,9 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
-    def step(self):
-        for group in self.param_groups:
+    def prepare_step(self):
+        self._updates = []
+        for i, group in enumerate(self.param_groups):
             by_step = {}  # parameters at the same step count share one backend call
             for p in group["params"]:
                 if p.grad is None:
@@ -43,16 +46,32 @@ class Adam(Optimizer):
                     state["exp_avg_sq"] = Tensor._wrap(zeros(p._data), p._backend)
                 state["step"] += 1  # a host int: no device round trip
                 by_step.setdefault(state["step"], []).append(p)
-            beta1, beta2 = group["betas"]
-            for step, params in by_step.items():
-                states = [self.state[p] for p in params]
-                params[0]._backend.adam_update(
-                    [p._data for p in params], [p.grad._data for p in params],
-                    [s["exp_avg"]._data for s in states], [s["exp_avg_sq"]._data for s in states],
-                    step=step, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                    weight_decay=group["weight_decay"], decoupled=self.decoupled_weight_decay)
-                for p in params:
-                    p._version[0] += 1
+            for j, (step, params) in enumerate(sorted(by_step.items())):
+                scalars = self._step_scalars((i, j), params[0]._backend, adam_scalars(group, step))
+                self._updates.append(self._update(group, params, scalars))
+
+    def _update(self, group, params, scalars):
+        """One fused backend call over the raw arrays of `params` (their gradients
+        are read when it runs)."""
+        states = [self.state[p] for p in params]
+        has_weight_decay, decoupled = bool(group["weight_decay"]), self.decoupled_weight_decay
+
+        def update():
+            params[0]._backend.adam_update(
+                [p._data for p in params], [p.grad._data for p in params],
+                [s["exp_avg"]._data for s in states], [s["exp_avg_sq"]._data for s in states],
+                scalars, has_weight_decay, decoupled)
+            for p in params:
+                p._version[0] += 1
+        return update
+
+
+def adam_scalars(group, step):
+    """The hyperparameters of an Adam step at `step` (from 1), as the update reads them:
+    lr/bc1, beta1, beta2, sqrt(bc2), eps, weight_decay, 1 - lr*weight_decay, where
+    bc = 1 - beta^step corrects the moments' bias towards their zero start."""
+    lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
+    return [lr / (1 - beta1 ** step), beta1, beta2, math.sqrt(1 - beta2 ** step), group["eps"], wd, 1 - lr * wd]
 
 
 class AdamW(Adam):

@@ -1,11 +1,17 @@
 """`Optimizer`: what every optimizer shares -- parameter groups, per-parameter
-state, `zero_grad`, and saving/restoring that state.
+state, `zero_grad`, the two halves of a step, and saving/restoring state.
 
 A *parameter group* is a dict: {"params": [...], "lr": ..., other settings}.
 Groups let one optimizer train parts of a model with different settings.
-Subclasses implement `step()`; to keep the GPU busy they update all the
-parameters of a group with one backend call on the raw arrays, and never read
-a value back from the device (step counts are Python ints on the host).
+
+A step has a host half and a device half. `prepare_step()` does the
+bookkeeping (step counts, new state) and writes the step's hyperparameters
+(learning rate, bias corrections, ...) into small arrays in device memory;
+`apply_step()` launches the updates, one backend call over the raw arrays of
+all the parameters of a group, which read those arrays. Nothing in the device
+half changes from step to step, so it can be captured in a CUDA graph and
+replayed after each `prepare_step()`. Neither half reads a value back from
+the device.
 """
 import copy
 
@@ -20,6 +26,8 @@ class Optimizer:
         self.defaults = defaults
         self.state = {}  # parameter -> dict of its state (tensors hash by identity)
         self.param_groups = []
+        self._updates = []  # what `apply_step` launches, set by `prepare_step`
+        self._scalars = {}  # key -> (device array of a step's hyperparameters, the values written)
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
                             "but got a Tensor (use [tensor] or model.parameters())")
@@ -53,7 +61,29 @@ class Optimizer:
         zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self):
+        """One update of every parameter that has a gradient."""
+        self.prepare_step()
+        self.apply_step()
+
+    def prepare_step(self):
+        """The host half of a step: a subclass sets `self._updates` to the callables
+        that launch this step's updates."""
         raise NotImplementedError
+
+    def apply_step(self):
+        """The device half of a step: the launches `prepare_step` chose."""
+        for update in self._updates:
+            update()
+
+    def _step_scalars(self, key, backend, values):
+        """The device array holding `values` for the update `key`. Each key keeps its
+        array, so a captured update reads the same memory at every replay; it is
+        rewritten only when the values change (a constant learning rate costs nothing)."""
+        array, written = self._scalars.get(key, (None, None))
+        if values != written:
+            array = backend.write_scalars(values, array)
+            self._scalars[key] = (array, values)
+        return array
 
     # ------------------------------------------------------------ state dict
     def state_dict(self):

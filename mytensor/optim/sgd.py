@@ -25,13 +25,16 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov))
 
-    def step(self):
-        for group in self.param_groups:
+    def prepare_step(self):
+        self._updates = []
+        for i, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
+            scalars = self._step_scalars(i, params[0]._backend, [group["lr"], group["momentum"],
+                                                                 group["dampening"], group["weight_decay"]])
             if not group["momentum"]:
-                self._update(group, params, [None] * len(params), first_step=False)
+                self._updates.append(self._update(group, params, scalars, [None] * len(params), False))
                 continue
             # parameters with a momentum buffer already, and those stepping for the first time
             # (a buffer starts as the gradient itself, so those take a separate call)
@@ -42,13 +45,18 @@ class SGD(Optimizer):
                                                                                 p._backend)
             for subset, first in ((old, False), (new, True)):
                 if subset:
-                    self._update(group, subset, [self.state[p]["momentum_buffer"]._data for p in subset], first)
+                    bufs = [self.state[p]["momentum_buffer"]._data for p in subset]
+                    self._updates.append(self._update(group, subset, scalars, bufs, first))
 
-    def _update(self, group, params, bufs, first_step):
-        """One fused backend call over the raw arrays of `params`."""
-        params[0]._backend.sgd_update(
-            [p._data for p in params], [p.grad._data for p in params], bufs, lr=group["lr"],
-            momentum=group["momentum"], dampening=group["dampening"], nesterov=group["nesterov"],
-            weight_decay=group["weight_decay"], first_step=first_step)
-        for p in params:
-            p._version[0] += 1
+    @staticmethod
+    def _update(group, params, scalars, bufs, first_step):
+        """One fused backend call over the raw arrays of `params` (their gradients
+        are read when it runs)."""
+        has_weight_decay, nesterov = bool(group["weight_decay"]), group["nesterov"]
+
+        def update():
+            params[0]._backend.sgd_update([p._data for p in params], [p.grad._data for p in params], bufs,
+                                          scalars, has_weight_decay, nesterov, first_step)
+            for p in params:
+                p._version[0] += 1
+        return update

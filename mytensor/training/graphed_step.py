@@ -5,22 +5,24 @@ driver overhead that dwarfs the work of a small network. Replaying a graph
 costs one launch. This is possible because nothing in forward, backward or
 the optimizer step waits for the GPU.
 
-What the graph fixes at capture time: batch shape, learning rate, and the
-memory of inputs, gradients and outputs. So the trainer recaptures each epoch
-(the learning rate may have changed), runs batches of another shape eagerly,
-and uses graphs only with optimizers whose update has no per-step constants
-(SGD: Adam's bias correction depends on the step count) and models without
-dropout (a new mask every step).
+A graph replays the same kernels on the same memory with the same arguments.
+So the inputs are copied into the memory the graph reads, batches of another
+shape (the last, smaller one) run eagerly, and what changes from step to step
+in the optimizer (learning rate, momentum, Adam's bias corrections) is written
+into device memory by `optimizer.prepare_step()` before each replay (see
+`optim.optimizer`). Dropout is left out: the random offset of its masks is a
+kernel argument, so every replay would drop the same units.
 """
 from ..nn import Dropout
 from ..nn import functional as F
-from ..optim import SGD
+from ..optim.optimizer import Optimizer
 
 
 def graph_capturable(model, optimizer, device):
-    """Whether a step of this model and optimizer can be replayed from a graph.
-    Not with dropout: its random seed and offset would be fixed at capture."""
-    return (device.type == "cuda" and type(optimizer) is SGD
+    """Whether a step of this model and optimizer can be replayed from a graph:
+    on a GPU, without dropout, with an optimizer whose step has the two halves
+    of `Optimizer.step` (not one that replaces `step` as a whole)."""
+    return (device.type == "cuda" and type(optimizer).step is Optimizer.step
             and not any(isinstance(m, Dropout) for m in model.modules()))
 
 
@@ -36,22 +38,33 @@ class GraphedTrainStep:
         self.warm = False
 
     def eager(self, images, targets):
+        out = self._forward_backward(images, targets)
+        self.optimizer.step()
+        return out
+
+    def _forward_backward(self, images, targets):
         logits = self.model(images)
         loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad()
         loss.backward()
-        self.optimizer.step()
         return logits, loss
+
+    def _device_half(self, images, targets):
+        """Forward, backward and the optimizer's device half: what the graph records."""
+        out = self._forward_backward(images, targets)
+        self.optimizer.apply_step()
+        return out
 
     def __call__(self, images, targets):
         if not self.warm:
             self.warm = True
             return self.eager(images, targets)
+        self.optimizer.prepare_step()  # this step's hyperparameters, into device memory
         if self.graph is None:
             self.images, self.targets = images.clone(), targets.clone()
-            self.graph = images._backend.capture_graph(lambda: self.eager(self.images, self.targets))
+            self.graph = images._backend.capture_graph(lambda: self._device_half(self.images, self.targets))
         elif images.shape != self.images.shape:
-            return self.eager(images, targets)
+            return self._device_half(images, targets)
         else:
             self.images._data[...] = images._data
             self.targets._data[...] = targets._data

@@ -121,8 +121,7 @@ def train(config, resume=False, show_progress=True, stop_after=None):
             scheduler.load_state_dict(state["scheduler"])
         rows, start_epoch, best = state["metrics"], state["epoch"] + 1, state["best_acc"]
         print(f"Resuming {out} after epoch {state['epoch']}")
-    use_graph = (config.get("cuda_graph", True) and not per_batch
-                 and graph_capturable(model, optimizer, device(config["device"])))
+    use_graph = config.get("cuda_graph", True) and graph_capturable(model, optimizer, device(config["device"]))
     print(f"Training {config['model']} on {config['dataset']} ({len(train_set)} images) on {config['device']}"
           + (" (each step replayed from a CUDA graph)" if use_graph else ""))
 

@@ -7,9 +7,14 @@
 //                     Adam: param, grad, exp_avg, exp_avg_sq)
 //   table[nfields*nt + k], k <= nt: the prefix sums of the tensor sizes
 // A grid-stride loop walks the concatenated elements; a binary search over the
-// prefix sums finds the tensor of each element. Scalars (learning rate,
-// momentum, bias corrections, ...) arrive as kernel arguments, already rounded
-// to the parameter dtype on the host, and the arithmetic follows ArrayBackend
+// prefix sums finds the tensor of each element.
+//
+// The hyperparameters of the step (learning rate, momentum, bias corrections,
+// ...) are read from `scalars`, a small float64 array in device memory that
+// the host rewrites before each step with `set_scalars`. A launch captured in
+// a CUDA graph therefore uses the values of the step it is replayed for, not
+// those of the step it was recorded in. Each value is rounded to T where the
+// generic update rounds it, and the arithmetic follows ArrayBackend
 // (PyTorch's formulation) operation for operation. This module is compiled
 // with --fmad=false so that no multiply-add is contracted and every step
 // rounds where the generic version rounds.
@@ -32,13 +37,24 @@ __device__ __forceinline__ int find_tensor(const long long* __restrict__ starts,
     return lo;
 }
 
+// out[0..n) = the values, passed as kernel arguments (n <= 8): a launch copies
+// them, so the host may change its own copy right away and never waits.
+template <typename T>
+__global__ void set_scalars(T* out, int n, T s0, T s1, T s2, T s3, T s4, T s5, T s6, T s7) {
+    const T s[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
+    if ((int)threadIdx.x < n) out[threadIdx.x] = s[threadIdx.x];
+}
+
+// scalars: lr, momentum, dampening, weight_decay
 // g = g + wd*p (if has_wd);  with momentum: buf = g on the first step, else
 // buf = momentum*buf + (1-dampening)*g; g = g + momentum*buf (nesterov) or buf;
 // p = p - lr*g
 template <typename T>
-__global__ void sgd_multi_tensor(const long long* __restrict__ table, int nt, long long total, T lr, T momentum,
-                                 T one_minus_dampening, T weight_decay, int has_wd, int has_momentum, int nesterov,
+__global__ void sgd_multi_tensor(const long long* __restrict__ table, int nt, long long total,
+                                 const double* __restrict__ scalars, int has_wd, int has_momentum, int nesterov,
                                  int first_step) {
+    const T lr = (T)scalars[0], momentum = (T)scalars[1], one_minus_dampening = (T)(1.0 - scalars[2]);
+    const T weight_decay = (T)scalars[3];
     const long long* starts = table + 3 * nt;
     GRID_STRIDE(i, total) {
         const int k = find_tensor(starts, nt, i);
@@ -64,14 +80,18 @@ __global__ void sgd_multi_tensor(const long long* __restrict__ table, int nt, lo
     }
 }
 
+// scalars: lr/bc1, beta1, beta2, sqrt(bc2), eps, weight_decay, 1 - lr*weight_decay
+// (bc = 1 - beta^step, the bias corrections).
 // mode 0: no weight decay; 1: Adam's L2 (g += wd*p); 2: AdamW's decoupled
-// decay (p *= 1 - lr*wd, passed as decay).
+// decay (p *= 1 - lr*wd).
 // m = beta1*m + (1-beta1)*g;  v = beta2*v + (1-beta2)*g*g
 // p = p - (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)
 template <typename T>
-__global__ void adam_multi_tensor(const long long* __restrict__ table, int nt, long long total, T lr_over_bc1,
-                                  T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T sqrt_bc2, T eps,
-                                  T weight_decay, T decay, int mode) {
+__global__ void adam_multi_tensor(const long long* __restrict__ table, int nt, long long total,
+                                  const double* __restrict__ scalars, int mode) {
+    const T lr_over_bc1 = (T)scalars[0], beta1 = (T)scalars[1], one_minus_beta1 = (T)(1.0 - scalars[1]);
+    const T beta2 = (T)scalars[2], one_minus_beta2 = (T)(1.0 - scalars[2]), sqrt_bc2 = (T)scalars[3];
+    const T eps = (T)scalars[4], weight_decay = (T)scalars[5], decay = (T)scalars[6];
     const long long* starts = table + 4 * nt;
     GRID_STRIDE(i, total) {
         const int k = find_tensor(starts, nt, i);
@@ -95,11 +115,11 @@ __global__ void adam_multi_tensor(const long long* __restrict__ table, int nt, l
     }
 }
 
-#define MT_INSTANTIATE(T)                                                                                    \
-    template __global__ void sgd_multi_tensor<T>(const long long*, int, long long, T, T, T, T, int, int, int, \
-                                                 int);                                                       \
-    template __global__ void adam_multi_tensor<T>(const long long*, int, long long, T, T, T, T, T, T, T, T, T, \
-                                                  int);
+#define MT_INSTANTIATE(T)                                                                                  \
+    template __global__ void set_scalars<T>(T*, int, T, T, T, T, T, T, T, T);                              \
+    template __global__ void sgd_multi_tensor<T>(const long long*, int, long long, const double*, int, int, \
+                                                 int, int);                                                \
+    template __global__ void adam_multi_tensor<T>(const long long*, int, long long, const double*, int);
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
