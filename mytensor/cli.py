@@ -21,6 +21,8 @@ def _train_parser(sub):
     p.add_argument("--warmup", type=int, default=0, help="epochs of linear learning-rate warm-up")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--augment", action="store_true", help="random crops (and flips for natural images)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="threads preparing batches ahead of the training step (default: up to 4, one per core)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (the GPU if there is one)")
     p.add_argument("--no-cuda-graph", action="store_true",
                    help="on the GPU, run every step eagerly instead of replaying a captured CUDA graph")
@@ -44,7 +46,8 @@ def _cmd_train(args):
             0.05 if args.optimizer == "sgd" else 0.001),
         "momentum": args.momentum, "nesterov": args.nesterov, "weight_decay": args.weight_decay,
         "schedule": args.schedule, "warmup": args.warmup, "label_smoothing": args.label_smoothing,
-        "augment": args.augment, "device": args.device, "cuda_graph": not args.no_cuda_graph, "seed": args.seed, "data_dir": args.data_dir,
+        "augment": args.augment, "workers": args.workers, "device": args.device, "cuda_graph": not args.no_cuda_graph,
+        "seed": args.seed, "data_dir": args.data_dir,
         "out": args.out or os.path.join("runs", f"{dataset_tag}-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"),
     }
     train(config, resume=args.resume, show_progress=not args.no_progress)

@@ -467,6 +467,27 @@ def test_captured_update_reads_the_scalars_of_each_replay(cpu, cuda):
         close(got, want, np.float32, scale=5)
 
 
+@gpu_test
+def test_numpy_uploads_do_not_wait_for_the_gpu(cuda):
+    """`asarray` of a NumPy array returns while earlier GPU work is still running (the copy
+    is queued from pinned memory), takes its values at the call, and frees its pinned
+    buffers once the copies are done."""
+    big = cupy.ones((4096, 4096), dtype=np.float64)
+    for _ in range(20):  # some tens of milliseconds of queued work
+        big = big @ big / 4096
+    host = np.random.default_rng(13).standard_normal((64, 3, 32, 32)).astype(np.float32)
+    want = host.copy()
+    dev = cuda.asarray(host)
+    assert not cupy.cuda.get_current_stream().done, "the upload waited for the queued work"
+    host[...] = 0  # the source may change right away
+    np.testing.assert_array_equal(cupy.asnumpy(dev), want)
+    strided = np.arange(24, dtype=np.int64).reshape(4, 6)[:, ::2]
+    np.testing.assert_array_equal(cupy.asnumpy(cuda.asarray(strided, dtype=np.float32)), strided)
+    cuda.synchronize()
+    cuda.asarray(host)
+    assert len(cuda._staging) <= 1
+
+
 # ---------------------------------------------------------- generic on CuPy
 @gpu_test
 def test_backend_basics(cuda):

@@ -16,7 +16,7 @@ saying what to install when CuPy or a GPU is missing.
 """
 import ctypes
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 
@@ -227,14 +227,48 @@ class CUDABackend(ArrayBackend):
         self._kernels = _kernel_modules(cupy)
         self._max_blocks = 32 * self._cp_device.attributes["MultiProcessorCount"]
         self._tables = OrderedDict()  # optimizer pointer tables, keyed by pointers and sizes
+        self._staging = deque()  # (event, pinned buffer) of host-to-device copies in flight
+        # what the copies recorded in a graph read: `capture_graph` hands them to its graph; those of
+        # captures started elsewhere (raw CUDA runtime calls) stay here for the backend's life
+        self._graph_buffers = []
         self._cublas = None  # our own cuBLAS handle, made at the first matrix product
         with self._cp_device:
             super().__init__(cupy, device, erf=cupyx.scipy.special.erf)
 
     # ---------------------------------------------------------------- memory
     def asarray(self, data, dtype=None):
+        """NumPy arrays are copied through pinned memory, asynchronously: the host does not
+        wait for the work already queued on the GPU, so a training loop feeding batches keeps
+        running ahead of it. Anything else (lists, numbers, CuPy arrays) goes through CuPy."""
+        if isinstance(data, np.ndarray) and data.dtype.kind in "biuf" and data.dtype.isnative \
+                and not self.cupy.cuda.get_current_stream().is_capturing():
+            return self._upload(np.ascontiguousarray(data, dtype=dtype))
         with self._cp_device:
             return self.cupy.asarray(data, dtype=dtype)
+
+    def _upload(self, host):
+        """A device copy of the contiguous array `host`: the host copies it into a pinned
+        buffer and queues the DMA on the current stream. The buffer is kept until the copy is
+        done (an event says when; finished ones are dropped at the next upload), or, inside a
+        graph capture, where the copy becomes a node of the graph, as long as the graph."""
+        cupy = self.cupy
+        with self._cp_device:
+            out = cupy.empty(host.shape, host.dtype)
+            if not host.nbytes:
+                return out
+            mem = cupy.cuda.alloc_pinned_memory(host.nbytes)
+            np.frombuffer(mem, host.dtype, host.size)[...] = host.reshape(-1)
+            stream = cupy.cuda.get_current_stream()
+            # the runtime's copy, not `out.set`: CuPy refuses host copies during a capture
+            cupy.cuda.runtime.memcpyAsync(out.data.ptr, mem.ptr, host.nbytes, cupy.cuda.runtime.memcpyHostToDevice,
+                                          stream.ptr)
+            if stream.is_capturing():
+                self._graph_buffers.append((mem, out))
+            else:
+                self._staging.append((stream.record(), mem))
+        while self._staging and self._staging[0][0].done:
+            self._staging.popleft()
+        return out
 
     def to_numpy(self, arr):
         return self.cupy.asnumpy(arr)
@@ -243,8 +277,14 @@ class CUDABackend(ArrayBackend):
         self._cp_device.synchronize()
 
     def capture_graph(self, fn):
-        with self._cp_device:
-            return CUDAGraph(self.cupy, fn)
+        outer, self._graph_buffers = self._graph_buffers, []
+        try:
+            with self._cp_device:
+                graph = CUDAGraph(self.cupy, fn)
+        finally:
+            buffers, self._graph_buffers = self._graph_buffers, outer
+        graph.buffers = buffers  # the pinned and device memory its copies use, kept with it
+        return graph
 
     # ------------------------------------------------------- matrix products
     def matmul(self, a, b):
@@ -547,37 +587,23 @@ class CUDABackend(ArrayBackend):
     # ------------------------------------------------------ optimizer updates
     def _table(self, dt, fields):
         """The device table of `fields` (lists of arrays or None, one entry per tensor) and the
-        prefix sums of the sizes. It is uploaded once per distinct set of pointers, from pinned
-        memory and asynchronously on the current stream (no host sync), and kept in a small LRU
-        cache, so a training loop whose buffers stay put uploads nothing after its first step."""
+        prefix sums of the sizes. It is uploaded once per distinct set of pointers, without a
+        host sync (`_upload`), and kept in a small LRU cache, so a training loop whose buffers
+        stay put uploads nothing after its first step."""
         sizes = [a.size for a in fields[0]]
         ptrs = tuple(tuple(0 if a is None else a.data.ptr for a in f) for f in fields)
         key = (dt.str, ptrs, tuple(sizes))
-        entry = self._tables.get(key)
-        if entry is None:
-            cupy = self.cupy
+        table = self._tables.get(key)
+        if table is None:
             starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
-            host = np.concatenate([np.array(p, dtype=np.uint64).view(np.int64) for p in ptrs] + [starts])
-            with self._cp_device:
-                mem = cupy.cuda.alloc_pinned_memory(host.nbytes)
-                pinned = np.frombuffer(mem, np.int64, host.size)
-                pinned[...] = host
-                table = cupy.empty(host.size, np.int64)
-                stream = cupy.cuda.get_current_stream()
-                # the runtime's copy, not `table.set`: CuPy refuses host copies during a capture
-                cupy.cuda.runtime.memcpyAsync(table.data.ptr, pinned.ctypes.data, host.nbytes,
-                                              cupy.cuda.runtime.memcpyHostToDevice, stream.ptr)
-                # the pinned buffer lives until the copy is done (inside a graph capture the copy
-                # is a node of the graph and the buffer must simply stay: no event then)
-                entry = (table, mem, None if stream.is_capturing() else stream.record())
-            self._tables[key] = entry
+            table = self._upload(np.concatenate([np.array(p, dtype=np.uint64).view(np.int64) for p in ptrs]
+                                                + [starts]))
+            self._tables[key] = table
             if len(self._tables) > 64:
-                _, (_, _, done) = self._tables.popitem(last=False)
-                if done is not None:
-                    done.synchronize()  # long finished in practice; guards reuse of its pinned buffer
+                self._tables.popitem(last=False)
         else:
             self._tables.move_to_end(key)
-        return entry[0], int(sum(sizes))
+        return table, int(sum(sizes))
 
     def _split_by_dtype(self, params, *others):
         """Group tensor indices by kernel dtype; return (groups, leftovers for the generic code)."""

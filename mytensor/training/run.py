@@ -38,7 +38,8 @@ def build_data(config, train):
         steps += transforms.augmentation(config["dataset"], dataset)
     steps.append(transforms.Normalize(*dataset.normalization))
     loader = DataLoader(dataset, batch_size=config["batch_size"], shuffle=train, drop_last=False,
-                        transform=transforms.Compose(steps), seed=config["seed"], device=config["device"])
+                        transform=transforms.Compose(steps), seed=config["seed"], num_workers=config.get("workers"),
+                        device=config["device"])
     return dataset, loader
 
 

@@ -71,25 +71,26 @@ def test_unseeded_loader_records_its_seed():
     assert all(np.array_equal(x[1], y[1]) for x, y in zip(collect(a), collect(b)))
 
 
-def augmenting_loader(prefetch):
+def augmenting_loader(num_workers):
     images = np.random.default_rng(0).integers(0, 256, (37, 3, 8, 8), dtype=np.uint8)
     ds = ImageDataset(images, np.arange(37) % 3, ["a", "b", "c"])
     tf = transforms.Compose([transforms.RandomCrop(8, padding=2), transforms.RandomHorizontalFlip(),
                              transforms.Normalize((0.5,) * 3, (0.25,) * 3)])
-    return DataLoader(ds, batch_size=5, shuffle=True, seed=3, transform=tf, prefetch=prefetch)
+    return DataLoader(ds, batch_size=5, shuffle=True, seed=3, transform=tf, num_workers=num_workers)
 
 
-def test_prefetch_gives_the_same_batches():
-    with_thread, without = augmenting_loader(True), augmenting_loader(False)
+@pytest.mark.parametrize("num_workers", [1, 3])
+def test_worker_threads_give_the_same_batches_in_order(num_workers):
+    threaded, inline = augmenting_loader(num_workers), augmenting_loader(0)
     for _ in range(2):
-        a, b = collect(with_thread), collect(without)
+        a, b = collect(threaded), collect(inline)
         assert len(a) == len(b) == 8
         for (xa, ya), (xb, yb) in zip(a, b):
             np.testing.assert_array_equal(xa, xb)
             np.testing.assert_array_equal(ya, yb)
 
 
-def test_prefetch_overlaps_and_stops_on_break():
+def test_workers_overlap_and_stop_on_break():
     class Slow(Dataset):
         def __len__(self):
             return 100
@@ -98,7 +99,7 @@ def test_prefetch_overlaps_and_stops_on_break():
             time.sleep(0.05)
             return np.asarray(idx, dtype=np.float32), np.asarray(idx)
 
-    loader = DataLoader(Slow(), batch_size=10, prefetch=True)
+    loader = DataLoader(Slow(), batch_size=10, num_workers=1)
     before = threading.active_count()
     start = time.perf_counter()
     for i, _ in enumerate(loader):
@@ -121,7 +122,7 @@ def test_errors_in_the_background_reach_the_caller():
             return np.zeros((len(idx), 1), np.float32), np.zeros(len(idx), np.int64)
 
     with pytest.raises(RuntimeError, match="bad sample 4"):
-        collect(DataLoader(Broken(), batch_size=2, prefetch=True))
+        collect(DataLoader(Broken(), batch_size=2, num_workers=2))
 
 
 def test_getitem_only_dataset_works():
@@ -158,3 +159,10 @@ def test_real_mnist_pipeline(no_data_env):
     xs = np.concatenate([x.numpy() for x, _ in loader])
     assert xs.shape == (10000, 1, 28, 28)
     assert abs(xs.mean()) < 0.05 and abs(xs.std() - 1) < 0.05
+
+
+def test_bad_loader_settings_are_named():
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        DataLoader(numbers(5), batch_size=0)
+    with pytest.raises(ValueError, match="num_workers must be 0 or more, got -1"):
+        DataLoader(numbers(5), num_workers=-1)
