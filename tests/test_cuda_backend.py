@@ -483,6 +483,8 @@ def test_numpy_uploads_do_not_wait_for_the_gpu(cuda):
     np.testing.assert_array_equal(cupy.asnumpy(dev), want)
     strided = np.arange(24, dtype=np.int64).reshape(4, 6)[:, ::2]
     np.testing.assert_array_equal(cupy.asnumpy(cuda.asarray(strided, dtype=np.float32)), strided)
+    scalar = cuda.asarray(np.array(2.5))
+    assert scalar.shape == () and float(scalar) == 2.5
     cuda.synchronize()
     cuda.asarray(host)
     assert len(cuda._staging) <= 1

@@ -242,7 +242,7 @@ class CUDABackend(ArrayBackend):
         running ahead of it. Anything else (lists, numbers, CuPy arrays) goes through CuPy."""
         if isinstance(data, np.ndarray) and data.dtype.kind in "biuf" and data.dtype.isnative \
                 and not self.cupy.cuda.get_current_stream().is_capturing():
-            return self._upload(np.ascontiguousarray(data, dtype=dtype))
+            return self._upload(np.asarray(data, dtype=dtype, order="C"))  # (ascontiguousarray makes 0-d 1-d)
         with self._cp_device:
             return self.cupy.asarray(data, dtype=dtype)
 

@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..creation import from_numpy
+from ..backend import get_backend
+from ..tensor import Tensor
 from .dataset import collate
 from .transforms import apply
 
@@ -120,8 +121,10 @@ class DataLoader:
         return self._to_tensor(images)
 
     def _to_tensor(self, array):
-        t = from_numpy(np.ascontiguousarray(array))
-        return t if self.device is None else t.to(self.device)
+        """A Tensor on the loader's device, made directly from the array (one copy to a GPU,
+        none on the CPU): batches need no autograd, so they skip `Tensor.to`."""
+        backend = get_backend(self.device or "cpu")
+        return Tensor._wrap(backend.asarray(np.ascontiguousarray(array)), backend)
 
     def __repr__(self):
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
