@@ -119,6 +119,7 @@ def test_graphed_steps_match_eager_steps(name):
     bias correction changing every step."""
     from mytensor import models
     from mytensor.training.graphed_step import GraphedTrainStep
+    from mytensor.training.loop import RunningTotals
     batches = [(mt.randn(16, 3, 32, 32, device="cuda"), mt.randint(0, 10, (16,), device="cuda")) for _ in range(6)]
     batches.append((mt.randn(5, 3, 32, 32, device="cuda"), mt.randint(0, 10, (5,), device="cuda")))  # odd last
     batches += batches[:3]
@@ -129,14 +130,18 @@ def test_graphed_steps_match_eager_steps(name):
         opt = GRAPHED_OPTIMIZERS[name](model.parameters())
         scheduler = optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05 if name == "sgd" else 3e-3,
                                                   total_steps=len(batches))
-        step = GraphedTrainStep(model, opt)
+        totals = RunningTotals()
+        step = GraphedTrainStep(model, opt, totals=totals)
         losses = []
         for x, y in batches:
             losses.append(float((step if graphed else step.eager)(x, y)[1].item()))
             scheduler.step()
-        results.append((losses, [p.detach().cpu().numpy() for p in model.parameters()]))
-    (eager_losses, eager_params), (graph_losses, graph_params) = results
+        results.append((losses, [p.detach().cpu().numpy() for p in model.parameters()], totals))
+    (eager_losses, eager_params, eager_totals), (graph_losses, graph_params, graph_totals) = results
     np.testing.assert_allclose(graph_losses, eager_losses, rtol=1e-4)
+    assert graph_totals.count.item() == eager_totals.count.item() == sum(len(y) for _, y in batches)
+    assert graph_totals.correct.item() == eager_totals.correct.item()
+    np.testing.assert_allclose(graph_totals.read(), eager_totals.read(), rtol=1e-4)
     for a, b in zip(eager_params, graph_params):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
@@ -167,3 +172,18 @@ def test_graphs_only_where_a_replay_is_the_same_step():
             super().step()
     assert not graph_capturable(net, WholeStep(net.parameters(), lr=0.1), cuda)
     assert not graph_capturable(with_dropout, optim.SGD(with_dropout.parameters(), lr=0.1), cuda)  # new masks
+
+
+def test_running_totals_sum_on_the_device_and_read_once():
+    from mytensor.training.loop import RunningTotals
+    totals = RunningTotals()
+    assert all(np.isnan(totals.read()))
+    rng = np.random.default_rng(0)
+    want_loss, want_correct, n = 0.0, 0, 0
+    for size in (8, 8, 3):
+        logits, targets = rng.standard_normal((size, 5)), rng.integers(0, 5, size)
+        loss = float(rng.random())
+        totals.add(mt.tensor(logits), mt.tensor(targets), mt.tensor(loss, dtype=mt.float64))
+        want_loss, want_correct, n = want_loss + loss * size, want_correct + (logits.argmax(1) == targets).sum(), n + size
+    assert totals.count.item() == n and totals.correct.item() == want_correct
+    np.testing.assert_allclose(totals.read(), (want_loss / n, want_correct / n), rtol=1e-12)

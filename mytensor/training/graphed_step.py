@@ -30,41 +30,46 @@ class GraphedTrainStep:
     """`step(images, targets) -> (logits, loss)`, replaying a captured step.
 
     The first call runs eagerly (it compiles kernels and creates the optimizer
-    state), the second records the graph and replays it, later calls replay."""
+    state), the second records the graph and replays it, later calls replay.
+    With `totals` (a `loop.RunningTotals`), each step adds its loss and correct
+    predictions to them, inside the graph."""
 
-    def __init__(self, model, optimizer, label_smoothing=0.0):
+    def __init__(self, model, optimizer, label_smoothing=0.0, totals=None):
         self.model, self.optimizer, self.label_smoothing = model, optimizer, label_smoothing
+        self.totals = totals
         self.graph = None
         self.warm = False
 
     def eager(self, images, targets):
-        out = self._forward_backward(images, targets)
-        self.optimizer.step()
-        return out
+        return self._step(images, targets)
 
-    def _forward_backward(self, images, targets):
+    def _step(self, images, targets, prepared=False):
+        """Forward, backward, the optimizer step and the running totals. With `prepared`,
+        the host half of the optimizer step has run already (before a capture): the rest
+        is what a graph records."""
         logits = self.model(images)
         loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad()
         loss.backward()
-        return logits, loss
-
-    def _device_half(self, images, targets):
-        """Forward, backward and the optimizer's device half: what the graph records."""
-        out = self._forward_backward(images, targets)
+        if not prepared:
+            self.optimizer.prepare_step()
         self.optimizer.apply_step()
-        return out
+        if self.totals is not None:
+            self.totals.add(logits, targets, loss)
+        return logits, loss
 
     def __call__(self, images, targets):
         if not self.warm:
             self.warm = True
             return self.eager(images, targets)
-        self.optimizer.prepare_step()  # this step's hyperparameters, into device memory
+        if self.graph is not None and images.shape != self.images.shape:
+            return self.eager(images, targets)
+        # this step's hyperparameters, into device memory (for the parameters that had
+        # gradients in the last step: a replay updates the same ones every time)
+        self.optimizer.prepare_step()
         if self.graph is None:
             self.images, self.targets = images.clone(), targets.clone()
-            self.graph = images._backend.capture_graph(lambda: self._device_half(self.images, self.targets))
-        elif images.shape != self.images.shape:
-            return self._device_half(images, targets)
+            self.graph = images._backend.capture_graph(lambda: self._step(self.images, self.targets, prepared=True))
         else:
             self.images._data[...] = images._data
             self.targets._data[...] = targets._data
