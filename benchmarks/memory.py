@@ -10,8 +10,9 @@ the figure independent of what else the process holds (the e2e data, say).
             minus `memory_allocated()` before the step.
   Neither counts what the allocators keep cached but unused.
 
-CPU, one fresh child process per (framework, model) (in this process with
---quick), so neither framework's freed memory is reused by the other:
+CPU, one fresh child process per (framework, model), so neither framework's
+freed memory is reused by the other and what the process did before does not
+move the figure:
   both      the peak resident set of the step minus the RSS before the model was
             built (the framework imported and warmed up on tiny layers first),
             so parameters, gradients, optimizer state and the batch count. The
@@ -182,17 +183,6 @@ def cpu_peak(framework, model, timeout=300):
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]), process="fresh child process")
 
 
-def _malloc_returns_freed_blocks():
-    """In this process, the same glibc setting as MALLOC_ENV (mallopt); False if not glibc."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None)
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 65536) and libc.mallopt(M_TRIM_THRESHOLD, 65536))
-    except (OSError, AttributeError):
-        return False
-
-
 def tracemalloc_peak(fw, cfg):
     """mytensor on the CPU: the tracemalloc peak of the third step, counting
     everything allocated since before the model was built (NumPy reports its
@@ -211,14 +201,9 @@ def tracemalloc_peak(fw, cfg):
         tracemalloc.stop()
 
 
-def cpu_measure(fw, cfg, isolated=True):
-    """Isolated: one fresh process per measurement (the full suite). Otherwise in
-    this process, after the other sections have warmed the framework up (--quick)."""
-    if isolated:
-        out = cpu_peak(fw.name, cfg["model"])
-    else:
-        _malloc_returns_freed_blocks()
-        out = dict(rss_peak(fw, cfg), process="the benchmark process (--quick)")
+def cpu_measure(fw, cfg):
+    """The peak RSS of a step in a fresh child process; for mytensor also its tracemalloc peak."""
+    out = cpu_peak(fw.name, cfg["model"])
     if fw.name == "mytensor":
         out["tracemalloc_peak_bytes"] = tracemalloc_peak(fw, cfg)
     return out
@@ -234,7 +219,7 @@ def run(device, frameworks, quick=False, models=None, log=print):
                "optimizer": cfg["optimizer"]}
         for name, fw in frameworks.items():
             try:
-                row[name] = gpu_peak(fw, cfg) if fw.is_cuda else cpu_measure(fw, cfg, isolated=not quick)
+                row[name] = gpu_peak(fw, cfg) if fw.is_cuda else cpu_measure(fw, cfg)
             except Exception as e:
                 row[name] = {"error": short_error(e)}
                 if not quick:
@@ -245,9 +230,8 @@ def run(device, frameworks, quick=False, models=None, log=print):
         rows.append(row)
     what = ("peak bytes allocated during a training step (CuPy pool bytes in use / torch.cuda.max_memory_allocated),"
             " parameters, gradients, optimizer state and the batch included" if device.startswith("cuda")
-            else "peak RSS during a training step minus the RSS before the model was built (" +
-            ("in this process, approximate" if quick else "a fresh process per measurement") +
-            "), so parameters, gradients, optimizer state and the batch are included")
+            else "peak RSS during a training step minus the RSS before the model was built (a fresh process "
+            "per measurement), so parameters, gradients, optimizer state and the batch are included")
     return {"measures": what, "rows": rows}
 
 
