@@ -50,17 +50,15 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per
     step_fn = GraphedTrainStep(model, optimizer, label_smoothing, totals)
     if not cuda_graph:
         step_fn = step_fn.eager
-    seen = 0
     for step, (images, targets) in enumerate(loader, 1):
         step_fn(images, targets)
-        seen += targets.shape[0]
         if scheduler is not None and step_scheduler_per_batch:
             scheduler.step()
         if progress is not None:
             progress.update(1)
             if step % log_every == 0:
                 mean_loss, acc = totals.read()
-                rate = seen / (time.perf_counter() - start)
+                rate = totals.count.item() / (time.perf_counter() - start)  # read() has synced already
                 progress.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{acc:.4f}", img_s=f"{rate:.0f}")
     mean_loss, acc = totals.read()
     return {"loss": mean_loss, "acc": acc, "time": time.perf_counter() - start}
