@@ -4,7 +4,7 @@
     x = mt.randn(3, 4, requires_grad=True)
     (x @ x.T).sum().backward()
 """
-from .dtypes import (bool_ as bool, uint8, int32, int64, float16, float32, float64, DType,  # noqa: F401
+from .dtypes import (bool_ as bool, uint8, int32, int64, float16, bfloat16, float32, float64, DType,  # noqa: F401
                      get_default_dtype, set_default_dtype)
 from .backend import Device, device, cuda_is_available  # noqa: F401
 from .tensor import Tensor  # noqa: F401
@@ -16,5 +16,7 @@ from .creation import (tensor, zeros, ones, empty, full, zeros_like, ones_like, 
                        from_numpy, from_dlpack)
 from .ops import *  # noqa: F401,F403
 from . import ops  # noqa: F401
+from .amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: F401
+from . import amp  # noqa: F401
 
 half, float, double, long = float16, float32, float64, int64

@@ -2,8 +2,10 @@
 
 A `DType` wraps a NumPy dtype (CuPy uses the same ones), so arrays of both
 backends carry it natively; the wrapper only adds a PyTorch-like name and the
-category (bool < integer < floating) that promotion is decided by.
+category (bool < integer < floating) that promotion is decided by. bfloat16
+is NumPy's through `ml_dtypes`, the extension type JAX uses (CuPy reads it too).
 """
+import ml_dtypes
 import numpy as np
 
 
@@ -33,15 +35,25 @@ uint8 = DType("uint8", np.uint8, 1)
 int32 = DType("int32", np.int32, 1)
 int64 = DType("int64", np.int64, 1)
 float16 = DType("float16", np.float16, 2)
+bfloat16 = DType("bfloat16", ml_dtypes.bfloat16, 2)
 float32 = DType("float32", np.float32, 2)
 float64 = DType("float64", np.float64, 2)
 
-ALL = (bool_, uint8, int32, int64, float16, float32, float64)
+ALL = (bool_, uint8, int32, int64, float16, bfloat16, float32, float64)
+LOW_PRECISION = (float16, bfloat16)  # 16-bit floats: reduced in float32, as PyTorch does
 _BY_NP = {d.np: d for d in ALL}
 _BY_NAME = {d.name: d for d in ALL}
 _BY_NAME.update({"float": float32, "double": float64, "half": float16, "long": int64, "int": int32})
 
+_LOW_NP = tuple(d.np for d in LOW_PRECISION)
+
 _default_float = float32
+
+
+def sum_dtype(np_dtype):
+    """The NumPy dtype sums of `np_dtype` run in: float32 for 16-bit floats, whose running
+    sums lose precision (a bfloat16 sum stops growing at 256 equal terms), else None (its own)."""
+    return np.float32 if np_dtype in _LOW_NP else None
 
 
 def get_default_dtype():
@@ -92,6 +104,8 @@ def scalar_dtype(value):
 def _wider(a, b):
     if a.category != b.category:
         return a if a.category > b.category else b
+    if {a, b} == set(LOW_PRECISION):  # neither holds the other: PyTorch meets them in float32
+        return float32
     return _BY_NP[np.promote_types(a.np, b.np)]
 
 

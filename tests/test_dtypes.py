@@ -8,7 +8,7 @@ import torch
 
 import mytensor as mt
 
-DTYPES = ["bool", "uint8", "int32", "int64", "float16", "float32", "float64"]
+DTYPES = ["bool", "uint8", "int32", "int64", "float16", "bfloat16", "float32", "float64"]
 SCALARS = [True, 3, -2, 2.5]
 OPS = {
     "add": lambda L, a, b: L.add(a, b),
@@ -39,7 +39,7 @@ def same_outcome(fn, lenient=False):
         return
     got = fn(mt)
     assert got.dtype.name == str(want.dtype).replace("torch.", ""), f"{got.dtype} != {want.dtype}"
-    np.testing.assert_allclose(got.numpy().astype(np.float64), want.numpy().astype(np.float64), rtol=1e-3)
+    np.testing.assert_allclose(got.numpy().astype(np.float64), want.to(torch.float64).numpy(), rtol=1e-3)
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -10,13 +10,34 @@ Layouts shared by every backend:
 - max pooling returns, for every output, the flat index (h*W + w) of the
   input element that won, so backward is a scatter of the output gradient.
 """
+import functools
 import math
 
+import ml_dtypes
 import numpy as np
+
+LOW_PRECISION = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 
 
 def conv_output_size(size, kernel, stride, padding, dilation=1):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def float32_math(method):
+    """Run a kernel on 16-bit float arrays in float32 and round its float outputs back
+    once at the end, as PyTorch's kernels do: chained float16/bfloat16 steps would
+    round at every step (and bfloat16 sums lose all digits past 256 equal terms)."""
+    @functools.wraps(method)
+    def run(self, x, *args, **kwargs):
+        low = x.dtype if x.dtype in LOW_PRECISION else None
+        if low is None:
+            return method(self, x, *args, **kwargs)
+        args = [a.astype(np.float32) if getattr(a, "dtype", None) == low else a for a in args]
+        out = method(self, x.astype(np.float32), *args, **kwargs)
+        if isinstance(out, tuple):
+            return tuple(o.astype(low) if o.dtype.kind == "f" else o for o in out)
+        return out.astype(low)
+    return run
 
 
 class ArrayBackend:
@@ -61,8 +82,10 @@ class ArrayBackend:
 
     # ------------------------------------------------------- matrix products
     def matmul(self, a, b):
-        """`a @ b` for the GEMMs of linear layers, convolutions and `matmul`."""
-        return self.xp.matmul(a, b)
+        """`a @ b` for the GEMMs of linear layers, convolutions and `matmul` (a bfloat16
+        product accumulates in float32 and is rounded at the end, as on tensor cores)."""
+        out = self.xp.matmul(a, b)
+        return out if out.dtype == a.dtype else out.astype(a.dtype)
 
     def capture_graph(self, fn):
         """Record one call of `fn` for cheap replay; only GPUs have such graphs."""
@@ -135,6 +158,7 @@ class ArrayBackend:
         dx = self.xp.bincount(flat.ravel(), weights=grad_out.ravel(), minlength=n * c * h * w)
         return dx.astype(grad_out.dtype, copy=False).reshape(x_shape)
 
+    @float32_math
     def avg_pool2d(self, x, kernel, stride, padding, count_include_pad=True):
         n, c, h, w = x.shape
         (kh, kw), (sh, sw) = kernel, stride
@@ -154,6 +178,7 @@ class ArrayBackend:
         ow = conv_output_size(x_shape[3], kw, sw, pw)
         return self._windows(self._pad(ones, padding), kh, kw, stride, (1, 1), oh, ow).sum(axis=(2, 3))[0, 0]
 
+    @float32_math
     def avg_pool2d_backward(self, grad_out, x_shape, kernel, stride, padding, count_include_pad=True):
         n, c, h, w = x_shape
         (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
@@ -178,27 +203,33 @@ class ArrayBackend:
     def leaky_relu_backward(self, grad, x, slope):
         return self.xp.where(x > 0, grad, grad * grad.dtype.type(slope))
 
+    @float32_math
     def sigmoid(self, x):
         xp = self.xp
         # split by sign so exp never overflows
         e = xp.exp(-xp.abs(x))
         return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
+    @float32_math
     def sigmoid_backward(self, grad, y):
         return grad * y * (1 - y)
 
+    @float32_math
     def tanh(self, x):
         return self.xp.tanh(x)
 
+    @float32_math
     def tanh_backward(self, grad, y):
         return grad * (1 - y * y)
 
+    @float32_math
     def gelu(self, x, approximate="none"):
         xp, t = self.xp, x.dtype.type
         if approximate == "tanh":
             return t(0.5) * x * (1 + xp.tanh(t(math.sqrt(2 / math.pi)) * (x + t(0.044715) * x ** 3)))
         return t(0.5) * x * (1 + self._erf(x * t(1 / math.sqrt(2))))
 
+    @float32_math
     def gelu_backward(self, grad, x, approximate="none"):
         xp, t = self.xp, x.dtype.type
         if approximate == "tanh":
@@ -212,12 +243,14 @@ class ArrayBackend:
         return grad * (cdf + x * pdf)
 
     # ------------------------------------------------- softmax cross-entropy
+    @float32_math
     def log_softmax(self, x, axis):
         xp = self.xp
         m = x.max(axis=axis, keepdims=True)
         shifted = x - m
         return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
+    @float32_math
     def softmax_cross_entropy(self, logits, target, label_smoothing=0.0, ignore_index=-100):
         """Per-sample loss of class-index targets for logits (N, C); also returns
         the softmax probabilities that backward needs."""
@@ -232,6 +265,7 @@ class ArrayBackend:
             nll = (1 - eps) * nll - eps / c * logp.sum(axis=1)
         return xp.where(valid, nll, 0).astype(logits.dtype, copy=False), xp.exp(logp)
 
+    @float32_math
     def softmax_cross_entropy_backward(self, grad_loss, probs, target, label_smoothing=0.0, ignore_index=-100):
         """d(loss_i)/d(logits_i) = p - smoothed one-hot(target), scaled by grad_loss[i]."""
         xp = self.xp
@@ -244,17 +278,21 @@ class ArrayBackend:
         return g * (grad_loss * valid)[:, None]
 
     # ------------------------------------------------------------ batch norm
+    # x and the gradients are (N, C, L). For a 16-bit x the statistics, weight and bias are
+    # float32 (mixed precision keeps parameters in float32); y and dx have x's dtype.
     def batch_norm_train(self, x, weight, bias, eps):
-        """x is (N, C, L); returns y, the batch mean and 1/sqrt(var + eps) per channel."""
-        mean = x.mean(axis=(0, 2))
-        var = x.var(axis=(0, 2))
-        invstd = 1 / self.xp.sqrt(var + x.dtype.type(eps))
-        y = (x - mean[:, None]) * (invstd * weight)[:, None] + bias[:, None]
+        """y, the batch mean and 1/sqrt(var + eps) per channel."""
+        xf = x.astype(weight.dtype, copy=False)
+        mean = xf.mean(axis=(0, 2))
+        var = xf.var(axis=(0, 2))
+        invstd = 1 / self.xp.sqrt(var + weight.dtype.type(eps))
+        y = (xf - mean[:, None]) * (invstd * weight)[:, None] + bias[:, None]
         return y.astype(x.dtype, copy=False), mean, invstd
 
     def batch_norm_backward(self, grad, x, weight, mean, invstd):
         m = grad.shape[0] * grad.shape[2]
-        xhat = (x - mean[:, None]) * invstd[:, None]
+        grad = grad.astype(weight.dtype, copy=False)
+        xhat = (x.astype(weight.dtype, copy=False) - mean[:, None]) * invstd[:, None]
         dbias = grad.sum(axis=(0, 2))
         dweight = (grad * xhat).sum(axis=(0, 2))
         dx = (weight * invstd)[:, None] / m * (m * grad - dbias[:, None] - xhat * dweight[:, None])

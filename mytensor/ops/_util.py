@@ -12,7 +12,7 @@ def unbroadcast(grad, shape):
     extra = grad.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(i + extra for i, s in enumerate(shape) if s == 1 and grad.shape[i + extra] != 1)
     if axes:
-        grad = grad.sum(axis=axes, keepdims=True)
+        grad = grad.sum(axis=axes, keepdims=True, dtype=dtypes.sum_dtype(grad.dtype)).astype(grad.dtype, copy=False)
     return grad.reshape(shape)
 
 
@@ -50,8 +50,19 @@ def as_operands(*args):
             a = a.to(dtype)
         elif isinstance(a, int) and not isinstance(a, bool) and dtype.category == 1:
             a = int(np.array(a).astype(dtype.np))
+        else:
+            a = scalar_operand(a, dtype)
         out.append(a)
     return out, dtype
+
+
+def scalar_operand(value, dtype):
+    """A Python number as the operand of a `dtype` array. NumPy keeps float16 for a
+    Python number, but bfloat16 (an extension type) would widen to float32: it gets
+    a bfloat16 scalar."""
+    if dtype is dtypes.bfloat16 and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return dtype.np.type(value)
+    return value
 
 
 def norm_dim(dim, ndim):

@@ -3,7 +3,8 @@ from .. import dtypes
 from ..autograd.function import Function
 from ..backend import get_backend
 from ..tensor import Tensor
-from ._util import as_operands, broadcast_shapes, unbroadcast
+from . import autocast_policy
+from ._util import as_operands, broadcast_shapes, scalar_operand, unbroadcast
 
 __all__ = ["to_copy", "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos",
            "tanh", "sigmoid", "relu", "maximum", "minimum", "clamp", "where", "sign", "square", "reciprocal",
@@ -137,7 +138,8 @@ def _binary(fn):
     return op
 
 
-add, mul, pow, _sub = _binary(Add), _binary(Mul), _binary(Pow), _binary(Sub)
+add, mul, _sub = _binary(Add), _binary(Mul), _binary(Sub)
+pow = autocast_policy.float32(_binary(Pow))
 
 
 def sub(a, b):
@@ -317,7 +319,8 @@ def _float_unary(fn):
     return op
 
 
-exp, log, sqrt, sin, cos = (_float_unary(f) for f in (Exp, Log, Sqrt, Sin, Cos))
+sqrt, sin, cos = (_float_unary(f) for f in (Sqrt, Sin, Cos))
+exp, log = (autocast_policy.float32(_float_unary(f)) for f in (Exp, Log))
 tanh, sigmoid = _float_unary(Tanh), _float_unary(Sigmoid)
 
 
@@ -333,6 +336,7 @@ def relu(x):
     return Relu.apply(x)
 
 
+@autocast_policy.float32
 def rsqrt(x):
     return 1 / sqrt(x)
 
@@ -341,6 +345,7 @@ def square(x):
     return mul(x, x)
 
 
+@autocast_policy.float32
 def reciprocal(x):
     return div(1, x)
 
@@ -450,7 +455,7 @@ def clamp(x, min=None, max=None):
             out = where(out > max, max, out)
         return out
     x = as_operands(x, *(b for b in (min, max) if b is not None))[0][0]
-    return Clamp.apply(x, min, max)
+    return Clamp.apply(x, *(None if b is None else scalar_operand(b, x.dtype) for b in (min, max)))
 
 
 # ------------------------------------------------ comparisons (no gradient)

@@ -1,5 +1,6 @@
 """Matrix products, batched and broadcast like `numpy.matmul`."""
 from ..autograd.function import Function
+from . import autocast_policy
 from ._util import as_operands, unbroadcast
 
 __all__ = ["matmul", "mm", "bmm", "dot"]
@@ -32,6 +33,7 @@ class MatMul(Function):
         return ga, gb
 
 
+@autocast_policy.lower_precision
 def matmul(a, b):
     (a, b), _ = as_operands(a, b)
     if a.ndim == 0 or b.ndim == 0:

@@ -6,6 +6,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd.function import Function
 from ..tensor import Tensor
+from . import autocast_policy
 from ._util import norm_dim, norm_dims
 
 __all__ = ["sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std", "logsumexp", "prod",
@@ -25,20 +26,16 @@ def _expand_back(grad, shape, dims, keepdim):
 
 
 def _wide(arr):
-    """float16 is summed in float32 and rounded at the end, as PyTorch does: a float16
-    running sum loses precision, and a count like 100000 isn't even a finite float16."""
-    return arr.astype(np.float32) if arr.dtype == np.float16 else arr
-
-
-def _wide_dtype(dtype):
-    return np.float32 if dtype == np.float16 else None
+    """16-bit floats are summed in float32 and rounded at the end, as PyTorch does: their
+    running sums lose precision, and a count like 100000 isn't even a finite float16."""
+    return arr.astype(np.float32) if dtypes.sum_dtype(arr.dtype) else arr
 
 
 class Sum(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         ctx.args = (x.shape, dims, keepdim)
-        return x.sum(axis=dims, keepdims=keepdim, dtype=_wide_dtype(x.dtype)).astype(x.dtype, copy=False)
+        return x.sum(axis=dims, keepdims=keepdim, dtype=dtypes.sum_dtype(x.dtype)).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
@@ -53,6 +50,7 @@ def _int64_if_integral(x, dtype):
     return x.to(dtypes.int64) if x.dtype.category < 2 else x
 
 
+@autocast_policy.float32
 def sum(x, dim=None, keepdim=False, dtype=None):
     x = _int64_if_integral(x, dtype)
     return Sum.apply(x, norm_dims(dim, x.ndim), keepdim)
@@ -71,7 +69,7 @@ class Mean(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         ctx.args = (x.shape, dims, keepdim)
-        return x.mean(axis=dims, keepdims=keepdim, dtype=_wide_dtype(x.dtype)).astype(x.dtype, copy=False)
+        return x.mean(axis=dims, keepdims=keepdim, dtype=dtypes.sum_dtype(x.dtype)).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
@@ -239,6 +237,7 @@ class LogSumExp(Function):
         return g.astype(grad.dtype, copy=False), None, None
 
 
+@autocast_policy.float32
 def logsumexp(x, dim, keepdim=False):
     if not x.dtype.is_floating_point:
         x = x.to(dtypes.get_default_dtype())
@@ -267,11 +266,13 @@ class Prod(Function):
         return _expand_back(grad, x.shape, None if dim is None else (dim,), keepdim) * others, None, None
 
 
+@autocast_policy.float32
 def prod(x, dim=None, keepdim=False, dtype=None):
     x = _int64_if_integral(x, dtype)
     return Prod.apply(x, None if dim is None or x.ndim == 0 else norm_dim(dim, x.ndim), keepdim)
 
 
+@autocast_policy.float32
 def cumsum(x, dim, dtype=None):
     x = _int64_if_integral(x, dtype)
     d = norm_dim(dim, x.ndim)

@@ -10,6 +10,7 @@ subtracted first, inside `backend.log_softmax`). Their backwards:
 from ... import dtypes
 from ... import ops
 from ...autograd.function import Function
+from ...ops import autocast_policy
 from ...ops._util import norm_dim
 from ._util import check_float, check_tensor, contiguous
 
@@ -142,6 +143,7 @@ def _softmax_args(input, dim, dtype, fn):
     return input, d, False
 
 
+@autocast_policy.float32
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """exp(x) / sum(exp(x)) along dim (stable: the maximum is subtracted first)."""
     x, d, scalar = _softmax_args(input, dim, dtype, "softmax")
@@ -149,6 +151,7 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     return out.reshape(()) if scalar else out
 
 
+@autocast_policy.float32
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """log(softmax(x)) along dim, computed as x - max - log(sum(exp(x - max)))."""
     x, d, scalar = _softmax_args(input, dim, dtype, "log_softmax")

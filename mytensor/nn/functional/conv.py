@@ -14,6 +14,7 @@ size of the input, and rebuilding them is cheap next to the GEMMs.
 """
 from ...autograd.function import Function
 from ...backend.array_backend import conv_output_size
+from ...ops import autocast_policy
 from ._util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous, pair
 
 
@@ -88,6 +89,7 @@ def _resolve_padding(padding, kernel, stride, dilation):
     return pair(padding, "padding", "conv2d")
 
 
+@autocast_policy.lower_precision
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation of input (N, C, H, W) with weight (O, C/groups, kh, kw)."""
     check_float(input, "input", "conv2d")

@@ -1,5 +1,6 @@
 """`linear`: y = x W^T + b over the last dimension, as one Function (one GEMM each way)."""
 from ...autograd.function import Function
+from ...ops import autocast_policy
 from ._util import check_float, check_same_device, check_same_dtype, check_tensor
 
 
@@ -33,6 +34,7 @@ class Linear(Function):
         return gx, gw, gb
 
 
+@autocast_policy.lower_precision
 def linear(input, weight, bias=None):
     """y = input @ weight.T + bias: input (*, in_features), weight (out_features, in_features)."""
     check_float(input, "input", "linear")

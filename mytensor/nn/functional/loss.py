@@ -17,6 +17,7 @@ import numpy as np
 
 from ... import dtypes
 from ...autograd.function import Function
+from ...ops import autocast_policy
 from ...ops._util import broadcast_shapes, unbroadcast
 from .activation import log_softmax
 from ._util import (check_float, check_reduction, check_same_device, check_same_dtype, check_tensor, contiguous,
@@ -161,6 +162,7 @@ def _classes_last(input, target):
     return input.permute(*dims).reshape(-1, c), target.reshape(-1)
 
 
+@autocast_policy.float32
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     """Softmax cross-entropy of logits input (N, C), (N, C, d1, ...) or (C,) with either
@@ -229,6 +231,7 @@ class NLLLoss(Function):
         return gx, None, None, None, None
 
 
+@autocast_policy.float32
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
     """Negative log-likelihood of class indices given log-probabilities input
     (N, C), (N, C, d1, ...) or (C,) (e.g. the output of log_softmax)."""
@@ -245,6 +248,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
 
 
 # ------------------------------------------------------------ regression
+@autocast_policy.float32
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """(input - target)^2, reduced. With weight (input's shape), 'mean' is
     sum(w * err) / sum(w), as in PyTorch."""
@@ -323,6 +327,7 @@ def _apply_weight(fn, loss, weight):
     return loss * weight
 
 
+@autocast_policy.float32
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
     """Binary cross-entropy of probabilities input (in [0, 1]) and target of the same shape."""
     fn = "binary_cross_entropy"
@@ -373,6 +378,7 @@ class BinaryCrossEntropyWithLogits(Function):
         return gx, gt, gpw
 
 
+@autocast_policy.float32
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction="mean", pos_weight=None):
     """sigmoid + binary cross-entropy in one numerically stable step, on raw logits.

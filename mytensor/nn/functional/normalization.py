@@ -6,7 +6,14 @@ the device: running_mean <- (1 - m) running_mean + m mean, and the same for
 running_var with the *unbiased* batch variance, as PyTorch does. Evaluation
 uses the running statistics: y = (x - running_mean) / sqrt(running_var + eps)
 * weight + bias, differentiable in input, weight and bias.
+
+A float16/bfloat16 input may come with float32 weight, bias and running
+statistics (mixed precision, as cuDNN allows): the statistics are computed in
+float32 and the output has the input's dtype.
 """
+import numpy as np
+
+from ... import dtypes
 from ...autograd.function import Function
 from ._util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous
 
@@ -17,9 +24,10 @@ class BatchNorm(Function):
         xp, backend = ctx.xp, ctx.backend
         n, c = x.shape[:2]
         x3 = contiguous(xp, x.reshape(n, c, -1))  # (N, C, L); a copy only for a non-contiguous input
-        t = x.dtype.type
-        w = contiguous(xp, weight) if weight is not None else xp.ones(c, dtype=x.dtype)
-        b = contiguous(xp, bias) if bias is not None else xp.zeros(c, dtype=x.dtype)
+        stat = np.dtype(np.float32) if x.dtype.itemsize == 2 else x.dtype  # 16-bit inputs: float32 statistics
+        t = stat.type
+        w = contiguous(xp, weight.astype(stat, copy=False)) if weight is not None else xp.ones(c, dtype=stat)
+        b = contiguous(xp, bias.astype(stat, copy=False)) if bias is not None else xp.zeros(c, dtype=stat)
         ctx.args = (x.shape, training)
         need_x, need_w, _ = ctx.needs_input_grad[:3]
         if training:
@@ -35,9 +43,9 @@ class BatchNorm(Function):
             ctx.save_for_backward(x, w, mean, invstd)
         else:
             # a copy: the running mean may be updated in place before backward
-            mean = running_mean.astype(x.dtype, copy=True)
-            invstd = 1 / xp.sqrt(running_var.astype(x.dtype, copy=False) + t(eps))
-            y = (x3 - mean[:, None]) * (invstd * w)[:, None] + b[:, None]
+            mean = running_mean.astype(stat, copy=True)
+            invstd = 1 / xp.sqrt(running_var.astype(stat, copy=False) + t(eps))
+            y = ((x3.astype(stat, copy=False) - mean[:, None]) * (invstd * w)[:, None] + b[:, None]).astype(x.dtype)
             ctx.save_for_backward(x if need_w else None, w, mean, invstd)
         return y.reshape(x.shape)
 
@@ -55,11 +63,24 @@ class BatchNorm(Function):
             gx, gw, gb = ctx.backend.batch_norm_backward(g3, x3, w, mean, invstd)
             gx = gx.reshape(shape) if need_x else None
         else:
-            gx = (g3 * (invstd * w)[:, None]).reshape(shape) if need_x else None
-            gw = (g3 * ((x.reshape(n, c, -1) - mean[:, None]) * invstd[:, None])).sum(axis=(0, 2)) \
+            gx = (g3 * (invstd * w)[:, None]).astype(grad.dtype).reshape(shape) if need_x else None
+            g3 = g3.astype(w.dtype, copy=False)
+            gw = (g3 * ((x.reshape(n, c, -1).astype(w.dtype) - mean[:, None]) * invstd[:, None])).sum(axis=(0, 2)) \
                 if need_w else None
             gb = g3.sum(axis=(0, 2)) if need_b else None
         return gx, gw if need_w else None, gb if need_b else None, None, None, None, None, None
+
+
+def _check_param_dtypes(input, **params):
+    """Parameters in the input's dtype, or float32 ones for a 16-bit input (mixed precision)."""
+    if input.dtype in dtypes.LOW_PRECISION:
+        wide = {k: t for k, t in params.items() if t is not None and t.dtype is not input.dtype}
+        for name, t in wide.items():
+            if t.dtype is not dtypes.float32:
+                raise TypeError(f"batch_norm(): input has dtype {input.dtype}, so {name} must have dtype "
+                                f"{input.dtype} or float32, not {t.dtype}")
+        params = {k: t for k, t in params.items() if k not in wide}
+    check_same_dtype("batch_norm", input, **params)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
@@ -90,7 +111,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if per_channel <= 1:
             raise ValueError(f"batch_norm(): expected more than 1 value per channel when training, got input of "
                              f"shape {input.shape}")
-    check_same_dtype("batch_norm", input, weight=weight, bias=bias)
+    _check_param_dtypes(input, weight=weight, bias=bias)
     check_same_device("batch_norm", input, running_mean=running_mean, running_var=running_var, weight=weight,
                       bias=bias)
     momentum = 0.0 if momentum is None else float(momentum)

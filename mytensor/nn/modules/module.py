@@ -316,6 +316,9 @@ class Module:
     def half(self):
         return self.to(dtypes.float16)
 
+    def bfloat16(self):
+        return self.to(dtypes.bfloat16)
+
     # -------------------------------------------------------------------- repr
     def extra_repr(self):
         """The text inside the parentheses of this module's line (override it)."""

@@ -1,0 +1,181 @@
+"""Autocast: which dtype each op runs in (PyTorch's CUDA lists, on both devices), values and
+gradients against a float64 reference, nesting and threads; on the GPU, the dtypes and values
+of `torch.autocast` itself and a CUDA-graph capture of an autocast training step."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import mytensor as mt
+import mytensor.nn as nn
+import mytensor.nn.functional as F
+import mytensor.optim as optim
+
+DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.gpu)] if mt.cuda_is_available() else [])
+LOW = ["bfloat16", "float16"]
+TOL = {"bfloat16": 1e-2, "float16": 1e-3}  # normwise relative error against float64
+
+
+def rel_error(actual, expected):
+    actual = actual.detach().cpu().float().numpy().astype(np.float64) if isinstance(actual, torch.Tensor) \
+        else actual.detach().cpu().numpy().astype(np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    return np.linalg.norm(actual - expected) / np.linalg.norm(expected)
+
+
+def lib_inputs(L, arrays, device, dtype="float32"):
+    return [L.tensor(a, dtype=getattr(L, dtype), device=device) for a in arrays]
+
+
+# (name, fn(L, *tensors), input shapes, policy): the dtype an op's output takes in a region
+OPS = [
+    ("conv2d", lambda L, x, w: (torch.nn.functional if L is torch else F).conv2d(x, w, padding=1),
+     [(2, 3, 6, 6), (4, 3, 3, 3)], "lower"),
+    ("linear", lambda L, x, w: (torch.nn.functional if L is torch else F).linear(x, w), [(5, 7), (3, 7)], "lower"),
+    ("matmul", lambda L, a, b: a @ b, [(4, 5), (5, 3)], "lower"),
+    ("bmm", lambda L, a, b: L.bmm(a, b), [(2, 4, 5), (2, 5, 3)], "lower"),
+    ("exp", lambda L, x: x.exp(), [(3, 4)], "float32"),
+    ("log", lambda L, x: (x.abs() + 1).log(), [(3, 4)], "float32"),
+    ("pow", lambda L, x: x ** 2, [(3, 4)], "float32"),
+    ("sum", lambda L, x: x.sum(), [(3, 4)], "float32"),
+    ("cumsum", lambda L, x: x.cumsum(1), [(3, 4)], "float32"),
+    ("softmax", lambda L, x: (torch.nn.functional if L is torch else F).softmax(x, 1), [(3, 4)], "float32"),
+    ("log_softmax", lambda L, x: (torch.nn.functional if L is torch else F).log_softmax(x, 1), [(3, 4)], "float32"),
+    ("mse_loss", lambda L, a, b: (torch.nn.functional if L is torch else F).mse_loss(a, b), [(3, 4), (3, 4)],
+     "float32"),
+    ("relu", lambda L, x: (torch.nn.functional if L is torch else F).relu(x), [(3, 4)], "same"),
+    ("add", lambda L, a, b: a + b, [(3, 4), (3, 4)], "same"),
+    ("max_pool2d", lambda L, x: (torch.nn.functional if L is torch else F).max_pool2d(x, 2), [(2, 3, 4, 4)], "same"),
+]
+
+
+def run_op(L, fn, inputs, device, low, region_dtype):
+    """fn on inputs that are `low` (16-bit) first, so the policy is seen, inside a region."""
+    xs = lib_inputs(L, inputs, device, low)
+    with L.autocast(device_type=device, dtype=getattr(L, region_dtype)):
+        return fn(L, *xs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("region", LOW)
+@pytest.mark.parametrize("name,fn,shapes,policy", OPS, ids=[o[0] for o in OPS])
+def test_op_dtype_in_region(name, fn, shapes, policy, region, device):
+    rng = np.random.default_rng()
+    arrays = [rng.standard_normal(s) for s in shapes]
+    # float32 inputs: lower-precision ops cast them down, the rest leave them
+    with mt.autocast(device_type=device, dtype=getattr(mt, region)):
+        out = fn(mt, *lib_inputs(mt, arrays, device))
+    assert out.dtype is (getattr(mt, region) if policy == "lower" else mt.float32), name
+    # 16-bit inputs: float32 ops cast them up, the rest keep them
+    out = run_op(mt, fn, arrays, device, region, region)
+    assert out.dtype is {"lower": getattr(mt, region), "float32": mt.float32, "same": getattr(mt, region)}[policy]
+    if device == "cuda":  # PyTorch's own lists, on the same inputs
+        want = run_op(torch, fn, arrays, "cuda", region, region)
+        assert out.dtype.name == str(want.dtype).replace("torch.", ""), name
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("region", LOW)
+def test_lower_precision_values_and_gradients(region, device):
+    """conv2d, linear and matmul in a region, forward and backward, against float64."""
+    rng = np.random.default_rng()
+    x, w, w2 = rng.standard_normal((4, 5, 9, 9)), rng.standard_normal((6, 5, 3, 3)) / 4, rng.standard_normal((10, 6))
+    b, m = rng.standard_normal(10), rng.standard_normal((10, 7))
+
+    def net(L, Fn, x, w, w2, b, m):
+        h = Fn.conv2d(x, w, padding=1).relu().mean((2, 3))
+        return (Fn.linear(h, w2, b) @ m).sum()
+
+    ts = [torch.tensor(a, requires_grad=True) for a in (x, w, w2, b, m)]
+    net(torch, torch.nn.functional, *ts).backward()
+    xs = [mt.tensor(a, dtype=mt.float32, device=device, requires_grad=True) for a in (x, w, w2, b, m)]
+    with mt.autocast(device_type=device, dtype=getattr(mt, region)):
+        loss = net(mt, F, *xs)
+    assert loss.dtype is mt.float32  # sum is a float32 op
+    loss.backward()
+    for i, (a, t) in enumerate(zip(xs, ts)):
+        assert a.grad.dtype is mt.float32, i
+        assert rel_error(a.grad, t.grad.numpy()) < 2 * TOL[region], f"gradient of input {i}"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batch_norm_takes_16_bit_input_with_float32_parameters(device):
+    rng = np.random.default_rng()
+    x = rng.standard_normal((8, 3, 5, 5)) * 3 + 1
+    bn = nn.BatchNorm2d(3).to(device)
+    tbn = torch.nn.BatchNorm2d(3).double()
+    xb = mt.tensor(x, dtype=mt.bfloat16, device=device, requires_grad=True)
+    tx = torch.tensor(xb.detach().float().cpu().numpy().astype(np.float64), requires_grad=True)
+    y, ty = bn(xb), tbn(tx)
+    assert y.dtype is mt.bfloat16 and bn.running_mean.dtype is mt.float32
+    assert rel_error(y, ty.detach().numpy()) < 1e-2
+    g = rng.standard_normal(x.shape)
+    (y.float() * mt.tensor(g, device=device)).sum().backward()
+    (ty * torch.tensor(g)).sum().backward()
+    assert xb.grad.dtype is mt.bfloat16 and bn.weight.grad.dtype is mt.float32
+    assert rel_error(xb.grad, tx.grad.numpy()) < 2e-2
+    assert rel_error(bn.weight.grad, tbn.weight.grad.numpy()) < 1e-2
+    np.testing.assert_allclose(bn.running_var.cpu().numpy(), tbn.running_var.detach().numpy(), rtol=1e-2)
+    with pytest.raises(TypeError, match="float32"):
+        F.batch_norm(xb, None, None, weight=mt.ones(3, dtype=mt.float64, device=device), training=True)
+
+
+def test_float64_is_never_cast_and_regions_nest():
+    a = mt.randn(3, 3, dtype=mt.float64)
+    with mt.autocast("cpu"):
+        assert (a @ a).dtype is mt.float64
+        assert mt.is_autocast_enabled("cpu") and mt.get_autocast_dtype("cpu") is mt.bfloat16
+        with mt.autocast("cpu", enabled=False):
+            assert not mt.is_autocast_enabled("cpu")
+            assert (a.float() @ a.float()).dtype is mt.float32
+        with mt.autocast("cpu", dtype=mt.float16):
+            assert (a.float() @ a.float()).dtype is mt.float16
+        assert (a.float() @ a.float()).dtype is mt.bfloat16
+    assert not mt.is_autocast_enabled("cpu")
+    assert not mt.is_autocast_enabled("cuda")  # regions are per device type
+
+
+def test_decorator_exceptions_and_threads():
+    @mt.autocast("cpu")
+    def product(a, b):
+        return a @ b
+
+    a = mt.randn(2, 2)
+    assert product(a, a).dtype is mt.bfloat16 and (a @ a).dtype is mt.float32
+    with pytest.raises(ZeroDivisionError):
+        with mt.autocast("cpu"):
+            1 / 0
+    assert not mt.is_autocast_enabled("cpu")
+    seen = []
+    with mt.autocast("cpu"):
+        worker = threading.Thread(target=lambda: seen.append((a @ a).dtype))  # another thread: no region
+        worker.start()
+        worker.join()
+    assert seen == [mt.float32]
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="float16 or mytensor.bfloat16"):
+        mt.autocast("cpu", dtype=mt.float32)
+    with pytest.raises(ValueError, match="device_type"):
+        mt.autocast("tpu")
+
+
+def test_training_step_under_autocast_learns():
+    """A small CNN trained a few steps in bfloat16 regions: float32 master weights move and the loss falls."""
+    mt.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(8 * 4 * 4, 3))
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = mt.randn(32, 1, 8, 8), mt.randint(0, 3, (32,))
+    losses = []
+    for _ in range(15):
+        with mt.autocast("cpu"):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(p.dtype is mt.float32 for p in model.parameters())
+    assert losses[-1] < 0.5 * losses[0]
