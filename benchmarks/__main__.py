@@ -26,11 +26,11 @@ def _threads_from_argv(argv):
 if _threads_from_argv(sys.argv[1:]):
     os.environ.update({var: _threads_from_argv(sys.argv[1:]) for var in THREAD_VARS})
 
-from . import e2e, memory, ops, report  # noqa: E402
+from . import e2e, memory, ops, precision, report  # noqa: E402
 from .common import (Framework, configure_torch, device_tag, load_average, machine_info, short_error,  # noqa: E402
                      torch_available)
 
-SECTIONS = ("ops", "e2e", "memory")
+SECTIONS = ("ops", "e2e", "precision", "memory")
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -121,6 +121,8 @@ def main(argv=None):
                 results["ops"] = ops.run(args.device, frameworks, quick=args.quick, log=log)
             elif section == "e2e":
                 results["e2e"] = e2e.run(args.device, frameworks, quick=args.quick, models=models, log=log)
+            elif section == "precision":
+                results["precision"] = precision.run(args.device, frameworks, quick=args.quick, log=log)
             else:
                 results["memory"] = memory.run(args.device, frameworks, quick=args.quick, models=models, log=log)
         except Exception as e:  # keep what the other sections measured

@@ -64,24 +64,31 @@ def eager_step(fw, model, opt):
     return step
 
 
-def torch_graph_step(fw, model, opt, x0, y0):
+def torch_graph_step(fw, model, opt, x0, y0, region=None):
     """The whole step (forward, backward, optimizer) captured once in a CUDA graph
-    and replayed on static input/target tensors, the recipe of the PyTorch docs."""
+    and replayed on static input/target tensors, the recipe of the PyTorch docs.
+    `region()`, if given, is the context (autocast) the forward and loss run in."""
+    import contextlib
+
     import torch
     F = fw.F
+    region = region or contextlib.nullcontext
     static_x, static_y = x0.clone(), y0.clone()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm up on a side stream (lazy state, cuDNN/cuBLAS handles)
         for _ in range(3):
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(static_x), static_y).backward()
+            with region():
+                loss = F.cross_entropy(model(static_x), static_y)
+            loss.backward()
             opt.step()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     opt.zero_grad(set_to_none=True)
     with torch.cuda.graph(graph):
-        static_loss = F.cross_entropy(model(static_x), static_y)
+        with region():
+            static_loss = F.cross_entropy(model(static_x), static_y)
         static_loss.backward()
         opt.step()
 

@@ -74,6 +74,9 @@ def table_rows(results):
             kern = [_get(r, fw, "gpu_activities_per_step", "kernels") for fw in ("mytensor", "torch")]
             if any(kern):
                 rows.append(_row("kernels/step", r["model"], detail, "", *kern))
+    for r in _get(results, "precision", "rows") or []:
+        ms = [_scale(_get(r, fw, "s_per_step"), 1e3) for fw in ("mytensor", "torch")]
+        rows.append(_row("step ms (graph)", r["model"], f"bs{r['batch']} {r['precision']}", "ms", *ms))
     for r in _get(results, "memory", "rows") or []:
         detail = f"{r['dataset']} bs{r['batch']} {r['optimizer']}"
         mem = [_scale(_get(r, fw, "peak_bytes"), 1 / MiB) for fw in ("mytensor", "torch")]

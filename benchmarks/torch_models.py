@@ -112,7 +112,42 @@ def resnet_small(num_classes=10, in_channels=3, image_size=32):
     return ResNetSmall(num_classes, in_channels, widths=(32, 64, 128), blocks=(1, 1, 1))
 
 
-_BUILDERS = {f.__name__: f for f in (mlp, lenet5, cifar_lenet, simple_conv, cifar_cnn3, resnet_small)}
+def _conv_bn(c_in, c_out):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class _Residual(nn.Module):
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+
+    def forward(self, x):
+        return x + self.f(x)
+
+
+class ResNet9(nn.Module):
+    def __init__(self, num_classes=10, in_channels=3, image_size=32):
+        super().__init__()
+        self.prep = _conv_bn(in_channels, 64)
+        self.layer1 = nn.Sequential(_conv_bn(64, 128), nn.MaxPool2d(2),
+                                    _Residual(nn.Sequential(_conv_bn(128, 128), _conv_bn(128, 128))))
+        self.layer2 = nn.Sequential(_conv_bn(128, 256), nn.MaxPool2d(2))
+        self.layer3 = nn.Sequential(_conv_bn(256, 512), nn.MaxPool2d(2),
+                                    _Residual(nn.Sequential(_conv_bn(512, 512), _conv_bn(512, 512))))
+        self.pool = nn.MaxPool2d(image_size // 8)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(512, num_classes, bias=False)
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(self.prep(x))))
+        return self.fc(self.flatten(self.pool(x))) * 0.125
+
+
+def resnet9(num_classes=10, in_channels=3, image_size=32):
+    return ResNet9(num_classes, in_channels, image_size)
+
+
+_BUILDERS = {f.__name__: f for f in (mlp, lenet5, cifar_lenet, simple_conv, cifar_cnn3, resnet_small, resnet9)}
 
 
 def get_model(name, num_classes=10, in_channels=1, image_size=28) -> torch.nn.Module:

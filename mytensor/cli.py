@@ -24,6 +24,9 @@ def _train_parser(sub):
     p.add_argument("--workers", type=int, default=None,
                    help="threads preparing batches ahead of the training step (default: up to 4, one per core)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (the GPU if there is one)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "tf32", "bf16", "fp16"],
+                   help="auto: bf16 mixed precision on GPUs with bfloat16 tensor cores, else fp32 "
+                        "(tf32: float32 with TF32 matrix products)")
     p.add_argument("--no-cuda-graph", action="store_true",
                    help="on the GPU, run every step eagerly instead of replaying a captured CUDA graph")
     p.add_argument("--seed", type=int, default=0)
@@ -47,6 +50,7 @@ def _cmd_train(args):
         "momentum": args.momentum, "nesterov": args.nesterov, "weight_decay": args.weight_decay,
         "schedule": args.schedule, "warmup": args.warmup, "label_smoothing": args.label_smoothing,
         "augment": args.augment, "workers": args.workers, "device": args.device, "cuda_graph": not args.no_cuda_graph,
+        "precision": args.precision,
         "seed": args.seed, "data_dir": args.data_dir,
         "out": args.out or os.path.join("runs", f"{dataset_tag}-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"),
     }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the GPU checks need, in one call on a machine with an NVIDIA GPU:
-#   scripts/device_run.sh STAGE...   stages: env tests sanitizer mnist cifar bench pack
+#   scripts/device_run.sh STAGE...   stages: env tests sanitizer mnist cifar resnet9 precision bench pack
+# TEST_ARGS narrows the tests stage (default: the whole suite); RESNET9_PRECISIONS the resnet9 runs.
 # Missing Python packages are installed from wheels in .whl/ (if present); logs go to $OUT.
 # The cifar stage reads CIFAR-10 from $CIFAR_DATA (default .devdata/, e.g. cifar10-jpeg.tar.gz there).
 set -uo pipefail
@@ -37,11 +38,12 @@ for stage in "$@"; do
       nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
       $PY -c "import sys, numpy, cupy, torch; print(sys.version.split()[0], 'numpy', numpy.__version__, 'cupy', cupy.__version__, 'torch', torch.__version__)" ;;
     tests)
-      timeout "${TEST_SECONDS:-400}" $PY -m pytest -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | tail -25 ;;
+      timeout "${TEST_SECONDS:-400}" $PY -m pytest -q -rs -p no:cacheprovider ${TEST_ARGS:-} 2>&1 \
+        | tee "$OUT/pytest.log" | tail -25 ;;
     sanitizer)
       timeout "${SANITIZER_SECONDS:-150}" compute-sanitizer --tool memcheck --error-exitcode 1 \
         $PY -m pytest -q -p no:cacheprovider tests/test_cuda_backend.py \
-        -k "im2col or col2im or pool or softmax or matmul or sgd or adam or captured" 2>&1 \
+        -k "im2col or col2im or pool or softmax or matmul or sgd or adam or captured or batch_norm or sixteen" 2>&1 \
         | tee "$OUT/sanitizer.log" | tail -8
       echo "compute-sanitizer exit code: ${PIPESTATUS[0]}" | tee -a "$OUT/sanitizer.log" ;;
     mnist)
@@ -49,6 +51,14 @@ for stage in "$@"; do
     cifar)
       run_training cifar-lenet --dataset cifar10 --data-dir "${CIFAR_DATA:-.devdata}" --model cifar_lenet --augment \
         --epochs "${CIFAR_EPOCHS:-15}" --lr 0.05 --schedule cosine ;;
+    resnet9)  # the mixed-precision check: the same recipe in each precision
+      for p in ${RESNET9_PRECISIONS:-fp32 bf16}; do
+        run_training cifar-resnet9-$p --dataset cifar10 --data-dir "${CIFAR_DATA:-.devdata}" --model resnet9 \
+          --augment --epochs "${RESNET9_EPOCHS:-10}" --batch-size 512 --lr 0.4 --nesterov --weight-decay 5e-4 \
+          --label-smoothing 0.2 --precision $p
+      done ;;
+    precision)
+      $PY -m benchmarks --device cuda --only precision --out "$OUT/bench" 2>&1 | tee "$OUT/precision.log" | tail -12 ;;
     bench)
       $PY -m benchmarks --device cuda --out "$OUT/bench" 2>&1 | tee "$OUT/bench.log" | tail -60 ;;
     pack)  # everything under $OUT as one archive, handy to copy off the machine

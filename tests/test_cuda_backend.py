@@ -13,6 +13,7 @@ import math
 import os
 import sys
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -309,6 +310,96 @@ def test_batch_norm(cpu, cuda, shape, dtype):
     close(gdx, dx, dtype, scale=10)
 
 
+SIXTEEN_BIT = [np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
+
+
+def close16(gpu_arr, ref, what, tol=1e-2):
+    """A 16-bit kernel against the float64 reference by normwise relative error (float16
+    results carry about 5e-4, bfloat16 about 4e-3)."""
+    got = cupy.asnumpy(gpu_arr).astype(np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert np.isfinite(got).all(), what
+    err = np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30)
+    assert err < tol, f"{what}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=str)
+@gpu_test
+def test_sixteen_bit_kernels(cpu, cuda, dtype):
+    """Convolution columns, pooling, ReLU and batch norm in float16/bfloat16 (the last with
+    float32 parameters) against float64, on odd shapes and on 16-byte-aligned ones."""
+    rng = np.random.default_rng()
+    tol = 2e-3 if dtype == np.float16 else 1e-2
+    for shape, kernel, stride, padding, dilation in CONV_CASES[:5]:
+        x = rng.standard_normal(shape).astype(dtype)
+        x64 = x.astype(np.float64)
+        cols = cuda.im2col(to_gpu(x), kernel, stride, padding, dilation)
+        assert cols.dtype == dtype
+        np.testing.assert_array_equal(cupy.asnumpy(cols).astype(np.float64),
+                                      cpu.im2col(x64, kernel, stride, padding, dilation))  # a copy: exact
+        c = rng.standard_normal(cols.shape).astype(dtype)
+        close16(cuda.col2im(to_gpu(c), shape, kernel, stride, padding, dilation),
+                cpu.col2im(c.astype(np.float64), shape, kernel, stride, padding, dilation), "col2im", tol)
+    for shape, kernel, stride, padding in POOL_CASES:
+        x = rng.standard_normal(shape).astype(dtype)
+        out, arg = cuda.max_pool2d(to_gpu(x), kernel, stride, padding)
+        ref, ref_arg = cpu.max_pool2d(x.astype(np.float64), kernel, stride, padding)
+        np.testing.assert_array_equal(cupy.asnumpy(out).astype(np.float64), ref)
+        np.testing.assert_array_equal(cupy.asnumpy(arg), ref_arg)
+        g = rng.standard_normal(ref.shape).astype(dtype)
+        close16(cuda.max_pool2d_backward(to_gpu(g), arg, shape),
+                cpu.max_pool2d_backward(g.astype(np.float64), ref_arg, shape), "max_pool2d_backward", tol)
+        close16(cuda.avg_pool2d(to_gpu(x), kernel, stride, padding),
+                cpu.avg_pool2d(x.astype(np.float64), kernel, stride, padding), "avg_pool2d", tol)
+        close16(cuda.avg_pool2d_backward(to_gpu(g), shape, kernel, stride, padding),
+                cpu.avg_pool2d_backward(g.astype(np.float64), shape, kernel, stride, padding), "avg_pool2d_bwd", tol)
+    x = rng.standard_normal((3, 5, 7)).astype(dtype)
+    np.testing.assert_array_equal(cupy.asnumpy(cuda.relu(to_gpu(x))), np.maximum(x, 0))
+    np.testing.assert_array_equal(cupy.asnumpy(cuda.relu_backward(to_gpu(x), to_gpu(x))), x * (x > 0))
+    for shape in [(1, 3, 1), (4, 5, 7), (16, 3, 1000), (8, 16, 64), (2, 5, 49)]:
+        x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+        w, b = rng.standard_normal(shape[1]).astype(np.float32), rng.standard_normal(shape[1]).astype(np.float32)
+        x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
+        y, mean, invstd = cuda.batch_norm_train(to_gpu(x), to_gpu(w), to_gpu(b), 1e-5)
+        ry, rmean, rinvstd = cpu.batch_norm_train(x64, w64, b64, 1e-5)
+        assert y.dtype == dtype and mean.dtype == np.float32
+        close16(y, ry, f"batch_norm y {shape}", tol)
+        close16(mean, rmean, "batch_norm mean", 1e-5)
+        close16(invstd, rinvstd, "batch_norm invstd", 1e-5)
+        g = rng.standard_normal(shape).astype(dtype)
+        dx, dw, db = cuda.batch_norm_backward(to_gpu(g), to_gpu(x), to_gpu(w), mean, invstd)
+        rdx, rdw, rdb = cpu.batch_norm_backward(g.astype(np.float64), x64, w64, rmean, rinvstd)
+        assert dx.dtype == dtype and dw.dtype == np.float32
+        close16(dx, rdx, f"batch_norm dx {shape}", 2 * tol)
+        close16(dw, rdw, "batch_norm dweight", 1e-4)
+        close16(db, rdb, "batch_norm dbias", 1e-4)
+
+
+@pytest.mark.parametrize("dtype", SIXTEEN_BIT + [np.dtype(np.float32)], ids=str)
+@pytest.mark.parametrize("tf32", [False, True])
+@gpu_test
+def test_matmul_precisions(cuda, dtype, tf32):
+    """16-bit products accumulate in float32 (error of the rounded inputs and output only); float32 is
+    strict by default and near 3e-4 with TF32 allowed."""
+    from mytensor.backend import matmul_precision
+    if tf32 and dtype != np.float32:
+        pytest.skip("TF32 concerns float32 products only")
+    rng = np.random.default_rng()
+    a, b = rng.standard_normal((3, 200, 1000)).astype(dtype), rng.standard_normal((1000, 300)).astype(dtype)
+    ref = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    matmul_precision.set_float32_matmul_precision("high" if tf32 else "highest")
+    try:
+        out = cuda.matmul(to_gpu(a), to_gpu(b))
+    finally:
+        matmul_precision.set_float32_matmul_precision("highest")
+    assert out.dtype == dtype
+    err = np.linalg.norm(cupy.asnumpy(out).astype(np.float64) - ref) / np.linalg.norm(ref)
+    bound = {"float16": 1e-3, "bfloat16": 1e-2, "float32": 1e-3 if tf32 else 1e-6}[str(dtype)]
+    assert err < bound, err
+    if dtype == np.float32 and tf32:
+        assert err > 1e-5  # TF32 really ran: strict FP32 would be near 1e-7
+
+
 # ------------------------------------------------------------------- dropout
 @pytest.mark.parametrize("dtype", DTYPES)
 @gpu_test
@@ -587,8 +678,8 @@ def test_graph_capture_and_launch_counts(cpu, cuda):
         "softmax_cross_entropy": (lambda: cuda.softmax_cross_entropy(x, target, 0.1), 1),
         "softmax_cross_entropy_backward": (lambda: cuda.softmax_cross_entropy_backward(
             scalar_grad, probs, target, 0.1), 1),
-        "batch_norm_train": (lambda: cuda.batch_norm_train(x3, w, b, 1e-5), 1),
-        "batch_norm_backward": (lambda: cuda.batch_norm_backward(x3, x3, w, mean, invstd), 1),
+        "batch_norm_train": (lambda: cuda.batch_norm_train(x3, w, b, 1e-5), 3),  # partial sums, finish, apply
+        "batch_norm_backward": (lambda: cuda.batch_norm_backward(x3, x3, w, mean, invstd), 3),
         "dropout_mask": (lambda: cuda.dropout_mask((4, 7), 0.5, np.dtype(f)), 1),
         "sgd_update": (lambda: cuda.sgd_update(params, grads, bufs, *sgd_args, first_step=False), 1),
         "adam_update": (lambda: cuda.adam_update(params, grads, ms, vs, *adam_args), 1),

@@ -19,12 +19,13 @@ CASES = [
     ("cifar_cnn3", 10, 3, 32),
     ("resnet_small", 10, 3, 32),
     ("resnet_small", 200, 3, 64),
+    ("resnet9", 10, 3, 32),
 ]
 
 
 def test_available_models():
     assert models.available_models() == sorted(
-        ["mlp", "lenet5", "simple_conv", "cifar_lenet", "cifar_cnn3", "resnet_small"])
+        ["mlp", "lenet5", "simple_conv", "cifar_lenet", "cifar_cnn3", "resnet_small", "resnet9"])
 
 
 def test_unknown_model_lists_the_known_ones():
@@ -98,6 +99,16 @@ def test_resnet_small_structure():
     assert any(isinstance(m, nn.BatchNorm2d) for m in cifar.modules())
     tiny = models.get_model("resnet_small", num_classes=200, in_channels=3, image_size=64)
     assert tiny.fc.weight.shape == (200, 128)
+
+
+def test_resnet9_structure():
+    net = models.get_model("resnet9")
+    convs = [m.weight.shape[:2] for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert convs == [(64, 3), (128, 64), (128, 128), (128, 128), (256, 128), (512, 256), (512, 512), (512, 512)]
+    assert net.fc.weight.shape == (10, 512) and net.fc.bias is None and net.scale == 0.125
+    assert count(net) == 6568640 + 2 * sum(m.num_features for m in net.modules() if isinstance(m, nn.BatchNorm2d))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        models.get_model("resnet9", image_size=28)
 
 
 def test_cifar_cnn3_uses_he_init():

@@ -6,8 +6,12 @@ CUDA C++ under `kernels/*.cu`, compiled at first use by NVRTC through
 `cupy.RawModule` (CuPy keeps the compiled modules in its on-disk kernel cache,
 `~/.cupy/kernel_cache` or $CUPY_CACHE_DIR, so a second start compiles nothing).
 
-Every kernel exists for float32 and float64; other dtypes (float16, integers)
-fall back to the generic code. None of the overrides synchronises the host
+Every kernel exists for float32 and float64, and those that mixed-precision
+training runs (convolution columns, pooling, ReLU, batch norm) also for float16
+and bfloat16, computing in float32; other dtypes fall back to the generic code.
+Matrix products go through cuBLAS (`cublasGemmStridedBatchedEx`): 16-bit
+operands on the tensor cores with float32 accumulation, float32 operands in
+strict FP32 or, when `set_float32_matmul_precision("high")` allows it, TF32. None of the overrides synchronises the host
 with the device (no `.item()`, no copies back), so a training step built from
 them can be captured in a CUDA graph.
 
@@ -20,7 +24,8 @@ from collections import OrderedDict, deque
 
 import numpy as np
 
-from .array_backend import ArrayBackend, conv_output_size
+from . import matmul_precision
+from .array_backend import LOW_PRECISION, ArrayBackend, conv_output_size
 from .device import Device
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
@@ -30,7 +35,8 @@ _INSTALL_HINT = ("device='cuda' needs CuPy: pip install mytensor[cuda] (CUDA 12)
 
 # The kernels of each .cu file (templates over the element type) and extra
 # NVRTC options. optim.cu turns off multiply-add contraction so its rounding
-# matches the generic update step by step.
+# matches the generic update step by step. `_SIXTEEN_BIT` kernels also exist
+# for the 2-byte types.
 _KERNEL_FILES = {
     "activation.cu": ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
                       "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
@@ -38,12 +44,18 @@ _KERNEL_FILES = {
     "conv.cu": ("im2col", "col2im"),
     "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"),
     "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),
-    "batch_norm.cu": ("batch_norm_forward", "batch_norm_backward"),
+    "batch_norm.cu": ("bn_partial_sums", "bn_forward_finish", "bn_scale_shift", "bn_backward_partial_sums",
+                      "bn_backward_finish", "bn_backward_dx"),
     "dropout.cu": ("dropout_mask",),
     "optim.cu": ("set_scalars", "sgd_multi_tensor", "adam_multi_tensor"),
 }
+_SIXTEEN_BIT = frozenset(_KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"] + _KERNEL_FILES["batch_norm.cu"]
+                         + ("relu_forward", "relu_backward"))
 _EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",)}
-_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
+           LOW_PRECISION[0]: "half_t", LOW_PRECISION[1]: "bf16_t"}  # (names from common.cuh)
+_WIDE = (np.dtype(np.float32), np.dtype(np.float64))
+_HEADER = "common.cuh"
 
 _BLOCK = 256
 _MASK64 = (1 << 64) - 1
@@ -80,7 +92,10 @@ class _KernelModules:
         if mod is None:
             with open(os.path.join(KERNEL_DIR, filename)) as f:
                 code = f.read()
-            names = tuple(f"{k}<{t}>" for k in _KERNEL_FILES[filename] for t in ("float", "double"))
+            with open(os.path.join(KERNEL_DIR, _HEADER)) as f:  # pasted in: CuPy's cache keys on the code
+                code = code.replace(f'#include "{_HEADER}"', f.read())
+            names = tuple(f"{k}<{t}>" for k in _KERNEL_FILES[filename] for t in _CTYPES.values()
+                          if k in _SIXTEEN_BIT or t in ("float", "double"))
             mod = self.cupy.RawModule(code=code, options=("-std=c++17",) + _EXTRA_OPTIONS.get(filename, ()),
                                       name_expressions=names)
             self.modules[filename] = mod
@@ -111,10 +126,15 @@ class _Cublas:
     CuPy refuses to call cuBLAS while a stream is being captured into a CUDA
     graph; cuBLAS itself allows it once it has a workspace it need not
     allocate. So the matrix products of a training step go through this handle,
-    and the whole step can be captured.
+    and the whole step can be captured. One entry point serves every dtype:
+    `cublasGemmStridedBatchedEx`, told the operands' type and the compute type.
     """
     OP_N, OP_T = 0, 1
     WORKSPACE_BYTES = 32 << 20
+    # cudaDataType and cublasComputeType_t values (library_types.h, cublas_api.h)
+    DATA_TYPE = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, LOW_PRECISION[0]: 2, LOW_PRECISION[1]: 14}
+    COMPUTE_32F, COMPUTE_32F_FAST_TF32, COMPUTE_64F = 68, 77, 70
+    GEMM_DEFAULT = -1
 
     def __init__(self, cupy):
         cupy.cuda.device.get_cublas_handle()  # makes CuPy load the cuBLAS library
@@ -130,13 +150,10 @@ class _Cublas:
                                               ctypes.c_size_t(self.WORKSPACE_BYTES)), "cublasSetWorkspace")
         self.set_stream = lib.cublasSetStream_v2
         self.set_stream.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        self.gemm = {}
-        for dtype, name, scalar in ((np.float32, "cublasSgemmStridedBatched", ctypes.c_float),
-                                    (np.float64, "cublasDgemmStridedBatched", ctypes.c_double)):
-            fn = getattr(lib, name)
-            i, ll, p = ctypes.c_int, ctypes.c_longlong, ctypes.c_void_p
-            fn.argtypes = [p, i, i, i, i, i, p, p, i, ll, p, i, ll, p, p, i, ll, i]
-            self.gemm[np.dtype(dtype)] = (fn, scalar(1), scalar(0))
+        self.gemm = lib.cublasGemmStridedBatchedEx
+        i, ll, p = ctypes.c_int, ctypes.c_longlong, ctypes.c_void_p
+        self.gemm.argtypes = [p, i, i, i, i, i, p, p, i, i, ll, p, i, i, ll, p, p, i, i, ll, i, i, i]
+        self.scalars = {False: (ctypes.c_float(1), ctypes.c_float(0)), True: (ctypes.c_double(1), ctypes.c_double(0))}
 
     @staticmethod
     def _check(status, what):
@@ -157,6 +174,13 @@ class _Cublas:
         x = x.copy()  # C order
         return x, _Cublas.OP_N, max(c, 1), x.strides[0] // item if x.ndim == 3 and x.shape[0] > 1 else 0
 
+    def compute_type(self, dtype):
+        if dtype == np.float64:
+            return self.COMPUTE_64F
+        if dtype == np.float32 and matmul_precision.allows_tf32():
+            return self.COMPUTE_32F_FAST_TF32
+        return self.COMPUTE_32F  # strict FP32, and the accumulation of 16-bit products
+
     def matmul(self, cupy, a, b):
         """a @ b for (m, k) or (batch, m, k) by (k, n) or (batch, n, k), row-major:
         computed as the column-major product b^T a^T, which is (a b)^T."""
@@ -166,10 +190,12 @@ class _Cublas:
         out = cupy.empty(out_shape, dtype=a.dtype)
         a, op_a, lda, stride_a = self.operand(a)
         b, op_b, ldb, stride_b = self.operand(b)
-        fn, one, zero = self.gemm[a.dtype]
+        dt = self.DATA_TYPE[a.dtype]
+        one, zero = self.scalars[a.dtype == np.float64]
         self._check(self.set_stream(self.handle, cupy.cuda.get_current_stream().ptr), "cublasSetStream")
-        self._check(fn(self.handle, op_b, op_a, n, m, k, ctypes.byref(one), b.data.ptr, ldb, stride_b,
-                       a.data.ptr, lda, stride_a, ctypes.byref(zero), out.data.ptr, n, m * n, batch), "gemm")
+        self._check(self.gemm(self.handle, op_b, op_a, n, m, k, ctypes.byref(one), b.data.ptr, dt, ldb, stride_b,
+                              a.data.ptr, dt, lda, stride_a, ctypes.byref(zero), out.data.ptr, dt, n, m * n, batch,
+                              self.compute_type(a.dtype), self.GEMM_DEFAULT), "cublasGemmStridedBatchedEx")
         return out
 
 
@@ -235,12 +261,19 @@ class CUDABackend(ArrayBackend):
         with self._cp_device:
             super().__init__(cupy, device, erf=cupyx.scipy.special.erf)
 
+    @property
+    def compute_capability(self):
+        """(major, minor) of the GPU: 8.0 and later have bfloat16 tensor cores."""
+        cc = int(self._cp_device.compute_capability)
+        return cc // 10, cc % 10
+
     # ---------------------------------------------------------------- memory
     def asarray(self, data, dtype=None):
         """NumPy arrays are copied through pinned memory, asynchronously: the host does not
         wait for the work already queued on the GPU, so a training loop feeding batches keeps
         running ahead of it. Anything else (lists, numbers, CuPy arrays) goes through CuPy."""
-        if isinstance(data, np.ndarray) and data.dtype.kind in "biuf" and data.dtype.isnative \
+        if isinstance(data, np.ndarray) and (data.dtype.kind in "biuf" or data.dtype in LOW_PRECISION) \
+                and data.dtype.isnative \
                 and not self.cupy.cuda.get_current_stream().is_capturing():
             return self._upload(np.asarray(data, dtype=dtype, order="C"))  # (ascontiguousarray makes 0-d 1-d)
         with self._cp_device:
@@ -288,9 +321,9 @@ class CUDABackend(ArrayBackend):
 
     # ------------------------------------------------------- matrix products
     def matmul(self, a, b):
-        """Float32/float64 products of 2-D or 3-D operands (equal or broadcast batch)
-        go through our cuBLAS handle, which CUDA graphs can capture; the rest through CuPy."""
-        dt = self._kdtype(a, b)
+        """Floating products of 2-D or 3-D operands (equal or broadcast batch) go through our
+        cuBLAS handle, which CUDA graphs can capture; the rest through CuPy."""
+        dt = self._kdtype(a, b, sixteen_bit=True)
         simple = (dt is not None and 2 <= a.ndim <= 3 and 2 <= b.ndim <= 3 and a.size and b.size
                   and (a.ndim == 2 or b.ndim == 2 or a.shape[0] == b.shape[0] or 1 in (a.shape[0], b.shape[0]))
                   and a.shape[-1] == b.shape[-2])
@@ -319,7 +352,7 @@ class CUDABackend(ArrayBackend):
     def dropout_mask(self, shape, p, dtype):
         """Zeros with probability p, else 1/(1-p): Philox4x32-10 on (seed, offset + i/4)."""
         dtype = np.dtype(dtype)
-        if dtype not in _CTYPES:
+        if dtype not in _WIDE:
             return super().dropout_mask(shape, p, dtype)
         scale = dtype.type(1.0 / (1.0 - p))
         out = self._empty(shape, dtype)
@@ -359,11 +392,12 @@ class CUDABackend(ArrayBackend):
             fn(grid if isinstance(grid, tuple) else (grid,), block if isinstance(block, tuple) else (block,), args)
 
     @staticmethod
-    def _kdtype(*arrays):
-        """The dtype all arrays share if our kernels cover it, else None (test with `is None`:
-        a NumPy dtype is falsy)."""
+    def _kdtype(*arrays, sixteen_bit=False):
+        """The dtype all arrays share if our kernels cover it (float32 and float64, and with
+        `sixteen_bit` float16 and bfloat16 too), else None (test with `is None`: a NumPy
+        dtype is falsy)."""
         dt = arrays[0].dtype
-        if dt not in _CTYPES or any(a.dtype != dt for a in arrays[1:]):
+        if dt not in (_CTYPES if sixteen_bit else _WIDE) or any(a.dtype != dt for a in arrays[1:]):
             return None
         return dt
 
@@ -383,7 +417,7 @@ class CUDABackend(ArrayBackend):
         return gx, gy
 
     def im2col(self, x, kernel, stride, padding, dilation):
-        dt = self._kdtype(x)
+        dt = self._kdtype(x, sixteen_bit=True)
         (n, c, h, w, kh, kw, oh, ow), ints = self._conv_args(x.shape, kernel, stride, padding, dilation)
         ncols = n * max(oh, 0) * max(ow, 0)
         if dt is None or ncols >= 2 ** 30 or c * kh * kw >= 2 ** 30:
@@ -394,7 +428,7 @@ class CUDABackend(ArrayBackend):
         return cols
 
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
-        dt = self._kdtype(cols)
+        dt = self._kdtype(cols, sixteen_bit=True)
         (n, c, h, w, kh, kw, oh, ow), ints = self._conv_args(x_shape, kernel, stride, padding, dilation)
         if dt is None or n * max(oh, 0) * max(ow, 0) >= 2 ** 30 or h * w >= 2 ** 30 or n * c >= 2 ** 30:
             return super().col2im(cols, x_shape, kernel, stride, padding, dilation)
@@ -411,7 +445,7 @@ class CUDABackend(ArrayBackend):
         return (n, c, h, w, oh, ow), [np.int32(v) for v in (h, w, kh, kw, sh, sw, ph, pw, oh, ow)]
 
     def max_pool2d(self, x, kernel, stride, padding):
-        dt = self._kdtype(x)
+        dt = self._kdtype(x, sixteen_bit=True)
         if dt is None:
             return super().max_pool2d(x, kernel, stride, padding)
         (n, c, h, w, oh, ow), ints = self._pool_args(x.shape, kernel, stride, padding)
@@ -422,7 +456,7 @@ class CUDABackend(ArrayBackend):
         return out, argmax
 
     def max_pool2d_backward(self, grad_out, argmax, x_shape):
-        dt = self._kdtype(grad_out)
+        dt = self._kdtype(grad_out, sixteen_bit=True)
         if dt is None:
             return super().max_pool2d_backward(grad_out, argmax, x_shape)
         n, c, h, w = (int(s) for s in x_shape)
@@ -435,7 +469,7 @@ class CUDABackend(ArrayBackend):
         return dx
 
     def avg_pool2d(self, x, kernel, stride, padding, count_include_pad=True):
-        dt = self._kdtype(x)
+        dt = self._kdtype(x, sixteen_bit=True)
         if dt is None:
             return super().avg_pool2d(x, kernel, stride, padding, count_include_pad)
         (n, c, h, w, oh, ow), ints = self._pool_args(x.shape, kernel, stride, padding)
@@ -446,7 +480,7 @@ class CUDABackend(ArrayBackend):
         return out
 
     def avg_pool2d_backward(self, grad_out, x_shape, kernel, stride, padding, count_include_pad=True):
-        dt = self._kdtype(grad_out)
+        dt = self._kdtype(grad_out, sixteen_bit=True)
         if dt is None:
             return super().avg_pool2d_backward(grad_out, x_shape, kernel, stride, padding, count_include_pad)
         (n, c, h, w, oh, ow), ints = self._pool_args(x_shape, kernel, stride, padding)
@@ -473,10 +507,12 @@ class CUDABackend(ArrayBackend):
         return grad.shape == other.shape and self._kdtype(grad, other) is not None
 
     def relu(self, x):
-        return super().relu(x) if self._kdtype(x) is None else self._unary("relu_forward", x)
+        return super().relu(x) if self._kdtype(x, sixteen_bit=True) is None else self._unary("relu_forward", x)
 
     def relu_backward(self, grad, y):
-        return self._binary("relu_backward", grad, y) if self._same(grad, y) else super().relu_backward(grad, y)
+        if grad.shape != y.shape or self._kdtype(grad, y, sixteen_bit=True) is None:
+            return super().relu_backward(grad, y)
+        return self._binary("relu_backward", grad, y)
 
     def leaky_relu(self, x, slope):
         if self._kdtype(x) is None:
@@ -550,39 +586,60 @@ class CUDABackend(ArrayBackend):
         return dx
 
     # ------------------------------------------------------------ batch norm
-    def _bn_params(self, dt, *arrays):
-        """Per-channel vectors as contiguous dt arrays (None becomes a null pointer)."""
-        return [np.uint64(0) if a is None else self._contig(a, dt) for a in arrays]
+    def _bn_shares(self, c, units):
+        """Blocks per channel: enough for about eight blocks per multiprocessor in all, no more than
+        the channel has 256-thread rows of work."""
+        return max(1, min(-(-self._max_blocks // (4 * c)), -(-units // _BLOCK)))
+
+    def _bn_layout(self, x):
+        """(N, C, L, 16-byte loads possible, blocks per channel) of an (N, C, L) array."""
+        n, c, l = (int(s) for s in x.shape)
+        vec = l % (16 // x.itemsize) == 0
+        return n, c, l, vec, self._bn_shares(c, n * l // (16 // x.itemsize if vec else 1))
 
     def batch_norm_train(self, x, weight, bias, eps):
-        dt = self._kdtype(x)
-        if dt is None or x.ndim != 3:
+        dt = self._kdtype(x, sixteen_bit=True)
+        if dt is None or x.ndim != 3 or not x.size or weight.dtype != (np.float32 if dt in LOW_PRECISION else dt):
             return super().batch_norm_train(x, weight, bias, eps)
-        n, c, l = (int(s) for s in x.shape)
         x = self._contig(x)
-        weight, bias = self._bn_params(dt, weight, bias)
+        n, c, l, vec, shares = self._bn_layout(x)
+        p = weight.dtype
+        weight, bias = self._bn_params(p, weight, bias)
+        partial = self._empty((c, shares, 2), p)
+        mean, invstd, scale, shift = (self._empty((c,), p) for _ in range(4))
         y = self._empty(x.shape, dt)
-        mean = self._empty((c,), dt)
-        invstd = self._empty((c,), dt)
-        self._launch("batch_norm.cu", "batch_norm_forward", dt, c,
-                     (x, weight, bias, y, mean, invstd, np.int32(n), np.int32(c), np.int64(l), dt.type(eps)),
-                     block=512, grid=min(c, 65535))
+        self._launch("batch_norm.cu", "bn_partial_sums", dt, 1, (x, partial, np.int32(n), np.int32(c), np.int64(l),
+                                                                  np.int32(vec)), grid=(shares, c))
+        self._launch("batch_norm.cu", "bn_forward_finish", dt, c,
+                     (x, partial, np.int32(shares), np.int32(c), np.int64(l), np.int64(n * l), weight, bias,
+                      p.type(eps), mean, invstd, scale, shift))
+        self._launch("batch_norm.cu", "bn_scale_shift", dt, x.size // (16 // x.itemsize if vec else 1),
+                     (x, scale, shift, y, np.int32(c), np.int64(l), np.int64(x.size), np.int32(vec)))
         return y, mean, invstd
 
     def batch_norm_backward(self, grad, x, weight, mean, invstd):
-        dt = self._kdtype(x)
-        if dt is None or x.ndim != 3 or grad.shape != x.shape:
+        dt = self._kdtype(x, sixteen_bit=True)
+        if dt is None or x.ndim != 3 or grad.shape != x.shape or not x.size or mean.dtype != weight.dtype \
+                or weight.dtype != (np.float32 if dt in LOW_PRECISION else dt):
             return super().batch_norm_backward(grad, x, weight, mean, invstd)
-        n, c, l = (int(s) for s in x.shape)
         grad, x = self._contig(grad, dt), self._contig(x)
-        weight, mean, invstd = self._bn_params(dt, weight, mean, invstd)
+        n, c, l, vec, shares = self._bn_layout(x)
+        p = weight.dtype
+        weight, mean, invstd = self._bn_params(p, weight, mean, invstd)
+        partial = self._empty((c, shares, 2), p)
+        dweight, dbias, coef = self._empty((c,), p), self._empty((c,), p), self._empty((c, 3), p)
         dx = self._empty(x.shape, dt)
-        dweight = self._empty((c,), dt)
-        dbias = self._empty((c,), dt)
-        self._launch("batch_norm.cu", "batch_norm_backward", dt, c,
-                     (grad, x, weight, mean, invstd, dx, dweight, dbias, np.int32(n), np.int32(c), np.int64(l)),
-                     block=512, grid=min(c, 65535))
+        self._launch("batch_norm.cu", "bn_backward_partial_sums", dt, 1,
+                     (grad, x, mean, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(vec)), grid=(shares, c))
+        self._launch("batch_norm.cu", "bn_backward_finish", dt, c,
+                     (partial, np.int32(shares), np.int32(c), np.int64(n * l), weight, invstd, dweight, dbias, coef))
+        self._launch("batch_norm.cu", "bn_backward_dx", dt, x.size // (16 // x.itemsize if vec else 1),
+                     (grad, x, mean, coef, dx, np.int32(c), np.int64(l), np.int64(x.size), np.int32(vec)))
         return dx, dweight, dbias
+
+    def _bn_params(self, dt, *arrays):
+        """Per-channel vectors as contiguous dt arrays (None becomes a null pointer)."""
+        return [np.uint64(0) if a is None else self._contig(a, dt) for a in arrays]
 
     # ------------------------------------------------------ optimizer updates
     def _table(self, dt, fields):
@@ -610,7 +667,7 @@ class CUDABackend(ArrayBackend):
         groups, rest = {}, []
         for i, p in enumerate(params):
             dt = p.dtype
-            if dt in _CTYPES and p.flags.c_contiguous and p.size and \
+            if dt in _WIDE and p.flags.c_contiguous and p.size and \
                     all(o[i] is None or (o[i].flags.c_contiguous and o[i].dtype == dt) for o in others):
                 groups.setdefault(dt, []).append(i)
             elif p.size:

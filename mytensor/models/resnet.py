@@ -63,3 +63,51 @@ def resnet_small(num_classes=10, in_channels=3, image_size=32):
     if image_size <= 32:
         return ResNetSmall(num_classes, in_channels, widths=(16, 32, 64), blocks=(2, 2, 2))
     return ResNetSmall(num_classes, in_channels, widths=(32, 64, 128), blocks=(1, 1, 1))
+
+
+def conv_bn(in_channels, out_channels):
+    """conv3x3 (no bias: BN's shift replaces it) -> BN -> ReLU."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU())
+
+
+class Residual(nn.Module):
+    """x + f(x)."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+
+    def forward(self, x):
+        return x + self.f(x)
+
+
+class ResNet9(nn.Module):
+    """The DAWNBench ResNet-9 (Myrtle.ai's CIFAR-10 network): prep conv 64; conv 128 + max
+    pool + a residual of two convs; conv 256 + pool; conv 512 + pool + a residual of two
+    convs; global max pool; Linear; the output scaled by 0.125 (softer initial logits)."""
+
+    def __init__(self, num_classes=10, in_channels=3, image_size=32, scale=0.125):
+        super().__init__()
+        self.prep = conv_bn(in_channels, 64)
+        self.layer1 = nn.Sequential(conv_bn(64, 128), nn.MaxPool2d(2),
+                                    Residual(nn.Sequential(conv_bn(128, 128), conv_bn(128, 128))))
+        self.layer2 = nn.Sequential(conv_bn(128, 256), nn.MaxPool2d(2))
+        self.layer3 = nn.Sequential(conv_bn(256, 512), nn.MaxPool2d(2),
+                                    Residual(nn.Sequential(conv_bn(512, 512), conv_bn(512, 512))))
+        self.pool = nn.MaxPool2d(image_size // 8)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(512, num_classes, bias=False)
+        self.scale = scale
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(self.prep(x))))
+        return self.fc(self.flatten(self.pool(x))) * self.scale
+
+
+@register_model("resnet9")
+def resnet9(num_classes=10, in_channels=3, image_size=32):
+    """ResNet-9 for CIFAR-sized images (the side must be a multiple of 8)."""
+    if image_size % 8:
+        raise ValueError(f"resnet9 needs an image side that is a multiple of 8, got {image_size}")
+    return ResNet9(num_classes, in_channels, image_size)

@@ -114,9 +114,11 @@ class Pow(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        a, b, out = ctx.saved
         xp = ctx.xp
-        a, b = xp.asarray(a), xp.asarray(b)  # a Python-number operand: CuPy's where() needs arrays
+        # a Python-number operand: CuPy's where() needs arrays; 16-bit floats in float32, as PyTorch
+        # does (rounding b - 1 alone would move the exponent)
+        a, b, out = (None if v is None else _float32_if_16_bit(xp.asarray(v)) for v in ctx.saved)
+        grad = _float32_if_16_bit(grad)
         ga = gb = None
         # PyTorch's conventions: d/da is 0 where b == 0 (even at a == 0), d/db is 0 where a == 0 and b >= 0
         if ctx.needs_input_grad[0]:
@@ -128,12 +130,22 @@ class Pow(Function):
         return ga, gb
 
 
+def _float32_if_16_bit(arr):
+    return arr.astype(dtypes.sum_dtype(arr.dtype)) if dtypes.sum_dtype(arr.dtype) else arr
+
+
+def _in(dtype, out):
+    """`out` in the promoted dtype: CuPy's own promotion of bfloat16 with scalars and 0-d arrays
+    can widen it to float32 (a cast then, recorded like any other)."""
+    return out if out.dtype is dtype else to_copy(out, dtype)
+
+
 def _binary(fn):
     """Promote dtypes, then apply the Function: the user-facing binary op."""
     def op(a, b):
-        (a, b), _ = as_operands(a, b)
+        (a, b), dtype = as_operands(a, b)
         _check_broadcast(a, b)
-        return fn.apply(a, b)
+        return _in(dtype, fn.apply(a, b))
     op.__name__ = fn.__name__.lower()
     return op
 
@@ -167,9 +179,9 @@ def div(a, b, rounding_mode=None):
         f = dtypes.get_default_dtype()
         a = a.to(f) if isinstance(a, Tensor) else a
         b = b.to(f) if isinstance(b, Tensor) else b
-    (a, b), _ = as_operands(a, b)
+    (a, b), dtype = as_operands(a, b)
     _check_broadcast(a, b)
-    return Div.apply(a, b)
+    return _in(dtype, Div.apply(a, b))
 
 
 class FloorDiv(Function):
@@ -385,22 +397,22 @@ class Where(Function):
 def where(condition, input, other):
     if not isinstance(condition, Tensor) or condition.dtype is not dtypes.bool_:
         raise TypeError("where() expects a bool tensor as condition")
-    (a, b), _ = as_operands(input, other)
+    (a, b), dtype = as_operands(input, other)
     _check_broadcast(condition, a, b)
-    return Where.apply(condition, a, b)
+    return _in(dtype, Where.apply(condition, a, b))
 
 
 def maximum(a, b):
     """Elementwise max; on ties the gradient is split evenly, as in PyTorch."""
-    (a, b), _ = as_operands(a, b)
+    (a, b), dtype = as_operands(a, b)
     _check_broadcast(a, b)
-    return _Extremum.apply(a, b, True)
+    return _in(dtype, _Extremum.apply(a, b, True))
 
 
 def minimum(a, b):
-    (a, b), _ = as_operands(a, b)
+    (a, b), dtype = as_operands(a, b)
     _check_broadcast(a, b)
-    return _Extremum.apply(a, b, False)
+    return _in(dtype, _Extremum.apply(a, b, False))
 
 
 class _Extremum(Function):
@@ -455,7 +467,7 @@ def clamp(x, min=None, max=None):
             out = where(out > max, max, out)
         return out
     x = as_operands(x, *(b for b in (min, max) if b is not None))[0][0]
-    return Clamp.apply(x, *(None if b is None else scalar_operand(b, x.dtype) for b in (min, max)))
+    return _in(x.dtype, Clamp.apply(x, *(None if b is None else scalar_operand(b, x.dtype) for b in (min, max))))
 
 
 # ------------------------------------------------ comparisons (no gradient)

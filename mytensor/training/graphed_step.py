@@ -16,6 +16,7 @@ kernel argument, so every replay would drop the same units.
 from ..nn import Dropout
 from ..nn import functional as F
 from ..optim.optimizer import Optimizer
+from .precision import autocast_region
 
 
 def graph_capturable(model, optimizer, device):
@@ -32,11 +33,13 @@ class GraphedTrainStep:
     The first call runs eagerly (it compiles kernels and creates the optimizer
     state), the second records the graph and replays it, later calls replay.
     With `totals` (a `loop.RunningTotals`), each step adds its loss and correct
-    predictions to them, inside the graph."""
+    predictions to them, inside the graph. The forward pass and the loss run in the
+    autocast region of `precision` (see `training.precision`)."""
 
-    def __init__(self, model, optimizer, label_smoothing=0.0, totals=None):
+    def __init__(self, model, optimizer, label_smoothing=0.0, totals=None, precision="fp32"):
         self.model, self.optimizer, self.label_smoothing = model, optimizer, label_smoothing
         self.totals = totals
+        self.precision = precision
         self.graph = None
         self.warm = False
 
@@ -47,8 +50,9 @@ class GraphedTrainStep:
         """Forward, backward, the optimizer step and the running totals. With `prepared`,
         the host half of the optimizer step has run already (before a capture): the rest
         is what a graph records."""
-        logits = self.model(images)
-        loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        with autocast_region(self.precision, images.device):
+            logits = self.model(images)
+            loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad()
         loss.backward()
         if not prepared:

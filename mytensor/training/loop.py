@@ -10,6 +10,7 @@ import time
 from .. import no_grad, zeros
 from ..nn import functional as F
 from .graphed_step import GraphedTrainStep
+from .precision import autocast_region
 
 
 class RunningTotals:
@@ -41,13 +42,13 @@ class RunningTotals:
 
 
 def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per_batch=False,
-                    progress=None, log_every=50, label_smoothing=0.0, cuda_graph=False):
+                    progress=None, log_every=50, label_smoothing=0.0, cuda_graph=False, precision="fp32"):
     """Train for one pass over `loader`. With `cuda_graph`, the step is
     captured once and replayed (see `graphed_step`)."""
     model.train()
     totals = RunningTotals()
     start = time.perf_counter()
-    step_fn = GraphedTrainStep(model, optimizer, label_smoothing, totals)
+    step_fn = GraphedTrainStep(model, optimizer, label_smoothing, totals, precision)
     if not cuda_graph:
         step_fn = step_fn.eager
     for step, (images, targets) in enumerate(loader, 1):
@@ -65,12 +66,14 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per
 
 
 @no_grad()
-def evaluate(model, loader, progress=None):
+def evaluate(model, loader, progress=None, precision="fp32"):
     model.eval()
     totals = RunningTotals()
     for images, targets in loader:
-        logits = model(images)
-        totals.add(logits, targets, F.cross_entropy(logits, targets))
+        with autocast_region(precision, images.device):
+            logits = model(images)
+            loss = F.cross_entropy(logits, targets)
+        totals.add(logits, targets, loss)
         if progress is not None:
             progress.update(1)
     mean_loss, acc = totals.read()

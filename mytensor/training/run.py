@@ -20,6 +20,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .graphed_step import graph_capturable
 from .loop import evaluate, train_one_epoch
 from .plots import plot_curves
+from .precision import matmul_precision_of, resolve_precision
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr"]
 
@@ -104,9 +105,14 @@ def train(config, resume=False, show_progress=True, stop_after=None):
         saved["epochs"] = config["epochs"]
         config = saved
     config["device"] = resolve_device(config["device"])
+    config["precision"] = resolve_precision(config.get("precision"), device(config["device"]))
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
+    with matmul_precision_of(config["precision"]):
+        return _train(config, out, last_path, resume, show_progress, stop_after)
 
+
+def _train(config, out, last_path, resume, show_progress, stop_after):
     manual_seed(config["seed"])
     train_set, train_loader = build_data(config, train=True)
     _, test_loader = build_data(config, train=False)
@@ -123,8 +129,8 @@ def train(config, resume=False, show_progress=True, stop_after=None):
         rows, start_epoch, best = state["metrics"], state["epoch"] + 1, state["best_acc"]
         print(f"Resuming {out} after epoch {state['epoch']}")
     use_graph = config.get("cuda_graph", True) and graph_capturable(model, optimizer, device(config["device"]))
-    print(f"Training {config['model']} on {config['dataset']} ({len(train_set)} images) on {config['device']}"
-          + (" (each step replayed from a CUDA graph)" if use_graph else ""))
+    print(f"Training {config['model']} on {config['dataset']} ({len(train_set)} images) on {config['device']} "
+          f"in {config['precision']}" + (" (each step replayed from a CUDA graph)" if use_graph else ""))
 
     for done, epoch in enumerate(range(start_epoch, config["epochs"] + 1)):
         if stop_after is not None and done >= stop_after:
@@ -134,9 +140,10 @@ def train(config, resume=False, show_progress=True, stop_after=None):
         train_loader.set_epoch(epoch)
         with tqdm(total=len(train_loader), desc=f"Epoch {epoch}", disable=not show_progress, leave=False) as bar:
             tr = train_one_epoch(model, train_loader, optimizer, scheduler, per_batch, progress=bar,
-                                 label_smoothing=config.get("label_smoothing", 0.0), cuda_graph=use_graph)
+                                 label_smoothing=config.get("label_smoothing", 0.0), cuda_graph=use_graph,
+                                 precision=config["precision"])
         with tqdm(total=len(test_loader), desc="  eval", disable=not show_progress, leave=False) as bar:
-            te = evaluate(model, test_loader, progress=bar)
+            te = evaluate(model, test_loader, progress=bar, precision=config["precision"])
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None and not per_batch:
             scheduler.step()

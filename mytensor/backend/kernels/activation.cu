@@ -1,4 +1,5 @@
-// Elementwise activations and their backward passes, for float and double.
+// Elementwise activations and their backward passes, for float and double; ReLU
+// also for the 16-bit types (computed in float).
 //
 // Every kernel is a grid-stride loop over contiguous arrays of n elements, so
 // one launch covers any size with a grid capped near the GPU's occupancy.
@@ -6,9 +7,7 @@
 // operation, in the array's own precision, so results match CuPy/NumPy to
 // rounding.
 
-#define GRID_STRIDE(i, n)                                                        \
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-         i += (long long)blockDim.x * gridDim.x)
+#include "common.cuh"
 
 // one spelling per precision; overloads keep the templates below type-generic
 __device__ __forceinline__ float mt_exp(float x) { return expf(x); }
@@ -30,8 +29,8 @@ __device__ __forceinline__ double mt_abs(double x) { return fabs(x); }
 template <typename T>
 __global__ void relu_forward(const T* __restrict__ x, T* __restrict__ y, long long n) {
     GRID_STRIDE(i, n) {
-        T v = x[i];
-        y[i] = (v > T(0) || v != v) ? v : T(0);
+        const acc_t<T> v = x[i];
+        y[i] = T((v > 0 || v != v) ? v : acc_t<T>(0));
     }
 }
 
@@ -39,7 +38,7 @@ __global__ void relu_forward(const T* __restrict__ x, T* __restrict__ y, long lo
 template <typename T>
 __global__ void relu_backward(const T* __restrict__ grad, const T* __restrict__ y, T* __restrict__ dx,
                               long long n) {
-    GRID_STRIDE(i, n) { dx[i] = grad[i] * (y[i] > T(0) ? T(1) : T(0)); }
+    GRID_STRIDE(i, n) { dx[i] = T(acc_t<T>(grad[i]) * (acc_t<T>(y[i]) > 0 ? 1 : 0)); }
 }
 
 template <typename T>
@@ -133,9 +132,11 @@ __global__ void gelu_backward(const T* __restrict__ grad, const T* __restrict__ 
 
 // Explicit instantiations: NVRTC finds these through name_expressions
 // ("relu_forward<float>", ...); nvcc --ptx compiles them all in the CI check.
-#define MT_INSTANTIATE(T)                                                                         \
+#define MT_INSTANTIATE_RELU(T)                                                                    \
     template __global__ void relu_forward<T>(const T*, T*, long long);                            \
-    template __global__ void relu_backward<T>(const T*, const T*, T*, long long);                 \
+    template __global__ void relu_backward<T>(const T*, const T*, T*, long long);
+#define MT_INSTANTIATE(T)                                                                         \
+    MT_INSTANTIATE_RELU(T)                                                                        \
     template __global__ void leaky_relu_forward<T>(const T*, T*, T, long long);                   \
     template __global__ void leaky_relu_backward<T>(const T*, const T*, T*, T, long long);        \
     template __global__ void sigmoid_forward<T>(const T*, T*, long long);                         \
@@ -147,3 +148,5 @@ __global__ void gelu_backward(const T* __restrict__ grad, const T* __restrict__ 
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
+MT_INSTANTIATE_RELU(bf16_t)
+MT_INSTANTIATE_RELU(half_t)

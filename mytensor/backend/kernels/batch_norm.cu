@@ -1,107 +1,241 @@
 // Batch normalisation in training mode over x of shape (N, C, L), contiguous.
-// One block per channel (grid-stride over channels): the block reduces the
-// N*L values of its channel, then normalises them. Two passes (mean, then the
-// sum of squared deviations) with double accumulators, so float32 statistics
-// are as accurate as NumPy's pairwise sums.
+// For a 16-bit x the statistics, weight, bias and their gradients are float
+// (P = acc_t<T>), so a bfloat16 network keeps float32 parameters.
+//
+// Each pass is spread over the whole GPU, not one block per channel: a channel's
+// N*L values are cut into S shares (grid S x C), and a pass reads 16 bytes per
+// thread and step where L allows (`vec`). Forward, three launches:
+//   bn_partial_sums   block (s, c) sums d = x - x[c, first] and d*d over its share,
+//                     shifted sums that keep float accurate when |mean| >> std;
+//   bn_forward_finish one thread per channel: the S partials (added in double) give
+//                     mean and invstd = 1/sqrt(var + eps) (var biased), and y's
+//                     per-channel scale = invstd * weight and shift = bias - mean * scale;
+//   bn_scale_shift    y = x * scale[c] + shift[c].
+// Backward likewise: partial sums of g and g * (x - mean), then per channel
+// dbias = sum g, dweight = invstd * sum g (x - mean) and the coefficients of
+// dx = a g + b (x - mean) + d  (a = weight invstd, b = -a invstd dweight / M,
+// d = -a dbias / M), then one elementwise pass.
+#include "common.cuh"
 
 __device__ __forceinline__ float mt_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double mt_sqrt(double x) { return sqrt(x); }
 
-// Sum of v over the block; every thread gets the result. `partials` holds 32
-// doubles of shared memory. blockDim.x must be a multiple of 32.
-__device__ __forceinline__ double block_sum(double v, double* partials) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    __syncthreads();
-    if (lane == 0) partials[warp] = v;
-    __syncthreads();
-    v = partials[0];
-    for (int k = 1; k < nwarps; ++k) v += partials[k];
-    return v;
+template <typename T> struct Pack {  // the elements of one 16-byte load
+    static const int W = 16 / sizeof(T);
+    T v[W];
+};
+
+// Calls f(offset, count) for the chunks of channel c in this block's share (blockIdx.x of
+// gridDim.x): `count` (W, or 1 when !vec) elements from flat offset `offset` of x.
+template <typename T, typename F>
+__device__ __forceinline__ void for_share(int N, int C, long long L, int c, bool vec, F f) {
+    const int W = vec ? Pack<T>::W : 1;
+    const long long LW = L / W, units = (long long)N * LW;
+    const long long per = (units + gridDim.x - 1) / gridDim.x;
+    const long long lo = blockIdx.x * per, hi = min(units, lo + per);
+    for (long long j = lo + threadIdx.x; j < hi; j += blockDim.x) {
+        const long long n = j / LW;
+        f(((n * C + c) * L) + (j - n * LW) * W, W);
+    }
 }
 
-// y = (x - mean) * (invstd * weight) + bias,  invstd = 1 / sqrt(var + eps),
-// var the biased (population) variance. weight/bias may be null (1 and 0).
-template <typename T>
-__global__ void batch_norm_forward(const T* __restrict__ x, const T* __restrict__ weight, const T* __restrict__ bias,
-                                   T* __restrict__ y, T* __restrict__ mean_out, T* __restrict__ invstd_out, int N,
-                                   int C, long long L, T eps) {
-    __shared__ double partials[32];
-    const long long M = (long long)N * L;
-    for (int c = blockIdx.x; c < C; c += gridDim.x) {
-        double s = 0.0;
-        for (long long k = threadIdx.x; k < M; k += blockDim.x) {
-            long long n = k / L;
-            s += (double)x[(n * C + c) * L + (k - n * L)];
-        }
-        s = block_sum(s, partials);
-        const double mean = s / (double)M;
-        double ss = 0.0;
-        for (long long k = threadIdx.x; k < M; k += blockDim.x) {
-            long long n = k / L;
-            double d = (double)x[(n * C + c) * L + (k - n * L)] - mean;
-            ss += d * d;
-        }
-        ss = block_sum(ss, partials);
-        const T mean_t = T(mean);
-        const T var_t = T(ss / (double)M);
-        const T invstd = T(1) / mt_sqrt(var_t + eps);
-        const T scale = invstd * (weight ? weight[c] : T(1));
-        const T shift = bias ? bias[c] : T(0);
-        if (threadIdx.x == 0) {
-            mean_out[c] = mean_t;
-            invstd_out[c] = invstd;
-        }
-        for (long long k = threadIdx.x; k < M; k += blockDim.x) {
-            long long n = k / L;
-            long long idx = (n * C + c) * L + (k - n * L);
-            y[idx] = (x[idx] - mean_t) * scale + shift;
+// Loads `count` elements at x + offset (16 bytes at once when count is the pack width)
+// and calls g(value) for each, as P.
+template <typename T, typename G>
+__device__ __forceinline__ void each(const T* __restrict__ x, long long offset, int count, G g) {
+    if (count == Pack<T>::W) {
+        Pack<T> p = *reinterpret_cast<const Pack<T>*>(x + offset);
+#pragma unroll
+        for (int k = 0; k < Pack<T>::W; ++k) g(acc_t<T>(p.v[k]));
+    } else {
+        for (int k = 0; k < count; ++k) g(acc_t<T>(x[offset + k]));
+    }
+}
+
+// Sum of a and b over the block into a and b of thread 0. blockDim.x: a multiple of 32, <= 1024.
+template <typename P> __device__ __forceinline__ void block_sum2(P& a, P& b) {
+    __shared__ P sa[32], sb[32];
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        a += __shfl_xor_sync(0xffffffffu, a, off);
+        b += __shfl_xor_sync(0xffffffffu, b, off);
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) {
+        sa[warp] = a;
+        sb[warp] = b;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < (int)(blockDim.x >> 5); ++k) {
+            a += sa[k];
+            b += sb[k];
         }
     }
 }
 
-// xhat = (x - mean) * invstd;  dbias = sum grad;  dweight = sum grad * xhat;
-// dx = weight * invstd / M * (M * grad - dbias - xhat * dweight)
+// partial[(c * S + s) * 2 + {0, 1}] = sums of d and d*d, d = x - x[channel c's first element]
 template <typename T>
-__global__ void batch_norm_backward(const T* __restrict__ grad, const T* __restrict__ x, const T* __restrict__ weight,
-                                    const T* __restrict__ mean, const T* __restrict__ invstd, T* __restrict__ dx,
-                                    T* __restrict__ dweight, T* __restrict__ dbias, int N, int C, long long L) {
-    __shared__ double partials[32];
-    const long long M = (long long)N * L;
-    for (int c = blockIdx.x; c < C; c += gridDim.x) {
-        const T mu = mean[c], is = invstd[c];
-        double sg = 0.0, sgx = 0.0;
-        for (long long k = threadIdx.x; k < M; k += blockDim.x) {
-            long long n = k / L;
-            long long idx = (n * C + c) * L + (k - n * L);
-            T g = grad[idx];
-            T xhat = (x[idx] - mu) * is;
-            sg += (double)g;
-            sgx += (double)(g * xhat);
+__global__ void bn_partial_sums(const T* __restrict__ x, acc_t<T>* __restrict__ partial, int N, int C, long long L,
+                                int vec) {
+    typedef acc_t<T> P;
+    const int c = blockIdx.y;
+    const P k = x[(long long)c * L];
+    P s1 = 0, s2 = 0;
+    for_share<T>(N, C, L, c, vec, [&](long long off, int count) {
+        each(x, off, count, [&](P v) {
+            const P d = v - k;
+            s1 += d;
+            s2 += d * d;
+        });
+    });
+    block_sum2(s1, s2);
+    if (threadIdx.x == 0) {
+        partial[((long long)c * gridDim.x + blockIdx.x) * 2] = s1;
+        partial[((long long)c * gridDim.x + blockIdx.x) * 2 + 1] = s2;
+    }
+}
+
+// weight/bias may be null (1 and 0)
+template <typename T>
+__global__ void bn_forward_finish(const T* __restrict__ x, const acc_t<T>* __restrict__ partial, int S, int C,
+                                  long long L, long long M, const acc_t<T>* __restrict__ weight,
+                                  const acc_t<T>* __restrict__ bias, acc_t<T> eps, acc_t<T>* __restrict__ mean_out,
+                                  acc_t<T>* __restrict__ invstd_out, acc_t<T>* __restrict__ scale,
+                                  acc_t<T>* __restrict__ shift) {
+    typedef acc_t<T> P;
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double s1 = 0.0, s2 = 0.0;
+    for (int s = 0; s < S; ++s) {
+        s1 += (double)partial[((long long)c * S + s) * 2];
+        s2 += (double)partial[((long long)c * S + s) * 2 + 1];
+    }
+    const double m1 = s1 / (double)M;
+    const P mean = P((double)acc_t<T>(x[(long long)c * L]) + m1);
+    const P var = P(fmax(s2 / (double)M - m1 * m1, 0.0));
+    const P invstd = P(1) / mt_sqrt(var + eps);
+    const P sc = invstd * (weight ? weight[c] : P(1));
+    mean_out[c] = mean;
+    invstd_out[c] = invstd;
+    scale[c] = sc;
+    shift[c] = (bias ? bias[c] : P(0)) - mean * sc;
+}
+
+// y = x * scale[c] + shift[c] over all N*C*L elements
+template <typename T>
+__global__ void bn_scale_shift(const T* __restrict__ x, const acc_t<T>* __restrict__ scale,
+                               const acc_t<T>* __restrict__ shift, T* __restrict__ y, int C, long long L,
+                               long long total, int vec) {
+    const int W = vec ? Pack<T>::W : 1;
+    GRID_STRIDE(j, total / W) {
+        const long long i = j * W;
+        const int c = (int)((i / L) % C);
+        const acc_t<T> a = scale[c], b = shift[c];
+        if (vec) {
+            Pack<T> p = *reinterpret_cast<const Pack<T>*>(x + i);
+#pragma unroll
+            for (int k = 0; k < Pack<T>::W; ++k) p.v[k] = T(acc_t<T>(p.v[k]) * a + b);
+            *reinterpret_cast<Pack<T>*>(y + i) = p;
+        } else {
+            y[i] = T(acc_t<T>(x[i]) * a + b);
         }
-        sg = block_sum(sg, partials);
-        sgx = block_sum(sgx, partials);
-        const T db = T(sg), dw = T(sgx), m = T(M);
-        if (threadIdx.x == 0) {
-            dbias[c] = db;
-            dweight[c] = dw;
+    }
+}
+
+// partial[(c * S + s) * 2 + {0, 1}] = sums of g and g * (x - mean[c])
+template <typename T>
+__global__ void bn_backward_partial_sums(const T* __restrict__ grad, const T* __restrict__ x,
+                                         const acc_t<T>* __restrict__ mean, acc_t<T>* __restrict__ partial, int N,
+                                         int C, long long L, int vec) {
+    typedef acc_t<T> P;
+    const int c = blockIdx.y;
+    const P mu = mean[c];
+    P s1 = 0, s2 = 0;
+    for_share<T>(N, C, L, c, vec, [&](long long off, int count) {
+        if (count == Pack<T>::W) {
+            const Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + off);
+            const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
+#pragma unroll
+            for (int k = 0; k < Pack<T>::W; ++k) {
+                s1 += P(g.v[k]);
+                s2 += P(g.v[k]) * (P(v.v[k]) - mu);
+            }
+        } else {
+            for (int k = 0; k < count; ++k) {
+                s1 += P(grad[off + k]);
+                s2 += P(grad[off + k]) * (P(x[off + k]) - mu);
+            }
         }
-        const T k0 = (weight ? weight[c] : T(1)) * is / m;
-        for (long long k = threadIdx.x; k < M; k += blockDim.x) {
-            long long n = k / L;
-            long long idx = (n * C + c) * L + (k - n * L);
-            T xhat = (x[idx] - mu) * is;
-            dx[idx] = k0 * (m * grad[idx] - db - xhat * dw);
+    });
+    block_sum2(s1, s2);
+    if (threadIdx.x == 0) {
+        partial[((long long)c * gridDim.x + blockIdx.x) * 2] = s1;
+        partial[((long long)c * gridDim.x + blockIdx.x) * 2 + 1] = s2;
+    }
+}
+
+// coef[c] = (a, b, d) of dx = a g + b (x - mean) + d; weight may be null (1)
+template <typename T>
+__global__ void bn_backward_finish(const acc_t<T>* __restrict__ partial, int S, int C, long long M,
+                                   const acc_t<T>* __restrict__ weight, const acc_t<T>* __restrict__ invstd,
+                                   acc_t<T>* __restrict__ dweight, acc_t<T>* __restrict__ dbias,
+                                   acc_t<T>* __restrict__ coef) {
+    typedef acc_t<T> P;
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double s1 = 0.0, s2 = 0.0;
+    for (int s = 0; s < S; ++s) {
+        s1 += (double)partial[((long long)c * S + s) * 2];
+        s2 += (double)partial[((long long)c * S + s) * 2 + 1];
+    }
+    const P is = invstd[c];
+    const P db = P(s1), dw = P(s2) * is, m = P(M);
+    const P a = (weight ? weight[c] : P(1)) * is;
+    dbias[c] = db;
+    dweight[c] = dw;
+    coef[3 * c] = a;
+    coef[3 * c + 1] = -a * is * dw / m;
+    coef[3 * c + 2] = -a * db / m;
+}
+
+template <typename T>
+__global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__ x, const acc_t<T>* __restrict__ mean,
+                               const acc_t<T>* __restrict__ coef, T* __restrict__ dx, int C, long long L,
+                               long long total, int vec) {
+    typedef acc_t<T> P;
+    const int W = vec ? Pack<T>::W : 1;
+    GRID_STRIDE(j, total / W) {
+        const long long i = j * W;
+        const int c = (int)((i / L) % C);
+        const P mu = mean[c], a = coef[3 * c], b = coef[3 * c + 1], d = coef[3 * c + 2];
+        if (vec) {
+            Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + i);
+            const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + i);
+#pragma unroll
+            for (int k = 0; k < Pack<T>::W; ++k) g.v[k] = T(a * P(g.v[k]) + b * (P(v.v[k]) - mu) + d);
+            *reinterpret_cast<Pack<T>*>(dx + i) = g;
+        } else {
+            dx[i] = T(a * P(grad[i]) + b * (P(x[i]) - mu) + d);
         }
     }
 }
 
 #define MT_INSTANTIATE(T)                                                                                       \
-    template __global__ void batch_norm_forward<T>(const T*, const T*, const T*, T*, T*, T*, int, int, long long, \
-                                                   T);                                                          \
-    template __global__ void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, \
-                                                    int, int, long long);
+    template __global__ void bn_partial_sums<T>(const T*, acc_t<T>*, int, int, long long, int);                \
+    template __global__ void bn_forward_finish<T>(const T*, const acc_t<T>*, int, int, long long, long long,   \
+                                                  const acc_t<T>*, const acc_t<T>*, acc_t<T>, acc_t<T>*,       \
+                                                  acc_t<T>*, acc_t<T>*, acc_t<T>*);                             \
+    template __global__ void bn_scale_shift<T>(const T*, const acc_t<T>*, const acc_t<T>*, T*, int, long long, \
+                                               long long, int);                                                 \
+    template __global__ void bn_backward_partial_sums<T>(const T*, const T*, const acc_t<T>*, acc_t<T>*, int,  \
+                                                         int, long long, int);                                  \
+    template __global__ void bn_backward_finish<T>(const acc_t<T>*, int, int, long long, const acc_t<T>*,      \
+                                                   const acc_t<T>*, acc_t<T>*, acc_t<T>*, acc_t<T>*);           \
+    template __global__ void bn_backward_dx<T>(const T*, const T*, const acc_t<T>*, const acc_t<T>*, T*, int,  \
+                                               long long, long long, int);
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
+MT_INSTANTIATE(bf16_t)
+MT_INSTANTIATE(half_t)

@@ -1,5 +1,7 @@
 // im2col / col2im for 2-D convolution, the whole batch in one launch.
 //
+#include "common.cuh"
+
 // Layout (shared with ArrayBackend): x is (N, C, H, W) contiguous; the columns
 // are (C*KH*KW, N*OH*OW) contiguous, row r = (c*KH + ki)*KW + kj and column
 // q = (n*OH + oy)*OW + ox, so a convolution is one GEMM with the
@@ -30,7 +32,7 @@ __global__ void im2col(const T* __restrict__ x, T* __restrict__ cols, int N, int
 
 // The adjoint of im2col as a gather: one thread per input element sums every
 // column entry that was read from it (no atomics, deterministic). The order
-// of the sum (ki outer, kj inner) is the generic version's. 2-D grid:
+// of the sum (ki outer, kj inner) is the generic version's; 16-bit types sum in float. 2-D grid:
 // blockIdx.y walks the (n, c) planes, the x dimension the H*W elements of one.
 template <typename T>
 __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, int N, int C, int H, int W, int KH, int KW,
@@ -43,7 +45,7 @@ __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, int N, int
         T* xp = x + (long long)plane * HW;
         for (int hw = blockIdx.x * blockDim.x + threadIdx.x; hw < HW; hw += blockDim.x * gridDim.x) {
             const int h = hw / W, w = hw - h * W;
-            T acc = T(0);
+            acc_t<T> acc = 0;
             for (int ki = 0; ki < KH; ++ki) {
                 const int hh = h + PH - ki * DH;  // = oy * SH for the output row that read (h, ki)
                 if (hh < 0) break;                // decreases with ki
@@ -59,7 +61,7 @@ __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, int N, int
                     acc += colc[(long long)(ki * KW + kj) * L + oy * OW + ox];
                 }
             }
-            xp[hw] = acc;
+            xp[hw] = T(acc);
         }
     }
 }
@@ -72,3 +74,5 @@ __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, int N, int
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
+MT_INSTANTIATE(bf16_t)
+MT_INSTANTIATE(half_t)

@@ -19,9 +19,7 @@
 // with --fmad=false so that no multiply-add is contracted and every step
 // rounds where the generic version rounds.
 
-#define GRID_STRIDE(i, n)                                                        \
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-         i += (long long)blockDim.x * gridDim.x)
+#include "common.cuh"
 
 __device__ __forceinline__ float mt_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double mt_sqrt(double x) { return sqrt(x); }

@@ -1,13 +1,7 @@
 // 2-D max and average pooling, forward and backward, the whole batch per launch.
 // x is (N, C, H, W) contiguous, outputs (N, C, OH, OW) contiguous.
 
-#define GRID_STRIDE(i, n)                                                        \
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-         i += (long long)blockDim.x * gridDim.x)
-
-template <typename T> __device__ __forceinline__ T neg_inf();
-template <> __device__ __forceinline__ float neg_inf<float>() { return __int_as_float(0xff800000); }
-template <> __device__ __forceinline__ double neg_inf<double>() { return __longlong_as_double(0xfff0000000000000LL); }
+#include "common.cuh"
 
 // One thread per output. Padding reads as -inf. The winner is the first
 // maximum in row-major window order (NumPy's argmax, a NaN wins), and its
@@ -22,14 +16,14 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ out,
         int oy = (int)(t % OH);
         long long nc = t / OH;
         const T* plane = x + nc * H * W;
-        T best = T(0);
+        acc_t<T> best = 0;
         int best_i = 0;
         bool first = true;
         for (int ki = 0; ki < KH; ++ki) {
             int h = oy * SH - PH + ki;
             for (int kj = 0; kj < KW; ++kj) {
                 int w = ox * SW - PW + kj;
-                T v = (h >= 0 && h < H && w >= 0 && w < W) ? plane[h * W + w] : neg_inf<T>();
+                acc_t<T> v = (h >= 0 && h < H && w >= 0 && w < W) ? acc_t<T>(plane[h * W + w]) : neg_inf<acc_t<T>>();
                 if (first || v > best || (v != v && best == best)) {
                     best = v;
                     best_i = h * W + w;
@@ -37,7 +31,7 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ out,
                 }
             }
         }
-        out[i] = best;
+        out[i] = T(best);
         argmax[i] = best_i;
     }
 }
@@ -51,7 +45,7 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad, const int* __res
     GRID_STRIDE(i, total) {
         long long nc = i / plane_out;
         int a = argmax[i];
-        if (a >= 0 && a < plane_in) atomicAdd(dx + nc * plane_in + a, grad[i]);
+        if (a >= 0 && a < plane_in) atomic_add(dx + nc * plane_in + a, grad[i]);
     }
 }
 
@@ -77,7 +71,7 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ out,
         int oy = (int)(t % OH);
         long long nc = t / OH;
         const T* plane = x + nc * H * W;
-        T acc = T(0);
+        acc_t<T> acc = 0;
         for (int ki = 0; ki < KH; ++ki) {
             int h = oy * SH - PH + ki;
             if (h < 0 || h >= H) continue;
@@ -86,7 +80,7 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ out,
                 if (w >= 0 && w < W) acc += plane[h * W + w];
             }
         }
-        out[i] = acc / T(pool_count(oy, ox, H, W, KH, KW, SH, SW, PH, PW, count_include_pad));
+        out[i] = T(acc / acc_t<T>(pool_count(oy, ox, H, W, KH, KW, SH, SW, PH, PW, count_include_pad)));
     }
 }
 
@@ -102,7 +96,7 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad, T* __restrict__ 
         int h = (int)(t % H);
         long long nc = t / H;
         const T* g = grad + nc * OH * OW;
-        T acc = T(0);
+        acc_t<T> acc = 0;
         for (int ki = 0; ki < KH; ++ki) {
             int hh = h + PH - ki;
             if (hh < 0) break;
@@ -115,10 +109,11 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad, T* __restrict__ 
                 if (ww % SW) continue;
                 int ox = ww / SW;
                 if (ox >= OW) continue;
-                acc += g[oy * OW + ox] / T(pool_count(oy, ox, H, W, KH, KW, SH, SW, PH, PW, count_include_pad));
+                acc += acc_t<T>(g[oy * OW + ox]) /
+                       acc_t<T>(pool_count(oy, ox, H, W, KH, KW, SH, SW, PH, PW, count_include_pad));
             }
         }
-        dx[i] = acc;
+        dx[i] = T(acc);
     }
 }
 
@@ -133,3 +128,5 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad, T* __restrict__ 
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
+MT_INSTANTIATE(bf16_t)
+MT_INSTANTIATE(half_t)

@@ -7,18 +7,13 @@
 // blockDim.x > 32 (a multiple of 32) blockDim.y must be 1 and the warps of
 // the block combine partials through shared memory.
 
-#define GRID_STRIDE(i, n)                                                        \
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-         i += (long long)blockDim.x * gridDim.x)
+#include "common.cuh"
 
 __device__ __forceinline__ float mt_exp(float x) { return expf(x); }
 __device__ __forceinline__ double mt_exp(double x) { return exp(x); }
 __device__ __forceinline__ float mt_log(float x) { return logf(x); }
 __device__ __forceinline__ double mt_log(double x) { return log(x); }
 
-template <typename T> __device__ __forceinline__ T neg_inf();
-template <> __device__ __forceinline__ float neg_inf<float>() { return __int_as_float(0xff800000); }
-template <> __device__ __forceinline__ double neg_inf<double>() { return __longlong_as_double(0xfff0000000000000LL); }
 template <typename T> __device__ __forceinline__ T quiet_nan();
 template <> __device__ __forceinline__ float quiet_nan<float>() { return __int_as_float(0x7fc00000); }
 template <> __device__ __forceinline__ double quiet_nan<double>() { return __longlong_as_double(0x7ff8000000000000LL); }

@@ -1,0 +1,51 @@
+"""Where a training step's GPU time goes: the kernels of a few eager mytensor steps,
+summed by name (torch.profiler's CUPTI tracing sees CuPy's and our kernels too).
+
+    python scripts/profile_step.py --model resnet9 --batch 512 --precision bf16
+"""
+import argparse
+import collections
+
+import mytensor as mt
+import mytensor.optim as optim
+from mytensor.models import get_model
+from mytensor.training.graphed_step import GraphedTrainStep
+from mytensor.training.precision import matmul_precision_of
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="resnet9")
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--precision", default="bf16")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--top", type=int, default=25)
+    args = p.parse_args()
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    model = get_model(args.model, num_classes=10, in_channels=3, image_size=32).to("cuda")
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    step = GraphedTrainStep(model, opt, precision=args.precision)
+    x, y = mt.randn(args.batch, 3, 32, 32, device="cuda"), mt.randint(0, 10, (args.batch,), device="cuda")
+    with matmul_precision_of(args.precision):
+        for _ in range(3):
+            step.eager(x, y)
+        mt.backend.get_backend("cuda").synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(args.steps):
+                step.eager(x, y)
+            mt.backend.get_backend("cuda").synchronize()
+    totals, counts = collections.Counter(), collections.Counter()
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            totals[e.name] += e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total
+            counts[e.name] += 1
+    whole = sum(totals.values())
+    print(f"{args.model} batch {args.batch} {args.precision}: {whole / args.steps / 1e3:.2f} ms of kernels per step, "
+          f"{sum(counts.values()) / args.steps:.0f} kernels per step")
+    for name, us in totals.most_common(args.top):
+        print(f"{us / args.steps / 1e3:8.3f} ms {100 * us / whole:5.1f}%  x{counts[name] // args.steps:<4d} {name[:110]}")
+
+
+if __name__ == "__main__":
+    main()
