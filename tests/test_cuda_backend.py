@@ -166,6 +166,16 @@ def test_im2col_col2im(cpu, cuda, case, dtype):
           cpu.col2im(cols, shape, kernel, stride, padding, dilation), dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES + [np.float16, ml_dtypes.bfloat16], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", [(3, 5, 16), (4, 2, 7, 3), (1, 9, 8), (5, 3)], ids=str)
+@gpu_test
+def test_swap_leading(cpu, cuda, shape, dtype):
+    x = np.random.default_rng().standard_normal(shape).astype(dtype)
+    got = cuda.swap_leading(to_gpu(x))
+    assert got.flags.c_contiguous and got.dtype == x.dtype
+    np.testing.assert_array_equal(cupy.asnumpy(got), cpu.swap_leading(x))
+
+
 # ------------------------------------------------------------------- pooling
 POOL_CASES = [
     # (N, C, H, W), kernel, stride, padding

@@ -137,6 +137,11 @@ class ArrayBackend:
                     cols[:, i, j].transpose(1, 0, 2, 3)
         return out[:, :, ph: ph + h, pw: pw + w]
 
+    def swap_leading(self, x):
+        """x (A, B, ...) as a contiguous (B, A, ...): the layout change between a convolution's
+        GEMM output (Cout, N, OH, OW) and its tensors (N, Cout, OH, OW)."""
+        return self.xp.ascontiguousarray(x.swapaxes(0, 1))
+
     # --------------------------------------------------------------- pooling
     def max_pool2d(self, x, kernel, stride, padding):
         n, c, h, w = x.shape

@@ -41,7 +41,7 @@ _KERNEL_FILES = {
     "activation.cu": ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
                       "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
                       "gelu_forward", "gelu_backward"),
-    "conv.cu": ("im2col", "col2im"),
+    "conv.cu": ("im2col", "col2im", "swap_leading"),
     "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"),
     "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),
     "batch_norm.cu": ("bn_partial_sums", "bn_forward_finish", "bn_scale_shift", "bn_backward_partial_sums",
@@ -327,6 +327,8 @@ class CUDABackend(ArrayBackend):
         simple = (dt is not None and 2 <= a.ndim <= 3 and 2 <= b.ndim <= 3 and a.size and b.size
                   and (a.ndim == 2 or b.ndim == 2 or a.shape[0] == b.shape[0] or 1 in (a.shape[0], b.shape[0]))
                   and a.shape[-1] == b.shape[-2])
+        if not simple and a.dtype in LOW_PRECISION and a.dtype == b.dtype:  # CuPy's matmul has no bfloat16
+            return self.cupy.matmul(a.astype(np.float32), b.astype(np.float32)).astype(a.dtype)
         if not simple:
             return self.cupy.matmul(a, b)
         with self._cp_device:
@@ -424,7 +426,9 @@ class CUDABackend(ArrayBackend):
             return super().im2col(x, kernel, stride, padding, dilation)
         x = self._contig(x)
         cols = self._empty((c * kh * kw, ncols), dt)
-        self._launch("conv.cu", "im2col", dt, cols.size, (x, cols, *ints), grid=self._grid_2d(c * kh * kw, ncols))
+        run = self._run(dt, ncols)  # columns per thread: 16 bytes where the rows allow
+        self._launch("conv.cu", "im2col", dt, cols.size, (x, cols, *ints, np.int32(run > 1)),
+                     grid=self._grid_2d(c * kh * kw, ncols // run))
         return cols
 
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
@@ -436,6 +440,24 @@ class CUDABackend(ArrayBackend):
         x = self._empty((n, c, h, w), dt)
         self._launch("conv.cu", "col2im", dt, x.size, (cols, x, *ints), grid=self._grid_2d(n * c, h * w))
         return x
+
+    def swap_leading(self, x):
+        dt = self._kdtype(x, sixteen_bit=True)
+        if dt is None or x.ndim < 2 or not x.flags.c_contiguous:
+            return super().swap_leading(x)
+        a, b = int(x.shape[0]), int(x.shape[1])
+        length = x.size // (a * b) if a * b else 0
+        out = self._empty((b, a) + tuple(x.shape[2:]), dt)
+        run = self._run(dt, length)
+        self._launch("conv.cu", "swap_leading", dt, x.size // run,
+                     (x, out, np.int64(a), np.int64(b), np.int64(length), np.int32(run > 1)))
+        return out
+
+    @staticmethod
+    def _run(dtype, length):
+        """Elements a thread handles along rows of `length`: a 16-byte pack when they divide it, else 1."""
+        pack = 16 // dtype.itemsize
+        return pack if length % pack == 0 else 1
 
     # --------------------------------------------------------------- pooling
     def _pool_args(self, x_shape, kernel, stride, padding):
@@ -592,29 +614,29 @@ class CUDABackend(ArrayBackend):
         return max(1, min(-(-self._max_blocks // (4 * c)), -(-units // _BLOCK)))
 
     def _bn_layout(self, x):
-        """(N, C, L, 16-byte loads possible, blocks per channel) of an (N, C, L) array."""
+        """(N, C, L, elements per 16-byte load or 1, blocks per channel) of an (N, C, L) array."""
         n, c, l = (int(s) for s in x.shape)
-        vec = l % (16 // x.itemsize) == 0
-        return n, c, l, vec, self._bn_shares(c, n * l // (16 // x.itemsize if vec else 1))
+        run = self._run(x.dtype, l)
+        return n, c, l, run, self._bn_shares(c, n * l // run)
 
     def batch_norm_train(self, x, weight, bias, eps):
         dt = self._kdtype(x, sixteen_bit=True)
         if dt is None or x.ndim != 3 or not x.size or weight.dtype != (np.float32 if dt in LOW_PRECISION else dt):
             return super().batch_norm_train(x, weight, bias, eps)
         x = self._contig(x)
-        n, c, l, vec, shares = self._bn_layout(x)
+        n, c, l, run, shares = self._bn_layout(x)
         p = weight.dtype
         weight, bias = self._bn_params(p, weight, bias)
         partial = self._empty((c, shares, 2), p)
         mean, invstd, scale, shift = (self._empty((c,), p) for _ in range(4))
         y = self._empty(x.shape, dt)
         self._launch("batch_norm.cu", "bn_partial_sums", dt, 1, (x, partial, np.int32(n), np.int32(c), np.int64(l),
-                                                                  np.int32(vec)), grid=(shares, c))
+                                                                  np.int32(run > 1)), grid=(shares, c))
         self._launch("batch_norm.cu", "bn_forward_finish", dt, c,
                      (x, partial, np.int32(shares), np.int32(c), np.int64(l), np.int64(n * l), weight, bias,
                       p.type(eps), mean, invstd, scale, shift))
-        self._launch("batch_norm.cu", "bn_scale_shift", dt, x.size // (16 // x.itemsize if vec else 1),
-                     (x, scale, shift, y, np.int32(c), np.int64(l), np.int64(x.size), np.int32(vec)))
+        self._launch("batch_norm.cu", "bn_scale_shift", dt, x.size // run,
+                     (x, scale, shift, y, np.int32(c), np.int64(l), np.int64(x.size), np.int32(run > 1)))
         return y, mean, invstd
 
     def batch_norm_backward(self, grad, x, weight, mean, invstd):
@@ -623,18 +645,19 @@ class CUDABackend(ArrayBackend):
                 or weight.dtype != (np.float32 if dt in LOW_PRECISION else dt):
             return super().batch_norm_backward(grad, x, weight, mean, invstd)
         grad, x = self._contig(grad, dt), self._contig(x)
-        n, c, l, vec, shares = self._bn_layout(x)
+        n, c, l, run, shares = self._bn_layout(x)
         p = weight.dtype
         weight, mean, invstd = self._bn_params(p, weight, mean, invstd)
         partial = self._empty((c, shares, 2), p)
         dweight, dbias, coef = self._empty((c,), p), self._empty((c,), p), self._empty((c, 3), p)
         dx = self._empty(x.shape, dt)
         self._launch("batch_norm.cu", "bn_backward_partial_sums", dt, 1,
-                     (grad, x, mean, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(vec)), grid=(shares, c))
+                     (grad, x, mean, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(run > 1)),
+                     grid=(shares, c))
         self._launch("batch_norm.cu", "bn_backward_finish", dt, c,
                      (partial, np.int32(shares), np.int32(c), np.int64(n * l), weight, invstd, dweight, dbias, coef))
-        self._launch("batch_norm.cu", "bn_backward_dx", dt, x.size // (16 // x.itemsize if vec else 1),
-                     (grad, x, mean, coef, dx, np.int32(c), np.int64(l), np.int64(x.size), np.int32(vec)))
+        self._launch("batch_norm.cu", "bn_backward_dx", dt, x.size // run,
+                     (grad, x, mean, coef, dx, np.int32(c), np.int64(l), np.int64(x.size), np.int32(run > 1)))
         return dx, dweight, dbias
 
     def _bn_params(self, dt, *arrays):

@@ -16,6 +16,12 @@ def unbroadcast(grad, shape):
     return grad.reshape(shape)
 
 
+def wide(arr):
+    """16-bit floats in float32, as PyTorch computes them: their running sums and products lose
+    precision (and CuPy has no bfloat16 scatter-add, product or cumulative sum); others as they are."""
+    return arr.astype(np.float32) if dtypes.sum_dtype(arr.dtype) else arr
+
+
 def broadcast_shapes(*shapes):
     """Like NumPy's rule, with an error that names the shapes."""
     ndim = max(len(s) for s in shapes)

@@ -4,7 +4,7 @@ from ..autograd.function import Function
 from ..backend import get_backend
 from ..tensor import Tensor
 from . import autocast_policy
-from ._util import as_operands, broadcast_shapes, scalar_operand, unbroadcast
+from ._util import as_operands, broadcast_shapes, scalar_operand, unbroadcast, wide
 
 __all__ = ["to_copy", "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos",
            "tanh", "sigmoid", "relu", "maximum", "minimum", "clamp", "where", "sign", "square", "reciprocal",
@@ -117,8 +117,8 @@ class Pow(Function):
         xp = ctx.xp
         # a Python-number operand: CuPy's where() needs arrays; 16-bit floats in float32, as PyTorch
         # does (rounding b - 1 alone would move the exponent)
-        a, b, out = (None if v is None else _float32_if_16_bit(xp.asarray(v)) for v in ctx.saved)
-        grad = _float32_if_16_bit(grad)
+        a, b, out = (None if v is None else wide(xp.asarray(v)) for v in ctx.saved)
+        grad = wide(grad)
         ga = gb = None
         # PyTorch's conventions: d/da is 0 where b == 0 (even at a == 0), d/db is 0 where a == 0 and b >= 0
         if ctx.needs_input_grad[0]:
@@ -128,10 +128,6 @@ class Pow(Function):
             gb = unbroadcast(xp.where((a == 0) & (b >= 0), 0, grad * out * xp.log(a)).astype(grad.dtype, copy=False),
                              _shape(b))
         return ga, gb
-
-
-def _float32_if_16_bit(arr):
-    return arr.astype(dtypes.sum_dtype(arr.dtype)) if dtypes.sum_dtype(arr.dtype) else arr
 
 
 def _in(dtype, out):

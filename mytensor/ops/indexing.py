@@ -6,7 +6,7 @@ shape, *adding* where an integer index picks the same element twice.
 from .. import dtypes
 from ..autograd.function import Function
 from ..tensor import Tensor
-from ._util import norm_dim
+from ._util import norm_dim, wide
 
 __all__ = ["getitem", "index_put", "gather", "index_select", "one_hot", "masked_fill"]
 
@@ -47,12 +47,13 @@ class GetItem(Function):
     def backward(ctx, grad):
         shape, dtype, index = ctx.args
         xp = ctx.xp
-        g = xp.zeros(shape, dtype=grad.dtype)
         if _is_basic(index):
+            g = xp.zeros(shape, dtype=grad.dtype)
             g[index] = grad
-        else:
-            xp.add.at(g, index, grad)
-        return g, None
+            return g, None
+        g = xp.zeros(shape, dtype=wide(grad).dtype)
+        xp.add.at(g, index, wide(grad))
+        return g.astype(grad.dtype, copy=False), None
 
 
 def getitem(x, index):
@@ -104,13 +105,13 @@ class Gather(Function):
         shape, dim = ctx.args
         (index,) = ctx.saved
         xp = ctx.xp
-        g = xp.zeros(shape, dtype=grad.dtype)
+        g = xp.zeros(shape, dtype=wide(grad).dtype)
         # add, not assign: an index may repeat along dim
         full = [xp.arange(s).reshape([-1 if i == d else 1 for i in range(len(index.shape))])
                 for d, s in enumerate(index.shape)]
         full[dim] = index
-        xp.add.at(g, tuple(full), grad)
-        return g, None, None
+        xp.add.at(g, tuple(full), wide(grad))
+        return g.astype(grad.dtype, copy=False), None, None
 
 
 def gather(x, dim, index):

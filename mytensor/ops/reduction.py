@@ -7,7 +7,7 @@ from .. import dtypes
 from ..autograd.function import Function
 from ..tensor import Tensor
 from . import autocast_policy
-from ._util import norm_dim, norm_dims
+from ._util import norm_dim, norm_dims, wide
 
 __all__ = ["sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std", "logsumexp", "prod",
            "all", "any", "cumsum"]
@@ -23,12 +23,6 @@ def _expand_back(grad, shape, dims, keepdim):
         for d in dims:
             grad = grad.reshape(grad.shape[:d] + (1,) + grad.shape[d:])
     return grad
-
-
-def _wide(arr):
-    """16-bit floats are summed in float32 and rounded at the end, as PyTorch does: their
-    running sums lose precision, and a count like 100000 isn't even a finite float16."""
-    return arr.astype(np.float32) if dtypes.sum_dtype(arr.dtype) else arr
 
 
 class Sum(Function):
@@ -75,7 +69,7 @@ class Mean(Function):
     def backward(ctx, grad):
         shape, dims, keepdim = ctx.args
         count = _prod_sizes(shape, range(len(shape)) if dims is None else dims)
-        g = (_wide(grad) / count).astype(grad.dtype, copy=False)
+        g = (wide(grad) / count).astype(grad.dtype, copy=False)
         return ctx.xp.broadcast_to(_expand_back(g, shape, dims, keepdim), shape), None, None
 
 
@@ -188,18 +182,18 @@ def argmin(x, dim=None, keepdim=False):
 class Var(Function):
     @staticmethod
     def forward(ctx, x, dims, correction, keepdim):
-        wide = _wide(x)
-        m = wide.mean(axis=dims, keepdims=True)
+        xw = wide(x)
+        m = xw.mean(axis=dims, keepdims=True)
         n = x.size if dims is None else _prod_sizes(x.shape, dims)
         ctx.save_for_backward(x, m)
         ctx.args = (dims, keepdim, n - correction)
-        return (((wide - m) ** 2).sum(axis=dims, keepdims=keepdim) / (n - correction)).astype(x.dtype, copy=False)
+        return (((xw - m) ** 2).sum(axis=dims, keepdims=keepdim) / (n - correction)).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         x, m = ctx.saved
         dims, keepdim, denom = ctx.args
-        g = _expand_back(grad, x.shape, dims, keepdim) * (2 * (_wide(x) - m) / denom)
+        g = _expand_back(grad, x.shape, dims, keepdim) * (2 * (wide(x) - m) / denom)
         return g.astype(grad.dtype, copy=False), None, None, None
 
 
@@ -219,10 +213,10 @@ def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
 class LogSumExp(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim):
-        xp, wide = ctx.xp, _wide(x)
-        m = wide.max(axis=dims, keepdims=True)
+        xp, xw = ctx.xp, wide(x)
+        m = xw.max(axis=dims, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
-        out = xp.log(xp.exp(wide - m).sum(axis=dims, keepdims=True)) + m
+        out = xp.log(xp.exp(xw - m).sum(axis=dims, keepdims=True)) + m
         ctx.save_for_backward(x, out)
         ctx.args = (dims, keepdim)
         out = out if keepdim else out.reshape(tuple(s for i, s in enumerate(x.shape)
@@ -233,7 +227,7 @@ class LogSumExp(Function):
     def backward(ctx, grad):
         x, out = ctx.saved
         dims, keepdim = ctx.args
-        g = _expand_back(grad, x.shape, dims, keepdim) * ctx.xp.exp(_wide(x) - out)
+        g = _expand_back(grad, x.shape, dims, keepdim) * ctx.xp.exp(wide(x) - out)
         return g.astype(grad.dtype, copy=False), None, None
 
 
@@ -249,13 +243,13 @@ class Prod(Function):
     def forward(ctx, x, dim, keepdim):
         ctx.save_for_backward(x)
         ctx.args = (dim, keepdim)
-        return x.prod(axis=dim, keepdims=keepdim)
+        return wide(x).prod(axis=dim, keepdims=keepdim).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved
         dim, keepdim = ctx.args
-        xp = ctx.xp
+        xp, x, dtype = ctx.xp, wide(x), grad.dtype
         # d prod / d x_i is the product of all the others: the exclusive prefix product times
         # the exclusive suffix product along the reduced axis (no division, so zeros are fine)
         xs = xp.moveaxis(x.reshape(-1) if dim is None else x, 0 if dim is None else dim, -1)
@@ -263,7 +257,8 @@ class Prod(Function):
         before = xp.cumprod(xp.concatenate([ones, xs[..., :-1]], axis=-1), axis=-1)
         after = xp.cumprod(xp.concatenate([ones, xs[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
         others = xp.moveaxis(before * after, -1, 0 if dim is None else dim).reshape(x.shape)
-        return _expand_back(grad, x.shape, None if dim is None else (dim,), keepdim) * others, None, None
+        g = _expand_back(wide(grad), x.shape, None if dim is None else (dim,), keepdim) * others
+        return g.astype(dtype, copy=False), None, None
 
 
 @autocast_policy.float32
@@ -283,12 +278,12 @@ class _CumSum(Function):
     @staticmethod
     def forward(ctx, x, dim):
         ctx.dim = dim
-        return ctx.xp.cumsum(x, axis=dim)
+        return ctx.xp.cumsum(wide(x), axis=dim).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
-        return xp.flip(xp.cumsum(xp.flip(grad, axis=ctx.dim), axis=ctx.dim), axis=ctx.dim), None
+        return xp.flip(xp.cumsum(xp.flip(wide(grad), axis=ctx.dim), axis=ctx.dim), axis=ctx.dim).astype(grad.dtype), None
 
 
 def all(x, dim=None, keepdim=False):

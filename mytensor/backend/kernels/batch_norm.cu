@@ -20,11 +20,6 @@
 __device__ __forceinline__ float mt_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double mt_sqrt(double x) { return sqrt(x); }
 
-template <typename T> struct Pack {  // the elements of one 16-byte load
-    static const int W = 16 / sizeof(T);
-    T v[W];
-};
-
 // Calls f(offset, count) for the chunks of channel c in this block's share (blockIdx.x of
 // gridDim.x): `count` (W, or 1 when !vec) elements from flat offset `offset` of x.
 template <typename T, typename F>

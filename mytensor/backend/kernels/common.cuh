@@ -43,6 +43,12 @@ template <> struct Acc<bf16_t> { typedef float type; };
 template <> struct Acc<half_t> { typedef float type; };
 template <typename T> using acc_t = typename Acc<T>::type;  // what T computes in
 
+// The elements of one 16-byte load or store (8 of a 2-byte type, 4 floats, 2 doubles)
+template <typename T> struct alignas(16) Pack {
+    static const int W = 16 / sizeof(T);
+    T v[W];
+};
+
 template <typename T> __device__ __forceinline__ T neg_inf() { return T(__int_as_float(0xff800000)); }
 template <> __device__ __forceinline__ double neg_inf<double>() { return __longlong_as_double(0xfff0000000000000LL); }
 

@@ -7,7 +7,9 @@ Shapes (g = groups, K = C/g * kh * kw, M = N * OH * OW):
     output   (g, O/g, M) = weight @ columns              -> (N, O, OH, OW)
 Backward:
     dW       = dY @ columns^T                            (g, O/g, K)
-    dcolumns = W^T @ dY, then backend.col2im             (the adjoint of im2col)
+    dX       = for stride 1 (no dilation, one group): the convolution of dY with the
+               kernel flipped and its channels swapped, padded by k - 1 - p;
+               otherwise dcolumns = W^T @ dY, then backend.col2im (the adjoint of im2col)
     db       = dY summed over N, OH, OW
 The columns are rebuilt in backward rather than kept: they are kh*kw times the
 size of the input, and rebuilding them is cheap next to the GEMMs.
@@ -25,25 +27,29 @@ def _gemm(backend, a, b):
     return backend.matmul(a, b)
 
 
+def _convolve(backend, xp, x, weight, stride, padding, dilation, groups):
+    """The convolution of raw arrays, without bias: im2col, one GEMM per group, back to (N, O, OH, OW)."""
+    n, c, h, w = x.shape
+    o, cg, kh, kw = weight.shape
+    oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+    cols = backend.im2col(contiguous(xp, x), (kh, kw), stride, padding, dilation)  # (C*kh*kw, N*OH*OW)
+    cols = cols.reshape(groups, cg * kh * kw, n * oh * ow)
+    wmat = weight.reshape(groups, o // groups, cg * kh * kw)
+    return _gemm(backend, wmat, cols).reshape(o, n, oh, ow)  # (O, N, OH, OW)
+
+
 class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
         xp, backend = ctx.xp, ctx.backend
-        n, c, h, w = x.shape
-        o, cg, kh, kw = weight.shape
-        oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
-        ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
         ctx.geometry = (x.shape, weight.shape, stride, padding, dilation, groups)
         need_x, need_w = ctx.needs_input_grad[:2]
         ctx.save_for_backward(x if need_w else None, weight if need_x else None)
-
-        cols = backend.im2col(contiguous(xp, x), (kh, kw), stride, padding, dilation)  # (C*kh*kw, N*OH*OW)
-        cols = cols.reshape(groups, cg * kh * kw, n * oh * ow)
-        wmat = weight.reshape(groups, o // groups, cg * kh * kw)
-        out = _gemm(backend, wmat, cols).reshape(o, n * oh * ow)
+        out = _convolve(backend, xp, x, weight, stride, padding, dilation, groups)
         if bias is not None:
-            out += bias[:, None]
-        return xp.ascontiguousarray(out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))
+            out += bias[:, None, None, None]
+        return backend.swap_leading(out)
 
     @staticmethod
     def backward(ctx, grad):
@@ -56,7 +62,7 @@ class Conv2d(Function):
         oh, ow = grad.shape[2:]
         k = cg * kh * kw
         # (N, O, OH, OW) -> (g, O/g, N*OH*OW), the layout of the forward GEMM's output
-        gmat = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, o // groups, n * oh * ow)
+        gmat = backend.swap_leading(contiguous(xp, grad)).reshape(groups, o // groups, n * oh * ow)
         gx = gw = gb = None
         # operand layouts chosen for speed: OpenBLAS is up to 10x slower on dY @ columns^T and
         # W^T @ dY as views than on these equivalent forms (both are free on cuBLAS)
@@ -65,7 +71,13 @@ class Conv2d(Function):
             cols = cols.reshape(groups, k, n * oh * ow)
             gw = _gemm(backend, cols, gmat.transpose(0, 2, 1))                    # (g, K, O/g) = (dY cols^T)^T
             gw = xp.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(w_shape)  # C order: what optimizers read
-        if need_x:
+        if need_x and stride == (1, 1) and dilation == (1, 1) and groups == 1 and padding[0] < kh and \
+                padding[1] < kw:
+            flipped = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, O, kh, kw)
+            gx = _convolve(backend, xp, grad, flipped, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]),
+                           (1, 1), 1)
+            gx = backend.swap_leading(gx)
+        elif need_x:
             wmat_t = xp.ascontiguousarray(weight.reshape(groups, o // groups, k).transpose(0, 2, 1))  # small
             dcols = _gemm(backend, wmat_t, gmat).reshape(c * kh * kw, n * oh * ow)
             gx = backend.col2im(dcols, x_shape, (kh, kw), stride, padding, dilation)
