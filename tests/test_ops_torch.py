@@ -283,7 +283,7 @@ def run_case(L, case, xs, upstream_seed, dtype, device=None):
 def compare(case, dtype, device, seed, layouts=None):
     """Forward values, dtypes and gradients of `case` against PyTorch in `dtype`. bfloat16 is
     measured against PyTorch in float64 on the same (bfloat16-rounded) inputs, by the normwise
-    relative error, which must be under 2e-2 or no more than twice PyTorch's own in bfloat16:
+    relative error, which must be under 3e-2 or no more than twice PyTorch's own in bfloat16:
     element by element, a rounding at another step or a sum that cancels can leave two right
     bfloat16 results an ulp or more apart."""
     rng = np.random.default_rng(seed)
@@ -326,7 +326,7 @@ def compare(case, dtype, device, seed, layouts=None):
             refs = ref + [r for r, w in zip(ref_grads, want_grads) if w is not None]
             for (g, w, part), r in zip(pairs, refs):
                 ours, theirs = normwise_error(to_np(g), to_np(r)), normwise_error(to_np(w), to_np(r))
-                assert ours <= max(2e-2, 2 * theirs), \
+                assert ours <= max(3e-2, 2 * theirs), \
                     f"{what} ({part}): relative error {ours:.3g} (PyTorch bfloat16: {theirs:.3g})"
 
 
