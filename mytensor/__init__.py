@@ -16,5 +16,6 @@ from .creation import (tensor, zeros, ones, empty, full, zeros_like, ones_like, 
                        from_numpy, from_dlpack)
 from .ops import *  # noqa: F401,F403
 from . import ops  # noqa: F401
+from .serialization import save, load  # noqa: F401
 
 half, float, double, long = float16, float32, float64, int64
