@@ -15,7 +15,7 @@ import io
 import json
 import os
 import pickle
-import tempfile
+import uuid
 import zipfile
 
 import numpy as np
@@ -38,7 +38,8 @@ def atomic_write(path, mode="wb"):
     temporary; a killed one leaves `.tmp-<name>.<random>` for `remove_temporaries`."""
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{name}.")
+    tmp = os.path.join(folder, f".tmp-{name}.{uuid.uuid4().hex[:12]}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as for open()
     try:
         with open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             yield f
