@@ -83,7 +83,7 @@ def test_a_new_run_refuses_a_folder_holding_a_run(run_options, tmp_path, cli, mo
 
 def test_a_second_writer_is_refused_while_the_first_runs(run_options, tmp_path, cli, train_args):
     out = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "mytensor", *train_args(run_options(epochs=12))],
+    first = subprocess.Popen([sys.executable, "-m", "mytensor", *train_args(run_options(epochs=6))],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         while not (out / "config.json").exists():  # written once the first process holds the lock
@@ -97,7 +97,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(run_options, tmp_path, 
         stdout, stderr = first.communicate(timeout=120)
     assert first.returncode == 0, stderr
     state = load_checkpoint(out / "last.ckpt")
-    assert state["epoch"] == 12 and state["config"] == json.loads((out / "config.json").read_text())
+    assert state["epoch"] == 6 and state["config"] == json.loads((out / "config.json").read_text())
 
 
 # ---------------------------------------------------------------- 3: checkpoints cannot run code

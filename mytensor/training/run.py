@@ -108,13 +108,17 @@ class RunConfig:
             low, high = self.momentum - ONECYCLE_MOMENTUM_SPREAD, self.momentum + ONECYCLE_MOMENTUM_SPREAD
             _require(low >= 0 and high < 1, f"--momentum {self.momentum}: with --schedule onecycle the momentum "
                      f"cycles over {low:.2f}..{high:.2f}, which must stay within [0, 1); choose 0 (no momentum) or "
-                     f"{ONECYCLE_MOMENTUM_SPREAD} to {1 - 2 * ONECYCLE_MOMENTUM_SPREAD}")
+                     f"from {ONECYCLE_MOMENTUM_SPREAD} to below {1 - ONECYCLE_MOMENTUM_SPREAD}")
         for name in ("image_size", "threads"):
             value = getattr(self, name)
             _require(value is None or (_whole(value) and value >= 1), f"{_flag(name)} must be 1 or more, got {value!r}")
         _require(self.workers is None or (_whole(self.workers) and self.workers >= 0),
                  f"--workers must be 0 or more, got {self.workers!r}")
         _require(_whole(self.seed), f"--seed must be a whole number, got {self.seed!r}")
+        for name in ("nesterov", "augment", "skip_bad_images", "cuda_graph"):
+            value = getattr(self, name)
+            _require(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
+        _require(isinstance(self.dataset, str), f"--dataset must be a name or folder:PATH, got {self.dataset!r}")
         _require(self.device == "auto" or _parses_as_device(self.device),
                  f"--device {self.device!r}: choose cpu, cuda, cuda:N or auto")
 
