@@ -19,5 +19,6 @@ from .ops import *  # noqa: F401,F403
 from . import ops  # noqa: F401
 from .amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: F401
 from . import amp, backends  # noqa: F401
+from .serialization import save, load  # noqa: F401
 
 half, float, double, long = float16, float32, float64, int64

@@ -1,69 +1,66 @@
 """The `mytensor` command: `train`, `eval` and `predict` (also `python -m mytensor`)."""
 import argparse
-import os
-import sys
-import time
+import pickle
 
 
-def _train_parser(sub):
-    p = sub.add_parser("train", help="train a model on a dataset")
-    p.add_argument("--dataset", default="mnist",
-                   help="mnist, fashion-mnist, cifar10, tiny-imagenet or folder:PATH (default: mnist)")
-    p.add_argument("--model", default="lenet5", help="mlp, lenet5, simple_conv, cifar_lenet, cifar_cnn3, resnet_small")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--lr", type=float, default=None, help="default: 0.05 for sgd, 0.001 for adam/adamw")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--nesterov", action="store_true")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--schedule", default="onecycle", choices=["none", "step", "multistep", "cosine", "onecycle"])
-    p.add_argument("--warmup", type=int, default=0, help="epochs of linear learning-rate warm-up")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--augment", action="store_true", help="random crops (and flips for natural images)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="threads preparing batches ahead of the training step (default: up to 4, one per core)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (the GPU if there is one)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "tf32", "bf16", "fp16"],
-                   help="auto: bf16 mixed precision on GPUs with bfloat16 tensor cores, else fp32 "
-                        "(tf32: float32 with TF32 matrix products)")
-    p.add_argument("--no-cuda-graph", action="store_true",
+def _train_parser(sub, common):
+    from .training.run import OPTIMIZERS, SCHEDULES, RunConfig as D
+    p = sub.add_parser("train", parents=[common], help="train a model on a dataset",
+                       description="Every option left out takes its default for a new run, and its saved value "
+                                   "with --resume.")
+    # default=None everywhere: an option left out is not given, so --resume keeps the saved value
+    p.add_argument("--dataset", help=f"mnist, fashion-mnist, cifar10, tiny-imagenet or folder:PATH "
+                                     f"(default: {D.dataset})")
+    p.add_argument("--model", help=f"mlp, lenet5, simple_conv, cifar_lenet, cifar_cnn3, resnet_small "
+                                   f"(default: {D.model})")
+    p.add_argument("--epochs", type=int, help=f"default: {D.epochs}; with --resume, a larger value extends the run")
+    p.add_argument("--batch-size", type=int, help=f"default: {D.batch_size}")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default: {D.optimizer}")
+    p.add_argument("--lr", type=float, help="default: 0.05 for sgd, 0.001 for adam/adamw")
+    p.add_argument("--momentum", type=float,
+                   help=f"sgd only (default: {D.momentum}); onecycle cycles it over this -/+ 0.05")
+    p.add_argument("--nesterov", action="store_true", default=None, help="sgd only")
+    p.add_argument("--weight-decay", type=float, help=f"default: {D.weight_decay}")
+    p.add_argument("--schedule", choices=SCHEDULES, help=f"default: {D.schedule}")
+    p.add_argument("--warmup", type=int, help="epochs of linear learning-rate warm-up (onecycle: of its rise; "
+                                              "default: none, onecycle: 30%% of the run)")
+    p.add_argument("--label-smoothing", type=float, help=f"default: {D.label_smoothing}")
+    p.add_argument("--augment", action="store_true", default=None, help="random crops (and flips for natural images)")
+    p.add_argument("--image-size", type=int, help="folder: datasets: scale each image to cover N x N and crop the "
+                                                  "centre (default: the first image's shorter side)")
+    p.add_argument("--skip-bad-images", action="store_true", default=None,
+                   help="folder: datasets: leave out (and list) files that cannot be decoded")
+    p.add_argument("--workers", type=int,
+                   help="threads preparing batches ahead of the training step (default: half of --threads, up to 4)")
+    p.add_argument("--threads", type=int, help="CPU threads in all, loader and BLAS (default: the cores this "
+                                               "process may use)")
+    p.add_argument("--device", help=f"cpu, cuda or auto, the GPU if there is one (default: {D.device})")
+    p.add_argument("--precision", choices=("auto", "fp32", "tf32", "bf16", "fp16"),
+                   help="auto (the default): bf16 mixed precision on GPUs with bfloat16 tensor cores, else fp32; "
+                        "tf32: float32 with TF32 matrix products")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false", default=None,
                    help="on the GPU, run every step eagerly instead of replaying a captured CUDA graph")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="where datasets live (else $MYTENSOR_DATA, else a cache)")
-    p.add_argument("--out", default=None, help="run folder (default: runs/DATASET-MODEL-TIME)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--seed", type=int, help=f"default: {D.seed}")
+    p.add_argument("--data-dir", help="where datasets live (else $MYTENSOR_DATA, else a cache)")
+    p.add_argument("--out", help="run folder (default: a new runs/DATASET-MODEL-TIME)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out: its saved settings, from its last finished epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out, if there is one")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
 def _cmd_train(args):
-    from .training.run import train
-    if args.resume and not args.out:
-        sys.exit("--resume needs --out RUN_DIR, the folder of the run to continue")
-    if args.resume and not os.path.exists(os.path.join(args.out, "last.ckpt")):
-        sys.exit(f"--resume: no checkpoint {os.path.join(args.out, 'last.ckpt')} to continue from")
-    dataset_tag = args.dataset.replace("folder:", "folder-").replace(os.sep, "_")
-    config = {
-        "dataset": args.dataset, "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
-        "optimizer": args.optimizer, "lr": args.lr if args.lr is not None else (
-            0.05 if args.optimizer == "sgd" else 0.001),
-        "momentum": args.momentum, "nesterov": args.nesterov, "weight_decay": args.weight_decay,
-        "schedule": args.schedule, "warmup": args.warmup, "label_smoothing": args.label_smoothing,
-        "augment": args.augment, "workers": args.workers, "device": args.device, "cuda_graph": not args.no_cuda_graph,
-        "precision": args.precision,
-        "seed": args.seed, "data_dir": args.data_dir,
-        "out": args.out or os.path.join("runs", f"{dataset_tag}-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"),
-    }
-    train(config, resume=args.resume, show_progress=not args.no_progress)
-    print(f"Run folder: {config['out']}")
+    from .training.run import RunConfig, train
+    given = {k: getattr(args, k) for k in RunConfig.field_names() if getattr(args, k, None) is not None}
+    train(given, resume=args.resume, overwrite=args.overwrite, show_progress=not args.no_progress)
 
 
 def _cmd_eval(args):
     from .training.loop import evaluate
     from .training.run import load_run
-    config, model, _, loader = load_run(args.run_dir, args.checkpoint, args.device)
+    config, model, _, loader = load_run(args.run_dir, args.checkpoint, args.device, args.data_dir)
     result = evaluate(model, loader)
-    print(f"{config['model']} on {config['dataset']} ({args.checkpoint} checkpoint): "
+    print(f"{config.model} on {config.dataset} ({args.checkpoint} checkpoint): "
           f"test_loss={result['loss']:.4f} test_acc={result['acc']:.4f}")
 
 
@@ -74,7 +71,7 @@ def _cmd_predict(args):
     from .data import read_image
     from .nn import functional as F
     from .training.run import load_run
-    config, model, dataset, loader = load_run(args.run_dir, args.checkpoint, args.device)
+    config, model, dataset, loader = load_run(args.run_dir, args.checkpoint, args.device, args.data_dir)
     image = read_image(args.image, dataset.image_shape)
     batch = loader.prepare(image[None])
     model.eval()
@@ -84,28 +81,39 @@ def _cmd_predict(args):
         print(f"{dataset.classes[i]:>16s}  {100 * probs[i]:5.1f}%")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="mytensor", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub)
-    p = sub.add_parser("eval", help="re-evaluate a run's checkpoint on its test set")
+def _run_parser(sub, name, common, help):
+    """eval and predict: a run folder, which checkpoint, and where to run it now."""
+    p = sub.add_parser(name, parents=[common], help=help)
     p.add_argument("run_dir")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    p.add_argument("--device", default=None)
-    p = sub.add_parser("predict", help="print the top classes of an image")
-    p.add_argument("run_dir")
+    p.add_argument("--device", help="cpu, cuda or auto (default: the run's own --device)")
+    p.add_argument("--data-dir", help="where the run's dataset is on this machine (default: the run's own)")
+    return p
+
+
+def main(argv=None):
+    # --traceback is accepted before and after the command; SUPPRESS keeps the command's
+    # parser from resetting a value given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+    parser = argparse.ArgumentParser(prog="mytensor", description=__doc__, parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub, common)
+    _run_parser(sub, "eval", common, "re-evaluate a run's checkpoint on its test set")
+    p = _run_parser(sub, "predict", common, "print the top classes of an image")
     p.add_argument("image")
     p.add_argument("--top", type=int, default=5)
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    p.add_argument("--device", default=None)
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     args = parser.parse_args(argv)
     try:
         {"train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict}[args.command](args)
-    except (ValueError, TypeError, RuntimeError, OSError) as e:
-        if args.traceback:
+    except (ValueError, TypeError, RuntimeError, OSError, ArithmeticError, MemoryError,
+            pickle.UnpicklingError) as e:
+        if getattr(args, "traceback", False):
             raise
         parser.exit(2, f"mytensor {args.command}: error: {e}\n(run with --traceback for the details)\n")
+    except KeyboardInterrupt as e:
+        parser.exit(130, f"\nmytensor {args.command}: {str(e) or 'interrupted'}\n")
 
 
 if __name__ == "__main__":

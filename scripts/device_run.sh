@@ -26,7 +26,7 @@ install_missing() {
 
 run_training() {  # name, then mytensor train arguments
   local name=$1; shift
-  $PY -m mytensor train --device cuda --no-progress --out /tmp/runs/$name "$@" 2>&1 | tee "$OUT/$name.log"
+  $PY -m mytensor train --device cuda --no-progress --overwrite --out /tmp/runs/$name "$@" 2>&1 | tee "$OUT/$name.log"
   cp /tmp/runs/$name/metrics.csv "$OUT/$name-metrics.csv" 2>/dev/null
 }
 

@@ -14,35 +14,11 @@ from mytensor.training.run import train
 DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.gpu)] if mt.cuda_is_available() else [])
 
 
-@pytest.fixture
-def tiny_folder(tmp_path, monkeypatch):
-    """A 3-class image-folder dataset of 8x8 RGB PNGs, split into train/ and test/."""
-    from PIL import Image
-    monkeypatch.setenv("MYTENSOR_CACHE", str(tmp_path / "cache"))
-    rng = np.random.default_rng()
-    root = tmp_path / "shapes"
-    for split, n in (("train", 24), ("test", 6)):
-        for c, name in enumerate(("red", "green", "blue")):
-            (root / split / name).mkdir(parents=True)
-            for i in range(n):
-                img = rng.integers(0, 60, (8, 8, 3), dtype=np.uint8)
-                img[..., c] += 150  # the class is the dominant colour: learnable in a few steps
-                Image.fromarray(img).save(root / split / name / f"{i}.png")
-    return root
-
-
-def _config(folder, out, device="cpu", epochs=3, optimizer="sgd", schedule="cosine"):
-    return {"dataset": f"folder:{folder}", "model": "mlp", "epochs": epochs, "batch_size": 8,
-            "optimizer": optimizer, "lr": 0.05 if optimizer == "sgd" else 0.01, "momentum": 0.9,
-            "weight_decay": 1e-4, "schedule": schedule, "warmup": 1, "label_smoothing": 0.0, "augment": True,
-            "device": device, "seed": 3, "data_dir": None, "out": str(out)}
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-def test_resume_matches_uninterrupted_run(tiny_folder, tmp_path, device, optimizer):
-    full = train(_config(tiny_folder, tmp_path / "full", device, optimizer=optimizer), show_progress=False)
-    cut = _config(tiny_folder, tmp_path / "cut", device, optimizer=optimizer)
+def test_resume_matches_uninterrupted_run(run_options, tmp_path, device, optimizer):
+    full = train(run_options("full", device=device, optimizer=optimizer, warmup=1), show_progress=False)
+    cut = run_options("cut", device=device, optimizer=optimizer, warmup=1)
     train(cut, show_progress=False, stop_after=1)  # as if killed after the first epoch
     assert load_checkpoint(tmp_path / "cut" / "last.ckpt")["epoch"] == 1
     resumed = train(dict(cut), resume=True, show_progress=False)
@@ -78,20 +54,21 @@ def test_cli_train_writes_run_folder_then_eval_and_predict(tiny_folder, tmp_path
     assert percents == sorted(percents, reverse=True) and sum(percents) == pytest.approx(100, abs=0.5)
 
 
-def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="no checkpoint"):
+def test_resume_without_a_run_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
         main(["train", "--resume", "--out", str(tmp_path / "missing")])
+    assert "missing is not a run folder (it has no config.json)" in capsys.readouterr().err
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ck.ckpt"
     save_checkpoint({"epoch": 1}, path)
 
-    class Unpicklable:
-        def __reduce__(self):
-            raise RuntimeError("disk full")
-    with pytest.raises(RuntimeError, match="disk full"):
-        save_checkpoint({"epoch": 2, "bad": Unpicklable()}, path)
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(np.lib.format, "write_array", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint({"epoch": 2, "weights": np.ones(3)}, path)
     assert load_checkpoint(path) == {"epoch": 1}  # the old file survives a failed write
     assert os.listdir(tmp_path) == ["ck.ckpt"]  # and no temporary file is left behind
 

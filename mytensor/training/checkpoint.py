@@ -1,36 +1,19 @@
-"""Checkpoints written atomically: an interrupted write never leaves a broken file.
+"""Checkpoints: `mytensor.save` files, written atomically, that hold data only.
 
-A checkpoint is a pickle of plain Python and NumPy values (state dicts hold
-NumPy arrays), so it loads on any device.
+A checkpoint is a dict of state dicts (NumPy arrays) and plain values, so it
+loads on any device, and loading one cannot run code (see `serialization`).
 """
 import os
-import pickle
-import tempfile
+
+from ..serialization import load, save
 
 
 def save_checkpoint(state, path):
-    """Write to a temporary file in the same folder, flush it to disk, then
-    rename: `os.replace` is atomic, so `path` is always the old or the new file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".ckpt")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """`path` is always the old file or the new one, whenever the process dies."""
+    save(state, path)
 
 
 def load_checkpoint(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
-        raise RuntimeError(f"checkpoint {path} is corrupt or from an incompatible version: {e}") from None
+    return load(path)

@@ -2,9 +2,11 @@
 
 Loss, correct predictions and the image count are summed on the device and
 read back only every `log_every` steps and at the end, so a step never waits
-for the GPU; on the GPU the sums are part of the step replayed from a CUDA
-graph, so they cost no Python at all.
+for the GPU; each read also checks that the loss is still finite. On the GPU
+the sums are part of the step replayed from a CUDA graph, so they cost no
+Python at all.
 """
+import math
 import time
 
 from .. import no_grad, zeros
@@ -44,7 +46,9 @@ class RunningTotals:
 def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per_batch=False,
                     progress=None, log_every=50, label_smoothing=0.0, cuda_graph=False, precision="fp32"):
     """Train for one pass over `loader`. With `cuda_graph`, the step is
-    captured once and replayed (see `graphed_step`)."""
+    captured once and replayed (see `graphed_step`). A loss that is no longer
+    finite (a diverging learning rate) raises FloatingPointError at the next
+    read, instead of training on NaN weights."""
     model.train()
     totals = RunningTotals()
     start = time.perf_counter()
@@ -57,12 +61,21 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per
             scheduler.step()
         if progress is not None:
             progress.update(1)
-            if step % log_every == 0:
-                mean_loss, acc = totals.read()
+        if step % log_every == 0:
+            mean_loss, acc = _finite(totals.read(), step, len(loader))
+            if progress is not None:
                 rate = totals.count.item() / (time.perf_counter() - start)  # read() has synced already
                 progress.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{acc:.4f}", img_s=f"{rate:.0f}")
-    mean_loss, acc = totals.read()
+    mean_loss, acc = _finite(totals.read(), len(loader), len(loader))
     return {"loss": mean_loss, "acc": acc, "time": time.perf_counter() - start}
+
+
+def _finite(read, step, steps):
+    """The (mean loss, accuracy) just read, if the loss is finite. The sum since the
+    epoch's start stays NaN or infinite once a step made it so."""
+    if not math.isfinite(read[0]):
+        raise FloatingPointError(f"the training loss is {read[0]} at step {step} of {steps}")
+    return read
 
 
 @no_grad()

@@ -1,12 +1,16 @@
 """`curves.png`: loss and accuracy per epoch, train and test, side by side."""
-import matplotlib
-
-matplotlib.use("Agg")  # files only: training runs on machines without a screen
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from ..serialization import atomic_write
 
 
 def plot_curves(rows, path):
+    """Written atomically, so a run killed while plotting never leaves half a PNG.
+    matplotlib is imported here, not at start-up: it takes longer to import than
+    the rest of mytensor, and `eval` and `predict` never plot."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only: training runs on machines without a screen
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for split in ("train", "test"):
@@ -19,5 +23,6 @@ def plot_curves(rows, path):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)

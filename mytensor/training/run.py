@@ -1,73 +1,287 @@
-"""A training run: build data, model and optimizer from a config, then loop
+"""A training run: build data, model and optimizer from a `RunConfig`, then loop
 over epochs, writing everything a user needs into the run folder:
 
     RUN_DIR/config.json   the settings, so `eval`, `predict` and `--resume` rebuild the same run
     RUN_DIR/metrics.csv   one row per epoch
-    RUN_DIR/last.ckpt     after every epoch (atomic), what `--resume` continues from
+    RUN_DIR/last.ckpt     after every epoch, what `--resume` continues from
     RUN_DIR/best.ckpt     the epoch with the best test accuracy
     RUN_DIR/curves.png    loss and accuracy curves
-"""
-import csv
-import json
-import os
+    RUN_DIR/.lock         locked by the one process training into the folder
 
+Every file is written atomically (`atomic_write`), so a run killed at any moment
+leaves a folder that `eval` reads and `--resume` continues. A new run refuses a
+folder that holds files (unless `overwrite`); a failed start-up writes nothing.
+"""
+import contextlib
+import csv
+import dataclasses
+import json
+import math
+import os
+import socket
+import time
+from pathlib import Path
+
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from .. import cuda_is_available, device, manual_seed, models, optim
+from ..backend import get_backend
 from ..data import DataLoader, load_dataset, transforms
 from ..optim import lr_scheduler
+from ..serialization import atomic_write, remove_temporaries
 from .checkpoint import load_checkpoint, save_checkpoint
 from .graphed_step import graph_capturable
 from .loop import evaluate, train_one_epoch
 from .plots import plot_curves
-from .precision import matmul_precision_of, resolve_precision
+from .precision import PRECISIONS, matmul_precision_of, resolve_precision
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr"]
+RUN_FILES = ("config.json", "metrics.csv", "last.ckpt", "best.ckpt", "curves.png")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "step", "multistep", "cosine", "onecycle")
+ONECYCLE_MOMENTUM_SPREAD = 0.05  # OneCycle moves SGD's momentum to --momentum -/+ this (0.85..0.95 around 0.9)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything that defines a run, each default written once here. `mytensor
+    train` fills it from its options, config.json stores it, and `eval`,
+    `predict` and `--resume` rebuild the run from it."""
+
+    dataset: str = "mnist"
+    model: str = "lenet5"
+    epochs: int = 3
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float | None = None  # None: 0.05 for sgd, 0.001 for adam and adamw
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "onecycle"
+    warmup: int = 0
+    label_smoothing: float = 0.0
+    augment: bool = False
+    image_size: int | None = None
+    skip_bad_images: bool = False
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # see `training.precision`
+    cuda_graph: bool = True
+    workers: int | None = None
+    threads: int | None = None
+    data_dir: str | None = None
+    out: str | None = None
+    resolved_device: str | None = None  # what `device` meant where the run last trained (`auto` -> cpu or cuda)
+    resolved_precision: str | None = None  # and what `precision` meant there (`auto` -> bf16 or fp32)
+
+    # what may differ when a run is resumed: where and how fast it runs, and for how long
+    RESUMABLE = ("epochs", "device", "precision", "cuda_graph", "workers", "threads", "data_dir", "out",
+                 "resolved_device", "resolved_precision")
+    # what every config.json has held (the other keys came later and default when missing)
+    REQUIRED = ("dataset", "model", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
+                "schedule", "seed", "device", "out")
+
+    def __post_init__(self):
+        if self.lr is None and self.optimizer in OPTIMIZERS:
+            self.lr = 0.05 if self.optimizer == "sgd" else 0.001
+        for name in ("dataset", "data_dir", "out"):
+            setattr(self, name, _absolute(name, getattr(self, name)))
+        self._validate()
+
+    def _validate(self):
+        """One clear line for the first setting out of range."""
+        _require(self.optimizer in OPTIMIZERS, f"--optimizer {self.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
+        _require(self.schedule in SCHEDULES, f"--schedule {self.schedule!r}: choose {', '.join(SCHEDULES)}")
+        _require(self.model in models.available_models(),
+                 f"unknown model {self.model!r}; available: {', '.join(models.available_models())}")
+        _require(_whole(self.epochs) and self.epochs >= 1, f"--epochs must be 1 or more, got {self.epochs!r}")
+        _require(_whole(self.batch_size) and self.batch_size >= 1,
+                 f"--batch-size must be 1 or more, got {self.batch_size!r}")
+        _require(_finite(self.lr) and self.lr > 0, f"--lr must be a finite number above 0, got {self.lr!r}")
+        _require(_finite(self.momentum) and 0 <= self.momentum < 1,
+                 f"--momentum must be at least 0 and below 1, got {self.momentum!r}")
+        _require(not self.nesterov or self.momentum > 0, "--nesterov needs a --momentum above 0")
+        _require(_finite(self.weight_decay) and self.weight_decay >= 0,
+                 f"--weight-decay must be a finite number, 0 or more, got {self.weight_decay!r}")
+        _require(_whole(self.warmup) and 0 <= self.warmup < self.epochs,
+                 f"--warmup must be 0 or more and fewer than --epochs {self.epochs}, got {self.warmup!r}")
+        _require(_finite(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+                 f"--label-smoothing must be at least 0 and below 1, got {self.label_smoothing!r}")
+        if self.schedule == "onecycle" and self.optimizer == "sgd" and self.momentum > 0:
+            low, high = self.momentum - ONECYCLE_MOMENTUM_SPREAD, self.momentum + ONECYCLE_MOMENTUM_SPREAD
+            _require(low >= 0 and high < 1, f"--momentum {self.momentum}: with --schedule onecycle the momentum "
+                     f"cycles over {low:.2f}..{high:.2f}, which must stay within [0, 1); choose 0 (no momentum) or "
+                     f"from {ONECYCLE_MOMENTUM_SPREAD} to below {1 - ONECYCLE_MOMENTUM_SPREAD}")
+        for name in ("image_size", "threads"):
+            value = getattr(self, name)
+            _require(value is None or (_whole(value) and value >= 1), f"{_flag(name)} must be 1 or more, got {value!r}")
+        _require(self.workers is None or (_whole(self.workers) and self.workers >= 0),
+                 f"--workers must be 0 or more, got {self.workers!r}")
+        _require(_whole(self.seed), f"--seed must be a whole number, got {self.seed!r}")
+        for name in ("nesterov", "augment", "skip_bad_images", "cuda_graph"):
+            value = getattr(self, name)
+            _require(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
+        _require(isinstance(self.dataset, str), f"--dataset must be a name or folder:PATH, got {self.dataset!r}")
+        _require(self.device == "auto" or _parses_as_device(self.device),
+                 f"--device {self.device!r}: choose cpu, cuda, cuda:N or auto")
+        _require(self.precision in ("auto",) + PRECISIONS,
+                 f"--precision {self.precision!r}: choose auto, {', '.join(PRECISIONS)}")
+
+    @classmethod
+    def from_options(cls, given):
+        """A new run's config from the options given (the others default); an
+        option that the chosen optimizer would ignore is an error, not a no-op."""
+        cls._check_known(given)
+        optimizer = given.get("optimizer", cls.optimizer)
+        ignored = [_flag(k) for k in ("momentum", "nesterov") if given.get(k) is not None and optimizer != "sgd"]
+        _require(not ignored, f"{' and '.join(ignored)} apply to --optimizer sgd only, not {optimizer}")
+        return cls(**{k: v for k, v in given.items() if v is not None})
+
+    def resumed_with(self, given):
+        """This saved config continued with the options given to `--resume`: those in
+        RESUMABLE replace the saved ones, any other must equal its saved value."""
+        self._check_known(given)
+        given = {k: _absolute(k, v) for k, v in given.items() if v is not None}
+        changed = [f"{_flag(k)} {v!r} (saved: {getattr(self, k)!r})" for k, v in given.items()
+                   if k not in self.RESUMABLE and v != getattr(self, k)]
+        _require(not changed, f"--resume continues the run in {given.get('out', self.out)} with its saved "
+                 f"settings, and these cannot change: {', '.join(changed)}; start a new run (another --out, or "
+                 f"--overwrite) to change them")
+        return dataclasses.replace(self, **{k: v for k, v in given.items() if k in self.RESUMABLE})
+
+    @classmethod
+    def field_names(cls):
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def _check_known(cls, given):
+        unknown = [k for k in given if k not in cls.field_names()]
+        _require(not unknown, f"unknown setting(s) {', '.join(unknown)}")
+
+    @classmethod
+    def load(cls, path):
+        """The config stored in `path` (config.json); any problem names the file and the key."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{Path(path).parent} is not a run folder (it has no config.json)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); it is damaged") from None
+        _require(isinstance(data, dict), f"{path} holds no settings (a JSON object was expected)")
+        missing = [k for k in cls.REQUIRED if k not in data]
+        unknown = [k for k in data if k not in cls.field_names()]
+        _require(not missing, f"{path} is incomplete: no {', '.join(map(repr, missing))}")
+        _require(not unknown, f"{path}: unknown key(s) {', '.join(map(repr, unknown))}")
+        try:
+            return cls(**data)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def save(self, path):
+        with atomic_write(path, "w") as f:
+            json.dump(dataclasses.asdict(self), f, indent=2)
+
+
+def _require(ok, message):
+    if not ok:
+        raise ValueError(message)
+
+
+def _whole(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _finite(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _parses_as_device(name):
+    try:
+        device(name)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _absolute(name, value):
+    """Paths are stored absolute, so a run folder works from any directory."""
+    if isinstance(value, str) and name in ("data_dir", "out"):
+        return str(Path(value).expanduser().absolute())
+    if isinstance(value, str) and name == "dataset" and value.startswith("folder:") and value != "folder:":
+        return "folder:" + str(Path(value[len("folder:"):]).expanduser().absolute())
+    return value
 
 
 def resolve_device(name):
-    if name in (None, "auto"):
+    """The device to run on: `auto` is the GPU if there is one; a GPU that is not
+    usable here is an error that says how to run on the CPU instead."""
+    if name == "auto":
         return "cuda" if cuda_is_available() else "cpu"
+    try:
+        get_backend(name)
+    except RuntimeError as e:
+        raise RuntimeError(f"device {name}: {e}; to run on the CPU instead, pass --device cpu") from None
     return name
 
 
-def build_data(config, train):
+def cpu_threads(threads=None, workers=None):
+    """(BLAS threads, loader threads) for `threads` cores (default: all this process may
+    use): loader threads take up to half of them (at most 4), the training step's BLAS
+    the rest, so the two never compete for a core. BLAS threads that outnumber the free
+    cores spin waiting for each other, which made a busy 2-core machine 6-13x slower."""
+    cores = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    workers = min(4, cores // 2) if workers is None else workers
+    return max(1, cores - workers), workers
+
+
+def build_data(config, train, workers=0):
     """The dataset of a config, wrapped in a loader with its transforms."""
-    dataset = load_dataset(config["dataset"], data_dir=config.get("data_dir"), train=train)
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, train=train, image_size=config.image_size,
+                           skip_bad_images=config.skip_bad_images)
     steps = []
-    if train and config.get("augment"):
-        steps += transforms.augmentation(config["dataset"], dataset)
+    if train and config.augment:
+        steps += transforms.augmentation(config.dataset, dataset)
     steps.append(transforms.Normalize(*dataset.normalization))
-    loader = DataLoader(dataset, batch_size=config["batch_size"], shuffle=train, drop_last=False,
-                        transform=transforms.Compose(steps), seed=config["seed"], num_workers=config.get("workers"),
-                        device=config["device"])
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=train, drop_last=False,
+                        transform=transforms.Compose(steps), seed=config.seed, num_workers=workers,
+                        device=config.resolved_device)
     return dataset, loader
 
 
 def build_model(config, dataset):
     c, h, w = dataset.image_shape
-    model = models.get_model(config["model"], num_classes=len(dataset.classes), in_channels=c, image_size=h)
-    return model.to(config["device"])
+    model = models.get_model(config.model, num_classes=len(dataset.classes), in_channels=c, image_size=h)
+    return model.to(config.resolved_device)
 
 
 def build_optimizer(config, model):
-    name, params = config["optimizer"], model.parameters()
-    if name == "sgd":
-        return optim.SGD(params, lr=config["lr"], momentum=config["momentum"], weight_decay=config["weight_decay"],
-                         nesterov=config.get("nesterov", False))
-    if name == "adam":
-        return optim.Adam(params, lr=config["lr"], weight_decay=config["weight_decay"])
-    if name == "adamw":
-        return optim.AdamW(params, lr=config["lr"], weight_decay=config["weight_decay"])
-    raise ValueError(f"unknown optimizer {name!r}; choose sgd, adam or adamw")
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                         nesterov=config.nesterov)
+    cls = optim.Adam if config.optimizer == "adam" else optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def build_scheduler(config, optimizer, steps_per_epoch):
     """(scheduler or None, whether it steps per batch). Warm-up is linear over
-    `warmup` epochs, then the chosen schedule takes over."""
-    name, epochs, warmup = config["schedule"], config["epochs"], config.get("warmup", 0)
+    `warmup` epochs, then the chosen schedule takes over; OneCycle's own rise takes
+    `warmup` epochs when given (else 30% of the run), and cycles SGD's momentum
+    around `--momentum`."""
+    name, epochs, warmup = config.schedule, config.epochs, config.warmup
     if name == "onecycle":
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=epochs * steps_per_epoch), True
+        momentum = {}
+        if config.optimizer == "sgd":
+            momentum = {"cycle_momentum": config.momentum > 0,
+                        "base_momentum": config.momentum - ONECYCLE_MOMENTUM_SPREAD,
+                        "max_momentum": config.momentum + ONECYCLE_MOMENTUM_SPREAD}
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=epochs * steps_per_epoch,
+                                       pct_start=warmup / epochs if warmup else 0.3, **momentum), True
     main = {
         "none": None,
         "step": lambda: lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1),
@@ -75,8 +289,6 @@ def build_scheduler(config, optimizer, steps_per_epoch):
                                                       gamma=0.1),
         "cosine": lambda: lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs - warmup)),
     }
-    if name not in main:
-        raise ValueError(f"unknown schedule {name!r}; choose none, step, multistep, cosine or onecycle")
     scheduler = main[name]() if main[name] else None
     if warmup:
         warm = lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=warmup)
@@ -84,94 +296,193 @@ def build_scheduler(config, optimizer, steps_per_epoch):
     return scheduler, False
 
 
+def _restore(state, model, optimizer, scheduler, per_batch, steps_per_epoch):
+    """Load a checkpoint's weights and optimizer state, and bring the schedule to the
+    step it was saved at by replaying it: the schedule is rebuilt from the config,
+    so with a larger --epochs it is the schedule of the longer run, continued from
+    there. The optimizer keeps the settings (lr, momentum) that schedule gives."""
+    model.load_state_dict(state["model"])
+    if scheduler is not None:
+        for _ in range(state["epoch"] * (steps_per_epoch if per_batch else 1)):
+            scheduler.step()
+    saved = state["optimizer"]
+    groups = [{**s, **{k: v for k, v in g.items() if k != "params"}}
+              for s, g in zip(saved["param_groups"], optimizer.param_groups)]
+    optimizer.load_state_dict({"state": saved["state"], "param_groups": groups})
+
+
 def _write_metrics(rows, path):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path, "w") as f:
         writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
-def train(config, resume=False, show_progress=True, stop_after=None):
-    """Run (or continue) training; returns the metric rows. `stop_after` ends
-    the process's work after that many epochs, as an interruption would."""
-    out = config["out"]
-    os.makedirs(out, exist_ok=True)
-    last_path = os.path.join(out, "last.ckpt")
+@contextlib.contextmanager
+def _locked(folder):
+    """Hold `folder/.lock` for the life of a run. The kernel drops an flock when its
+    process ends, however it ends (SIGKILL included), so a stale lock never blocks."""
+    import fcntl
+    with open(folder / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise RuntimeError(f"{folder} is in use by another training process ({f.read().strip() or 'unknown'}); "
+                               f"wait for it to end, or train into another --out") from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        yield
+
+
+def _new_run_folder(config):
+    """runs/DATASET-MODEL-TIME, made here (with a -2, -3... if that exists) so two runs never share one."""
+    tag = config.dataset.replace("folder:", "folder-").replace(os.sep, "_").strip("_")
+    base = Path("runs").absolute() / f"{tag}-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in range(1, 1000):
+        folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{base} and 998 like it exist already; pass --out")
+
+
+def _check_new_run(folder, overwrite):
+    """A new run goes into a folder that does not exist or holds no files (hidden
+    leftovers aside); with overwrite, the files of a run there are replaced."""
+    if not folder.is_dir():
+        return
+    files = sorted(e.name for e in os.scandir(folder) if not e.name.startswith("."))
+    if overwrite:
+        others = [f for f in files if f not in RUN_FILES]
+        _require(not others, f"--overwrite replaces a run, but {folder} holds other files too "
+                 f"({', '.join(others[:5])}); choose another --out")
+        return
+    if any(f in RUN_FILES for f in files):
+        raise FileExistsError(f"{folder} holds a run already ({', '.join(files[:5])}): continue it with --resume, "
+                              f"replace it with --overwrite, or choose another --out")
+    _require(not files, f"{folder} is not empty ({', '.join(files[:5])}); choose an empty or new --out")
+
+
+def train(options, resume=False, overwrite=False, show_progress=True, stop_after=None):
+    """Train a new run, or with `resume` continue the one in `options["out"]`; returns
+    the metric rows. `options`: a RunConfig, or a dict of the settings given (the
+    rest default; with `resume`, the saved ones). `stop_after` ends the process's work
+    after that many epochs, as an interruption would."""
+    given = dataclasses.asdict(options) if isinstance(options, RunConfig) else dict(options)
+    _require(not (resume and overwrite), "--resume continues a run and --overwrite replaces it: choose one")
     if resume:
-        with open(os.path.join(out, "config.json")) as f:
-            saved = json.load(f)
-        saved["epochs"] = config["epochs"]
-        config = saved
-    config["device"] = resolve_device(config["device"])
-    config["precision"] = resolve_precision(config.get("precision"), device(config["device"]))
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    with matmul_precision_of(config["precision"]):
-        return _train(config, out, last_path, resume, show_progress, stop_after)
+        _require(given.get("out"), "--resume needs --out RUN_DIR, the folder of the run to continue")
+        config = RunConfig.load(Path(given["out"]).expanduser() / "config.json").resumed_with(given)
+    else:
+        config = options if isinstance(options, RunConfig) else RunConfig.from_options(given)
+        if config.out is not None:
+            _check_new_run(Path(config.out), overwrite)  # fail before the slow start-up, not after
+    blas_threads, workers = cpu_threads(config.threads, config.workers)
+    with threadpool_limits(blas_threads, user_api="blas"):
+        config = dataclasses.replace(config, resolved_device=resolve_device(config.device))
+        config = dataclasses.replace(config, resolved_precision=resolve_precision(
+            config.precision, device(config.resolved_device)))
+        manual_seed(config.seed)
+        train_set, train_loader = build_data(config, train=True, workers=workers)
+        _, test_loader = build_data(config, train=False, workers=workers)
+        model = build_model(config, train_set)
+        optimizer = build_optimizer(config, model)
+        scheduler, per_batch = build_scheduler(config, optimizer, len(train_loader))
 
-
-def _train(config, out, last_path, resume, show_progress, stop_after):
-    manual_seed(config["seed"])
-    train_set, train_loader = build_data(config, train=True)
-    _, test_loader = build_data(config, train=False)
-    model = build_model(config, train_set)
-    optimizer = build_optimizer(config, model)
-    scheduler, per_batch = build_scheduler(config, optimizer, len(train_loader))
-    rows, start_epoch, best = [], 1, -1.0
-    if resume:
-        state = load_checkpoint(last_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        rows, start_epoch, best = state["metrics"], state["epoch"] + 1, state["best_acc"]
-        print(f"Resuming {out} after epoch {state['epoch']}")
-    use_graph = config.get("cuda_graph", True) and graph_capturable(model, optimizer, device(config["device"]))
-    print(f"Training {config['model']} on {config['dataset']} ({len(train_set)} images) on {config['device']} "
-          f"in {config['precision']}" + (" (each step replayed from a CUDA graph)" if use_graph else ""))
-
-    for done, epoch in enumerate(range(start_epoch, config["epochs"] + 1)):
-        if stop_after is not None and done >= stop_after:
-            break
-        # every epoch's randomness comes from (seed, epoch), so a resumed run repeats it exactly
-        manual_seed(config["seed"] * 1000 + epoch)
-        train_loader.set_epoch(epoch)
-        with tqdm(total=len(train_loader), desc=f"Epoch {epoch}", disable=not show_progress, leave=False) as bar:
-            tr = train_one_epoch(model, train_loader, optimizer, scheduler, per_batch, progress=bar,
-                                 label_smoothing=config.get("label_smoothing", 0.0), cuda_graph=use_graph,
-                                 precision=config["precision"])
-        with tqdm(total=len(test_loader), desc="  eval", disable=not show_progress, leave=False) as bar:
-            te = evaluate(model, test_loader, progress=bar, precision=config["precision"])
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None and not per_batch:
-            scheduler.step()
-        row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_loss": te["loss"],
-               "test_acc": te["acc"], "epoch_time": tr["time"], "lr": lr}
-        rows.append(row)
-        print(f"Epoch {epoch}: train_loss={tr['loss']:.4f} train_acc={tr['acc']:.4f} test_loss={te['loss']:.4f} "
-              f"test_acc={te['acc']:.4f} epoch_time={tr['time']:.1f}s", flush=True)
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                 "epoch": epoch, "best_acc": max(best, te["acc"]), "metrics": rows, "config": config}
-        if te["acc"] > best:
-            best = te["acc"]
-            save_checkpoint(state, os.path.join(out, "best.ckpt"))
-        save_checkpoint(state, last_path)
-        _write_metrics(rows, os.path.join(out, "metrics.csv"))
-        plot_curves(rows, os.path.join(out, "curves.png"))
+        out = Path(config.out) if config.out is not None else _new_run_folder(config)
+        out.mkdir(parents=True, exist_ok=True)
+        config = dataclasses.replace(config, out=str(out))
+        with _locked(out):
+            remove_temporaries(out)
+            rows, done, best = [], 0, -1.0
+            if resume and (out / "last.ckpt").exists():
+                state = load_checkpoint(out / "last.ckpt")
+                done, rows, best = state["epoch"], state["metrics"], state["best_acc"]
+                _require(done < config.epochs, f"{out} has trained {done} epochs and its --epochs is "
+                         f"{config.epochs}: give --epochs N with N above {done} to train it further")
+                _restore(state, model, optimizer, scheduler, per_batch, len(train_loader))
+                print(f"Resuming {out} after epoch {done} of {config.epochs}")
+            elif not resume:
+                _check_new_run(out, overwrite)  # again, now that no other process can write here
+                for name in RUN_FILES:
+                    (out / name).unlink(missing_ok=True)
+            config.save(out / "config.json")
+            with matmul_precision_of(config.resolved_precision):
+                rows = _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loader, test_loader,
+                                     rows, done, best, show_progress, stop_after)
+    print(f"Run folder: {out}")
     return rows
 
 
-def load_run(run_dir, which="best", device=None):
-    """(config, model, test loader) of a finished run, for `eval` and `predict`."""
-    if not os.path.exists(os.path.join(run_dir, "config.json")):
-        raise FileNotFoundError(f"{run_dir} is not a run folder (it has no config.json)")
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
-    config["device"] = resolve_device(device or config["device"])
-    dataset, loader = build_data(config, train=False)
+def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loader, test_loader, rows, done,
+                  best, show_progress, stop_after):
+    """Epochs `done + 1` to `config.epochs`, each saved as it ends; an interruption
+    or a failure leaves the folder as it was after the last finished epoch."""
+    use_graph = config.cuda_graph and graph_capturable(model, optimizer, device(config.resolved_device))
+    print(f"Training {config.model} on {config.dataset} ({len(train_loader.dataset)} images) on "
+          f"{config.resolved_device} in {config.resolved_precision}"
+          + (" (each step replayed from a CUDA graph)" if use_graph else "")
+          + f", into {out}", flush=True)
+    start = epoch = done
+    try:
+        for epoch in range(start + 1, config.epochs + 1):
+            if stop_after is not None and epoch > start + stop_after:
+                break
+            # every epoch's randomness comes from (seed, epoch), so a resumed run repeats it exactly
+            manual_seed(config.seed * 1000 + epoch)
+            train_loader.set_epoch(epoch)
+            with tqdm(total=len(train_loader), desc=f"Epoch {epoch}", disable=not show_progress, leave=False) as bar:
+                tr = train_one_epoch(model, train_loader, optimizer, scheduler, per_batch, progress=bar,
+                                     label_smoothing=config.label_smoothing, cuda_graph=use_graph,
+                                     precision=config.resolved_precision)
+            with tqdm(total=len(test_loader), desc="  eval", disable=not show_progress, leave=False) as bar:
+                te = evaluate(model, test_loader, progress=bar, precision=config.resolved_precision)
+            lr = optimizer.param_groups[0]["lr"]
+            if scheduler is not None and not per_batch:
+                scheduler.step()
+            row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_loss": te["loss"],
+                   "test_acc": te["acc"], "epoch_time": tr["time"], "lr": lr}
+            rows.append(row)
+            print(f"Epoch {epoch}: train_loss={tr['loss']:.4f} train_acc={tr['acc']:.4f} "
+                  f"test_loss={te['loss']:.4f} test_acc={te['acc']:.4f} epoch_time={tr['time']:.1f}s", flush=True)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                     "best_acc": max(best, te["acc"]), "metrics": rows, "config": dataclasses.asdict(config)}
+            if te["acc"] > best:
+                best = te["acc"]
+                save_checkpoint(state, out / "best.ckpt")
+            save_checkpoint(state, out / "last.ckpt")
+            _write_metrics(rows, out / "metrics.csv")
+            plot_curves(rows, out / "curves.png")
+            done = epoch
+    except FloatingPointError as e:
+        raise FloatingPointError(f"training stopped in epoch {epoch}: {e} (--lr {config.lr}: try a lower one). "
+                                 f"{_saved(out, done)}") from None
+    except MemoryError as e:
+        raise MemoryError(f"out of memory in epoch {epoch} with --batch-size {config.batch_size} ({e}); "
+                          f"lower --batch-size. {_saved(out, done)}") from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"interrupted in epoch {epoch}. {_saved(out, done)}") from None
+    return rows
+
+
+def _saved(out, done):
+    if not done:
+        return f"No epoch had finished, so {out} holds no checkpoint yet."
+    return f"{out} holds the run up to epoch {done}: continue it with `mytensor train --out {out} --resume`."
+
+
+def load_run(run_dir, which="best", device=None, data_dir=None):
+    """(config, model, dataset, test loader) of a run, for `eval` and `predict`;
+    `device` and `data_dir` replace the saved ones (a run folder moves between machines)."""
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir / "config.json")
+    config = dataclasses.replace(config, **{k: v for k, v in (("device", device), ("data_dir", data_dir)) if v})
+    config = dataclasses.replace(config, resolved_device=resolve_device(config.device))
+    dataset, loader = build_data(config, train=False, workers=cpu_threads(config.threads, config.workers)[1])
     model = build_model(config, dataset)
-    model.load_state_dict(load_checkpoint(os.path.join(run_dir, f"{which}.ckpt"))["model"])
+    model.load_state_dict(load_checkpoint(run_dir / f"{which}.ckpt")["model"])
     return config, model, dataset, loader

@@ -53,16 +53,27 @@ def test_image_folder_contents(tree):
     np.testing.assert_array_equal(gray.images[1, 0], images["cat/b_gray.png"])
 
 
-def test_other_sizes_are_resized_to_the_first(tree):
+def test_other_shapes_are_scaled_to_cover_then_cropped(tree):
     root, _ = tree
     big = np.random.default_rng(1).integers(0, 256, (20, 12, 3), dtype=np.uint8)
     write_image(root / "dog" / "z_big.png", big)
     ds = ImageFolder(root)
     assert ds.images.shape == (6, 3, 8, 8)
-    want = np.asarray(Image.fromarray(big).resize((8, 8), Image.BILINEAR)).transpose(2, 0, 1)
+    # 12 wide -> 8 wide scales 20 high to 13, whose middle 8 rows are kept: nothing is stretched
+    want = np.asarray(Image.fromarray(big).resize((8, 13), Image.BILINEAR))[2:10].transpose(2, 0, 1)
     i = [os.path.basename(p) for p, _ in ds.samples].index("z_big.png")
     np.testing.assert_array_equal(ds.images[i], want)
     assert ImageFolder(root, size=(4, 6)).image_shape == (3, 4, 6)
+    assert ImageFolder(root, size=5).image_shape == (3, 5, 5)
+
+
+def test_non_square_images_become_square(tmp_path):
+    rng = np.random.default_rng(7)
+    for cls in ("a", "b"):
+        for i in range(3):
+            write_image(tmp_path / "wide" / cls / f"{i}.png", rgb(rng, 24, 48))
+    assert ImageFolder(tmp_path / "wide").image_shape == (3, 24, 24)  # the shorter side
+    assert load_dataset(f"folder:{tmp_path / 'wide'}", image_size=16).image_shape == (3, 16, 16)
 
 
 def test_decoded_once_then_cached(tree, monkeypatch):
@@ -91,11 +102,37 @@ def test_unreadable_cache_folder_falls_back(tree, monkeypatch, tmp_path):
     assert len(ds) == 5 and not isinstance(ds.images, np.memmap)
 
 
-def test_corrupt_image_is_named(tree):
+def test_every_bad_image_is_named_at_once(tree, tmp_path, capsys):
     root, _ = tree
     (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    with pytest.raises(ValueError, match=r"broken\.jpg: cannot decode image"):
+    (root / "dog" / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"2 image file\(s\) cannot be decoded.*--skip-bad-images") as e:
         ImageFolder(root)
+    assert "broken.jpg: cannot decode image" in str(e.value) and "empty.png: cannot decode image" in str(e.value)
+    decoded = tmp_path / "cache" / "decoded"
+    assert not [p for p in decoded.iterdir() if ".tmp-" in p.name]  # the aborted cache entry is removed
+
+    for _ in range(2):  # decoded, then from the cache: the log names the files left out both times
+        ds = ImageFolder(root, skip_bad=True)
+        assert len(ds) == len(ds.samples) == 5
+        assert not {"broken.jpg", "empty.png"} & {os.path.basename(p) for p, _ in ds.samples}
+        printed = capsys.readouterr().out
+        assert "left out 2 image file(s)" in printed and "broken.jpg" in printed and "empty.png" in printed
+
+
+def test_oversized_image_is_a_clear_error(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+    path = write_image(tmp_path / "huge.png", rgb(np.random.default_rng(8), 40, 40))
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 500)  # 1600 pixels: over twice the limit, PIL's error
+    with pytest.raises(ValueError, match=r"huge\.png: cannot decode image \(Image size \(1600 pixels\) exceeds"):
+        read_image(path, (3, 8, 8))
+
+
+def test_folder_without_a_path_or_data_dir_that_does_not_exist(tmp_path):
+    with pytest.raises(ValueError, match="folder: needs the path of an image folder"):
+        load_dataset("folder:")
+    with pytest.raises(FileNotFoundError, match=r"data folder .*nowhere \(--data-dir\) does not exist"):
+        load_dataset("mnist", data_dir=tmp_path / "nowhere")
 
 
 def test_empty_or_missing_folder(tmp_path):
