@@ -179,3 +179,94 @@ def test_training_step_under_autocast_learns():
         losses.append(loss.item())
     assert all(p.dtype is mt.float32 for p in model.parameters())
     assert losses[-1] < 0.5 * losses[0]
+
+
+# ------------------------------------------------------------------------- GradScaler
+def _twin_mlps(rng):
+    """The same two-layer network in both libraries."""
+    w1, b1, w2 = rng.standard_normal((16, 8)) / 3, rng.standard_normal(16) / 3, rng.standard_normal((4, 16)) / 4
+    mine = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4, bias=False))
+    theirs = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4, bias=False))
+    with torch.no_grad():
+        for p, t, v in zip(mine.parameters(), theirs.parameters(), (w1, b1, w2)):
+            p.data = mt.tensor(v, dtype=mt.float32)
+            t.copy_(torch.tensor(v, dtype=torch.float32))
+    return mine, theirs
+
+
+def test_grad_scaler_matches_torch_step_by_step_with_overflows():
+    """Scales so large that the first steps overflow (skipped, scale backed off), then
+    growth after `growth_interval` good steps: the same scales and weights as PyTorch's."""
+    rng = np.random.default_rng()
+    mine, theirs = _twin_mlps(rng)
+    opt = optim.SGD(mine.parameters(), lr=0.05, momentum=0.9)
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9)
+    kw = dict(init_scale=2.0 ** 127, growth_factor=2.0, backoff_factor=0.5, growth_interval=3)
+    scaler, tscaler = mt.amp.GradScaler("cpu", **kw), torch.amp.GradScaler("cpu", **kw)
+    scales = []
+    for step in range(20):
+        x, y = rng.standard_normal((32, 8)) * 4, rng.standard_normal((32, 4))
+        for lib, model, o, s in ((mt, mine, opt, scaler), (torch, theirs, topt, tscaler)):
+            loss = (lib.nn.functional if lib is torch else F).mse_loss(
+                model(lib.tensor(x, dtype=lib.float32)), lib.tensor(y, dtype=lib.float32))
+            o.zero_grad()
+            s.scale(loss).backward()
+            s.step(o)
+            s.update()
+        assert scaler.get_scale() == tscaler.get_scale(), step
+        scales.append(tscaler.get_scale())
+        for p, t in zip(mine.parameters(), theirs.parameters()):
+            np.testing.assert_allclose(p.detach().numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert scales[0] == 2.0 ** 126  # the first step overflowed: skipped, the scale backed off
+    assert any(b > a for a, b in zip(scales, scales[1:]))  # and grew after good steps
+    state = scaler.state_dict()
+    assert state["scale"] == tscaler.state_dict()["scale"]
+    assert state["_growth_tracker"] == tscaler.state_dict()["_growth_tracker"]
+    again = mt.amp.GradScaler("cpu")
+    again.load_state_dict(state)
+    assert again.get_scale() == scaler.get_scale() and again.state_dict() == state
+
+
+def test_grad_scaler_usage_errors_and_disabled():
+    model = nn.Linear(3, 1)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    scaler = mt.amp.GradScaler("cpu")
+    scaler.scale(model(mt.randn(4, 3)).sum()).backward()
+    scaler.unscale_(opt)
+    with pytest.raises(RuntimeError, match="already been called"):
+        scaler.unscale_(opt)
+    scaler.step(opt)
+    with pytest.raises(RuntimeError, match="after step"):
+        scaler.unscale_(opt)
+    scaler.update()
+    with pytest.raises(ValueError, match="growth_factor"):
+        mt.amp.GradScaler(growth_factor=1.0)
+    off = mt.amp.GradScaler("cpu", enabled=False)
+    loss = model(mt.randn(4, 3)).sum()
+    assert off.scale(loss) is loss and off.state_dict() == {}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mt.cuda_is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_step_replays_from_a_cuda_graph(precision):
+    """The trainer's step in bf16 (and fp16 with loss scaling) captured in a CUDA graph gives
+    the weights the same step run eagerly gives, over several replays."""
+    from mytensor.training.graphed_step import GraphedTrainStep
+    runs = []
+    for graphed in (False, True):
+        mt.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Flatten(), nn.Linear(8 * 8 * 8, 10)).to("cuda")
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+        scaler = mt.amp.GradScaler("cuda", init_scale=2.0 ** 20) if precision == "fp16" else None
+        step = GraphedTrainStep(model, opt, precision=precision, scaler=scaler)
+        rng = np.random.default_rng(1)
+        for _ in range(5):
+            x = mt.tensor(rng.standard_normal((16, 3, 16, 16)), dtype=mt.float32, device="cuda")
+            y = mt.tensor(rng.integers(0, 10, 16), device="cuda")
+            (step if graphed else step.eager)(x, y)
+        assert graphed == (step.graph is not None)
+        runs.append([p.detach().cpu().numpy() for p in model.parameters()])
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -501,6 +501,42 @@ def test_sgd_update(cpu, cuda, config, dtype):
                 close(gb, b, dtype)
 
 
+@pytest.mark.parametrize("backend_name", ["cpu", "cuda"])
+@gpu_test
+def test_updates_skip_on_the_device_flag(cpu, cuda, backend_name):
+    """With the loss scaler's flag set, SGD and Adam leave parameters and state as they were;
+    with it clear they do exactly the unflagged update. Loss scaling's two kernels too."""
+    be = cpu if backend_name == "cpu" else cuda
+    xp = np if be is cpu else cupy
+    rng = np.random.default_rng()
+    f = np.float32
+    for flag in (0.0, 1.0):
+        base = [rng.standard_normal(s).astype(f) for s in [(5,), (3, 4)]]
+        grads = [xp.asarray(rng.standard_normal(p.shape).astype(f)) for p in base]
+        runs = []
+        for skip in (xp.asarray(np.float32(flag)), None):
+            params = [xp.asarray(p.copy()) for p in base]
+            bufs, ms, vs = ([xp.asarray(np.full(p.shape, 0.5, f)) for p in base] for _ in range(3))
+            be.sgd_update(params, grads, bufs, *_sgd_args(be, 0.1, 0.9, 0.0, True, 1e-4), first_step=False,
+                          skip=skip)
+            be.adam_update(params, grads, ms, vs, *_adam_args(be, 2, 1e-3, 0.9, 0.999, 1e-8, 0.0, False), skip=skip)
+            runs.append([np.asarray(cupy.asnumpy(a) if xp is cupy else a) for a in params + bufs + ms + vs])
+        if flag:
+            for a, p in zip(runs[0][:2], base):
+                np.testing.assert_array_equal(a, p)  # untouched
+        else:
+            for a, b in zip(*runs):
+                np.testing.assert_array_equal(a, b)
+    grads = [xp.asarray(np.array([1.0, 2.0], f)), xp.asarray(np.array([np.inf, 4.0], f))]
+    found = be.unscale_grads(grads, xp.asarray(np.float32(0.5)))
+    assert float(found) == 1.0 and float(grads[0][1]) == 1.0
+    scale, tracker = xp.asarray(np.float32(8.0)), xp.asarray(np.int32(1))
+    be.update_loss_scale(scale, tracker, xp.asarray(np.float32(0.0)), 2.0, 0.5, 2)
+    assert float(scale) == 16.0 and int(tracker) == 0
+    be.update_loss_scale(scale, tracker, found, 2.0, 0.5, 2)
+    assert float(scale) == 8.0 and int(tracker) == 0
+
+
 ADAM_CONFIGS = [
     dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False),
     dict(lr=1e-2, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=1e-2, decoupled=False),

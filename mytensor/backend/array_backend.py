@@ -315,10 +315,50 @@ class ArrayBackend:
         out[:len(values)] = values
         return out
 
-    def sgd_update(self, params, grads, bufs, scalars, has_weight_decay, nesterov, first_step):
+    # ------------------------------------------------------------ loss scaling
+    def unscale_grads(self, grads, inv_scale):
+        """grads *= inv_scale in place; returns a float32 device scalar, 1 if any gradient
+        holds an inf or nan, else 0 (`amp.GradScaler`; nothing is read back)."""
+        xp = self.xp
+        found = xp.zeros((), dtype=np.float32)
+        for g in grads:
+            g *= inv_scale.astype(g.dtype)
+            found = xp.maximum(found, xp.logical_not(xp.isfinite(g)).any().astype(np.float32))
+        return found
+
+    def update_loss_scale(self, scale, tracker, found_inf, growth, backoff, interval):
+        """In place: scale *= backoff and tracker = 0 after a step with inf/nan gradients;
+        else tracker += 1, and at `interval` good steps scale *= growth (if that stays
+        finite, as in PyTorch) and tracker = 0."""
+        xp = self.xp
+        bad = found_inf != 0
+        grow = xp.logical_and(xp.logical_not(bad), tracker + 1 >= interval)
+        with np.errstate(over="ignore"):
+            grown = scale * np.float32(growth)
+        grown = xp.where(xp.isfinite(grown), grown, scale)
+        scale[...] = xp.where(bad, scale * np.float32(backoff), xp.where(grow, grown, scale))
+        tracker[...] = xp.where(xp.logical_or(bad, grow), 0, tracker + 1)
+
+    def _unless(self, skip, arrays, update):
+        """Run `update` (in place on `arrays`) unless the device flag `skip` is set: the old
+        values are put back where it is, without reading the flag on the host."""
+        if skip is None:
+            return update()
+        arrays = [a for a in arrays if a is not None]
+        old = [a.copy() for a in arrays]
+        update()
+        for a, o in zip(arrays, old):
+            a[...] = self.xp.where(skip != 0, o, a)
+
+    def sgd_update(self, params, grads, bufs, scalars, has_weight_decay, nesterov, first_step, skip=None):
         """One SGD step for every parameter, in place (PyTorch's formulation).
         scalars: lr, momentum, dampening, weight_decay; `bufs` are None without momentum.
-        The flags are host values: reading the scalars back would wait for the device."""
+        The flags are host values: reading the scalars back would wait for the device.
+        With `skip` (a device scalar), nothing changes where it is not 0."""
+        self._unless(skip, params + bufs, lambda: self._sgd(params, grads, bufs, scalars, has_weight_decay, nesterov,
+                                                            first_step))
+
+    def _sgd(self, params, grads, bufs, scalars, has_weight_decay, nesterov, first_step):
         lr, momentum, dampening, weight_decay = (scalars[i] for i in range(4))
         for p, g, buf in zip(params, grads, bufs):
             t = p.dtype
@@ -333,10 +373,14 @@ class ArrayBackend:
                 g = g + momentum.astype(t) * buf if nesterov else buf
             p -= lr.astype(t) * g
 
-    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, scalars, has_weight_decay, decoupled):
+    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, scalars, has_weight_decay, decoupled, skip=None):
         """One Adam (decoupled=False) or AdamW (decoupled=True) step, in place.
         scalars: lr/bc1, beta1, beta2, sqrt(bc2), eps, weight_decay, 1 - lr*weight_decay,
-        where bc = 1 - beta^step (see `optim.adam.adam_scalars`)."""
+        where bc = 1 - beta^step (see `optim.adam.adam_scalars`); `skip` as for SGD."""
+        self._unless(skip, params + exp_avgs + exp_avg_sqs, lambda: self._adam(
+            params, grads, exp_avgs, exp_avg_sqs, scalars, has_weight_decay, decoupled))
+
+    def _adam(self, params, grads, exp_avgs, exp_avg_sqs, scalars, has_weight_decay, decoupled):
         lr_bc1, beta1, beta2, sqrt_bc2, eps, weight_decay, decay = (scalars[i] for i in range(7))
         for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
             t = p.dtype

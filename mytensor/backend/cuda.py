@@ -706,30 +706,36 @@ class CUDABackend(ArrayBackend):
         self._launch("optim.cu", "set_scalars", out.dtype, 1, (out, np.int32(len(values)), *padded), block=8, grid=1)
         return out
 
-    def sgd_update(self, params, grads, bufs, scalars, has_weight_decay, nesterov, first_step):
+    def _skip_flag(self, skip):
+        """The kernels' pointer to the float32 skip flag (0: no flag)."""
+        return np.uint64(0) if skip is None else self._contig(skip, np.float32)
+
+    def sgd_update(self, params, grads, bufs, scalars, has_weight_decay, nesterov, first_step, skip=None):
         """One SGD step over every parameter: one launch per dtype (the generic math, PyTorch's)."""
         grads = [self._contig(g, p.dtype) for p, g in zip(params, grads)]
         groups, rest = self._split_by_dtype(params, bufs)
         if rest:
             super().sgd_update([params[i] for i in rest], [grads[i] for i in rest], [bufs[i] for i in rest],
-                               scalars, has_weight_decay, nesterov, first_step)
+                               scalars, has_weight_decay, nesterov, first_step, skip)
         for dt, idx in groups.items():
             table, total = self._table(dt, [[params[i] for i in idx], [grads[i] for i in idx],
                                             [bufs[i] for i in idx]])
             self._launch("optim.cu", "sgd_multi_tensor", dt, total,
                          (table, np.int32(len(idx)), np.int64(total), scalars, np.int32(has_weight_decay),
-                          np.int32(bufs[idx[0]] is not None), np.int32(nesterov), np.int32(first_step)))
+                          np.int32(bufs[idx[0]] is not None), np.int32(nesterov), np.int32(first_step),
+                          self._skip_flag(skip)))
 
-    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, scalars, has_weight_decay, decoupled):
+    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, scalars, has_weight_decay, decoupled, skip=None):
         """One Adam/AdamW step over every parameter: one launch per dtype."""
         grads = [self._contig(g, p.dtype) for p, g in zip(params, grads)]
         groups, rest = self._split_by_dtype(params, exp_avgs, exp_avg_sqs)
         if rest:
             super().adam_update([params[i] for i in rest], [grads[i] for i in rest], [exp_avgs[i] for i in rest],
-                                [exp_avg_sqs[i] for i in rest], scalars, has_weight_decay, decoupled)
+                                [exp_avg_sqs[i] for i in rest], scalars, has_weight_decay, decoupled, skip)
         mode = 0 if not has_weight_decay else (2 if decoupled else 1)
         for dt, idx in groups.items():
             table, total = self._table(dt, [[params[i] for i in idx], [grads[i] for i in idx],
                                             [exp_avgs[i] for i in idx], [exp_avg_sqs[i] for i in idx]])
             self._launch("optim.cu", "adam_multi_tensor", dt, total,
-                         (table, np.int32(len(idx)), np.int64(total), scalars, np.int32(mode)))
+                         (table, np.int32(len(idx)), np.int64(total), scalars, np.int32(mode),
+                          self._skip_flag(skip)))

@@ -19,7 +19,7 @@ def unbroadcast(grad, shape):
 def wide(arr):
     """16-bit floats in float32, as PyTorch computes them: their running sums and products lose
     precision (and CuPy has no bfloat16 scatter-add, product or cumulative sum); others as they are."""
-    return arr.astype(np.float32) if dtypes.sum_dtype(arr.dtype) else arr
+    return arr.astype(np.float32) if dtypes.sum_dtype(getattr(arr, "dtype", None)) else arr
 
 
 def broadcast_shapes(*shapes):

@@ -84,7 +84,8 @@ class Mul(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved
+        a, b = (None if v is None else wide(v) for v in ctx.saved)  # 16-bit: in float32, as PyTorch
+        grad = wide(grad)
         sa, sb = ctx.shapes
         return (unbroadcast(grad * b, sa) if ctx.needs_input_grad[0] else None,
                 unbroadcast(grad * a, sb) if ctx.needs_input_grad[1] else None)
@@ -99,7 +100,8 @@ class Div(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved
+        a, b = (None if v is None else wide(v) for v in ctx.saved)  # 16-bit: in float32, as PyTorch
+        grad = wide(grad)
         sa, sb = ctx.shapes
         return (unbroadcast(grad / b, sa) if ctx.needs_input_grad[0] else None,
                 unbroadcast(-grad * a / (b * b), sb) if ctx.needs_input_grad[1] else None)

@@ -56,11 +56,11 @@ class Adam(Optimizer):
         states = [self.state[p] for p in params]
         has_weight_decay, decoupled = bool(group["weight_decay"]), self.decoupled_weight_decay
 
-        def update():
+        def update(skip=None):
             params[0]._backend.adam_update(
                 [p._data for p in params], [p.grad._data for p in params],
                 [s["exp_avg"]._data for s in states], [s["exp_avg_sq"]._data for s in states],
-                scalars, has_weight_decay, decoupled)
+                scalars, has_weight_decay, decoupled, skip)
             for p in params:
                 p._version[0] += 1
         return update

@@ -70,10 +70,12 @@ class Optimizer:
         that launch this step's updates."""
         raise NotImplementedError
 
-    def apply_step(self):
-        """The device half of a step: the launches `prepare_step` chose."""
+    def apply_step(self, found_inf=None):
+        """The device half of a step: the launches `prepare_step` chose. With `found_inf`
+        (a device scalar, `amp.GradScaler`'s), the updates leave everything as it was
+        when it is not 0: the step is skipped without the host ever reading the flag."""
         for update in self._updates:
-            update()
+            update(found_inf)
 
     def _step_scalars(self, key, backend, values):
         """The device array holding `values` for the update `key`. Each key keeps its

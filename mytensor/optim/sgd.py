@@ -54,9 +54,9 @@ class SGD(Optimizer):
         are read when it runs)."""
         has_weight_decay, nesterov = bool(group["weight_decay"]), group["nesterov"]
 
-        def update():
+        def update(skip=None):
             params[0]._backend.sgd_update([p._data for p in params], [p.grad._data for p in params], bufs,
-                                          scalars, has_weight_decay, nesterov, first_step)
+                                          scalars, has_weight_decay, nesterov, first_step, skip)
             for p in params:
                 p._version[0] += 1
         return update

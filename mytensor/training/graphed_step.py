@@ -34,12 +34,14 @@ class GraphedTrainStep:
     state), the second records the graph and replays it, later calls replay.
     With `totals` (a `loop.RunningTotals`), each step adds its loss and correct
     predictions to them, inside the graph. The forward pass and the loss run in the
-    autocast region of `precision` (see `training.precision`)."""
+    autocast region of `precision` (see `training.precision`); with `scaler` (an
+    `amp.GradScaler`), the loss is scaled and the update skipped on the device when
+    the gradients overflow, inside the graph too."""
 
-    def __init__(self, model, optimizer, label_smoothing=0.0, totals=None, precision="fp32"):
+    def __init__(self, model, optimizer, label_smoothing=0.0, totals=None, precision="fp32", scaler=None):
         self.model, self.optimizer, self.label_smoothing = model, optimizer, label_smoothing
         self.totals = totals
-        self.precision = precision
+        self.precision, self.scaler = precision, scaler
         self.graph = None
         self.warm = False
 
@@ -54,10 +56,14 @@ class GraphedTrainStep:
             logits = self.model(images)
             loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad()
-        loss.backward()
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
         if not prepared:
             self.optimizer.prepare_step()
-        self.optimizer.apply_step()
+        if self.scaler is None:
+            self.optimizer.apply_step()
+        else:
+            self.scaler.apply_step(self.optimizer)
+            self.scaler.update()
         if self.totals is not None:
             self.totals.add(logits, targets, loss)
         return logits, loss

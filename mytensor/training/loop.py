@@ -44,15 +44,17 @@ class RunningTotals:
 
 
 def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per_batch=False,
-                    progress=None, log_every=50, label_smoothing=0.0, cuda_graph=False, precision="fp32"):
+                    progress=None, log_every=50, label_smoothing=0.0, cuda_graph=False, precision="fp32",
+                    scaler=None):
     """Train for one pass over `loader`. With `cuda_graph`, the step is
-    captured once and replayed (see `graphed_step`). A loss that is no longer
+    captured once and replayed (see `graphed_step`); `scaler`: an
+    `amp.GradScaler` for float16 steps. A loss that is no longer
     finite (a diverging learning rate) raises FloatingPointError at the next
     read, instead of training on NaN weights."""
     model.train()
     totals = RunningTotals()
     start = time.perf_counter()
-    step_fn = GraphedTrainStep(model, optimizer, label_smoothing, totals, precision)
+    step_fn = GraphedTrainStep(model, optimizer, label_smoothing, totals, precision, scaler)
     if not cuda_graph:
         step_fn = step_fn.eager
     for step, (images, targets) in enumerate(loader, 1):

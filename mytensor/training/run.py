@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from .. import cuda_is_available, device, manual_seed, models, optim
+from ..amp import GradScaler
 from ..backend import get_backend
 from ..data import DataLoader, load_dataset, transforms
 from ..optim import lr_scheduler
@@ -296,7 +297,7 @@ def build_scheduler(config, optimizer, steps_per_epoch):
     return scheduler, False
 
 
-def _restore(state, model, optimizer, scheduler, per_batch, steps_per_epoch):
+def _restore(state, model, optimizer, scheduler, per_batch, steps_per_epoch, scaler):
     """Load a checkpoint's weights and optimizer state, and bring the schedule to the
     step it was saved at by replaying it: the schedule is rebuilt from the config,
     so with a larger --epochs it is the schedule of the longer run, continued from
@@ -309,6 +310,8 @@ def _restore(state, model, optimizer, scheduler, per_batch, steps_per_epoch):
     groups = [{**s, **{k: v for k, v in g.items() if k != "params"}}
               for s, g in zip(saved["param_groups"], optimizer.param_groups)]
     optimizer.load_state_dict({"state": saved["state"], "param_groups": groups})
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
 
 
 def _write_metrics(rows, path):
@@ -392,6 +395,7 @@ def train(options, resume=False, overwrite=False, show_progress=True, stop_after
         model = build_model(config, train_set)
         optimizer = build_optimizer(config, model)
         scheduler, per_batch = build_scheduler(config, optimizer, len(train_loader))
+        scaler = GradScaler(config.resolved_device) if config.resolved_precision == "fp16" else None
 
         out = Path(config.out) if config.out is not None else _new_run_folder(config)
         out.mkdir(parents=True, exist_ok=True)
@@ -404,7 +408,7 @@ def train(options, resume=False, overwrite=False, show_progress=True, stop_after
                 done, rows, best = state["epoch"], state["metrics"], state["best_acc"]
                 _require(done < config.epochs, f"{out} has trained {done} epochs and its --epochs is "
                          f"{config.epochs}: give --epochs N with N above {done} to train it further")
-                _restore(state, model, optimizer, scheduler, per_batch, len(train_loader))
+                _restore(state, model, optimizer, scheduler, per_batch, len(train_loader), scaler)
                 print(f"Resuming {out} after epoch {done} of {config.epochs}")
             elif not resume:
                 _check_new_run(out, overwrite)  # again, now that no other process can write here
@@ -413,13 +417,13 @@ def train(options, resume=False, overwrite=False, show_progress=True, stop_after
             config.save(out / "config.json")
             with matmul_precision_of(config.resolved_precision):
                 rows = _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loader, test_loader,
-                                     rows, done, best, show_progress, stop_after)
+                                     rows, done, best, show_progress, stop_after, scaler)
     print(f"Run folder: {out}")
     return rows
 
 
 def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loader, test_loader, rows, done,
-                  best, show_progress, stop_after):
+                  best, show_progress, stop_after, scaler):
     """Epochs `done + 1` to `config.epochs`, each saved as it ends; an interruption
     or a failure leaves the folder as it was after the last finished epoch."""
     use_graph = config.cuda_graph and graph_capturable(model, optimizer, device(config.resolved_device))
@@ -438,7 +442,7 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
             with tqdm(total=len(train_loader), desc=f"Epoch {epoch}", disable=not show_progress, leave=False) as bar:
                 tr = train_one_epoch(model, train_loader, optimizer, scheduler, per_batch, progress=bar,
                                      label_smoothing=config.label_smoothing, cuda_graph=use_graph,
-                                     precision=config.resolved_precision)
+                                     precision=config.resolved_precision, scaler=scaler)
             with tqdm(total=len(test_loader), desc="  eval", disable=not show_progress, leave=False) as bar:
                 te = evaluate(model, test_loader, progress=bar, precision=config.resolved_precision)
             lr = optimizer.param_groups[0]["lr"]
@@ -449,7 +453,8 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
             rows.append(row)
             print(f"Epoch {epoch}: train_loss={tr['loss']:.4f} train_acc={tr['acc']:.4f} "
                   f"test_loss={te['loss']:.4f} test_acc={te['acc']:.4f} epoch_time={tr['time']:.1f}s", flush=True)
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
                      "best_acc": max(best, te["acc"]), "metrics": rows, "config": dataclasses.asdict(config)}
             if te["acc"] > best:
                 best = te["acc"]

@@ -46,11 +46,13 @@ __global__ void set_scalars(T* out, int n, T s0, T s1, T s2, T s3, T s4, T s5, T
 // scalars: lr, momentum, dampening, weight_decay
 // g = g + wd*p (if has_wd);  with momentum: buf = g on the first step, else
 // buf = momentum*buf + (1-dampening)*g; g = g + momentum*buf (nesterov) or buf;
-// p = p - lr*g
+// p = p - lr*g. Nothing changes when the flag `skip` (may be null) is not 0:
+// a loss scaler found an inf or nan among the gradients.
 template <typename T>
 __global__ void sgd_multi_tensor(const long long* __restrict__ table, int nt, long long total,
                                  const double* __restrict__ scalars, int has_wd, int has_momentum, int nesterov,
-                                 int first_step) {
+                                 int first_step, const float* __restrict__ skip) {
+    if (skip && *skip != 0.0f) return;
     const T lr = (T)scalars[0], momentum = (T)scalars[1], one_minus_dampening = (T)(1.0 - scalars[2]);
     const T weight_decay = (T)scalars[3];
     const long long* starts = table + 3 * nt;
@@ -83,10 +85,11 @@ __global__ void sgd_multi_tensor(const long long* __restrict__ table, int nt, lo
 // mode 0: no weight decay; 1: Adam's L2 (g += wd*p); 2: AdamW's decoupled
 // decay (p *= 1 - lr*wd).
 // m = beta1*m + (1-beta1)*g;  v = beta2*v + (1-beta2)*g*g
-// p = p - (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)
+// p = p - (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps); `skip` as for SGD.
 template <typename T>
 __global__ void adam_multi_tensor(const long long* __restrict__ table, int nt, long long total,
-                                  const double* __restrict__ scalars, int mode) {
+                                  const double* __restrict__ scalars, int mode, const float* __restrict__ skip) {
+    if (skip && *skip != 0.0f) return;
     const T lr_over_bc1 = (T)scalars[0], beta1 = (T)scalars[1], one_minus_beta1 = (T)(1.0 - scalars[1]);
     const T beta2 = (T)scalars[2], one_minus_beta2 = (T)(1.0 - scalars[2]), sqrt_bc2 = (T)scalars[3];
     const T eps = (T)scalars[4], weight_decay = (T)scalars[5], decay = (T)scalars[6];
@@ -116,8 +119,9 @@ __global__ void adam_multi_tensor(const long long* __restrict__ table, int nt, l
 #define MT_INSTANTIATE(T)                                                                                  \
     template __global__ void set_scalars<T>(T*, int, T, T, T, T, T, T, T, T);                              \
     template __global__ void sgd_multi_tensor<T>(const long long*, int, long long, const double*, int, int, \
-                                                 int, int);                                                \
-    template __global__ void adam_multi_tensor<T>(const long long*, int, long long, const double*, int);
+                                                 int, int, const float*);                                  \
+    template __global__ void adam_multi_tensor<T>(const long long*, int, long long, const double*, int,     \
+                                                  const float*);
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
