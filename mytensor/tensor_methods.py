@@ -90,7 +90,8 @@ def _inplace(self, fn, *args):
     else:
         result = fn(self, *args)
     if tuple(result.shape) != self.shape:
-        raise RuntimeError(f"in-place result of shape {result.shape} doesn't match the tensor's shape {self.shape}")
+        raise RuntimeError(f"in-place result of shape {tuple(result.shape)} doesn't match the tensor's shape "
+                           f"{tuple(self.shape)}")
     if result.dtype.category > self.dtype.category:
         raise TypeError(f"result type {result.dtype} can't be cast to the in-place output type {self.dtype}")
     if recording:

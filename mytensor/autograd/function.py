@@ -137,8 +137,8 @@ class Function:
             _make_view(results[0], args[0], lambda base: cls.apply(base, *rest, **kwargs))
         if record:
             edges = [a._edge() if isinstance(a, Tensor) and a.requires_grad else None for a in args]
-            meta = [(a.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args]
-            node = Node(cls, ctx, edges, meta, [(r.shape, r._data.dtype) for r in results])
+            meta = [(a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args]
+            node = Node(cls, ctx, edges, meta, [(r._data.shape, r._data.dtype) for r in results])
             node.saved_versions = _saved_versions(ctx.saved, tensors, results)
             for i, r in enumerate(results):
                 if r.dtype.is_floating_point:

@@ -53,7 +53,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
         if not np.allclose(analytic[k], numeric, atol=atol, rtol=rtol):
             if raise_exception:
                 worst = np.abs(analytic[k] - numeric).max()
-                raise RuntimeError(f"gradcheck failed for input {k} of shape {t.shape}: max difference {worst:.3g}"
+                raise RuntimeError(f"gradcheck failed for input {k} of shape {tuple(t.shape)}: max difference "
+                                   f"{worst:.3g}"
                                    f"\nanalytic:\n{analytic[k]}\nnumeric:\n{numeric}")
             return False
     return True

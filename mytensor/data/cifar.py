@@ -59,7 +59,7 @@ def parse_pickle_batch(data, name):
         raise ValueError(f"{name}: missing 'data' or 'labels' (keys: {sorted(batch)})")
     images, labels = np.asarray(batch["data"]), np.asarray(batch["labels"], dtype=np.int64)
     if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
-        raise ValueError(f"{name}: 'data' should be uint8 (N, 3072), got {images.dtype} {images.shape}")
+        raise ValueError(f"{name}: 'data' should be uint8 (N, 3072), got {images.dtype} {tuple(images.shape)}")
     return _checked(images.reshape(-1, 3, 32, 32), labels, name)
 
 

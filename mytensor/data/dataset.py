@@ -80,7 +80,7 @@ class ImageDataset(Dataset):
         images = np.asanyarray(images)  # a np.memmap stays one: decoded caches are memory-mapped
         targets = np.asarray(targets, dtype=np.int64)
         if images.ndim != 4 or images.dtype != np.uint8:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {images.shape}")
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if len(images) != len(targets):
             raise ValueError(f"{len(images)} images but {len(targets)} labels")
         if len(targets) and (targets.min() < 0 or targets.max() >= len(classes)):

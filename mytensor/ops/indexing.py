@@ -60,7 +60,7 @@ def getitem(x, index):
     try:
         return GetItem.apply(x, raw)
     except IndexError as e:
-        raise IndexError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {e}") from None
+        raise IndexError(f"index {index!r} is invalid for a tensor of shape {tuple(x.shape)}: {e}") from None
 
 
 class IndexPut(Function):
@@ -120,7 +120,8 @@ def gather(x, dim, index):
     if index.ndim != x.ndim:
         raise ValueError(f"gather(): index has {index.ndim} dimensions but input has {x.ndim}")
     if any(i > s for k, (i, s) in enumerate(zip(index.shape, x.shape)) if k != d):
-        raise ValueError(f"gather(): index of shape {index.shape} is larger than input of shape {x.shape} "
+        raise ValueError(f"gather(): index of shape {tuple(index.shape)} is larger than input of shape "
+                         f"{tuple(x.shape)} "
                          f"outside dimension {d}")
     return Gather.apply(x, d, index)
 

@@ -35,37 +35,39 @@ class MatMul(Function):
 def matmul(a, b):
     (a, b), _ = as_operands(a, b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
     k_a = a.shape[-1]
     k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if k_a != k_b:
-        raise ValueError(f"matmul: inner dimensions don't match: shapes {a.shape} and {b.shape} "
+        raise ValueError(f"matmul: inner dimensions don't match: shapes {tuple(a.shape)} and {tuple(b.shape)} "
                          f"({k_a} != {k_b})")
     if a.ndim > 2 and b.ndim > 2:
         from ._util import broadcast_shapes
         try:
             broadcast_shapes(a.shape[:-2], b.shape[:-2])
         except ValueError:
-            raise ValueError(f"matmul: batch dimensions of shapes {a.shape} and {b.shape} can't be broadcast") \
+            raise ValueError(f"matmul: batch dimensions of shapes {tuple(a.shape)} and {tuple(b.shape)} can't be "
+                             "broadcast") \
                 from None
     return MatMul.apply(a, b)
 
 
 def mm(a, b):
     if a.ndim != 2 or b.ndim != 2:
-        raise ValueError(f"mm expects 2-D tensors, got shapes {a.shape} and {b.shape}")
+        raise ValueError(f"mm expects 2-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     return matmul(a, b)
 
 
 def bmm(a, b):
     if a.ndim != 3 or b.ndim != 3:
-        raise ValueError(f"bmm expects 3-D tensors, got shapes {a.shape} and {b.shape}")
+        raise ValueError(f"bmm expects 3-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[0] != b.shape[0]:
-        raise ValueError(f"bmm: batch sizes differ: shapes {a.shape} and {b.shape}")
+        raise ValueError(f"bmm: batch sizes differ: shapes {tuple(a.shape)} and {tuple(b.shape)}")
     return matmul(a, b)
 
 
 def dot(a, b):
     if a.ndim != 1 or b.ndim != 1:
-        raise ValueError(f"dot expects 1-D tensors, got shapes {a.shape} and {b.shape}")
+        raise ValueError(f"dot expects 1-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     return matmul(a, b)

@@ -96,10 +96,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         check_tensor(bias, "bias", "conv2d")
     if input.ndim != 4:
         raise ValueError(f"conv2d(): expected a 4-D input (N, C, H, W), got a {input.ndim}-D tensor of shape "
-                         f"{input.shape}")
+                         f"{tuple(input.shape)}")
     if weight.ndim != 4:
         raise ValueError(f"conv2d(): expected a 4-D weight (out_channels, in_channels/groups, kh, kw), got a "
-                         f"{weight.ndim}-D tensor of shape {weight.shape}")
+                         f"{weight.ndim}-D tensor of shape {tuple(weight.shape)}")
     stride, dilation = pair(stride, "stride", "conv2d"), pair(dilation, "dilation", "conv2d")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"conv2d(): groups must be a positive int, got {groups!r}")
@@ -113,22 +113,23 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if min(padding) < 0:
         raise ValueError(f"conv2d(): padding must be non-negative, got {padding}")
     if c % groups:
-        raise ValueError(f"conv2d(): input of shape {input.shape} has {c} channels, which is not divisible by "
+        raise ValueError(f"conv2d(): input of shape {tuple(input.shape)} has {c} channels, which is not divisible by "
                          f"groups={groups}")
     if o % groups:
-        raise ValueError(f"conv2d(): weight of shape {weight.shape} has {o} output channels, which is not "
+        raise ValueError(f"conv2d(): weight of shape {tuple(weight.shape)} has {o} output channels, which is not "
                          f"divisible by groups={groups}")
     if cg * groups != c:
-        raise ValueError(f"conv2d(): input of shape {input.shape} has {c} channels, but weight of shape "
-                         f"{weight.shape} with groups={groups} expects {cg} * {groups} = {cg * groups} channels")
+        raise ValueError(f"conv2d(): input of shape {tuple(input.shape)} has {c} channels, but weight of shape "
+                         f"{tuple(weight.shape)} with groups={groups} expects {cg} * {groups} = {cg * groups} channels")
     eff = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
     padded = (h + 2 * padding[0], w + 2 * padding[1])
     if eff[0] > padded[0] or eff[1] > padded[1]:
-        raise ValueError(f"conv2d(): kernel size {eff[0]}x{eff[1]} (weight shape {weight.shape}, dilation "
+        raise ValueError(f"conv2d(): kernel size {eff[0]}x{eff[1]} (weight shape {tuple(weight.shape)}, dilation "
                          f"{dilation}) can't be greater than the padded input size {padded[0]}x{padded[1]} "
-                         f"(input shape {input.shape}, padding {padding})")
+                         f"(input shape {tuple(input.shape)}, padding {padding})")
     if bias is not None and bias.shape != (o,):
-        raise ValueError(f"conv2d(): bias of shape {bias.shape} doesn't match weight of shape {weight.shape} "
+        raise ValueError(f"conv2d(): bias of shape {tuple(bias.shape)} doesn't match weight of shape "
+                         f"{tuple(weight.shape)} "
                          f"(expected ({o},))")
     check_same_dtype("conv2d", input, weight=weight, bias=bias)
     check_same_device("conv2d", input, weight=weight, bias=bias)

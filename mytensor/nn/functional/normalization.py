@@ -71,7 +71,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     check_float(input, "input", "batch_norm")
     if input.ndim < 2:
         raise ValueError(f"batch_norm(): expected an input of at least 2 dimensions (N, C, ...), got shape "
-                         f"{input.shape}")
+                         f"{tuple(input.shape)}")
     c = input.shape[1]
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                     ("bias", bias)):
@@ -79,7 +79,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             continue
         check_tensor(t, name, "batch_norm")
         if t.shape != (c,):
-            raise ValueError(f"batch_norm(): {name} of shape {t.shape} doesn't match input of shape {input.shape} "
+            raise ValueError(f"batch_norm(): {name} of shape {tuple(t.shape)} doesn't match input of shape "
+                             f"{tuple(input.shape)} "
                              f"(expected ({c},), one value per channel)")
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm(): give both running_mean and running_var, or neither")
@@ -89,7 +90,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         per_channel = input.numel() // c if c else 0
         if per_channel <= 1:
             raise ValueError(f"batch_norm(): expected more than 1 value per channel when training, got input of "
-                             f"shape {input.shape}")
+                             f"shape {tuple(input.shape)}")
     check_same_dtype("batch_norm", input, weight=weight, bias=bias)
     check_same_device("batch_norm", input, running_mean=running_mean, running_var=running_var, weight=weight,
                       bias=bias)

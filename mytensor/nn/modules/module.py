@@ -259,10 +259,10 @@ class Module:
         for name, t in entries.items():
             if name in state_dict:
                 shape = tuple(np.shape(state_dict[name])) if not isinstance(state_dict[name], Tensor) \
-                    else state_dict[name].shape
+                    else tuple(state_dict[name].shape)
                 if shape != t.shape:
                     errors.append(f"size mismatch for {name}: copying a param with shape {shape} from checkpoint, "
-                                  f"the shape in current model is {t.shape}.")
+                                  f"the shape in current model is {tuple(t.shape)}.")
         if strict and unexpected:
             errors.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ".")
         if strict and missing:
