@@ -16,15 +16,12 @@ from .backend import get_backend
 
 
 class Size(tuple):
-    """A tensor's shape: a tuple that prints as `mytensor.Size([2, 3])`, as PyTorch's does."""
+    """A tensor's shape: a tuple that prints as `mytensor.Size([2, 3])`, as PyTorch's does.
+    (Its slices are plain tuples: indexing stays the C tuple's, which op bookkeeping relies on.)"""
     __slots__ = ()
 
     def __repr__(self):
         return f"mytensor.Size({list(self)})"
-
-    def __getitem__(self, index):
-        out = tuple.__getitem__(self, index)
-        return Size(out) if isinstance(index, slice) else out
 
     def __add__(self, other):
         return Size(tuple.__add__(self, other))
@@ -338,13 +335,6 @@ class Tensor:
 
     def __hash__(self):
         return id(self)
-
-    def __getattr__(self, name):
-        """Only reached for a name Tensor doesn't have: say so as a PyTorch user would look for it."""
-        if name.startswith("_"):
-            raise AttributeError(f"'Tensor' object has no attribute {name!r}")
-        from .unsupported import error
-        raise error(f"torch.Tensor.{name}")
 
     def __reduce_ex__(self, protocol):
         return (_rebuild, (self._backend.to_numpy(self._data), str(self.device), self.requires_grad))

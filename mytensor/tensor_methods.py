@@ -6,7 +6,7 @@ write the result into the tensor's storage and move the tensor's place in the
 graph to the new node (and its base's, for a view); the version counter
 records the write.
 """
-from . import ops
+from . import ops, unsupported
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled, no_grad
 from .ops._util import NUMBERS
@@ -178,6 +178,18 @@ def _normal_(self, mean=0.0, std=1.0):
     self._version[0] += 1
     return self
 
+
+def _unsupported_method(torch_name):
+    """A property, not a `Tensor.__getattr__`: defining that would slow every attribute
+    read of every tensor (CPython stops specialising them), which op bookkeeping is full of."""
+    def get(self):
+        raise unsupported.error(torch_name)
+    return property(get)
+
+
+for _torch_name in unsupported.ALTERNATIVES:
+    if _torch_name.startswith("torch.Tensor."):
+        setattr(Tensor, _torch_name[len("torch.Tensor."):], _unsupported_method(_torch_name))
 
 Tensor.fill_ = _fill_
 Tensor.copy_ = _copy_
