@@ -137,7 +137,7 @@ class CIFAR10(ImageDataset):
 
     CLASSES, MEAN, STD = CLASSES, MEAN, STD
 
-    def __init__(self, root=None, train=True, download=True):
+    def __init__(self, root=None, train=True, transform=None, target_transform=None, download=True):
         names, split = _batch_names(train), "train" if train else "test"
         kind, source = self.locate(root, download)
         self.root = source
@@ -159,7 +159,7 @@ class CIFAR10(ImageDataset):
             images = np.concatenate([p[0] for p in parts])
             labels = np.concatenate([p[1] for p in parts])
             classes = CLASSES
-        super().__init__(images, labels, classes, (MEAN, STD))
+        super().__init__(images, labels, classes, (MEAN, STD), transform, target_transform)
 
     # the copies we can read, in order of preference, and what kind each is
     COPIES = {"cifar-10-batches-py": "py-folder", "cifar-10-batches-bin": "bin-folder",

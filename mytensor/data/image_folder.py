@@ -202,7 +202,8 @@ class ImageFolder(ImageDataset):
     cache: keep the decoded array in the cache folder (see the module docstring).
     """
 
-    def __init__(self, root, size=None, mode="RGB", normalization=None, classes=None, cache=True):
+    def __init__(self, root, transform=None, target_transform=None, size=None, mode="RGB", normalization=None,
+                 classes=None, cache=True):
         self.root = Path(root)
         classes, self.samples = find_images(self.root, classes)
         paths, labels = [p for p, _ in self.samples], [label for _, label in self.samples]
@@ -211,4 +212,4 @@ class ImageFolder(ImageDataset):
                                               mode, size, cache)
         if normalization is None:
             normalization = (tuple(meta["mean"]), tuple(meta["std"]))
-        super().__init__(images, targets, classes, normalization)
+        super().__init__(images, targets, classes, normalization, transform, target_transform)
