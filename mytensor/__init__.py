@@ -17,7 +17,7 @@ from .autograd.function import Function  # noqa: F401
 from .autograd.gradcheck import gradcheck  # noqa: F401
 from .creation import (tensor, zeros, ones, empty, full, zeros_like, ones_like, empty_like, full_like,  # noqa: F401
                        arange, linspace, eye, rand, randn, rand_like, randn_like, randint, randperm, manual_seed,
-                       from_numpy, from_dlpack)
+                       from_numpy, from_dlpack, multinomial)
 from .ops import *  # noqa: F401,F403
 from . import ops  # noqa: F401
 from . import unsupported as _unsupported
@@ -28,5 +28,6 @@ half, float, double, long = float16, float32, float64, int64
 # the PyTorch module layout, so `torch.nn.functional.relu` and friends resolve after `import mytensor as torch`
 from .random import Generator  # noqa: E402,F401
 from . import autograd, nn, optim, data, utils, cuda, backends, accelerator  # noqa: E402,F401
+from .nn.functional import softmax, log_softmax  # noqa: E402,F401
 
 __getattr__ = _unsupported.module_getattr("torch", __name__)

@@ -45,7 +45,9 @@ _methods = {
     "squeeze": ops.squeeze, "unsqueeze": ops.unsqueeze, "transpose": ops.transpose, "permute": ops.permute,
     "expand": ops.expand, "contiguous": ops.contiguous, "clone": ops.clone, "split": ops.split,
     "chunk": ops.chunk, "narrow": ops.narrow, "flip": ops.flip, "gather": ops.gather,
-    "index_select": ops.index_select,
+    "index_select": ops.index_select, "sort": ops.sort, "argsort": ops.argsort, "topk": ops.topk,
+    "tril": ops.tril, "triu": ops.triu, "scatter": ops.scatter, "scatter_add": ops.scatter_add,
+    "outer": ops.outer,
     # linear algebra
     "matmul": ops.matmul, "mm": ops.mm, "bmm": ops.bmm, "dot": ops.dot,
     "where": lambda self, condition, other: ops.where(condition, self, other),
@@ -68,6 +70,45 @@ Tensor.view_as = lambda self, other: ops.view(self, *other.shape)
 Tensor.reshape_as = lambda self, other: ops.reshape(self, *other.shape)
 Tensor.type_as = lambda self, other: self.to(other.dtype)
 Tensor.t = lambda self: ops.transpose(self, 0, 1) if self.ndim == 2 else self
+
+
+def _softmax(self, dim, dtype=None):
+    from .nn.functional import softmax
+    return softmax(self if dtype is None else self.to(dtype), dim)
+
+
+def _log_softmax(self, dim, dtype=None):
+    from .nn.functional import log_softmax
+    return log_softmax(self if dtype is None else self.to(dtype), dim)
+
+
+def _multinomial(self, num_samples, replacement=False, generator=None):
+    from .creation import multinomial
+    return multinomial(self, num_samples, replacement, generator)
+
+
+def _new(fill):
+    """`x.new_zeros(size)` and friends: a new tensor with x's dtype and device unless told otherwise."""
+    def method(self, *size, dtype=None, device=None, requires_grad=False):
+        from .creation import full
+        if len(size) == 1 and isinstance(size[0], (tuple, list)):
+            size = tuple(size[0])
+        return full(size, fill, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+    return method
+
+
+def _new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+    from .creation import full
+    return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+
+def _new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+    return Tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+
+Tensor.softmax, Tensor.log_softmax, Tensor.multinomial = _softmax, _log_softmax, _multinomial
+Tensor.new_zeros, Tensor.new_ones, Tensor.new_empty = _new(0), _new(1), _new(0)
+Tensor.new_full, Tensor.new_tensor = _new_full, _new_tensor
 
 
 # ------------------------------------------------------------------ in-place
@@ -135,6 +176,7 @@ for _name, _fn in {"add_": ops.add, "sub_": ops.sub, "mul_": ops.mul, "div_": op
                    "exp_": ops.exp, "neg_": ops.neg, "abs_": ops.abs, "sqrt_": ops.sqrt, "log_": ops.log,
                    "sin_": ops.sin, "cos_": ops.cos, "rsqrt_": ops.rsqrt, "reciprocal_": ops.reciprocal,
                    "square_": ops.square, "clip_": ops.clamp, "masked_fill_": ops.masked_fill,
+                   "scatter_": ops.scatter, "scatter_add_": ops.scatter_add, "tril_": ops.tril, "triu_": ops.triu,
                    "__iadd__": ops.add, "__isub__": ops.sub, "__imul__": ops.mul, "__itruediv__": ops.div,
                    "__ipow__": ops.pow}.items():
     setattr(Tensor, _name, _inplace_method(_fn))

@@ -11,20 +11,23 @@ kernels (`ctx.backend.im2col`, `max_pool2d`, `batch_norm_train`,
 so the same code runs on NumPy and on CuPy, with no host-device synchronisation.
 
 Modules: `linear`, `conv` (conv2d by im2col + GEMM), `pooling`, `normalization`
-(batch_norm), `dropout`, `activation`, `loss`, `padding`.
+(batch_norm, layer_norm), `dropout`, `activation`, `loss`, `padding`, `embedding`,
+`attention` (scaled_dot_product_attention).
 """
 from ...ops.indexing import one_hot
 from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, silu, softmax, tanh
+from .attention import scaled_dot_product_attention
 from .conv import conv2d
-from .dropout import dropout
+from .dropout import dropout, dropout2d
+from .embedding import embedding
 from .linear import linear
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss,
                    nll_loss)
-from .normalization import batch_norm
+from .normalization import batch_norm, layer_norm
 from .padding import pad
 from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 
 __all__ = ["linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "dropout",
            "relu", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "log_softmax",
            "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-           "pad", "one_hot"]
+           "pad", "one_hot", "layer_norm", "embedding", "scaled_dot_product_attention", "dropout2d"]

@@ -103,3 +103,58 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         running_var._version[0] += 1
     return out
 
+
+
+class LayerNorm(Function):
+    """Normalise over the last dims of each sample: y = (x - mean) * rstd, out = y * w + b.
+    Backward, with n elements normalised together and gy = grad * w:
+        dx = rstd * (gy - mean(gy) - y * mean(gy * y)),  dw = sum(grad * y),  db = sum(grad)
+    (float16 is computed in float32 and rounded at the end, as PyTorch does)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, dims, eps):
+        xp = ctx.xp
+        xw = x.astype("float32") if x.dtype == "float16" else x
+        mean = xw.mean(axis=dims, keepdims=True)
+        centred = xw - mean
+        rstd = 1 / xp.sqrt((centred * centred).mean(axis=dims, keepdims=True) + xw.dtype.type(eps))
+        y = centred * rstd
+        ctx.args = (dims, x.dtype)
+        ctx.save_for_backward(y, rstd, weight)
+        out = y
+        if weight is not None:
+            out = out * weight
+        if bias is not None:
+            out = out + bias
+        return out.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, rstd, weight = ctx.saved
+        dims, dtype = ctx.args
+        g = grad.astype(y.dtype, copy=False)
+        batch = tuple(range(g.ndim - len(dims)))
+        gw = (g * y).sum(axis=batch).astype(dtype, copy=False) if ctx.needs_input_grad[1] else None
+        gb = g.sum(axis=batch).astype(dtype, copy=False) if ctx.needs_input_grad[2] else None
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gy = g * weight if weight is not None else g
+            gx = rstd * (gy - gy.mean(axis=dims, keepdims=True) - y * (gy * y).mean(axis=dims, keepdims=True))
+            gx = gx.astype(dtype, copy=False)
+        return gx, gw, gb, None, None
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Layer normalisation over the trailing `normalized_shape` dims (a transformer's norm)."""
+    check_float(input, "input", "layer_norm")
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[input.ndim - len(shape):]) != shape or len(shape) > input.ndim:
+        raise ValueError(f"layer_norm(): normalized_shape {shape} doesn't match the last dimensions of input of "
+                         f"shape {tuple(input.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f"layer_norm(): {name} of shape {tuple(t.shape)} must have normalized_shape {shape}")
+    check_same_dtype("layer_norm", input, weight=weight, bias=bias)
+    check_same_device("layer_norm", input, weight=weight, bias=bias)
+    dims = tuple(range(input.ndim - len(shape), input.ndim))
+    return LayerNorm.apply(input, weight, bias, dims, float(eps))
