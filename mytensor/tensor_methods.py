@@ -47,7 +47,12 @@ _methods = {
     "chunk": ops.chunk, "narrow": ops.narrow, "flip": ops.flip, "gather": ops.gather,
     "index_select": ops.index_select, "sort": ops.sort, "argsort": ops.argsort, "topk": ops.topk,
     "tril": ops.tril, "triu": ops.triu, "scatter": ops.scatter, "scatter_add": ops.scatter_add,
-    "outer": ops.outer,
+    "outer": ops.outer, "floor": ops.floor, "ceil": ops.ceil, "round": ops.round, "trunc": ops.trunc,
+    "log1p": ops.log1p, "expm1": ops.expm1, "log2": ops.log2, "log10": ops.log10, "repeat": ops.repeat,
+    "tile": ops.tile, "repeat_interleave": ops.repeat_interleave, "roll": ops.roll, "unbind": ops.unbind,
+    "movedim": ops.movedim, "swapaxes": ops.swapaxes, "norm": ops.norm, "lerp": ops.lerp,
+    "allclose": ops.allclose, "isclose": ops.isclose, "equal": ops.equal, "nonzero": ops.nonzero,
+    "argwhere": ops.argwhere, "masked_select": ops.masked_select,
     # linear algebra
     "matmul": ops.matmul, "mm": ops.mm, "bmm": ops.bmm, "dot": ops.dot,
     "where": lambda self, condition, other: ops.where(condition, self, other),
@@ -109,6 +114,7 @@ def _new_tensor(self, data, dtype=None, device=None, requires_grad=False):
 Tensor.softmax, Tensor.log_softmax, Tensor.multinomial = _softmax, _log_softmax, _multinomial
 Tensor.new_zeros, Tensor.new_ones, Tensor.new_empty = _new(0), _new(1), _new(0)
 Tensor.new_full, Tensor.new_tensor = _new_full, _new_tensor
+Tensor.nelement, Tensor.ndimension = Tensor.numel, Tensor.dim
 
 
 # ------------------------------------------------------------------ in-place
@@ -177,6 +183,8 @@ for _name, _fn in {"add_": ops.add, "sub_": ops.sub, "mul_": ops.mul, "div_": op
                    "sin_": ops.sin, "cos_": ops.cos, "rsqrt_": ops.rsqrt, "reciprocal_": ops.reciprocal,
                    "square_": ops.square, "clip_": ops.clamp, "masked_fill_": ops.masked_fill,
                    "scatter_": ops.scatter, "scatter_add_": ops.scatter_add, "tril_": ops.tril, "triu_": ops.triu,
+                   "floor_": ops.floor, "ceil_": ops.ceil, "round_": ops.round, "trunc_": ops.trunc,
+                   "log1p_": ops.log1p, "expm1_": ops.expm1, "lerp_": ops.lerp,
                    "__iadd__": ops.add, "__isub__": ops.sub, "__imul__": ops.mul, "__itruediv__": ops.div,
                    "__ipow__": ops.pow}.items():
     setattr(Tensor, _name, _inplace_method(_fn))

@@ -8,6 +8,7 @@ import torch
 import mytensor as mt
 from test_ops_torch import BOX, DEVICES, Case, compare, draw
 
+BINARY_SAME = [[(3, 4), (3, 4)], [(2, 3, 5), (2, 3, 5)]]
 IDX_UNIQUE = [[0, 2], [1, 3], [3, 0]]  # per row distinct: scatter's result is then defined
 IDX_REPEAT = [[0, 0], [1, 1], [3, 0]]
 
@@ -55,6 +56,40 @@ CASES = [
         NF(L).scaled_dot_product_attention(q, k, v, attn_mask=q[..., :1] * k[..., 0].unsqueeze(-2) > -0.5),
         NF(L).scaled_dot_product_attention(q, k, v, attn_mask=L.tril(q[..., :1] * k[..., 0].unsqueeze(-2)))),
         [[(2, 4, 3), (2, 5, 3), (2, 5, 2)]]),
+]
+
+CONV_T = [  # (input shape, weight shape), stride, padding, output_padding, dilation
+    ([(2, 3, 4, 5), (3, 2, 3, 3), (2,)], 2, 1, 1, 1), ([(1, 2, 3, 3), (2, 3, 4, 2), (3,)], (2, 1), (1, 0), 0, 1),
+    ([(2, 1, 3, 4), (1, 2, 3, 3), (2,)], 1, 0, 0, 2)]
+CASES += [
+    Case("rounding", lambda L, x: (x.floor(), L.ceil(x), x.round(), L.trunc(x), L.round(x, decimals=1)),
+         [(7,), (3, 1, 4)]),
+    Case("log1p_expm1", lambda L, x: (x.log1p(), L.expm1(x), L.log2(x), x.log10()), [(7,), (3, 1, 4)], "pos"),
+    Case("repeat_tile", lambda L, x: (x.repeat(2, 1, 3), x.repeat(2, 1, 1, 2), L.tile(x, (2,)), x.tile((2, 1, 1, 1))),
+         BOX),
+    Case("repeat_interleave", lambda L, x: (x.repeat_interleave(2, dim=1), L.repeat_interleave(x, 3)), BOX),
+    Case("roll", lambda L, x: (x.roll(1, 0), L.roll(x, (2, -1), (1, 2)), x.roll(3)), BOX),
+    Case("unbind_movedim", lambda L, x: (*x.unbind(1), L.movedim(x, 0, -1), x.movedim((0, 1), (2, 0)),
+                                         L.swapaxes(x, 0, 2)), BOX),
+    Case("norm", lambda L, x: (x.norm(), L.norm(x, dim=1), x.norm(p=1, dim=(0, 2), keepdim=True),
+                               x.norm(float("inf"), dim=-1), x.norm(3, dim=0)), BOX, "nonzero"),
+    Case("lerp", lambda L, a, b: (L.lerp(a, b, 0.3), a.lerp(b, b.sigmoid())), BINARY_SAME),
+    Case("masked_select_clip", lambda L, x: (L.masked_select(x, x > 0) * 2, L.clip(x, -0.5, 0.5)), [(7,), (3, 4)]),
+    Case("softplus_elu", lambda L, x: (NF(L).softplus(x), NF(L).softplus(x, beta=2, threshold=1), NF(L).elu(x, 0.5),
+                                       NF(L).logsigmoid(x)), [(7,), (3, 1, 4)]),
+    Case("l1_losses", lambda L, a, b: (NF(L).l1_loss(a, b), NF(L).l1_loss(a, b, reduction="sum"),
+                                       NF(L).l1_loss(a, b, weight=b.abs()), NF(L).huber_loss(a, b, weight=a.abs()),
+                                       NF(L).smooth_l1_loss(a, b, beta=0.5), NF(L).huber_loss(a, b, delta=0.7,
+                                                                                              reduction="none")),
+         BINARY_SAME),
+    Case("normalize_cosine", lambda L, a, b: (NF(L).normalize(a), NF(L).normalize(a, p=1, dim=0),
+                                              NF(L).cosine_similarity(a, b)), BINARY_SAME, "nonzero"),
+    Case("interpolate", lambda L, x: (NF(L).interpolate(x, scale_factor=2), NF(L).interpolate(x, size=(5, 7)),
+                                      NF(L).interpolate(x, scale_factor=(1, 3))), [(2, 3, 3, 4)]),
+] + [
+    Case(f"conv_transpose2d_{i}", lambda L, x, w, b, s=s, p=p, op=op, d=d: NF(L).conv_transpose2d(
+        x, w, b, stride=s, padding=p, output_padding=op, dilation=d), [shapes], layouts=("contiguous",))
+    for i, (shapes, s, p, op, d) in enumerate(CONV_T)
 ]
 
 
@@ -222,3 +257,70 @@ def test_optimizer_argument_errors():
         mt.optim.Adagrad(p, betas=(0.9, 0.99))
     with pytest.raises(NotImplementedError, match="torch.optim.LBFGS"):
         mt.optim.LBFGS
+
+
+def test_whole_tensor_queries_match_torch():
+    a = np.array([[0.0, 1.5, -2.0], [3.0, 0.0, 1e-9]])
+    x, t = mt.tensor(a), torch.tensor(a)
+    assert mt.allclose(x, x + 1e-9) == torch.allclose(t, t + 1e-9) is True
+    assert mt.equal(x, x.clone()) and not mt.equal(x, x[:1]) and not x.equal(x + 1)
+    np.testing.assert_array_equal(mt.isclose(x, x * 1.01).numpy(), torch.isclose(t, t * 1.01).numpy())
+    np.testing.assert_array_equal(x.nonzero().numpy(), t.nonzero().numpy())
+    np.testing.assert_array_equal(mt.argwhere(x).numpy(), torch.argwhere(t).numpy())
+    assert [i.tolist() for i in x.nonzero(as_tuple=True)] == [i.tolist() for i in t.nonzero(as_tuple=True)]
+    assert mt.numel(x) == 6 and x.nelement() == 6 and x.ndimension() == 2 and mt.is_tensor(x) and not mt.is_tensor(a)
+    arr = np.arange(3.0)
+    shared = mt.as_tensor(arr)
+    arr[0] = 7
+    assert shared.tolist() == [7.0, 1.0, 2.0] and mt.as_tensor(shared) is shared and mt.is_floating_point(shared)
+    assert mt.as_tensor([1, 2], dtype=mt.float32).dtype == mt.float32
+
+
+def test_extra_layers():
+    x = mt.randn(2, 3, 4, 5)
+    assert mt.nn.Upsample(scale_factor=2)(x).shape == (2, 3, 8, 10)
+    assert mt.nn.Unflatten(1, (2, 6))(mt.zeros(4, 12)).shape == (4, 2, 6)
+    deconv, tdeconv = mt.nn.ConvTranspose2d(3, 5, 4, stride=2, padding=1), torch.nn.ConvTranspose2d(3, 5, 4, 2, 1)
+    assert deconv(x).shape == tuple(tdeconv(torch.zeros(2, 3, 4, 5)).shape) == (2, 5, 8, 10)
+    assert [(n, p.shape) for n, p in deconv.named_parameters()] == [(n, tuple(p.shape))
+                                                                   for n, p in tdeconv.named_parameters()]
+    assert float(deconv.weight.abs().max()) <= 1 / np.sqrt(5 * 16)  # PyTorch's bound: fan_in = out * kh * kw
+    for layer, tlayer in ((mt.nn.Softplus(beta=2), torch.nn.Softplus(beta=2)), (mt.nn.ELU(), torch.nn.ELU())):
+        np.testing.assert_allclose(layer(mt.tensor(x.numpy())).numpy(), tlayer(torch.tensor(x.numpy())).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+    y = mt.randn(2, 3, 4, 5)
+    for loss, tloss in ((mt.nn.L1Loss(), torch.nn.L1Loss()), (mt.nn.SmoothL1Loss(beta=0.5), torch.nn.SmoothL1Loss(
+            beta=0.5)), (mt.nn.HuberLoss(delta=2.0), torch.nn.HuberLoss(delta=2.0))):
+        np.testing.assert_allclose(loss(x, y).item(), tloss(torch.tensor(x.numpy()), torch.tensor(y.numpy())).item(),
+                                   rtol=1e-5)
+    with pytest.raises(NotImplementedError, match="only 'nearest'"):
+        mt.nn.functional.interpolate(x, scale_factor=2, mode="bilinear")
+
+
+def test_init_variants():
+    w = mt.empty(200, 50)
+    mt.nn.init.trunc_normal_(w, std=0.5, a=-0.6, b=0.4)
+    assert -0.6 <= float(w.min()) and float(w.max()) <= 0.4 and 0.2 < float(w.std()) < 0.5
+    assert mt.nn.init.eye_(mt.empty(2, 3)).tolist() == [[1, 0, 0], [0, 1, 0]]
+
+
+@pytest.mark.parametrize("make", [
+    lambda L, opt: L.optim.lr_scheduler.ExponentialLR(opt, gamma=0.8),
+    lambda L, opt: L.optim.lr_scheduler.LambdaLR(opt, lambda e: 1 / (1 + e)),
+    lambda L, opt: L.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1, cooldown=1),
+    lambda L, opt: L.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", threshold=0.1, threshold_mode="abs",
+                                                          patience=0, min_lr=0.02),
+], ids=["exponential", "lambda", "plateau", "plateau_max"])
+def test_more_schedulers_match_torch(make):
+    metrics = [1.0, 0.9, 0.95, 0.97, 0.96, 0.5, 0.6, 0.7, 0.8, 0.9, 0.91]
+    lrs = []
+    for L in (mt, torch):
+        opt = L.optim.SGD([L.zeros(1, requires_grad=True)], lr=0.1)
+        sched = make(L, opt)
+        seen = []
+        for m in metrics:
+            opt.step()
+            sched.step(m) if "Plateau" in type(sched).__name__ else sched.step()
+            seen.append(opt.param_groups[0]["lr"])
+        lrs.append(seen)
+    np.testing.assert_allclose(lrs[0], lrs[1], rtol=1e-12)

@@ -5,3 +5,4 @@ from .shape import *  # noqa: F401,F403
 from .indexing import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .selection import *  # noqa: F401,F403
+from .extra import *  # noqa: F401,F403

@@ -1,12 +1,13 @@
 """The layers, one small file per family."""
 from .module import Module  # noqa: F401
 from .linear import Identity, Linear  # noqa: F401
-from .conv import Conv2d  # noqa: F401
+from .conv import Conv2d, ConvTranspose2d  # noqa: F401
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: F401
 from .batchnorm import BatchNorm1d, BatchNorm2d  # noqa: F401
 from .dropout import Dropout, Dropout2d  # noqa: F401
 from .embedding import Embedding  # noqa: F401
 from .normalization import LayerNorm  # noqa: F401
+from .extra import ELU, HuberLoss, L1Loss, SmoothL1Loss, Softplus, Unflatten, Upsample  # noqa: F401
 from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh  # noqa: F401
 from .flatten import Flatten  # noqa: F401
 from .container import ModuleDict, ModuleList, Sequential  # noqa: F401
@@ -16,4 +17,5 @@ __all__ = ["Module", "Identity", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "
            "BatchNorm2d", "Dropout", "Dropout2d", "Embedding", "LayerNorm", "ReLU", "LeakyReLU", "GELU", "SiLU",
            "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
            "Flatten", "Sequential", "ModuleList", "ModuleDict", "CrossEntropyLoss", "NLLLoss", "MSELoss", "BCELoss",
-           "BCEWithLogitsLoss"]
+           "BCEWithLogitsLoss", "ELU", "HuberLoss", "L1Loss", "SmoothL1Loss", "Softplus", "Unflatten", "Upsample",
+           "ConvTranspose2d"]
