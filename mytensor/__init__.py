@@ -12,7 +12,8 @@ from .dtypes import (bool_ as bool, uint8, int32, int64, float16, float32, float
                      get_default_dtype, set_default_dtype)
 from .backend import Device, cuda_is_available, get_default_device, set_default_device  # noqa: F401
 from .tensor import Size, Tensor  # noqa: F401
-from .autograd.grad_mode import no_grad, enable_grad, is_grad_enabled, set_grad_enabled  # noqa: F401
+from .autograd.grad_mode import (no_grad, enable_grad, inference_mode, is_grad_enabled,  # noqa: F401
+                                 set_grad_enabled)
 from .autograd.function import Function  # noqa: F401
 from .autograd.gradcheck import gradcheck  # noqa: F401
 from .creation import (tensor, zeros, ones, empty, full, zeros_like, ones_like, empty_like, full_like,  # noqa: F401

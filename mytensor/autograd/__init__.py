@@ -9,7 +9,7 @@ finite differences; `differentiate.py` is `autograd.grad`.
 from .. import unsupported
 from .custom_function import Function, FunctionCtx, once_differentiable  # noqa: F401
 from .differentiate import Variable, grad  # noqa: F401
-from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
+from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
 from .gradcheck import gradcheck  # noqa: F401
 
 __getattr__ = unsupported.module_getattr("torch.autograd", __name__)

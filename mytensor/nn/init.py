@@ -10,10 +10,13 @@ reproducible.
 import math
 import warnings
 
+from .. import unsupported
 from ..autograd.grad_mode import no_grad
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_", "xavier_uniform_",
-           "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
+           "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "eye_"]
+
+__getattr__ = unsupported.module_getattr("torch.nn.init", __name__)
 
 
 def calculate_gain(nonlinearity, param=None):

@@ -35,3 +35,7 @@ __all__ = ["linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"
            "pad", "one_hot", "layer_norm", "embedding", "scaled_dot_product_attention", "dropout2d", "softplus",
            "elu", "logsigmoid", "l1_loss", "smooth_l1_loss", "huber_loss", "normalize", "cosine_similarity",
            "interpolate", "conv_transpose2d"]
+
+from ... import unsupported as _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr("torch.nn.functional", __name__)
