@@ -54,8 +54,9 @@ CASES = [
          [[(2, 5, 4), (2, 5, 4), (2, 5, 3)]]),
     Case("sdpa_masks", lambda L, q, k, v: (
         NF(L).scaled_dot_product_attention(q, k, v, attn_mask=q[..., :1] * k[..., 0].unsqueeze(-2) > -0.5),
-        NF(L).scaled_dot_product_attention(q, k, v, attn_mask=L.tril(q[..., :1] * k[..., 0].unsqueeze(-2)))),
-        [[(2, 4, 3), (2, 5, 3), (2, 5, 2)]]),
+        NF(L).scaled_dot_product_attention(q, k, v, attn_mask=L.tril(q[..., :1] * k[..., 0].unsqueeze(-2))),
+        NF(L).scaled_dot_product_attention(q, k, v, attn_mask=L.arange(4).reshape(4, 1) + L.arange(5) < 2)),
+        [[(2, 4, 3), (2, 5, 3), (2, 5, 2)]]),  # the last mask leaves queries 2 and 3 nothing to attend to
 ]
 
 CONV_T = [  # (input shape, weight shape), stride, padding, output_padding, dilation
@@ -86,6 +87,15 @@ CASES += [
                                               NF(L).cosine_similarity(a, b)), BINARY_SAME, "nonzero"),
     Case("interpolate", lambda L, x: (NF(L).interpolate(x, scale_factor=2), NF(L).interpolate(x, size=(5, 7)),
                                       NF(L).interpolate(x, scale_factor=(1, 3))), [(2, 3, 3, 4)]),
+    Case("group_norm", lambda L, x, w, b: NF(L).group_norm(x, 2, w, b), [[(2, 4, 3, 3), (4,), (4,)],
+                                                                         [(3, 6, 5), (6,), (6,)]]),
+    Case("group_norm_plain", lambda L, x: NF(L).group_norm(x, 4, eps=1e-3), [(2, 4, 5)]),
+    Case("conv1d", lambda L, x, w, b: (NF(L).conv1d(x, w, b, stride=2, padding=1), NF(L).conv1d(x, w)),
+         [[(2, 3, 7), (4, 3, 3), (4,)]], layouts=("contiguous",)),
+    Case("conv1d_groups", lambda L, x, w, b: NF(L).conv1d(x, w, b, dilation=2, groups=2),
+         [[(2, 4, 8), (6, 2, 3), (6,)]], layouts=("contiguous",)),
+    Case("pool1d", lambda L, x: (NF(L).max_pool1d(x, 3, 2, 1), NF(L).avg_pool1d(x, 2), NF(L).max_pool1d(x, 2)),
+         [(2, 3, 8)], layouts=("contiguous",)),
 ] + [
     Case(f"conv_transpose2d_{i}", lambda L, x, w, b, s=s, p=p, op=op, d=d: NF(L).conv_transpose2d(
         x, w, b, stride=s, padding=p, output_padding=op, dilation=d), [shapes], layouts=("contiguous",))
@@ -324,3 +334,74 @@ def test_more_schedulers_match_torch(make):
             seen.append(opt.param_groups[0]["lr"])
         lrs.append(seen)
     np.testing.assert_allclose(lrs[0], lrs[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_multihead_attention_matches_torch(batch_first):
+    rng = np.random.default_rng()
+    E, H, L, S, N = 8, 2, 5, 6, 3
+    m, t = mt.nn.MultiheadAttention(E, H, batch_first=batch_first), torch.nn.MultiheadAttention(
+        E, H, batch_first=batch_first)
+    assert [(n, p.shape) for n, p in m.named_parameters()] == [(n, tuple(p.shape)) for n, p in t.named_parameters()]
+    m.load_state_dict({k: mt.tensor(v.numpy()) for k, v in t.state_dict().items()})
+    shape = (lambda n: (N, n, E)) if batch_first else (lambda n: (n, N, E))
+    q, k = rng.standard_normal(shape(L)).astype(np.float32), rng.standard_normal(shape(S)).astype(np.float32)
+    pad = rng.random((N, S)) < 0.3
+    pad[:, 0] = False
+    causal = np.triu(np.ones((L, S), bool), 1)
+    for opts in ({}, {"key_padding_mask": pad, "attn_mask": causal}, {"attn_mask": np.where(causal, -1.5, 0.0)
+                                                                      .astype(np.float32)},
+                 {"average_attn_weights": False}, {"need_weights": False}):
+        mq, mk = mt.tensor(q, requires_grad=True), mt.tensor(k, requires_grad=True)
+        tq, tk = torch.tensor(q, requires_grad=True), torch.tensor(k, requires_grad=True)
+        out, w = m(mq, mk, mk, **{n: mt.tensor(v) if isinstance(v, np.ndarray) else v for n, v in opts.items()})
+        tout, tw = t(tq, tk, tk, **{n: torch.tensor(v) if isinstance(v, np.ndarray) else v for n, v in opts.items()})
+        np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), atol=1e-5)
+        assert (w is None) == (tw is None)
+        loss, tloss = out.sum(), tout.sum()
+        if w is not None:
+            np.testing.assert_allclose(w.detach().numpy(), tw.detach().numpy(), atol=1e-6)
+            loss, tloss = loss + (w * w).sum(), tloss + (tw * tw).sum()
+        loss.backward()
+        tloss.backward()
+        np.testing.assert_allclose(mq.grad.numpy(), tq.grad.numpy(), atol=1e-5)
+        np.testing.assert_allclose(mk.grad.numpy(), tk.grad.numpy(), atol=1e-5)
+        np.testing.assert_allclose(m.in_proj_weight.grad.numpy(), t.in_proj_weight.grad.numpy(), atol=1e-5)
+        m.zero_grad()
+        t.zero_grad()
+    causal_out, _ = m(mt.tensor(q), mt.tensor(q), mt.tensor(q), is_causal=True)
+    mask = mt.triu(mt.ones(L, L, dtype=mt.bool), 1)
+    np.testing.assert_allclose(causal_out.detach().numpy(), m(mt.tensor(q), mt.tensor(q), mt.tensor(q),
+                                                              attn_mask=mask)[0].detach().numpy())
+    single, _ = m(mt.tensor(q[0] if batch_first else q[:, 0]), mt.tensor(k[0] if batch_first else k[:, 0]),
+                  mt.tensor(k[0] if batch_first else k[:, 0]))
+    assert single.shape == (L, E)
+
+
+def test_layers_1d_and_group_norm_modules():
+    conv, tconv = mt.nn.Conv1d(3, 4, 3, padding=1), torch.nn.Conv1d(3, 4, 3, padding=1)
+    assert [(n, p.shape) for n, p in conv.named_parameters()] == [(n, tuple(p.shape))
+                                                                  for n, p in tconv.named_parameters()]
+    x = mt.randn(2, 3, 7)
+    assert conv(x).shape == (2, 4, 7) and mt.nn.MaxPool1d(2)(x).shape == (2, 3, 3)
+    assert mt.nn.AvgPool1d(3, 2)(x).shape == (2, 3, 3)
+    gn = mt.nn.GroupNorm(2, 4)
+    y = gn(mt.randn(2, 4, 3, 3) * 5 + 1)
+    np.testing.assert_allclose(y.reshape(2, 2, -1).mean(-1).detach().numpy(), 0, atol=1e-5)
+    assert [n for n, _ in gn.named_parameters()] == ["weight", "bias"]
+
+
+def test_forward_hooks():
+    calls = []
+    lin, tlin = mt.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    for layer, L in ((lin, mt), (tlin, torch)):
+        pre = layer.register_forward_pre_hook(lambda mod, args: (args[0] * 2,))
+        post = layer.register_forward_hook(lambda mod, args, out: calls.append(tuple(args[0].shape)) or out + 1)
+        with L.no_grad():
+            layer.weight.fill_(1.0)
+            layer.bias.fill_(0.0)
+        assert layer(L.ones(4, 3)).tolist() == [[7.0, 7.0]] * 4
+        pre.remove()
+        post.remove()
+        assert layer(L.ones(1, 3)).tolist() == [[3.0, 3.0]]
+    assert calls == [(4, 3), (4, 3)]

@@ -9,6 +9,7 @@ dataset's order, and the datasets are cut to their first few hundred samples.
 torchvision is not installed here: the reference run gets a stand-in for the few pieces
 the programs use (MNIST, ToTensor, Normalize, Compose, save_image), built on PyTorch.
 """
+import functools
 import math
 import re
 import sys
@@ -104,12 +105,18 @@ def share_randomness(monkeypatch, L, seed):
     monkeypatch.setattr(data, "DataLoader", loader)
 
 
-def small_mnist(monkeypatch, datasets_module, subset, sizes=(160, 100)):
+def small_mnist(monkeypatch, datasets_module, subset, sizes=(96, 64)):
     real = datasets_module.MNIST
 
     def first_samples(root, train=True, **kwargs):
         return subset(real(root, train=train, **kwargs), list(range(sizes[0] if train else sizes[1])))
     monkeypatch.setattr(datasets_module, "MNIST", first_samples)
+
+
+@functools.lru_cache(maxsize=2)
+def mnist_arrays(train):
+    raw = mt.data.MNIST(train=train)
+    return raw.images[:, 0], raw.targets
 
 
 @pytest.fixture
@@ -121,8 +128,8 @@ def torchvision_standin(monkeypatch):
 
     class MNIST(torch.utils.data.Dataset):
         def __init__(self, root, train=True, transform=None, target_transform=None, download=False):
-            raw = mt.data.MNIST(train=train)
-            self.data, self.targets, self.transform = raw.images[:, 0], raw.targets, transform
+            self.data, self.targets = mnist_arrays(train)
+            self.transform = transform
 
         def __len__(self):
             return len(self.data)
@@ -163,15 +170,20 @@ def torchvision_standin(monkeypatch):
 
 def compare_runs(name, argv, capsys, monkeypatch, torchvision_standin=None, rtol=1e-4):
     outputs = []
-    for L in (mt, torch):
-        with monkeypatch.context() as m:
-            share_randomness(m, L, seed=0)
-            if torchvision_standin is not None:
-                if L is mt:
-                    small_mnist(m, mt.vision.datasets, mt.utils.data.Subset)
-                else:
-                    small_mnist(m, torchvision_standin.datasets, torch.utils.data.Subset)
-            outputs.append(run(name, L, argv, capsys))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: a thread pool only adds waiting, a lot of it on a busy machine
+    try:
+        for L in (mt, torch):
+            with monkeypatch.context() as m:
+                share_randomness(m, L, seed=0)
+                if torchvision_standin is not None:
+                    if L is mt:
+                        small_mnist(m, mt.vision.datasets, mt.utils.data.Subset)
+                    else:
+                        small_mnist(m, torchvision_standin.datasets, torch.utils.data.Subset)
+                outputs.append(run(name, L, argv, capsys))
+    finally:
+        torch.set_num_threads(threads)
     got, want = numbers(outputs[0]), numbers(outputs[1])
     assert len(got) == len(want) > 3, outputs
     np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-6, err_msg=f"{name}:\n{outputs[0]}\n{outputs[1]}")
@@ -179,8 +191,8 @@ def compare_runs(name, argv, capsys, monkeypatch, torchvision_standin=None, rtol
 
 
 def test_mnist_cnn_matches_pytorch(capsys, monkeypatch, torchvision_standin, tmp_path):
-    out = compare_runs("mnist_cnn", ["--epochs", "2", "--batch-size", "32", "--test-batch-size", "100",
-                                     "--log-interval", "2", "--no-accel", "--data", str(tmp_path)],
+    out = compare_runs("mnist_cnn", ["--epochs", "2", "--batch-size", "32", "--test-batch-size", "64",
+                                     "--log-interval", "1", "--no-accel", "--data", str(tmp_path)],
                        capsys, monkeypatch, torchvision_standin)
     assert "Test set: Average loss" in out
 
@@ -196,6 +208,6 @@ def test_char_gpt_matches_pytorch(capsys, monkeypatch, tmp_path):
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()[:6000]
     (tmp_path / "input.txt").write_text(text)
     compare_runs("char_gpt", ["--data", str(tmp_path / "input.txt"), "--batch-size", "8", "--block-size", "16",
-                              "--max-iters", "30", "--eval-interval", "10", "--eval-iters", "4", "--n-embd", "32",
+                              "--max-iters", "20", "--eval-interval", "5", "--eval-iters", "2", "--n-embd", "32",
                               "--n-head", "4", "--n-layer", "2", "--dropout", "0.1", "--lr", "1e-3",
-                              "--generate", "50"], capsys, monkeypatch)
+                              "--generate", "20"], capsys, monkeypatch)

@@ -17,7 +17,7 @@ Modules: `linear`, `conv` (conv2d by im2col + GEMM), `pooling`, `normalization`
 from ...ops.indexing import one_hot
 from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, silu, softmax, tanh
 from .attention import scaled_dot_product_attention
-from .conv import conv2d, conv_transpose2d
+from .conv import conv1d, conv2d, conv_transpose2d
 from .dropout import dropout, dropout2d
 from .embedding import embedding
 from .extra import (cosine_similarity, elu, huber_loss, interpolate, l1_loss, logsigmoid, normalize,  # noqa: F401
@@ -25,16 +25,16 @@ from .extra import (cosine_similarity, elu, huber_loss, interpolate, l1_loss, lo
 from .linear import linear
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss,
                    nll_loss)
-from .normalization import batch_norm, layer_norm
+from .normalization import batch_norm, group_norm, layer_norm
 from .padding import pad
-from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from .pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
 
 __all__ = ["linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm", "dropout",
            "relu", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "log_softmax",
            "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
            "pad", "one_hot", "layer_norm", "embedding", "scaled_dot_product_attention", "dropout2d", "softplus",
            "elu", "logsigmoid", "l1_loss", "smooth_l1_loss", "huber_loss", "normalize", "cosine_similarity",
-           "interpolate", "conv_transpose2d"]
+           "interpolate", "conv_transpose2d", "conv1d", "group_norm", "max_pool1d", "avg_pool1d"]
 
 from ... import unsupported as _unsupported  # noqa: E402
 

@@ -1,11 +1,12 @@
 """`scaled_dot_product_attention`: softmax(q k^T * scale + mask) v, as PyTorch's function.
 
 Composed from differentiable ops (matmul, masked_fill, softmax, dropout), so its
-gradient is theirs; the causal mask is built on the device, nothing is read back."""
+gradient is theirs; the causal mask is built on the device, nothing is read back.
+A query whose every key is masked gets zero weights (PyTorch's convention), not nan."""
 import math
 
 from ...creation import ones
-from ...ops import masked_fill, matmul, tril
+from ...ops import amax, masked_fill, matmul, tril, where
 from .activation import softmax
 from .dropout import dropout
 
@@ -29,7 +30,12 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             scores = masked_fill(scores, ~attn_mask, float("-inf"))
         else:
             scores = scores + attn_mask
-    weights = softmax(scores, -1)
+    if attn_mask is not None:
+        # a query that may attend to nothing gets zero weights, as PyTorch's (not 0/0 = nan)
+        blocked = amax(scores, -1, keepdim=True) == float("-inf")
+        weights = where(blocked, 0.0, softmax(where(blocked, 0.0, scores), -1))
+    else:
+        weights = softmax(scores, -1)
     if dropout_p > 0:
         weights = dropout(weights, dropout_p)
     return matmul(weights, value)

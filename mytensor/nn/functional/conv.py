@@ -209,3 +209,15 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     check_same_dtype(fn, input, weight=weight, bias=bias)
     check_same_device(fn, input, weight=weight, bias=bias)
     return ConvTranspose2d.apply(input, weight, bias, stride, padding, output_padding, dilation)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution of (N, C, L) with weight (O, C/groups, k): conv2d over a height of 1."""
+    check_float(input, "input", "conv1d")
+    if input.ndim != 3 or weight.ndim != 3:
+        raise ValueError(f"conv1d(): expected a 3-D input (N, C, L) and weight (O, C/groups, k), got shapes "
+                         f"{tuple(input.shape)} and {tuple(weight.shape)}")
+    def one(v):  # (1, v): the height dimension is 1
+        return (1, v[0] if isinstance(v, (tuple, list)) else v)
+    pad = padding if isinstance(padding, str) else (0, one(padding)[1])
+    return conv2d(input.unsqueeze(2), weight.unsqueeze(2), bias, one(stride), pad, one(dilation), groups).squeeze(2)

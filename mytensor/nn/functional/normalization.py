@@ -158,3 +158,23 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     check_same_device("layer_norm", input, weight=weight, bias=bias)
     dims = tuple(range(input.ndim - len(shape), input.ndim))
     return LayerNorm.apply(input, weight, bias, dims, float(eps))
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalise (N, C, ...) over each group of C / num_groups channels and the spatial dims, then
+    scale and shift per channel. Composed from differentiable ops (their gradients are its own)."""
+    check_float(input, "input", "group_norm")
+    n, c = input.shape[:2]
+    if c % num_groups:
+        raise ValueError(f"group_norm(): {c} channels (input of shape {tuple(input.shape)}) can't be split into "
+                         f"{num_groups} groups")
+    x = input.reshape(n, num_groups, -1)
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, unbiased=False, keepdim=True)
+    y = ((x - mean) / (var + eps).sqrt()).reshape(*input.shape)
+    affine = (1, c) + (1,) * (input.ndim - 2)
+    if weight is not None:
+        y = y * weight.reshape(*affine)
+    if bias is not None:
+        y = y + bias.reshape(*affine)
+    return y

@@ -144,3 +144,19 @@ def adaptive_avg_pool2d(input, output_size):
         return AvgPool2d.apply(input, k, k, (0, 0), True, None)
     return AdaptiveAvgPool2d.apply(input, out)
 
+
+
+def _one(v):
+    return (1, v[0] if isinstance(v, (tuple, list)) else v)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """max_pool2d over a height of 1: input (N, C, L)."""
+    out = max_pool2d(input.unsqueeze(2), _one(kernel_size), None if stride is None else _one(stride),
+                     (0, _one(padding)[1]), dilation, ceil_mode, return_indices)
+    return tuple(o.squeeze(2) for o in out) if return_indices else out.squeeze(2)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    return avg_pool2d(input.unsqueeze(2), _one(kernel_size), None if stride is None else _one(stride),
+                      (0, _one(padding)[1]), ceil_mode, count_include_pad).squeeze(2)
