@@ -67,11 +67,11 @@ class FunctionCtx:
 class _Backward:
     """The `fn` of the graph node a custom Function records: gradients cross from arrays to Tensors."""
 
-    def __init__(self, cls, backend, args, tensor_outputs):
+    def __init__(self, cls, backend, input_is_tensor, output_is_tensor):
         self.__name__ = cls.__name__
         self.cls, self.backend = cls, backend
-        self.is_tensor = args  # per input of forward: is it a Tensor
-        self.tensor_outputs = tensor_outputs
+        self.is_tensor = input_is_tensor  # per input of forward
+        self.tensor_outputs = output_is_tensor
 
     def backward(self, ctx, *grads):
         from ..tensor import Tensor
