@@ -166,9 +166,46 @@ def randint(low, high=None, size=None, dtype=None, device=None):
     return Tensor._wrap(arr.astype(dtypes.get_dtype(dtype or dtypes.int64).np, copy=False), backend)
 
 
-def randperm(n, device=None):
+def randperm(n, device=None, generator=None, dtype=None):
+    if generator is not None:
+        return Tensor(generator.rng.permutation(n), device=device, dtype=dtype)
     backend = get_backend(device)
     return Tensor._wrap(backend.permutation(n).astype(np.int64, copy=False), backend)
+
+
+def multinomial(input, num_samples, replacement=False, generator=None):
+    """Draw category indices with probabilities proportional to the rows of `input` (1-D or 2-D).
+
+    By the Gumbel-max trick: argmax(log p + Gumbel noise) is a draw from p, and the top k of
+    one noisy row are k draws without replacement; so sampling is elementwise math and an
+    argsort on the device, with nothing read back (a GPT's sampling loop stays on the GPU).
+    Invalid rows (negative, all zero) are reported on the CPU only, where checking is free."""
+    if generator is not None:
+        raise NotImplementedError("torch.multinomial(generator=...): seed with mytensor.manual_seed instead")
+    if input.ndim not in (1, 2):
+        raise ValueError(f"multinomial(): expected a 1-D or 2-D tensor of probabilities, got shape "
+                         f"{tuple(input.shape)}")
+    n = input.shape[-1]
+    if not replacement and num_samples > n:
+        raise ValueError(f"multinomial(): cannot draw {num_samples} samples without replacement from {n} categories")
+    backend, p = input._backend, input._data.astype("float64")
+    xp = backend.xp
+    if backend.name == "cpu" and (p.min(initial=0) < 0 or not (p.sum(axis=-1) > 0).all() or
+                                  not np.isfinite(p).all()):
+        raise ValueError("multinomial(): probabilities must be finite, non-negative, with a positive sum per row")
+    rows = p.reshape(-1, n)
+    with np.errstate(divide="ignore"):
+        logp = xp.log(rows)
+    if replacement:
+        u = backend.rand((rows.shape[0], num_samples, n), np.float64)
+        noisy = logp[:, None, :] - xp.log(-xp.log(u))
+        out = xp.argmax(noisy, axis=-1)
+    else:
+        u = backend.rand(rows.shape, np.float64)
+        noisy = logp - xp.log(-xp.log(u))
+        out = xp.argsort(-noisy, axis=-1)[:, :num_samples]
+    out = out.astype(np.int64, copy=False)
+    return Tensor._wrap(out.reshape(input.shape[:-1] + (num_samples,)), backend)
 
 
 # ------------------------------------------------------------- exchange

@@ -15,6 +15,24 @@ from .autograd.grad_mode import is_grad_enabled
 from .backend import get_backend
 
 
+class Size(tuple):
+    """A tensor's shape: a tuple that prints as `mytensor.Size([2, 3])`, as PyTorch's does.
+    (Its slices are plain tuples: indexing stays the C tuple's, which op bookkeeping relies on.)"""
+    __slots__ = ()
+
+    def __repr__(self):
+        return f"mytensor.Size({list(self)})"
+
+    def __add__(self, other):
+        return Size(tuple.__add__(self, other))
+
+    def numel(self):
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+
 def common_backend(tensors, op_name="operation"):
     """The one backend all tensor arguments of an op live on."""
     if not tensors:
@@ -34,7 +52,7 @@ class Tensor:
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         from .creation import _array_from_data
         backend = get_backend(device) if device is not None else (
-            data._backend if isinstance(data, Tensor) else get_backend("cpu"))
+            data._backend if isinstance(data, Tensor) else get_backend(None))
         self._init(_array_from_data(data, dtype, backend), backend)
         if requires_grad:
             self.requires_grad_(True)
@@ -63,10 +81,10 @@ class Tensor:
     # ------------------------------------------------------------ attributes
     @property
     def shape(self):
-        return tuple(self._data.shape)
+        return Size(self._data.shape)
 
     def size(self, dim=None):
-        return self.shape if dim is None else self.shape[dim]
+        return Size(self._data.shape) if dim is None else self._data.shape[dim]
 
     @property
     def ndim(self):
@@ -132,7 +150,8 @@ class Tensor:
 
     def item(self):
         if self.numel() != 1:
-            raise ValueError(f"only a one-element tensor can be converted to a Python scalar, got shape {self.shape}")
+            raise ValueError(f"only a one-element tensor can be converted to a Python scalar, got shape "
+                             f"{tuple(self.shape)}")
         return self._backend.to_numpy(self._data).reshape(()).item()
 
     def tolist(self):
@@ -254,7 +273,7 @@ class Tensor:
         if gradient is None:
             if self.numel() != 1:
                 raise RuntimeError(f"grad can be implicitly created only for scalar outputs; this tensor has shape "
-                                   f"{self.shape}: pass backward(gradient) with a tensor of that shape")
+                                   f"{tuple(self.shape)}: pass backward(gradient) with a tensor of that shape")
             g = self._backend.xp.ones(self._data.shape, dtype=self._data.dtype)
         else:
             if isinstance(gradient, Tensor):
@@ -262,7 +281,7 @@ class Tensor:
                 gradient = gradient._data
             g = self._backend.asarray(gradient, self._data.dtype)
             if tuple(g.shape) != self.shape:
-                raise RuntimeError(f"gradient has shape {tuple(g.shape)} but the tensor has shape {self.shape}")
+                raise RuntimeError(f"gradient has shape {tuple(g.shape)} but the tensor has shape {tuple(self.shape)}")
         run_backward([(self._edge(), g)], retain_graph=retain_graph)
 
     def register_hook(self, hook):
@@ -302,6 +321,15 @@ class Tensor:
         elif self.requires_grad:
             extras.append("requires_grad=True")
         return "tensor(" + ", ".join([body] + extras) + ")"
+
+    def __format__(self, spec):
+        """`f"{loss:.4f}"` formats a one-element tensor's value, as in PyTorch."""
+        if self._data.ndim == 0:
+            return format(self.item(), spec)
+        if spec:
+            raise TypeError(f"unsupported format string {spec!r} for a tensor of shape {tuple(self.shape)}: "
+                            f"format one element, e.g. f\"{{t.item():{spec}}}\"")
+        return str(self)
 
     def __iter__(self):
         if self.ndim == 0:

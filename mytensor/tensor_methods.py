@@ -6,7 +6,7 @@ write the result into the tensor's storage and move the tensor's place in the
 graph to the new node (and its base's, for a view); the version counter
 records the write.
 """
-from . import ops
+from . import ops, unsupported
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled, no_grad
 from .ops._util import NUMBERS
@@ -45,7 +45,14 @@ _methods = {
     "squeeze": ops.squeeze, "unsqueeze": ops.unsqueeze, "transpose": ops.transpose, "permute": ops.permute,
     "expand": ops.expand, "contiguous": ops.contiguous, "clone": ops.clone, "split": ops.split,
     "chunk": ops.chunk, "narrow": ops.narrow, "flip": ops.flip, "gather": ops.gather,
-    "index_select": ops.index_select,
+    "index_select": ops.index_select, "sort": ops.sort, "argsort": ops.argsort, "topk": ops.topk,
+    "tril": ops.tril, "triu": ops.triu, "scatter": ops.scatter, "scatter_add": ops.scatter_add,
+    "outer": ops.outer, "floor": ops.floor, "ceil": ops.ceil, "round": ops.round, "trunc": ops.trunc,
+    "log1p": ops.log1p, "expm1": ops.expm1, "log2": ops.log2, "log10": ops.log10, "repeat": ops.repeat,
+    "tile": ops.tile, "repeat_interleave": ops.repeat_interleave, "roll": ops.roll, "unbind": ops.unbind,
+    "movedim": ops.movedim, "swapaxes": ops.swapaxes, "norm": ops.norm, "lerp": ops.lerp,
+    "allclose": ops.allclose, "isclose": ops.isclose, "equal": ops.equal, "nonzero": ops.nonzero,
+    "argwhere": ops.argwhere, "masked_select": ops.masked_select,
     # linear algebra
     "matmul": ops.matmul, "mm": ops.mm, "bmm": ops.bmm, "dot": ops.dot,
     "where": lambda self, condition, other: ops.where(condition, self, other),
@@ -70,6 +77,46 @@ Tensor.type_as = lambda self, other: self.to(other.dtype)
 Tensor.t = lambda self: ops.transpose(self, 0, 1) if self.ndim == 2 else self
 
 
+def _softmax(self, dim, dtype=None):
+    from .nn.functional import softmax
+    return softmax(self if dtype is None else self.to(dtype), dim)
+
+
+def _log_softmax(self, dim, dtype=None):
+    from .nn.functional import log_softmax
+    return log_softmax(self if dtype is None else self.to(dtype), dim)
+
+
+def _multinomial(self, num_samples, replacement=False, generator=None):
+    from .creation import multinomial
+    return multinomial(self, num_samples, replacement, generator)
+
+
+def _new(fill):
+    """`x.new_zeros(size)` and friends: a new tensor with x's dtype and device unless told otherwise."""
+    def method(self, *size, dtype=None, device=None, requires_grad=False):
+        from .creation import full
+        if len(size) == 1 and isinstance(size[0], (tuple, list)):
+            size = tuple(size[0])
+        return full(size, fill, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+    return method
+
+
+def _new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+    from .creation import full
+    return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+
+def _new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+    return Tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+
+Tensor.softmax, Tensor.log_softmax, Tensor.multinomial = _softmax, _log_softmax, _multinomial
+Tensor.new_zeros, Tensor.new_ones, Tensor.new_empty = _new(0), _new(1), _new(0)
+Tensor.new_full, Tensor.new_tensor = _new_full, _new_tensor
+Tensor.nelement, Tensor.ndimension = Tensor.numel, Tensor.dim
+
+
 # ------------------------------------------------------------------ in-place
 def _inplace(self, fn, *args):
     """Write `fn(self, *args)` into self's storage and move self in the graph.
@@ -90,7 +137,8 @@ def _inplace(self, fn, *args):
     else:
         result = fn(self, *args)
     if tuple(result.shape) != self.shape:
-        raise RuntimeError(f"in-place result of shape {result.shape} doesn't match the tensor's shape {self.shape}")
+        raise RuntimeError(f"in-place result of shape {tuple(result.shape)} doesn't match the tensor's shape "
+                           f"{tuple(self.shape)}")
     if result.dtype.category > self.dtype.category:
         raise TypeError(f"result type {result.dtype} can't be cast to the in-place output type {self.dtype}")
     if recording:
@@ -134,6 +182,9 @@ for _name, _fn in {"add_": ops.add, "sub_": ops.sub, "mul_": ops.mul, "div_": op
                    "exp_": ops.exp, "neg_": ops.neg, "abs_": ops.abs, "sqrt_": ops.sqrt, "log_": ops.log,
                    "sin_": ops.sin, "cos_": ops.cos, "rsqrt_": ops.rsqrt, "reciprocal_": ops.reciprocal,
                    "square_": ops.square, "clip_": ops.clamp, "masked_fill_": ops.masked_fill,
+                   "scatter_": ops.scatter, "scatter_add_": ops.scatter_add, "tril_": ops.tril, "triu_": ops.triu,
+                   "floor_": ops.floor, "ceil_": ops.ceil, "round_": ops.round, "trunc_": ops.trunc,
+                   "log1p_": ops.log1p, "expm1_": ops.expm1, "lerp_": ops.lerp,
                    "__iadd__": ops.add, "__isub__": ops.sub, "__imul__": ops.mul, "__itruediv__": ops.div,
                    "__ipow__": ops.pow}.items():
     setattr(Tensor, _name, _inplace_method(_fn))
@@ -177,6 +228,18 @@ def _normal_(self, mean=0.0, std=1.0):
     self._version[0] += 1
     return self
 
+
+def _unsupported_method(torch_name):
+    """A property, not a `Tensor.__getattr__`: defining that would slow every attribute
+    read of every tensor (CPython stops specialising them), which op bookkeeping is full of."""
+    def get(self):
+        raise unsupported.error(torch_name)
+    return property(get)
+
+
+for _torch_name in unsupported.ALTERNATIVES:
+    if _torch_name.startswith("torch.Tensor."):
+        setattr(Tensor, _torch_name[len("torch.Tensor."):], _unsupported_method(_torch_name))
 
 Tensor.fill_ = _fill_
 Tensor.copy_ = _copy_

@@ -17,9 +17,8 @@ def torch_parameters(name):
             return [p for p in params]
     except (TypeError, ValueError):
         pass
-    # C builtins and boolean-dispatched functions: the signature is the docstring's first line
-    first = fn.__doc__.strip().splitlines()[0]
-    inside = re.match(rf"{name}\((.*)\)", first).group(1)
+    # C builtins and boolean-dispatched functions: the signature opens the docstring (maybe over several lines)
+    inside = re.match(rf"{name}\((.*?)\)", fn.__doc__.strip(), re.DOTALL).group(1)
     return [re.split(r"[=:]", p)[0].strip() for p in inside.split(",") if p.strip() and p.strip() != "*"]
 
 

@@ -43,8 +43,11 @@ def _run_hooks(node, index, grad, backend):
     return grad
 
 
-def run_backward(roots, retain_graph=False):
-    """roots: [((node, output_index), grad_array)]; fills .grad of the leaves."""
+def run_backward(roots, retain_graph=False, capture=None):
+    """roots: [((node, output_index), grad_array)]; fills .grad of the leaves.
+
+    With `capture` (a dict whose keys are nodes), no `.grad` is touched: the gradients
+    reaching those nodes' outputs are stored in it instead (for `autograd.grad`)."""
     grads = {}  # node -> [grad per output]
     for (node, idx), g in roots:
         slot = grads.setdefault(node, [None] * node.n_outputs)
@@ -57,8 +60,14 @@ def run_backward(roots, retain_graph=False):
             outs = grads.pop(node, None)
             if outs is None:  # no gradient flowed here: only release what waits on it
                 in_grads = [None] * len(node.edges)
+            elif capture is not None and node in capture:
+                capture[node] = outs
+                if isinstance(node, AccumulateGrad):
+                    continue
+                in_grads = _apply_node(node, outs, retain_graph)
             elif isinstance(node, AccumulateGrad):
-                node.accumulate(_run_hooks(node, 0, outs[0], node.leaf._backend))
+                if capture is None:
+                    node.accumulate(_run_hooks(node, 0, outs[0], node.leaf._backend))
                 continue
             else:
                 in_grads = _apply_node(node, outs, retain_graph)
@@ -78,7 +87,8 @@ def run_backward(roots, retain_graph=False):
 def _apply_node(node, outs, retain_graph):
     backend = node.ctx.backend
     outs = [None if g is None else _run_hooks(node, i, g, backend) for i, g in enumerate(outs)]
-    outs = [node.ctx.xp.zeros(*node.output_meta[i]) if g is None else g for i, g in enumerate(outs)]
+    if node.ctx.materialize_grads:
+        outs = [node.ctx.xp.zeros(*node.output_meta[i]) if g is None else g for i, g in enumerate(outs)]
     in_grads = node.apply(outs)
     if len(in_grads) != len(node.edges):
         raise RuntimeError(f"{node.name} returned {len(in_grads)} gradients for {len(node.edges)} inputs")

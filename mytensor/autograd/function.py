@@ -20,6 +20,8 @@ def _quiet():
 class Context:
     """What forward leaves for backward."""
 
+    materialize_grads = True  # the engine passes zeros for outputs that got no gradient
+
     def __init__(self, backend, needs_input_grad):
         self.backend = backend
         self.xp = backend.xp
@@ -51,6 +53,11 @@ class Node:
     @property
     def name(self):
         return self.fn.__name__ + "Backward"
+
+    @property
+    def next_functions(self):
+        """Per tensor input, as in PyTorch: (node, output index), or (None, 0) where no gradient goes."""
+        return tuple(e or (None, 0) for e, m in zip(self.edges, self.input_meta) if m is not None)
 
     def __repr__(self):
         return f"<{self.name}>"
@@ -87,10 +94,19 @@ class AccumulateGrad:
     edges = input_meta = ()
     name = "AccumulateGrad"
 
+    next_functions = ()
+
     def __init__(self, leaf):
         self.leaf = leaf
         self.hooks = {}
         self.retained = {}
+
+    @property
+    def variable(self):
+        return self.leaf
+
+    def __repr__(self):
+        return "<AccumulateGrad>"
 
     def accumulate(self, grad):
         from ..tensor import Tensor
@@ -137,8 +153,8 @@ class Function:
             _make_view(results[0], args[0], lambda base: cls.apply(base, *rest, **kwargs))
         if record:
             edges = [a._edge() if isinstance(a, Tensor) and a.requires_grad else None for a in args]
-            meta = [(a.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args]
-            node = Node(cls, ctx, edges, meta, [(r.shape, r._data.dtype) for r in results])
+            meta = [(a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args]
+            node = Node(cls, ctx, edges, meta, [(r._data.shape, r._data.dtype) for r in results])
             node.saved_versions = _saved_versions(ctx.saved, tensors, results)
             for i, r in enumerate(results):
                 if r.dtype.is_floating_point:

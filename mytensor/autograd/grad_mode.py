@@ -39,3 +39,23 @@ class no_grad(_GradMode):
 class enable_grad(_GradMode):
     """Record the graph again inside a `no_grad` block."""
     mode = True
+
+
+class inference_mode(no_grad):
+    """PyTorch's faster no_grad for evaluation; here it is no_grad (`inference_mode(False)` records)."""
+
+    def __init__(self, mode=True):
+        self.mode = not mode
+
+    def __call__(self, fn):
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            prev = is_grad_enabled()
+            set_grad_enabled(mode)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                set_grad_enabled(prev)
+        return wrapper

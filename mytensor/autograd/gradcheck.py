@@ -4,11 +4,26 @@ import numpy as np
 from .grad_mode import no_grad
 
 
-def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
+_ACCEPTED = {"nondet_tol": 0.0, "check_undefined_grad": True, "check_grad_dtypes": False, "check_backward_ad": True,
+             "fast_mode": False, "masked": None}  # PyTorch's options that change nothing here
+_NOT_CHECKED = ("check_batched_grad", "check_batched_forward_grad", "check_forward_ad")  # need what we don't have
+
+
+def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, **options):
     """True if backward of `fn(*inputs)` matches finite differences for every
     input that requires grad. Inputs must be float64: float32 rounding swamps
-    the differences. The inputs' `.grad` are left as they were."""
+    the differences. The inputs' `.grad` are left as they were.
+
+    PyTorch's other options are accepted where they change nothing here (`fast_mode`,
+    `nondet_tol`, ...); asking for forward-mode or batched checks is an error."""
     from ..tensor import Tensor
+    for name, value in options.items():
+        if name in _NOT_CHECKED:
+            if value:
+                raise NotImplementedError(f"gradcheck({name}=True): mytensor has no forward-mode or batched "
+                                          f"autograd to check")
+        elif name not in _ACCEPTED:
+            raise TypeError(f"gradcheck() got an unexpected keyword argument {name!r}")
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     wrt = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
     if not wrt:
@@ -53,7 +68,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
         if not np.allclose(analytic[k], numeric, atol=atol, rtol=rtol):
             if raise_exception:
                 worst = np.abs(analytic[k] - numeric).max()
-                raise RuntimeError(f"gradcheck failed for input {k} of shape {t.shape}: max difference {worst:.3g}"
+                raise RuntimeError(f"gradcheck failed for input {k} of shape {tuple(t.shape)}: max difference "
+                                   f"{worst:.3g}"
                                    f"\nanalytic:\n{analytic[k]}\nnumeric:\n{numeric}")
             return False
     return True

@@ -4,7 +4,7 @@ generic math is written against, plus the hot kernels that differ per device.
 `get_backend("cpu")` is NumPy; `get_backend("cuda")` is CuPy with our own
 kernels, imported only when first asked for.
 """
-from .device import Device, device
+from .device import Device, device, get_default_device, set_default_device  # noqa: F401
 from .array_backend import ArrayBackend  # noqa: F401  (the base every backend extends)
 
 _backends = {}

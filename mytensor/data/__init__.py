@@ -9,10 +9,12 @@
 """
 from . import transforms  # noqa: F401
 from .cifar import CIFAR10  # noqa: F401
-from .dataset import Dataset, ImageDataset, Subset, TensorDataset  # noqa: F401
+from .dataset import ConcatDataset, Dataset, ImageDataset, Subset, TensorDataset, random_split  # noqa: F401
 from .datasets import DATASETS, NORMALIZATION, load_dataset  # noqa: F401
 from .image_folder import ImageFolder, read_image  # noqa: F401
-from .loader import DataLoader  # noqa: F401
+from .loader import DataLoader, default_collate  # noqa: F401
 from .mnist import MNIST, FashionMNIST  # noqa: F401
+from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler,  # noqa: F401
+                      WeightedRandomSampler)
 from .sources import DatasetNotFoundError  # noqa: F401
 from .tiny_imagenet import TinyImageNet  # noqa: F401

@@ -59,7 +59,7 @@ def parse_pickle_batch(data, name):
         raise ValueError(f"{name}: missing 'data' or 'labels' (keys: {sorted(batch)})")
     images, labels = np.asarray(batch["data"]), np.asarray(batch["labels"], dtype=np.int64)
     if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
-        raise ValueError(f"{name}: 'data' should be uint8 (N, 3072), got {images.dtype} {images.shape}")
+        raise ValueError(f"{name}: 'data' should be uint8 (N, 3072), got {images.dtype} {tuple(images.shape)}")
     return _checked(images.reshape(-1, 3, 32, 32), labels, name)
 
 
@@ -137,7 +137,7 @@ class CIFAR10(ImageDataset):
 
     CLASSES, MEAN, STD = CLASSES, MEAN, STD
 
-    def __init__(self, root=None, train=True, download=True):
+    def __init__(self, root=None, train=True, transform=None, target_transform=None, download=True):
         names, split = _batch_names(train), "train" if train else "test"
         kind, source = self.locate(root, download)
         self.root = source
@@ -159,7 +159,7 @@ class CIFAR10(ImageDataset):
             images = np.concatenate([p[0] for p in parts])
             labels = np.concatenate([p[1] for p in parts])
             classes = CLASSES
-        super().__init__(images, labels, classes, (MEAN, STD))
+        super().__init__(images, labels, classes, (MEAN, STD), transform, target_transform)
 
     # the copies we can read, in order of preference, and what kind each is
     COPIES = {"cifar-10-batches-py": "py-folder", "cifar-10-batches-bin": "bin-folder",

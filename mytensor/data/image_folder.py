@@ -258,7 +258,8 @@ class ImageFolder(ImageDataset):
         an error naming them.
     """
 
-    def __init__(self, root, size=None, mode="RGB", normalization=None, classes=None, cache=True, skip_bad=False):
+    def __init__(self, root, transform=None, target_transform=None, size=None, mode="RGB", normalization=None,
+                 classes=None, cache=True, skip_bad=False):
         self.root = Path(root)
         classes, samples = find_images(self.root, classes)
         paths, labels = [p for p, _ in samples], [label for _, label in samples]
@@ -273,4 +274,4 @@ class ImageFolder(ImageDataset):
                   + ", ".join(names[:SHOWN_BAD]) + (" ..." if len(names) > SHOWN_BAD else ""), flush=True)
         if normalization is None:
             normalization = (tuple(meta["mean"]), tuple(meta["std"]))
-        super().__init__(images, targets, classes, normalization)
+        super().__init__(images, targets, classes, normalization, transform, target_transform)

@@ -64,7 +64,7 @@ class MNIST(ImageDataset):
     MEAN, STD = (0.1307,), (0.3081,)
     PACKAGED = sources.PACKAGE_FILES / "mnist"
 
-    def __init__(self, root=None, train=True, download=True):
+    def __init__(self, root=None, train=True, transform=None, target_transform=None, download=True):
         names = self.FILES[bool(train)]
         folder = self.locate(names, root, download)
         images_path, labels_path = (_existing(folder, n) for n in names)
@@ -75,7 +75,8 @@ class MNIST(ImageDataset):
         if labels.size and labels.max() >= len(self.CLASSES):
             raise ValueError(f"{labels_path}: label {labels.max()} is out of range 0..{len(self.CLASSES) - 1}")
         self.root = folder
-        super().__init__(images[:, None], labels.astype(np.int64), self.CLASSES, (self.MEAN, self.STD))
+        super().__init__(images[:, None], labels.astype(np.int64), self.CLASSES, (self.MEAN, self.STD),
+                         transform, target_transform)
 
     @classmethod
     def locate(cls, names, root=None, download=True):

@@ -76,12 +76,12 @@ class TinyImageNet(ImageDataset):
 
     MEAN, STD = MEAN, STD
 
-    def __init__(self, root=None, train=True, download=True):
+    def __init__(self, root=None, train=True, transform=None, target_transform=None, download=True):
         self.root = root = self.locate(root, download)
         paths, labels, wnids = list_split(root, train)
         self.wnids = wnids
         images, targets, _ = cached_decode(_fingerprint(paths), lambda: (paths, labels, wnids), "RGB", (64, 64))
-        super().__init__(images, targets, readable_names(root, wnids), (MEAN, STD))
+        super().__init__(images, targets, readable_names(root, wnids), (MEAN, STD), transform, target_transform)
 
     @classmethod
     def locate(cls, root=None, download=True):

@@ -10,10 +10,13 @@ reproducible.
 import math
 import warnings
 
+from .. import unsupported
 from ..autograd.grad_mode import no_grad
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_", "xavier_uniform_",
-           "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
+           "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "eye_"]
+
+__getattr__ = unsupported.module_getattr("torch.nn.init", __name__)
 
 
 def calculate_gain(nonlinearity, param=None):
@@ -119,3 +122,25 @@ def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
         warnings.warn("Initializing zero-element tensors is a no-op")
         return tensor
     return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
+    """N(mean, std^2) restricted to [a, b]: draws outside are drawn again (initialisation
+    reads back whether any remain; it is not part of a training step)."""
+    with no_grad():
+        tensor.normal_(mean, std)
+        while True:
+            bad = (tensor < a) | (tensor > b)
+            if not bool(bad.any()):
+                return tensor
+            fresh = tensor.clone().normal_(mean, std)
+            tensor.copy_(fresh.where(bad, tensor))
+
+
+def eye_(tensor):
+    """The identity matrix (a 2-D tensor), as far as its shape allows."""
+    if tensor.ndim != 2:
+        raise ValueError(f"eye_ needs a 2-D tensor, got shape {tuple(tensor.shape)}")
+    from ..creation import eye
+    with no_grad():
+        return tensor.copy_(eye(*tensor.shape, dtype=tensor.dtype, device=tensor.device))

@@ -8,7 +8,7 @@ from ..autograd.function import Function
 from ..tensor import Tensor
 from ._util import norm_dim, wide
 
-__all__ = ["getitem", "index_put", "gather", "index_select", "one_hot", "masked_fill"]
+__all__ = ["getitem", "index_put", "gather", "index_select", "one_hot", "masked_fill", "scatter", "scatter_add"]
 
 
 def _raw_index(index, backend):
@@ -61,7 +61,7 @@ def getitem(x, index):
     try:
         return GetItem.apply(x, raw)
     except IndexError as e:
-        raise IndexError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {e}") from None
+        raise IndexError(f"index {index!r} is invalid for a tensor of shape {tuple(x.shape)}: {e}") from None
 
 
 class IndexPut(Function):
@@ -121,9 +121,78 @@ def gather(x, dim, index):
     if index.ndim != x.ndim:
         raise ValueError(f"gather(): index has {index.ndim} dimensions but input has {x.ndim}")
     if any(i > s for k, (i, s) in enumerate(zip(index.shape, x.shape)) if k != d):
-        raise ValueError(f"gather(): index of shape {index.shape} is larger than input of shape {x.shape} "
+        raise ValueError(f"gather(): index of shape {tuple(index.shape)} is larger than input of shape "
+                         f"{tuple(x.shape)} "
                          f"outside dimension {d}")
     return Gather.apply(x, d, index)
+
+
+def _positions(xp, index, dim):
+    """The full index tuple that puts element k of `index` at (k with dim replaced by index[k])."""
+    full = [xp.arange(s).reshape([-1 if i == d else 1 for i in range(index.ndim)]) for d, s in enumerate(index.shape)]
+    full[dim] = index
+    return tuple(full)
+
+
+class Scatter(Function):
+    """out = x with out[..., index[k], ...] = src[k] (or += with add=True) along dim."""
+
+    @staticmethod
+    def forward(ctx, x, src, dim, index, add):
+        xp = ctx.xp
+        where = _positions(xp, index, dim)
+        corner = tuple(slice(0, s) for s in index.shape)
+        out = x.copy()
+        values = src[corner] if xp.ndim(src) else src
+        if add:
+            xp.add.at(out, where, values)
+        else:
+            out[where] = values
+        ctx.args = (where, corner, xp.shape(src), add)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        where, corner, src_shape, add = ctx.args
+        xp = ctx.xp
+        gx = grad
+        if not add and ctx.needs_input_grad[0]:
+            gx = grad.copy()
+            gx[where] = 0  # overwritten elements don't reach the output
+        gs = None
+        if ctx.needs_input_grad[1]:
+            gs = xp.zeros(src_shape, dtype=grad.dtype)
+            gs[corner] = grad[where]
+        return gx, gs, None, None, None
+
+
+def _scatter(x, dim, index, src, add, name):
+    if not isinstance(index, Tensor) or index.dtype is not dtypes.int64:
+        raise TypeError(f"{name}(): index must be an int64 tensor")
+    d = norm_dim(dim, x.ndim)
+    if index.ndim != x.ndim or (isinstance(src, Tensor) and src.ndim != x.ndim):
+        raise ValueError(f"{name}(): index (shape {tuple(index.shape)}), src and input (shape {tuple(x.shape)}) "
+                         f"must have the same number of dimensions")
+    if any(i > s for k, (i, s) in enumerate(zip(index.shape, x.shape)) if k != d) or (
+            isinstance(src, Tensor) and any(i > s for i, s in zip(index.shape, src.shape))):
+        raise ValueError(f"{name}(): index of shape {tuple(index.shape)} is larger than src "
+                         f"{tuple(src.shape) if isinstance(src, Tensor) else ''} or than input of shape "
+                         f"{tuple(x.shape)} outside dimension {d}")
+    if isinstance(src, Tensor):
+        src = src.to(x.dtype)
+    return Scatter.apply(x, src, d, index, add)
+
+
+def scatter(x, dim, index, src=None, value=None, reduce=None):
+    """PyTorch's scatter: `src` a tensor or a number (`value=` also names a number)."""
+    if reduce is not None:
+        raise NotImplementedError(f"torch.scatter(reduce={reduce!r}): use scatter_add (or scatter_reduce is not "
+                                  f"supported)")
+    return _scatter(x, dim, index, value if src is None else src, False, "scatter")
+
+
+def scatter_add(x, dim, index, src):
+    return _scatter(x, dim, index, src, True, "scatter_add")
 
 
 def index_select(x, dim, index):

@@ -10,7 +10,7 @@ from . import autocast_policy
 from ._util import norm_dim, norm_dims, wide
 
 __all__ = ["sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std", "logsumexp", "prod",
-           "all", "any", "cumsum"]
+           "all", "any", "cumsum", "std_mean", "var_mean"]
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
@@ -292,3 +292,11 @@ def all(x, dim=None, keepdim=False):
 
 def any(x, dim=None, keepdim=False):
     return Tensor._wrap(x._backend.xp.asarray(x._data.any(axis=norm_dims(dim, x.ndim), keepdims=keepdim)), x._backend)
+
+
+def var_mean(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    return var(x, dim, unbiased, keepdim, correction), mean(x, dim, keepdim)
+
+
+def std_mean(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    return std(x, dim, unbiased, keepdim, correction), mean(x, dim, keepdim)

@@ -53,7 +53,7 @@ def view(x, *shape):
     shape = _resolve_shape(_shape_args(shape), x.numel())
     out = Reshape.apply(x, shape)
     if out.numel() and not x._backend.xp.shares_memory(out._data, x._data):
-        raise RuntimeError(f"view size {shape} is not compatible with input of shape {x.shape} and strides "
+        raise RuntimeError(f"view size {shape} is not compatible with input of shape {tuple(x.shape)} and strides "
                            f"{x.stride()}: use .reshape(...) instead")
     return out
 
@@ -101,7 +101,7 @@ class Permute(Function):
 def permute(x, *dims):
     dims = tuple(norm_dim(d, x.ndim) for d in _shape_args(dims))
     if sorted(dims) != list(range(x.ndim)):
-        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dimensions of shape {x.shape}")
+        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dimensions of shape {tuple(x.shape)}")
     return Permute.apply(x, dims)
 
 
@@ -139,7 +139,7 @@ def expand(x, *sizes):
         if s == -1:
             s = old
         if old != 1 and old != s:
-            raise ValueError(f"expand: the size of dimension {i} ({old}) must match {s} (shape {x.shape} to "
+            raise ValueError(f"expand: the size of dimension {i} ({old}) must match {s} (shape {tuple(x.shape)} to "
                              f"{tuple(sizes)})")
         shape.append(s)
     return Expand.apply(x, tuple(shape))
@@ -211,7 +211,7 @@ def cat(tensors, dim=0):
     for t in tensors:
         if t.ndim != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != d):
             raise ValueError(f"cat: sizes of tensors must match except in dimension {d}; got shapes "
-                             f"{[x.shape for x in tensors]}")
+                             f"{[tuple(x.shape) for x in tensors]}")
     return Cat.apply(d, *tensors)
 
 
@@ -221,7 +221,7 @@ concatenate = cat
 def stack(tensors, dim=0):
     tensors = _check_join(tensors, "stack")
     if any(t.shape != tensors[0].shape for t in tensors):
-        raise ValueError(f"stack expects each tensor to be equal size, got shapes {[t.shape for t in tensors]}")
+        raise ValueError(f"stack expects each tensor to be equal size, got shapes {[tuple(t.shape) for t in tensors]}")
     d = norm_dim(dim, tensors[0].ndim + 1)
     return cat([unsqueeze(t, d) for t in tensors], d)
 

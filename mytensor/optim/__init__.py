@@ -1,5 +1,10 @@
-"""Optimizers (`SGD`, `Adam`, `AdamW`) and learning-rate schedules (`lr_scheduler`)."""
+"""Optimizers (`SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad`, `Adadelta`) and learning-rate schedules
+(`lr_scheduler`)."""
 from .optimizer import Optimizer  # noqa: F401
 from .sgd import SGD  # noqa: F401
 from .adam import Adam, AdamW  # noqa: F401
+from .adaptive import Adadelta, Adagrad, RMSprop  # noqa: F401
 from . import lr_scheduler  # noqa: F401
+from .. import unsupported as _unsupported
+
+__getattr__ = _unsupported.module_getattr("torch.optim", __name__)

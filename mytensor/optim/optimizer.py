@@ -152,7 +152,7 @@ def _to_param_device(value, param, name):
     if isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__"):
         if tuple(value.shape) != param.shape:
             raise ValueError(f"state '{name}' has shape {tuple(value.shape)}, but its parameter has shape "
-                             f"{param.shape}")
+                             f"{tuple(param.shape)}")
         if hasattr(value, "get") and not isinstance(value, np.ndarray):
             value = value.get()
         return Tensor._wrap(param._backend.asarray(value, dtype=param._data.dtype).copy(), param._backend)

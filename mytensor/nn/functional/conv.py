@@ -110,10 +110,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         check_tensor(bias, "bias", "conv2d")
     if input.ndim != 4:
         raise ValueError(f"conv2d(): expected a 4-D input (N, C, H, W), got a {input.ndim}-D tensor of shape "
-                         f"{input.shape}")
+                         f"{tuple(input.shape)}")
     if weight.ndim != 4:
         raise ValueError(f"conv2d(): expected a 4-D weight (out_channels, in_channels/groups, kh, kw), got a "
-                         f"{weight.ndim}-D tensor of shape {weight.shape}")
+                         f"{weight.ndim}-D tensor of shape {tuple(weight.shape)}")
     stride, dilation = pair(stride, "stride", "conv2d"), pair(dilation, "dilation", "conv2d")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"conv2d(): groups must be a positive int, got {groups!r}")
@@ -127,23 +127,111 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if min(padding) < 0:
         raise ValueError(f"conv2d(): padding must be non-negative, got {padding}")
     if c % groups:
-        raise ValueError(f"conv2d(): input of shape {input.shape} has {c} channels, which is not divisible by "
+        raise ValueError(f"conv2d(): input of shape {tuple(input.shape)} has {c} channels, which is not divisible by "
                          f"groups={groups}")
     if o % groups:
-        raise ValueError(f"conv2d(): weight of shape {weight.shape} has {o} output channels, which is not "
+        raise ValueError(f"conv2d(): weight of shape {tuple(weight.shape)} has {o} output channels, which is not "
                          f"divisible by groups={groups}")
     if cg * groups != c:
-        raise ValueError(f"conv2d(): input of shape {input.shape} has {c} channels, but weight of shape "
-                         f"{weight.shape} with groups={groups} expects {cg} * {groups} = {cg * groups} channels")
+        raise ValueError(f"conv2d(): input of shape {tuple(input.shape)} has {c} channels, but weight of shape "
+                         f"{tuple(weight.shape)} with groups={groups} expects {cg} * {groups} = {cg * groups} channels")
     eff = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
     padded = (h + 2 * padding[0], w + 2 * padding[1])
     if eff[0] > padded[0] or eff[1] > padded[1]:
-        raise ValueError(f"conv2d(): kernel size {eff[0]}x{eff[1]} (weight shape {weight.shape}, dilation "
+        raise ValueError(f"conv2d(): kernel size {eff[0]}x{eff[1]} (weight shape {tuple(weight.shape)}, dilation "
                          f"{dilation}) can't be greater than the padded input size {padded[0]}x{padded[1]} "
-                         f"(input shape {input.shape}, padding {padding})")
+                         f"(input shape {tuple(input.shape)}, padding {padding})")
     if bias is not None and bias.shape != (o,):
-        raise ValueError(f"conv2d(): bias of shape {bias.shape} doesn't match weight of shape {weight.shape} "
+        raise ValueError(f"conv2d(): bias of shape {tuple(bias.shape)} doesn't match weight of shape "
+                         f"{tuple(weight.shape)} "
                          f"(expected ({o},))")
     check_same_dtype("conv2d", input, weight=weight, bias=bias)
     check_same_device("conv2d", input, weight=weight, bias=bias)
     return Conv2d.apply(input, weight, bias, stride, padding, dilation, groups)
+
+
+class ConvTranspose2d(Function):
+    """The adjoint of conv2d: each input pixel spreads weight-shaped patches over the output.
+
+    Shapes (K = C_out * kh * kw, M = N * H * W, weight (C_in, C_out, kh, kw)):
+        columns (K, M) = weight^T @ x     then backend.col2im -> (N, C_out, OH, OW)
+    Backward is conv2d's forward turned around: im2col of dY (K, M), then
+        dx = weight @ columns,  dW = x @ columns^T,  db = dY summed over N, OH, OW
+    (groups = 1)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, output_padding, dilation):
+        xp, backend = ctx.xp, ctx.backend
+        n, cin, h, w = x.shape
+        _, cout, kh, kw = weight.shape
+        oh = (h - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
+        ow = (w - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
+        xmat = xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(cin, n * h * w)
+        need_x, need_w = ctx.needs_input_grad[:2]
+        ctx.save_for_backward(xmat if need_w else None, weight if need_x else None)
+        ctx.geometry = (x.shape, weight.shape, stride, padding, dilation)
+        wmat_t = xp.ascontiguousarray(weight.reshape(cin, cout * kh * kw).T)  # small
+        cols = backend.matmul(wmat_t, xmat)
+        out = backend.col2im(cols, (n, cout, oh, ow), (kh, kw), stride, padding, dilation)
+        if bias is not None:
+            out = out + bias[None, :, None, None]
+        return xp.ascontiguousarray(out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xmat, weight = ctx.saved
+        xp, backend = ctx.xp, ctx.backend
+        x_shape, w_shape, stride, padding, dilation = ctx.geometry
+        n, cin, h, w = x_shape
+        _, cout, kh, kw = w_shape
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        cols = backend.im2col(contiguous(xp, grad), (kh, kw), stride, padding, dilation)  # (C_out*kh*kw, N*H*W)
+        gx = gw = gb = None
+        if need_x:
+            gx = backend.matmul(weight.reshape(cin, cout * kh * kw), cols)
+            gx = xp.ascontiguousarray(gx.reshape(cin, n, h, w).transpose(1, 0, 2, 3))
+        if need_w:
+            gw = xp.ascontiguousarray(backend.matmul(cols, xmat.T).T).reshape(w_shape)
+        if need_b:
+            gb = grad.sum(axis=(0, 2, 3))
+        return gx, gw, gb, None, None, None, None
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Transposed convolution of input (N, C_in, H, W) with weight (C_in, C_out, kh, kw): the upsampling
+    layer of decoders and generators. Output size (H - 1) * stride - 2 * padding + dilation * (kh - 1)
+    + output_padding + 1."""
+    fn = "conv_transpose2d"
+    check_float(input, "input", fn)
+    check_tensor(weight, "weight", fn)
+    if groups != 1:
+        raise NotImplementedError("torch.nn.functional.conv_transpose2d with groups > 1 is not supported")
+    if input.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"{fn}(): expected a 4-D input and weight, got shapes {tuple(input.shape)} and "
+                         f"{tuple(weight.shape)}")
+    if input.shape[1] != weight.shape[0]:
+        raise ValueError(f"{fn}(): input of shape {tuple(input.shape)} has {input.shape[1]} channels, but weight "
+                         f"of shape {tuple(weight.shape)} expects {weight.shape[0]}")
+    stride, padding = pair(stride, "stride", fn), pair(padding, "padding", fn)
+    output_padding, dilation = pair(output_padding, "output_padding", fn), pair(dilation, "dilation", fn)
+    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"{fn}(): output_padding {output_padding} must be smaller than the stride {stride} or the "
+                         f"dilation {dilation}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[1],):
+        raise ValueError(f"{fn}(): bias of shape {tuple(bias.shape)} doesn't match weight of shape "
+                         f"{tuple(weight.shape)} (expected ({weight.shape[1]},))")
+    check_same_dtype(fn, input, weight=weight, bias=bias)
+    check_same_device(fn, input, weight=weight, bias=bias)
+    return ConvTranspose2d.apply(input, weight, bias, stride, padding, output_padding, dilation)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution of (N, C, L) with weight (O, C/groups, k): conv2d over a height of 1."""
+    check_float(input, "input", "conv1d")
+    if input.ndim != 3 or weight.ndim != 3:
+        raise ValueError(f"conv1d(): expected a 3-D input (N, C, L) and weight (O, C/groups, k), got shapes "
+                         f"{tuple(input.shape)} and {tuple(weight.shape)}")
+    def one(v):  # (1, v): the height dimension is 1
+        return (1, v[0] if isinstance(v, (tuple, list)) else v)
+    pad = padding if isinstance(padding, str) else (0, one(padding)[1])
+    return conv2d(input.unsqueeze(2), weight.unsqueeze(2), bias, one(stride), pad, one(dilation), groups).squeeze(2)

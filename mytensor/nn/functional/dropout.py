@@ -31,3 +31,19 @@ def dropout(input, p=0.5, training=True, inplace=False):
     if not training or p == 0:
         return input
     return Dropout.apply(input, float(p))
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    """Zero whole channels of (N, C, H, W) (or (C, H, W)) input, with probability p each."""
+    check_float(input, "input", "dropout2d")
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout2d(): probability has to be between 0 and 1, but got {p!r}")
+    if not training or p == 0:
+        return input
+    if input.ndim not in (3, 4):
+        raise ValueError(f"dropout2d(): expected a 3-D or 4-D input, got shape {tuple(input.shape)}")
+    from ...tensor import Tensor
+    shape = tuple(input.shape[:-2]) + (1, 1)
+    backend = input._backend
+    mask = backend.xp.zeros(shape, input._data.dtype) if p == 1 else backend.dropout_mask(shape, p, input._data.dtype)
+    return input * Tensor._wrap(mask, backend)

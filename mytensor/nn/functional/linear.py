@@ -44,12 +44,13 @@ def linear(input, weight, bias=None):
     if input.ndim == 0:
         raise ValueError("linear(): input must have at least 1 dimension (*, in_features), got a 0-d tensor")
     if weight.ndim != 2:
-        raise ValueError(f"linear(): weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+        raise ValueError(f"linear(): weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
     if input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear(): input of shape {input.shape} has {input.shape[-1]} features in its last "
-                         f"dimension but weight of shape {weight.shape} expects {weight.shape[1]}")
+        raise ValueError(f"linear(): input of shape {tuple(input.shape)} has {input.shape[-1]} features in its last "
+                         f"dimension but weight of shape {tuple(weight.shape)} expects {weight.shape[1]}")
     if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"linear(): bias of shape {bias.shape} doesn't match weight of shape {weight.shape} "
+        raise ValueError(f"linear(): bias of shape {tuple(bias.shape)} doesn't match weight of shape "
+                         f"{tuple(weight.shape)} "
                          f"(expected ({weight.shape[0]},))")
     check_same_dtype("linear", input, weight=weight, bias=bias)
     check_same_device("linear", input, weight=weight, bias=bias)

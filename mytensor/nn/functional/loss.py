@@ -113,8 +113,9 @@ def _check_class_target(fn, input, target, ignore_index):
                         f"(a float tensor of the input's shape), got a bool tensor")
     expected = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()
     if target.shape != expected:
-        raise ValueError(f"{fn}(): input of shape {input.shape} needs class-index targets of shape {expected}, "
-                         f"got target of shape {target.shape}")
+        raise ValueError(f"{fn}(): input of shape {tuple(input.shape)} needs class-index targets of shape "
+                         f"{tuple(expected)}, "
+                         f"got target of shape {tuple(target.shape)}")
     if target.dtype is not dtypes.int64:
         target = target.to(dtypes.int64)
     c = input.shape[1] if input.ndim >= 2 else input.shape[0]
@@ -124,7 +125,7 @@ def _check_class_target(fn, input, target, ignore_index):
         bad = (t != ignore_index) & ((t < 0) | (t >= c))
         if bad.any():
             raise IndexError(f"{fn}(): target {int(t[bad].reshape(-1)[0])} is out of bounds for {c} classes "
-                             f"(input shape {input.shape}, ignore_index={ignore_index})")
+                             f"(input shape {tuple(input.shape)}, ignore_index={ignore_index})")
     return target
 
 
@@ -133,7 +134,8 @@ def _check_weight(fn, input, weight, c):
         return
     check_tensor(weight, "weight", fn)
     if weight.shape != (c,):
-        raise ValueError(f"{fn}(): weight of shape {weight.shape} doesn't match input of shape {input.shape} "
+        raise ValueError(f"{fn}(): weight of shape {tuple(weight.shape)} doesn't match input of shape "
+                         f"{tuple(input.shape)} "
                          f"(expected ({c},), one weight per class)")
     check_same_dtype(fn, input, weight=weight)
 
@@ -191,8 +193,9 @@ def _cross_entropy_probs(input, target, weight, reduction, label_smoothing):
     (so the target gets a gradient too); 'mean' divides by the number of samples."""
     if target.shape != input.shape:
         raise ValueError(f"cross_entropy(): class-probability targets must have the input's shape: input of "
-                         f"shape {input.shape}, target of shape {target.shape} (class indices would have shape "
-                         f"{input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()} and an integer dtype)")
+                         f"shape {tuple(input.shape)}, target of shape {tuple(target.shape)} (class indices would "
+                         f"have shape {tuple(input.shape[:1] + input.shape[2:]) if input.ndim >= 2 else ()} and an "
+                         "integer dtype)")
     check_same_dtype("cross_entropy", input, target=target)
     dim = 1 if input.ndim >= 2 else 0
     c = input.shape[dim]
@@ -259,7 +262,8 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     check_reduction(reduction, fn)
     if target.shape != input.shape:
         broadcast_shapes(input.shape, target.shape)  # a clear error if they can't be broadcast at all
-        warnings.warn(f"mse_loss(): target of shape {target.shape} differs from input of shape {input.shape}; "
+        warnings.warn(f"mse_loss(): target of shape {tuple(target.shape)} differs from input of shape "
+                      f"{tuple(input.shape)}; "
                       f"they are broadcast, which is likely not what you want", stacklevel=2)
     check_same_device(fn, input, target=target, weight=weight)
     diff = input - target
@@ -268,7 +272,8 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
         return reduce_loss(err, reduction)
     check_tensor(weight, "weight", fn)
     if weight.shape != input.shape:
-        raise ValueError(f"mse_loss(): weight of shape {weight.shape} must have the input's shape {input.shape}")
+        raise ValueError(f"mse_loss(): weight of shape {tuple(weight.shape)} must have the input's shape "
+                         f"{tuple(input.shape)}")
     err = err * weight
     if reduction == "mean":
         return err.sum() / weight.sum()
@@ -309,7 +314,8 @@ class BinaryCrossEntropy(Function):
 def _check_binary_target(fn, input, target, message):
     check_tensor(target, "target", fn)
     if target.shape != input.shape:
-        raise ValueError(f"{fn}(): {message}: target of shape {target.shape}, input of shape {input.shape}")
+        raise ValueError(f"{fn}(): {message}: target of shape {tuple(target.shape)}, input of shape "
+                         f"{tuple(input.shape)}")
     if not target.dtype.is_floating_point:
         raise TypeError(f"{fn}(): target must be a floating point tensor (probabilities), got {target.dtype}")
     return target if target.dtype is input.dtype else target.to(input.dtype)
@@ -322,8 +328,8 @@ def _apply_weight(fn, loss, weight):
     try:
         broadcast_shapes(weight.shape, loss.shape)
     except ValueError:
-        raise ValueError(f"{fn}(): weight of shape {weight.shape} can't be broadcast to the input's shape "
-                         f"{loss.shape}") from None
+        raise ValueError(f"{fn}(): weight of shape {tuple(weight.shape)} can't be broadcast to the input's shape "
+                         f"{tuple(loss.shape)}") from None
     return loss * weight
 
 
@@ -395,8 +401,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
             if broadcast_shapes(pos_weight.shape, input.shape) != input.shape:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"{fn}(): pos_weight of shape {pos_weight.shape} can't be broadcast to the input's "
-                             f"shape {input.shape}") from None
+            raise ValueError(f"{fn}(): pos_weight of shape {tuple(pos_weight.shape)} can't be broadcast to the input's "
+                             f"shape {tuple(input.shape)}") from None
         check_same_dtype(fn, input, pos_weight=pos_weight)
     loss = BinaryCrossEntropyWithLogits.apply(input, target, pos_weight)
     return reduce_loss(_apply_weight(fn, loss, weight), reduction)

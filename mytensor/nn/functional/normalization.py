@@ -92,7 +92,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     check_float(input, "input", "batch_norm")
     if input.ndim < 2:
         raise ValueError(f"batch_norm(): expected an input of at least 2 dimensions (N, C, ...), got shape "
-                         f"{input.shape}")
+                         f"{tuple(input.shape)}")
     c = input.shape[1]
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                     ("bias", bias)):
@@ -100,7 +100,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             continue
         check_tensor(t, name, "batch_norm")
         if t.shape != (c,):
-            raise ValueError(f"batch_norm(): {name} of shape {t.shape} doesn't match input of shape {input.shape} "
+            raise ValueError(f"batch_norm(): {name} of shape {tuple(t.shape)} doesn't match input of shape "
+                             f"{tuple(input.shape)} "
                              f"(expected ({c},), one value per channel)")
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm(): give both running_mean and running_var, or neither")
@@ -110,7 +111,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         per_channel = input.numel() // c if c else 0
         if per_channel <= 1:
             raise ValueError(f"batch_norm(): expected more than 1 value per channel when training, got input of "
-                             f"shape {input.shape}")
+                             f"shape {tuple(input.shape)}")
     _check_param_dtypes(input, weight=weight, bias=bias)
     check_same_device("batch_norm", input, running_mean=running_mean, running_var=running_var, weight=weight,
                       bias=bias)
@@ -123,3 +124,78 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         running_var._version[0] += 1
     return out
 
+
+
+class LayerNorm(Function):
+    """Normalise over the last dims of each sample: y = (x - mean) * rstd, out = y * w + b.
+    Backward, with n elements normalised together and gy = grad * w:
+        dx = rstd * (gy - mean(gy) - y * mean(gy * y)),  dw = sum(grad * y),  db = sum(grad)
+    (float16 is computed in float32 and rounded at the end, as PyTorch does)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, dims, eps):
+        xp = ctx.xp
+        xw = x.astype("float32") if x.dtype == "float16" else x
+        mean = xw.mean(axis=dims, keepdims=True)
+        centred = xw - mean
+        rstd = 1 / xp.sqrt((centred * centred).mean(axis=dims, keepdims=True) + xw.dtype.type(eps))
+        y = centred * rstd
+        ctx.args = (dims, x.dtype)
+        ctx.save_for_backward(y, rstd, weight)
+        out = y
+        if weight is not None:
+            out = out * weight
+        if bias is not None:
+            out = out + bias
+        return out.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, rstd, weight = ctx.saved
+        dims, dtype = ctx.args
+        g = grad.astype(y.dtype, copy=False)
+        batch = tuple(range(g.ndim - len(dims)))
+        gw = (g * y).sum(axis=batch).astype(dtype, copy=False) if ctx.needs_input_grad[1] else None
+        gb = g.sum(axis=batch).astype(dtype, copy=False) if ctx.needs_input_grad[2] else None
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gy = g * weight if weight is not None else g
+            gx = rstd * (gy - gy.mean(axis=dims, keepdims=True) - y * (gy * y).mean(axis=dims, keepdims=True))
+            gx = gx.astype(dtype, copy=False)
+        return gx, gw, gb, None, None
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Layer normalisation over the trailing `normalized_shape` dims (a transformer's norm)."""
+    check_float(input, "input", "layer_norm")
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[input.ndim - len(shape):]) != shape or len(shape) > input.ndim:
+        raise ValueError(f"layer_norm(): normalized_shape {shape} doesn't match the last dimensions of input of "
+                         f"shape {tuple(input.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f"layer_norm(): {name} of shape {tuple(t.shape)} must have normalized_shape {shape}")
+    check_same_dtype("layer_norm", input, weight=weight, bias=bias)
+    check_same_device("layer_norm", input, weight=weight, bias=bias)
+    dims = tuple(range(input.ndim - len(shape), input.ndim))
+    return LayerNorm.apply(input, weight, bias, dims, float(eps))
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalise (N, C, ...) over each group of C / num_groups channels and the spatial dims, then
+    scale and shift per channel. Composed from differentiable ops (their gradients are its own)."""
+    check_float(input, "input", "group_norm")
+    n, c = input.shape[:2]
+    if c % num_groups:
+        raise ValueError(f"group_norm(): {c} channels (input of shape {tuple(input.shape)}) can't be split into "
+                         f"{num_groups} groups")
+    x = input.reshape(n, num_groups, -1)
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, unbiased=False, keepdim=True)
+    y = ((x - mean) / (var + eps).sqrt()).reshape(*input.shape)
+    affine = (1, c) + (1,) * (input.ndim - 2)
+    if weight is not None:
+        y = y * weight.reshape(*affine)
+    if bias is not None:
+        y = y + bias.reshape(*affine)
+    return y

@@ -15,7 +15,7 @@ def _pool_args(fn, input, kernel_size, stride, padding):
     check_float(input, "input", fn)
     if input.ndim != 4:
         raise ValueError(f"{fn}(): expected a 4-D input (N, C, H, W), got a {input.ndim}-D tensor of shape "
-                         f"{input.shape}")
+                         f"{tuple(input.shape)}")
     kernel = pair(kernel_size, "kernel_size", fn)
     # stride=None (or an empty list, as PyTorch allows) means stride = kernel_size
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) else \
@@ -30,7 +30,8 @@ def _pool_args(fn, input, kernel_size, stride, padding):
     h, w = input.shape[2:]
     if kernel[0] > h + 2 * padding[0] or kernel[1] > w + 2 * padding[1]:
         raise ValueError(f"{fn}(): kernel_size {kernel} can't be greater than the padded input size "
-                         f"{h + 2 * padding[0]}x{w + 2 * padding[1]} (input shape {input.shape}, padding {padding})")
+                         f"{h + 2 * padding[0]}x{w + 2 * padding[1]} (input shape {tuple(input.shape)}, padding "
+                         f"{padding})")
     return kernel, stride, padding
 
 
@@ -126,7 +127,7 @@ def adaptive_avg_pool2d(input, output_size):
     check_float(input, "input", "adaptive_avg_pool2d")
     if input.ndim != 4:
         raise ValueError(f"adaptive_avg_pool2d(): expected a 4-D input (N, C, H, W), got a {input.ndim}-D tensor "
-                         f"of shape {input.shape}")
+                         f"of shape {tuple(input.shape)}")
     h, w = input.shape[2:]
     if isinstance(output_size, (tuple, list)):
         if len(output_size) != 2:
@@ -136,10 +137,26 @@ def adaptive_avg_pool2d(input, output_size):
     if min(out) < 1:
         raise ValueError(f"adaptive_avg_pool2d(): output_size must be positive, got {out}")
     if h == 0 or w == 0:
-        raise ValueError(f"adaptive_avg_pool2d(): input of shape {input.shape} has an empty spatial size")
+        raise ValueError(f"adaptive_avg_pool2d(): input of shape {tuple(input.shape)} has an empty spatial size")
     if h % out[0] == 0 and w % out[1] == 0:
         # equal, non-overlapping bins: a plain average pooling
         k = (h // out[0], w // out[1])
         return AvgPool2d.apply(input, k, k, (0, 0), True, None)
     return AdaptiveAvgPool2d.apply(input, out)
 
+
+
+def _one(v):
+    return (1, v[0] if isinstance(v, (tuple, list)) else v)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """max_pool2d over a height of 1: input (N, C, L)."""
+    out = max_pool2d(input.unsqueeze(2), _one(kernel_size), None if stride is None else _one(stride),
+                     (0, _one(padding)[1]), dilation, ceil_mode, return_indices)
+    return tuple(o.squeeze(2) for o in out) if return_indices else out.squeeze(2)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    return avg_pool2d(input.unsqueeze(2), _one(kernel_size), None if stride is None else _one(stride),
+                      (0, _one(padding)[1]), ceil_mode, count_include_pad).squeeze(2)

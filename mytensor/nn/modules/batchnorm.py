@@ -56,7 +56,7 @@ class _BatchNorm(Module):
         self._check_input_dim(input)
         if input.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}) got an input with {input.shape[1]} "
-                             f"channels (shape {input.shape})")
+                             f"channels (shape {tuple(input.shape)})")
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked._data += 1  # counted on the device: no sync

@@ -18,3 +18,10 @@ class Dropout(Module):
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout2d(Dropout):
+    """Zero whole channels (feature maps) with probability p in training."""
+
+    def forward(self, input):
+        return F.dropout2d(input, self.p, self.training)

@@ -22,6 +22,19 @@ from ..parameter import Parameter, zero_grads
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+class _RemovableHandle:
+    """What register_*_hook returns: `remove()` unregisters the hook."""
+    _next_id = 0
+
+    def __init__(self, table, hook):
+        self.table, self.id = table, _RemovableHandle._next_id
+        _RemovableHandle._next_id += 1
+        table[self.id] = hook
+
+    def remove(self):
+        self.table.pop(self.id, None)
+
+
 class Module:
     def __init__(self):
         # object.__setattr__ because our own __setattr__ needs these tables to exist
@@ -35,7 +48,32 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if "_forward_hooks" not in self.__dict__:  # no hook was ever registered: the common, fast case
+            return self.forward(*args, **kwargs)
+        for hook in list(self._forward_pre_hooks.values()):
+            changed = hook(self, args)
+            if changed is not None:
+                args = changed if isinstance(changed, tuple) else (changed,)
+        output = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            changed = hook(self, args, output)
+            if changed is not None:
+                output = changed
+        return output
+
+    def _hooks(self):
+        if "_forward_hooks" not in self.__dict__:
+            object.__setattr__(self, "_forward_hooks", OrderedDict())
+            object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        return self._forward_pre_hooks, self._forward_hooks
+
+    def register_forward_pre_hook(self, hook):
+        """Call `hook(module, args)` before forward; a returned value replaces the arguments."""
+        return _RemovableHandle(self._hooks()[0], hook)
+
+    def register_forward_hook(self, hook):
+        """Call `hook(module, args, output)` after forward; a returned value replaces the output."""
+        return _RemovableHandle(self._hooks()[1], hook)
 
     # ----------------------------------------------------------- registration
     def _tables(self):
@@ -259,10 +297,10 @@ class Module:
         for name, t in entries.items():
             if name in state_dict:
                 shape = tuple(np.shape(state_dict[name])) if not isinstance(state_dict[name], Tensor) \
-                    else state_dict[name].shape
+                    else tuple(state_dict[name].shape)
                 if shape != t.shape:
                     errors.append(f"size mismatch for {name}: copying a param with shape {shape} from checkpoint, "
-                                  f"the shape in current model is {t.shape}.")
+                                  f"the shape in current model is {tuple(t.shape)}.")
         if strict and unexpected:
             errors.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ".")
         if strict and missing:

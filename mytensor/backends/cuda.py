@@ -1,11 +1,9 @@
-"""PyTorch's `torch.backends` switches that mean something here.
-
-`backends.cuda.matmul.allow_tf32` is another spelling of
+"""`torch.backends.cuda`: `matmul.allow_tf32` is another spelling of
 `set_float32_matmul_precision`: True lets float32 matrix products (linear layers,
 convolutions through im2col) run on TF32 tensor cores; False (the default, as in
 PyTorch) keeps them strict FP32.
 """
-from .backend import matmul_precision
+from ..backend import matmul_precision
 
 
 class _Matmul:
@@ -18,8 +16,4 @@ class _Matmul:
         matmul_precision.set_float32_matmul_precision("high" if value else "highest")
 
 
-class _Cuda:
-    matmul = _Matmul()
-
-
-cuda = _Cuda()
+matmul = _Matmul()
