@@ -339,7 +339,7 @@ class ArrayBackend:
         scale[...] = xp.where(bad, scale * np.float32(backoff), xp.where(grow, grown, scale))
         tracker[...] = xp.where(xp.logical_or(bad, grow), 0, tracker + 1)
 
-    def _unless(self, skip, arrays, update):
+    def unless_flag(self, skip, arrays, update):
         """Run `update` (in place on `arrays`) unless the device flag `skip` is set: the old
         values are put back where it is, without reading the flag on the host."""
         if skip is None:
@@ -355,7 +355,7 @@ class ArrayBackend:
         scalars: lr, momentum, dampening, weight_decay; `bufs` are None without momentum.
         The flags are host values: reading the scalars back would wait for the device.
         With `skip` (a device scalar), nothing changes where it is not 0."""
-        self._unless(skip, params + bufs, lambda: self._sgd(params, grads, bufs, scalars, has_weight_decay, nesterov,
+        self.unless_flag(skip, params + bufs, lambda: self._sgd(params, grads, bufs, scalars, has_weight_decay, nesterov,
                                                             first_step))
 
     def _sgd(self, params, grads, bufs, scalars, has_weight_decay, nesterov, first_step):
@@ -377,7 +377,7 @@ class ArrayBackend:
         """One Adam (decoupled=False) or AdamW (decoupled=True) step, in place.
         scalars: lr/bc1, beta1, beta2, sqrt(bc2), eps, weight_decay, 1 - lr*weight_decay,
         where bc = 1 - beta^step (see `optim.adam.adam_scalars`); `skip` as for SGD."""
-        self._unless(skip, params + exp_avgs + exp_avg_sqs, lambda: self._adam(
+        self.unless_flag(skip, params + exp_avgs + exp_avg_sqs, lambda: self._adam(
             params, grads, exp_avgs, exp_avg_sqs, scalars, has_weight_decay, decoupled))
 
     def _adam(self, params, grads, exp_avgs, exp_avg_sqs, scalars, has_weight_decay, decoupled):

@@ -37,11 +37,13 @@ class _PerParameter(Optimizer):
                 self._updates.append(self._launch(p, state, settings))
 
     def _launch(self, p, state, settings):
-        def update():
+        def update(skip=None):
             g = -p.grad._data if self.maximize else p.grad._data
             if settings["weight_decay"]:
                 g = g + settings["weight_decay"] * p._data
-            self._update(p._data, g, {k: v._data if isinstance(v, Tensor) else v for k, v in state.items()}, settings)
+            arrays = {k: v._data if isinstance(v, Tensor) else v for k, v in state.items()}
+            p._backend.unless_flag(skip, [p._data] + [a for a in arrays.values() if hasattr(a, "shape")],
+                                   lambda: self._update(p._data, g, arrays, settings))
             p._version[0] += 1
         return update
 
