@@ -16,6 +16,10 @@ from mytensor.training.run import RunConfig, train
 
 KILLS = 20
 EPOCHS = 20
+# `mytensor train` with every fsync 20 ms slower, so that a write is in progress long enough for the
+# watcher below to see its temporary file on any machine (on a fast one a write lasts well under 1 ms)
+SLOW_WRITES = ("import os, sys, time\n_fsync = os.fsync\nos.fsync = lambda fd: (time.sleep(0.02), _fsync(fd))[1]\n"
+               "from mytensor.cli import main\nmain(sys.argv[1:])")
 
 
 def _kill_while_writing(proc, out, nth):
@@ -44,7 +48,7 @@ def test_sigkill_at_random_moments_then_resume(run_options, train_args, tmp_path
     while kills < KILLS and done < EPOCHS:
         resuming = (out / "config.json").exists()
         args = train_args({"out": out}, "--resume") if resuming else train_args(options)
-        proc = subprocess.Popen([sys.executable, "-m", "mytensor", *args], stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITES, *args], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         if kills % 2 and out.exists():
             during_writes += _kill_while_writing(proc, out, nth=rng.randint(1, 7))

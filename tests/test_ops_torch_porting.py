@@ -55,7 +55,8 @@ CASES = [
     Case("sdpa_masks", lambda L, q, k, v: (
         NF(L).scaled_dot_product_attention(q, k, v, attn_mask=q[..., :1] * k[..., 0].unsqueeze(-2) > -0.5),
         NF(L).scaled_dot_product_attention(q, k, v, attn_mask=L.tril(q[..., :1] * k[..., 0].unsqueeze(-2))),
-        NF(L).scaled_dot_product_attention(q, k, v, attn_mask=L.arange(4).reshape(4, 1) + L.arange(5) < 2)),
+        NF(L).scaled_dot_product_attention(q, k, v, attn_mask=L.arange(4, device=q.device).reshape(4, 1)
+                                           + L.arange(5, device=q.device) < 2)),
         [[(2, 4, 3), (2, 5, 3), (2, 5, 2)]]),  # the last mask leaves queries 2 and 3 nothing to attend to
 ]
 

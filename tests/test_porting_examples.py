@@ -175,6 +175,9 @@ def compare_runs(name, argv, capsys, monkeypatch, torchvision_standin=None, rtol
     try:
         for L in (mt, torch):
             with monkeypatch.context() as m:
+                # the CPU for both, also on a GPU machine: the shared random stream makes CPU tensors
+                m.setattr(L.cuda, "is_available", lambda: False)
+                m.setattr(L.accelerator, "is_available", lambda: False)
                 share_randomness(m, L, seed=0)
                 if torchvision_standin is not None:
                     if L is mt:

@@ -285,8 +285,9 @@ def test_broken_config_json_names_the_file_and_key(run_options, tmp_path, cli):
 
 
 def test_out_of_memory_says_which_batch_size(run_options, cli, monkeypatch, train_args):
-    def allocate_too_much(*args, **kwargs):
-        np.empty(2**40, np.float32)  # what a too large batch does: NumPy's own MemoryError
+    def allocate_too_much(*args, **kwargs):  # what a too large batch does (machines that overcommit memory
+        # would grant the allocation itself): NumPy's own MemoryError
+        raise MemoryError("Unable to allocate 4.00 TiB for an array with shape (1099511627776,) and data type float32")
     monkeypatch.setattr(run_module, "train_one_epoch", allocate_too_much)
     code, _, err = cli(*train_args(run_options()))
     assert code == 2 and "out of memory in epoch 1 with --batch-size 8 (Unable to allocate" in err
