@@ -35,6 +35,16 @@ def _kill_while_writing(proc, out, nth):
     return False
 
 
+def _wait_until_training(proc, out):
+    """Until `proc` holds the run folder's lock: its start-up (imports, data), which takes
+    seconds on some machines, is over, so the random moments below fall in training."""
+    lock = out / ".lock"
+    while proc.poll() is None:
+        if lock.exists() and f"pid {proc.pid} " in lock.read_text():
+            return
+        time.sleep(0.002)
+
+
 def test_sigkill_at_random_moments_then_resume(run_options, train_args, tmp_path, monkeypatch):
     seed = int(os.environ.get("MYTENSOR_TEST_SEED") or secrets.randbits(32))
     print(f"random seed {seed}: rerun with MYTENSOR_TEST_SEED={seed}")
@@ -42,7 +52,11 @@ def test_sigkill_at_random_moments_then_resume(run_options, train_args, tmp_path
     options = run_options("killed", epochs=EPOCHS)
     out = tmp_path / "killed"
     monkeypatch.setattr(run_module, "plot_curves", lambda rows, path: None)  # in this process only
+    started = time.perf_counter()
     reference = train(run_options("whole", epochs=EPOCHS), show_progress=False)  # (also fills the image cache)
+    # kills land within about an epoch of training (the slowed writes included), so that 20 of
+    # them fall before the run ends on a fast machine as on a slow one
+    epoch_s = (time.perf_counter() - started) / EPOCHS + 0.1
 
     kills = during_writes = done = 0
     while kills < KILLS and done < EPOCHS:
@@ -53,7 +67,8 @@ def test_sigkill_at_random_moments_then_resume(run_options, train_args, tmp_path
         if kills % 2 and out.exists():
             during_writes += _kill_while_writing(proc, out, nth=rng.randint(1, 7))
         else:
-            time.sleep(rng.uniform(0.05, 0.9))
+            _wait_until_training(proc, out)
+            time.sleep(rng.uniform(0.01, epoch_s))
             proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate()
         assert proc.returncode in (-signal.SIGKILL, 0), err
