@@ -270,3 +270,18 @@ def test_mixed_precision_step_replays_from_a_cuda_graph(precision):
         runs.append([p.detach().cpu().numpy() for p in model.parameters()])
     for a, b in zip(*runs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_training_run_records_its_precision(run_options, tmp_path):
+    """`--precision` reaches the step and config.json: auto is fp32 on the CPU; bf16 trains there too."""
+    import json
+    from mytensor.training.run import train
+    rows = train(run_options("auto", epochs=1), show_progress=False)
+    saved = json.loads((tmp_path / "auto" / "config.json").read_text())
+    assert saved["precision"] == "auto" and saved["resolved_precision"] == "fp32"
+    rows16 = train(run_options("bf16", epochs=1, precision="bf16"), show_progress=False)
+    saved = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert saved["resolved_precision"] == "bf16"
+    assert np.isfinite(rows16[0]["train_loss"]) and abs(rows16[0]["train_loss"] - rows[0]["train_loss"]) < 0.2
+    with pytest.raises(ValueError, match="--precision 'fp8'"):
+        train(run_options("bad", precision="fp8"), show_progress=False)
