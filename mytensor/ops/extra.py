@@ -9,6 +9,7 @@ import math
 from .. import dtypes
 from ..autograd.function import Function
 from ..tensor import Tensor
+from . import autocast_policy
 from ._util import norm_dim, norm_dims
 from .elementwise import abs, log, mul, sqrt
 from .indexing import getitem
@@ -73,18 +74,22 @@ def _float(x):
     return x if x.dtype.is_floating_point else x.to(dtypes.get_default_dtype())
 
 
+@autocast_policy.float32
 def log1p(x):
     return Log1p.apply(_float(x))
 
 
+@autocast_policy.float32
 def expm1(x):
     return Expm1.apply(_float(x))
 
 
+@autocast_policy.float32
 def log2(x):
     return log(x) * (1 / math.log(2))
 
 
+@autocast_policy.float32
 def log10(x):
     return log(x) * (1 / math.log(10))
 
@@ -177,6 +182,7 @@ def swapaxes(x, axis0, axis1):
     return transpose(x, axis0, axis1)
 
 
+@autocast_policy.float32
 def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
     """The vector p-norm over `dim` (all elements by default); 'fro' is the 2-norm."""
     if dtype is not None:

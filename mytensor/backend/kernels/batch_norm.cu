@@ -69,6 +69,25 @@ template <typename P> __device__ __forceinline__ void block_sum2(P& a, P& b) {
     }
 }
 
+// partial[(c * S + s) * 2 + {0, 1}] = the block's sums a and b, for block s of channel c's S
+template <typename P> __device__ __forceinline__ void store_partials(P* __restrict__ partial, int c, P a, P b) {
+    block_sum2(a, b);
+    if (threadIdx.x == 0) {
+        partial[((long long)c * gridDim.x + blockIdx.x) * 2] = a;
+        partial[((long long)c * gridDim.x + blockIdx.x) * 2 + 1] = b;
+    }
+}
+
+// a and b: channel c's S partial sums added up, in double
+template <typename P>
+__device__ __forceinline__ void add_partials(const P* __restrict__ partial, int c, int S, double& a, double& b) {
+    a = b = 0.0;
+    for (int s = 0; s < S; ++s) {
+        a += (double)partial[((long long)c * S + s) * 2];
+        b += (double)partial[((long long)c * S + s) * 2 + 1];
+    }
+}
+
 // partial[(c * S + s) * 2 + {0, 1}] = sums of d and d*d, d = x - x[channel c's first element]
 template <typename T>
 __global__ void bn_partial_sums(const T* __restrict__ x, acc_t<T>* __restrict__ partial, int N, int C, long long L,
@@ -84,11 +103,7 @@ __global__ void bn_partial_sums(const T* __restrict__ x, acc_t<T>* __restrict__ 
             s2 += d * d;
         });
     });
-    block_sum2(s1, s2);
-    if (threadIdx.x == 0) {
-        partial[((long long)c * gridDim.x + blockIdx.x) * 2] = s1;
-        partial[((long long)c * gridDim.x + blockIdx.x) * 2 + 1] = s2;
-    }
+    store_partials(partial, c, s1, s2);
 }
 
 // weight/bias may be null (1 and 0)
@@ -101,11 +116,8 @@ __global__ void bn_forward_finish(const T* __restrict__ x, const acc_t<T>* __res
     typedef acc_t<T> P;
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    double s1 = 0.0, s2 = 0.0;
-    for (int s = 0; s < S; ++s) {
-        s1 += (double)partial[((long long)c * S + s) * 2];
-        s2 += (double)partial[((long long)c * S + s) * 2 + 1];
-    }
+    double s1, s2;
+    add_partials(partial, c, S, s1, s2);
     const double m1 = s1 / (double)M;
     const P mean = P((double)acc_t<T>(x[(long long)c * L]) + m1);
     const P var = P(fmax(s2 / (double)M - m1 * m1, 0.0));
@@ -163,11 +175,7 @@ __global__ void bn_backward_partial_sums(const T* __restrict__ grad, const T* __
             }
         }
     });
-    block_sum2(s1, s2);
-    if (threadIdx.x == 0) {
-        partial[((long long)c * gridDim.x + blockIdx.x) * 2] = s1;
-        partial[((long long)c * gridDim.x + blockIdx.x) * 2 + 1] = s2;
-    }
+    store_partials(partial, c, s1, s2);
 }
 
 // coef[c] = (a, b, d) of dx = a g + b (x - mean) + d; weight may be null (1)
@@ -179,11 +187,8 @@ __global__ void bn_backward_finish(const acc_t<T>* __restrict__ partial, int S, 
     typedef acc_t<T> P;
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    double s1 = 0.0, s2 = 0.0;
-    for (int s = 0; s < S; ++s) {
-        s1 += (double)partial[((long long)c * S + s) * 2];
-        s2 += (double)partial[((long long)c * S + s) * 2 + 1];
-    }
+    double s1, s2;
+    add_partials(partial, c, S, s1, s2);
     const P is = invstd[c];
     const P db = P(s1), dw = P(s2) * is, m = P(M);
     const P a = (weight ? weight[c] : P(1)) * is;

@@ -197,6 +197,7 @@ class ConvTranspose2d(Function):
         return gx, gw, gb, None, None, None, None
 
 
+@autocast_policy.lower_precision
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Transposed convolution of input (N, C_in, H, W) with weight (C_in, C_out, kh, kw): the upsampling
     layer of decoders and generators. Output size (H - 1) * stride - 2 * padding + dilation * (kh - 1)
@@ -225,6 +226,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     return ConvTranspose2d.apply(input, weight, bias, stride, padding, output_padding, dilation)
 
 
+@autocast_policy.lower_precision
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """1-D convolution of (N, C, L) with weight (O, C/groups, k): conv2d over a height of 1."""
     check_float(input, "input", "conv1d")

@@ -1,9 +1,11 @@
 """More of `torch.nn.functional`, composed from differentiable ops: softplus, elu, logsigmoid,
 the L1-type losses, normalize, cosine_similarity, and nearest-neighbour interpolation."""
 from ... import ops
+from ...ops import autocast_policy
 from ._util import check_float, check_reduction, reduce_loss, reduction_from_legacy
 
 
+@autocast_policy.float32
 def softplus(input, beta=1.0, threshold=20.0):
     """log(1 + exp(beta x)) / beta, written so no exp overflows: relu(z) + log1p(exp(-|z|))."""
     check_float(input, "input", "softplus")
@@ -39,10 +41,12 @@ def _pointwise_loss(fn, input, target, size_average, reduce, reduction, loss, we
     return reduce_loss(err, reduction)
 
 
+@autocast_policy.float32
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     return _pointwise_loss("l1_loss", input, target, size_average, reduce, reduction, ops.abs, weight, True)
 
 
+@autocast_policy.float32
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta."""
     def loss(d):
@@ -51,6 +55,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     return _pointwise_loss("smooth_l1_loss", input, target, size_average, reduce, reduction, loss)
 
 
+@autocast_policy.float32
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
     def loss(d):
@@ -59,11 +64,13 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     return _pointwise_loss("huber_loss", input, target, None, None, reduction, loss, weight)
 
 
+@autocast_policy.float32
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     """input / max(||input||_p, eps) along dim."""
     return input / ops.clamp(ops.norm(input, p, dim, keepdim=True), min=eps)
 
 
+@autocast_policy.float32
 def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     return (normalize(x1, 2.0, dim, eps) * normalize(x2, 2.0, dim, eps)).sum(dim)
 

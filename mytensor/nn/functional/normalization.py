@@ -16,6 +16,7 @@ import numpy as np
 from ... import dtypes
 from ...autograd.function import Function
 from ._util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous
+from ...ops import autocast_policy
 
 
 class BatchNorm(Function):
@@ -165,6 +166,7 @@ class LayerNorm(Function):
         return gx, gw, gb, None, None
 
 
+@autocast_policy.float32
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Layer normalisation over the trailing `normalized_shape` dims (a transformer's norm)."""
     check_float(input, "input", "layer_norm")
@@ -181,6 +183,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     return LayerNorm.apply(input, weight, bias, dims, float(eps))
 
 
+@autocast_policy.float32
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     """Normalise (N, C, ...) over each group of C / num_groups channels and the spatial dims, then
     scale and shift per channel. Composed from differentiable ops (their gradients are its own)."""
