@@ -246,7 +246,7 @@ def build_data(config, train, workers=0):
                            skip_bad_images=config.skip_bad_images)
     steps = []
     if train and config.augment:
-        steps += transforms.augmentation(config.dataset, dataset)
+        steps += transforms.augmentation(dataset)
     steps.append(transforms.Normalize(*dataset.normalization))
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=train, drop_last=False,
                         transform=transforms.Compose(steps), seed=config.seed, num_workers=workers,
