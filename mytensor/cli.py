@@ -25,8 +25,9 @@ def _train_parser(sub, common):
     p.add_argument("--warmup", type=int, help="epochs of linear learning-rate warm-up (onecycle: of its rise; "
                                               "default: none, onecycle: 30%% of the run)")
     p.add_argument("--label-smoothing", type=float, help=f"default: {D.label_smoothing}")
-    p.add_argument("--augment", action="store_true", default=None, help="the augmentation the dataset declares: random crops with padding, flips where a "
-                                                                       "mirrored image keeps its class")
+    p.add_argument("--augment", action="store_true", default=None,
+                   help="the augmentation the dataset declares: random crops with padding, and flips where a "
+                        "mirrored image keeps its class")
     p.add_argument("--image-size", type=int, help="folder: datasets: scale each image to cover N x N and crop the "
                                                   "centre (default: the first image's shorter side)")
     p.add_argument("--skip-bad-images", action="store_true", default=None,
