@@ -63,7 +63,7 @@ def _cmd_eval(args):
     config, model, _, loader = load_run(args.run_dir, args.checkpoint, args.device, args.data_dir)
     result = evaluate(model, loader)
     print(f"{config.model} on {config.dataset} ({args.checkpoint} checkpoint): "
-          f"test_loss={result['loss']:.4f} test_acc={result['acc']:.4f}")
+          f"test_loss={result['loss']:.4f} test_acc={result['acc']:.4f} test_acc5={result['acc5']:.4f}")
 
 
 def _cmd_predict(args):
