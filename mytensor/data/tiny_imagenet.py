@@ -55,18 +55,18 @@ class _Folder:
         return (self.root / rel).read_text()
 
     def listdir(self, rel):
-        """The sorted file names in folder `rel`, or None if there is no such folder."""
+        """The sorted names in folder `rel`, or None if there is no such folder."""
         folder = self.root / rel
-        return sorted(f for f in os.listdir(folder) if (folder / f).is_file()) if folder.is_dir() else None
+        return sorted(os.listdir(folder)) if folder.is_dir() else None
 
     def image(self, rel):
         return self.name(rel)  # a path: decoding reads the file
 
 
 class _Archive:
-    """A .zip or .tar.gz holding tiny-imagenet-200/, read in one pass: the text
-    files and the images of one split are kept in memory, by their path inside
-    the folder (a tar.gz has no index, so reading it is one sequential pass)."""
+    """A .zip or .tar.gz holding tiny-imagenet-200/, read in one pass (a tar.gz has
+    no index): the text files and one split's images are kept in memory, by their
+    path inside the folder."""
 
     def __init__(self, path, train):
         self.path, self.keep = Path(path), SPLIT_IMAGES[train]
@@ -92,7 +92,7 @@ class _Archive:
         rel = member[len(FOLDER) + 1:].rstrip("/")
         parts = rel.split("/")
         self.dirs.update("/".join(parts[:i]) for i in range(1, len(parts) + (1 if is_dir else 0)))
-        if not is_dir and (rel.endswith(".txt") and not rel.startswith("train/") or rel.startswith(self.keep)):
+        if not is_dir and ((rel.endswith(".txt") and not rel.startswith("train/")) or rel.startswith(self.keep)):
             self.files[rel] = read()
             self.children["/".join(parts[:-1])].append(parts[-1])
 
@@ -103,8 +103,6 @@ class _Archive:
         return rel in self.files
 
     def text(self, rel):
-        if rel not in self.files:
-            raise FileNotFoundError(f"{self.name(rel)} is missing")
         return self.files[rel].decode()
 
     def listdir(self, rel):

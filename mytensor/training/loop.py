@@ -21,7 +21,10 @@ def target_rank(logits, targets):
     """Each row's target's place among its logits, 0 for the highest: the classes
     ranked before it, those with a higher logit and, among equal ones, a lower index
     (the order of `argmax` and of a stable sort). Comparisons and a sum, no sort,
-    so it stays a few elementwise kernels on the device that a CUDA graph records."""
+    so it stays a few elementwise kernels on the device that a CUDA graph records.
+    16-bit logits are compared in float32: exactly, and with the kernels every backend has."""
+    if logits.element_size() < 4:
+        logits = logits.float()
     target_logit = logits.gather(1, targets.unsqueeze(1))
     before = arange(logits.shape[1], device=logits.device) < targets.unsqueeze(1)
     return ((logits > target_logit) | ((logits == target_logit) & before)).sum(1)
