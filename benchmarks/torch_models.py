@@ -84,7 +84,7 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class ResNetSmall(nn.Module):
+class ResNet(nn.Module):
     def __init__(self, num_classes=10, in_channels=3, widths=(16, 32, 64), blocks=(2, 2, 2)):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
@@ -108,8 +108,12 @@ class ResNetSmall(nn.Module):
 
 def resnet_small(num_classes=10, in_channels=3, image_size=32):
     if image_size <= 32:
-        return ResNetSmall(num_classes, in_channels, widths=(16, 32, 64), blocks=(2, 2, 2))
-    return ResNetSmall(num_classes, in_channels, widths=(32, 64, 128), blocks=(1, 1, 1))
+        return ResNet(num_classes, in_channels, widths=(16, 32, 64), blocks=(2, 2, 2))
+    return ResNet(num_classes, in_channels, widths=(32, 64, 128), blocks=(1, 1, 1))
+
+
+def resnet18(num_classes=200, in_channels=3, image_size=64):
+    return ResNet(num_classes, in_channels, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2))
 
 
 def _conv_bn(c_in, c_out):
@@ -147,7 +151,8 @@ def resnet9(num_classes=10, in_channels=3, image_size=32):
     return ResNet9(num_classes, in_channels, image_size)
 
 
-_BUILDERS = {f.__name__: f for f in (mlp, lenet5, cifar_lenet, simple_conv, cifar_cnn3, resnet_small, resnet9)}
+_BUILDERS = {f.__name__: f for f in (mlp, lenet5, cifar_lenet, simple_conv, cifar_cnn3, resnet_small, resnet18,
+                                            resnet9)}
 
 
 def get_model(name, num_classes=10, in_channels=1, image_size=28) -> torch.nn.Module:

@@ -25,7 +25,9 @@ def _train_parser(sub, common):
     p.add_argument("--warmup", type=int, help="epochs of linear learning-rate warm-up (onecycle: of its rise; "
                                               "default: none, onecycle: 30%% of the run)")
     p.add_argument("--label-smoothing", type=float, help=f"default: {D.label_smoothing}")
-    p.add_argument("--augment", action="store_true", default=None, help="random crops (and flips for natural images)")
+    p.add_argument("--augment", action="store_true", default=None,
+                   help="the augmentation the dataset declares: random crops with padding, and flips where a "
+                        "mirrored image keeps its class")
     p.add_argument("--image-size", type=int, help="folder: datasets: scale each image to cover N x N and crop the "
                                                   "centre (default: the first image's shorter side)")
     p.add_argument("--skip-bad-images", action="store_true", default=None,
@@ -61,7 +63,7 @@ def _cmd_eval(args):
     config, model, _, loader = load_run(args.run_dir, args.checkpoint, args.device, args.data_dir)
     result = evaluate(model, loader)
     print(f"{config.model} on {config.dataset} ({args.checkpoint} checkpoint): "
-          f"test_loss={result['loss']:.4f} test_acc={result['acc']:.4f}")
+          f"test_loss={result['loss']:.4f} test_acc={result['acc']:.4f} test_acc5={result['acc5']:.4f}")
 
 
 def _cmd_predict(args):

@@ -24,7 +24,8 @@ def _shapes(model):
     return [tuple(p.shape) for p in model.parameters()]
 
 
-@pytest.mark.parametrize("name,dataset", [(m, d) for m in MODELS for d in ("mnist", "cifar10")] + [("resnet9", "cifar10")])
+@pytest.mark.parametrize("name,dataset", [(m, d) for m in MODELS for d in ("mnist", "cifar10")]
+                         + [("resnet9", "cifar10"), ("resnet18", "cifar10")])
 def test_torch_twin_has_the_same_parameters(name, dataset):
     from mytensor.models import get_model
     _, c, side, classes = DATASETS[dataset]

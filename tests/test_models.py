@@ -20,12 +20,13 @@ CASES = [
     ("resnet_small", 10, 3, 32),
     ("resnet_small", 200, 3, 64),
     ("resnet9", 10, 3, 32),
+    ("resnet18", 10, 3, 32),
 ]
 
 
 def test_available_models():
     assert models.available_models() == sorted(
-        ["mlp", "lenet5", "simple_conv", "cifar_lenet", "cifar_cnn3", "resnet_small", "resnet9"])
+        ["mlp", "lenet5", "simple_conv", "cifar_lenet", "cifar_cnn3", "resnet_small", "resnet9", "resnet18"])
 
 
 def test_unknown_model_lists_the_known_ones():
@@ -99,6 +100,23 @@ def test_resnet_small_structure():
     assert any(isinstance(m, nn.BatchNorm2d) for m in cifar.modules())
     tiny = models.get_model("resnet_small", num_classes=200, in_channels=3, image_size=64)
     assert tiny.fc.weight.shape == (200, 128)
+
+
+def test_resnet18_structure():
+    net = models.get_model("resnet18", num_classes=10, in_channels=3, image_size=32)
+    assert count(net) == 11173962  # the CIFAR form of ResNet-18 (3x3 stem), 10 classes
+    assert net.stem[0].weight.shape == (64, 3, 3, 3) and net.stem[0].stride == (1, 1)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in net.modules())
+    blocks = [m for m in net.modules() if isinstance(m, models.BasicBlock)]
+    assert [b.conv1.out_channels for b in blocks] == [64, 64, 128, 128, 256, 256, 512, 512]
+    assert [b.conv1.stride[0] for b in blocks] == [1, 1, 2, 1, 2, 1, 2, 1]
+    shortcuts = [b.shortcut for b in blocks if not isinstance(b.shortcut, nn.Identity)]
+    assert [(s[0].kernel_size, s[0].stride, type(s[1])) for s in shortcuts] == [((1, 1), (2, 2), nn.BatchNorm2d)] * 3
+    tiny = models.get_model("resnet18", num_classes=200, in_channels=3, image_size=64)
+    assert tiny.fc.weight.shape == (200, 512)
+    x = mt.randn(1, 3, 64, 64)
+    with mt.no_grad():
+        assert tiny.layers(tiny.stem(x)).shape == (1, 512, 8, 8)  # 64 -> 8 over the three stride-2 stages
 
 
 def test_resnet9_structure():

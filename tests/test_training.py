@@ -36,16 +36,18 @@ def test_cli_train_writes_run_folder_then_eval_and_predict(tiny_folder, tmp_path
           "--lr", "0.05", "--device", "cpu", "--out", str(out), "--no-progress"])
     printed = capsys.readouterr().out
     assert "Epoch 2: train_loss=" in printed and "test_acc=" in printed and "epoch_time=" in printed
+    assert "train_acc5=1.0000" in printed and "test_acc5=1.0000" in printed  # 3 classes: always in the top 5
     for name in ("config.json", "metrics.csv", "last.ckpt", "best.ckpt", "curves.png"):
         assert (out / name).stat().st_size > 0, name
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert list(rows[0])[-2:] == ["train_acc5", "test_acc5"] and float(rows[1]["test_acc5"]) == 1.0
     best = max(float(r["test_acc"]) for r in rows)
 
     main(["eval", str(out), "--device", "cpu"])
     line = capsys.readouterr().out
-    assert f"test_acc={best:.4f}" in line
+    assert f"test_acc={best:.4f} test_acc5=1.0000" in line
 
     main(["predict", str(out), str(tiny_folder / "test" / "green" / "0.png"), "--top", "3"])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -118,6 +120,7 @@ def test_graphed_steps_match_eager_steps(name):
     np.testing.assert_allclose(graph_losses, eager_losses, rtol=1e-4)
     assert graph_totals.count.item() == eager_totals.count.item() == sum(len(y) for _, y in batches)
     assert graph_totals.correct.item() == eager_totals.correct.item()
+    assert graph_totals.correct_top_k.item() == eager_totals.correct_top_k.item()
     np.testing.assert_allclose(graph_totals.read(), eager_totals.read(), rtol=1e-4)
     for a, b in zip(eager_params, graph_params):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
@@ -155,12 +158,29 @@ def test_running_totals_sum_on_the_device_and_read_once():
     from mytensor.training.loop import RunningTotals
     totals = RunningTotals()
     assert all(np.isnan(totals.read()))
-    rng = np.random.default_rng(0)
-    want_loss, want_correct, n = 0.0, 0, 0
+    rng = np.random.default_rng()
+    want_loss, want_correct, want_top5, n = 0.0, 0, 0, 0
     for size in (8, 8, 3):
-        logits, targets = rng.standard_normal((size, 5)), rng.integers(0, 5, size)
+        logits, targets = rng.standard_normal((size, 12)), rng.integers(0, 12, size)
         loss = float(rng.random())
         totals.add(mt.tensor(logits), mt.tensor(targets), mt.tensor(loss, dtype=mt.float64))
-        want_loss, want_correct, n = want_loss + loss * size, want_correct + (logits.argmax(1) == targets).sum(), n + size
+        top5 = np.argsort(-logits, axis=1)[:, :5]
+        want_loss, n = want_loss + loss * size, n + size
+        want_correct += (logits.argmax(1) == targets).sum()
+        want_top5 += (top5 == targets[:, None]).any(1).sum()
     assert totals.count.item() == n and totals.correct.item() == want_correct
-    np.testing.assert_allclose(totals.read(), (want_loss / n, want_correct / n), rtol=1e-12)
+    assert totals.correct_top_k.item() == want_top5
+    np.testing.assert_allclose(totals.read(), (want_loss / n, want_correct / n, want_top5 / n), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [mt.float32, mt.bfloat16])
+def test_target_rank_is_the_place_in_a_stable_sort(dtype):
+    """Ties (many here: small integers) rank as `argmax` and a stable descending sort order them."""
+    from mytensor.training.loop import target_rank
+    rng = np.random.default_rng()
+    logits, targets = rng.integers(-3, 4, (64, 20)).astype(np.float32), rng.integers(0, 20, 64)
+    order = np.argsort(-logits, axis=1, kind="stable")
+    want = (order == targets[:, None]).argmax(1)
+    got = target_rank(mt.tensor(logits).to(dtype), mt.tensor(targets))
+    assert got.dtype == mt.int64 and got.tolist() == want.tolist()
+    assert ((got == 0) == mt.tensor(logits.argmax(1) == targets)).all().item()

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import sources
 from .dataset import ImageDataset
-from .image_folder import ImageFolder, cached_decode
+from .image_folder import ImageFolder, NamedBytes, cached_decode
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -119,7 +119,8 @@ def _jpeg_tar(tar_path, split):
                 for m in tar:
                     parts = m.name[len(prefix):].split("/")
                     if m.isfile() and m.name.startswith(prefix) and len(parts) == 2:
-                        items.append((parts[0], parts[1], tar.extractfile(m).read()))
+                        data = tar.extractfile(m).read()
+                        items.append((parts[0], parts[1], NamedBytes(data, f"{tar_path}:{m.name}")))
         except (tarfile.TarError, EOFError, OSError) as e:
             raise ValueError(f"{tar_path}: cannot read the archive ({e}); it is corrupt or truncated") from None
         items.sort()

@@ -120,7 +120,13 @@ class ImageDataset(Dataset):
     Attributes: `images`, `targets`, `classes` (names, index = label),
     `normalization` (per-channel mean, std of the training images, for
     `transforms.Normalize`), plus `image_shape` (C, H, W) and `num_classes`.
+    A subclass declares the augmentation that suits its images (`transforms.augmentation`
+    reads it): CROP_PADDING, the pixels of random shift (None: an eighth of the side,
+    at least 2), and FLIP, whether a mirrored image keeps its class.
     """
+
+    CROP_PADDING = None
+    FLIP = True
 
     def __init__(self, images, targets, classes, normalization=None, transform=None, target_transform=None):
         images = np.asanyarray(images)  # a np.memmap stays one: decoded caches are memory-mapped

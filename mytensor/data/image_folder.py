@@ -37,6 +37,15 @@ CACHE_VERSION = 2  # bump when the decoding changes, so old caches are not reuse
 SHOWN_BAD = 20  # bad files named one per line in an error; the rest are counted
 
 
+class NamedBytes(bytes):
+    """An image file's bytes read from an archive, with the name an error gives it."""
+
+    def __new__(cls, data, name):
+        self = super().__new__(cls, data)
+        self.name = name
+        return self
+
+
 def _open(source, mode):
     """A PIL image from a path or bytes, converted to `mode` (the file is closed after)."""
     from PIL import Image, UnidentifiedImageError
@@ -47,7 +56,8 @@ def _open(source, mode):
                 img = img.convert("RGBA")  # palette/alpha via RGBA avoids PIL's transparency warning
             return img.convert(mode)  # a decoded copy, even when the mode already matches
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{source if is_path else 'image bytes'}: cannot decode image ({e})") from None
+        name = source if is_path else getattr(source, "name", "image bytes")
+        raise ValueError(f"{name}: cannot decode image ({e})") from None
 
 
 class BadImagesError(ValueError):

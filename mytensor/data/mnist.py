@@ -62,6 +62,7 @@ class MNIST(ImageDataset):
     }
     CLASSES = [str(d) for d in range(10)]
     MEAN, STD = (0.1307,), (0.3081,)
+    CROP_PADDING, FLIP = 2, False  # a mirrored 3 is not a 3
     PACKAGED = sources.PACKAGE_FILES / "mnist"
 
     def __init__(self, root=None, train=True, transform=None, target_transform=None, download=True):
@@ -114,6 +115,7 @@ class FashionMNIST(MNIST):
     CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     MEAN, STD = (0.2860,), (0.3530,)
+    FLIP = True  # a mirrored shoe is a shoe
     PACKAGED = None
 
 

@@ -102,32 +102,3 @@ def raise_not_found(what, names, folder_name, data_dir=None, reason="", hint="")
         f"{what} was not found" + (f" ({reason})" if reason else "") + ".\n"
         f"Put {', '.join(names)} {where}:\n{places}\n"
         f"(choose the folder with --data-dir DIR or MYTENSOR_DATA=DIR).{hint}") from None
-
-
-def extract(archive, into):
-    """Unpack a .zip or .tar(.gz) archive into a folder, refusing paths that would
-    escape it (a malicious archive could otherwise overwrite any file)."""
-    import tarfile
-    import zipfile
-    into = Path(into)
-    into.mkdir(parents=True, exist_ok=True)
-    root = into.resolve()
-    try:
-        if str(archive).endswith(".zip"):
-            with zipfile.ZipFile(archive) as z:
-                for name in z.namelist():
-                    if not (root / name).resolve().is_relative_to(root):
-                        raise RuntimeError(f"{archive}: member {name!r} would be written outside {into}")
-                z.extractall(into)
-        else:
-            with tarfile.open(archive) as t:
-                if hasattr(tarfile, "data_filter"):
-                    t.extractall(into, filter="data")
-                else:  # Python without extraction filters: check the paths ourselves
-                    for m in t.getmembers():
-                        if not (root / m.name).resolve().is_relative_to(root) or m.issym() or m.islnk():
-                            raise RuntimeError(f"{archive}: member {m.name!r} is unsafe to extract")
-                    t.extractall(into)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
-        raise ValueError(f"{archive}: cannot unpack it ({e}); the archive is corrupt or truncated, "
-                         f"delete it and download it again") from None

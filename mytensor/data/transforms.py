@@ -143,12 +143,12 @@ class Lambda(Transform):
         return self.fn(batch, rng) if self.takes_rng else self.fn(batch)
 
 
-def augmentation(dataset_name, dataset):
-    """The standard augmentation for a dataset: random crops with padding for
-    all, plus horizontal flips for all but MNIST (a mirrored 3 is not a 3)."""
+def augmentation(dataset):
+    """The augmentation a dataset declares (its CROP_PADDING and FLIP, see
+    `ImageDataset`): random crops with padding, and horizontal flips where a
+    mirrored image keeps its class."""
     _, h, w = dataset.image_shape
-    padding = 2 if dataset_name in ("mnist", "fashion-mnist") else max(2, h // 8)
-    steps = [RandomCrop((h, w), padding=padding)]
-    if dataset_name != "mnist":
+    steps = [RandomCrop((h, w), padding=dataset.CROP_PADDING or max(2, h // 8))]
+    if dataset.FLIP:
         steps.append(RandomHorizontalFlip())
     return steps

@@ -9,4 +9,4 @@ from .registry import available_models, get_model, register_model  # noqa: F401
 from .mlp import MLP  # noqa: F401
 from .lenet import CifarLeNet, LeNet5  # noqa: F401
 from .cnn import CifarCNN3, SimpleConv  # noqa: F401
-from .resnet import BasicBlock, ResNet9, ResNetSmall  # noqa: F401
+from .resnet import BasicBlock, ResNet, ResNet9  # noqa: F401

@@ -1,4 +1,4 @@
-"""A small residual network (He et al., 2016) with batch normalisation.
+"""Residual networks (He et al., 2016) with batch normalisation.
 
 A residual block learns a correction F(x) added to its input, out = relu(F(x) + x):
 gradients flow straight through the addition, so deeper networks still train.
@@ -31,9 +31,11 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class ResNetSmall(nn.Module):
-    """Stem conv3x3 -> BN -> ReLU, three stages of BasicBlocks (the 2nd and 3rd
-    start with stride 2), global average pooling, Linear."""
+class ResNet(nn.Module):
+    """Stem conv3x3 (stride 1, no max-pool) -> BN -> ReLU, a stage of BasicBlocks
+    per width (every stage after the first starts with stride 2), global average
+    pooling, Linear. The stem of He et al.'s CIFAR networks: the ImageNet stem
+    (7x7 stride 2 and a max-pool) would shrink a 64x64 image to 16x16 at once."""
 
     def __init__(self, num_classes=10, in_channels=3, widths=(16, 32, 64), blocks=(2, 2, 2)):
         super().__init__()
@@ -61,8 +63,15 @@ def resnet_small(num_classes=10, in_channels=3, image_size=32):
     """ResNet with BatchNorm: widths 16/32/64 and two blocks per stage up to 32x32
     images (CIFAR-10), widths 32/64/128 and one block per stage for larger ones (Tiny ImageNet)."""
     if image_size <= 32:
-        return ResNetSmall(num_classes, in_channels, widths=(16, 32, 64), blocks=(2, 2, 2))
-    return ResNetSmall(num_classes, in_channels, widths=(32, 64, 128), blocks=(1, 1, 1))
+        return ResNet(num_classes, in_channels, widths=(16, 32, 64), blocks=(2, 2, 2))
+    return ResNet(num_classes, in_channels, widths=(32, 64, 128), blocks=(1, 1, 1))
+
+
+@register_model("resnet18")
+def resnet18(num_classes=200, in_channels=3, image_size=64):
+    """ResNet-18 for 32x32 and 64x64 images: the standard stages (widths 64, 128, 256, 512,
+    two BasicBlocks each), with a 3x3 stride-1 stem and no max-pool (see `ResNet`)."""
+    return ResNet(num_classes, in_channels, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2))
 
 
 def conv_bn(in_channels, out_channels):

@@ -1,46 +1,64 @@
 """One epoch of training and one pass of evaluation.
 
-Loss, correct predictions and the image count are summed on the device and
-read back only every `log_every` steps and at the end, so a step never waits
-for the GPU; each read also checks that the loss is still finite. On the GPU
-the sums are part of the step replayed from a CUDA graph, so they cost no
-Python at all.
+Loss, correct predictions (top-1 and top-5) and the image count are summed on
+the device and read back only every `log_every` steps and at the end, so a step
+never waits for the GPU; each read also checks that the loss is still finite.
+On the GPU the sums are part of the step replayed from a CUDA graph, so they
+cost no Python at all.
 """
 import math
 import time
 
-from .. import no_grad, zeros
+from .. import arange, no_grad, zeros
 from ..nn import functional as F
 from .graphed_step import GraphedTrainStep
 from .precision import autocast_region
 
+TOP_K = 5  # the second accuracy reported: the target among the 5 highest scores
+
+
+def target_rank(logits, targets):
+    """Each row's target's place among its logits, 0 for the highest: the classes
+    ranked before it, those with a higher logit and, among equal ones, a lower index
+    (the order of `argmax` and of a stable sort). Comparisons and a sum, no sort,
+    so it stays a few elementwise kernels on the device that a CUDA graph records.
+    16-bit logits are compared in float32: exactly, and with the kernels every backend has."""
+    if logits.element_size() < 4:
+        logits = logits.float()
+    target_logit = logits.gather(1, targets.unsqueeze(1))
+    before = arange(logits.shape[1], device=logits.device) < targets.unsqueeze(1)
+    return ((logits > target_logit) | ((logits == target_logit) & before)).sum(1)
+
 
 class RunningTotals:
-    """Device-side sums of loss, correct predictions and images over an epoch.
+    """Device-side sums of loss, top-1 and top-5 correct predictions and images over an epoch.
 
-    `add` only queues in-place additions to three device scalars (made at the
-    first call, on the device and in the dtype of the loss), so it can run
-    eagerly or be recorded in a CUDA graph, which then adds at every replay."""
+    `add` only queues in-place additions to device scalars (made at the first
+    call, on the device and in the dtype of the loss), so it can run eagerly or
+    be recorded in a CUDA graph, which then adds at every replay."""
 
     def __init__(self):
-        self.loss_sum = self.correct = self.count = None
+        self.loss_sum = self.correct = self.correct_top_k = self.count = None
 
     def add(self, logits, targets, loss):
         if self.loss_sum is None:
             self.loss_sum = zeros((), dtype=loss.dtype, device=loss.device)
             self.correct = zeros((), dtype="int64", device=loss.device)
+            self.correct_top_k = zeros((), dtype="int64", device=loss.device)
             self.count = zeros((), dtype="int64", device=loss.device)
         n = targets.shape[0]
+        rank = target_rank(logits.detach(), targets)
         self.loss_sum += loss.detach() * n
-        self.correct += (logits.detach().argmax(1) == targets).sum()
+        self.correct += (rank == 0).sum()
+        self.correct_top_k += (rank < TOP_K).sum()
         self.count += n
 
     def read(self):
-        """(mean loss, accuracy): the one place that waits for the device."""
+        """(mean loss, top-1 accuracy, top-5 accuracy): the one place that waits for the device."""
         if self.count is None:
-            return float("nan"), float("nan")
+            return float("nan"), float("nan"), float("nan")
         count = self.count.item()
-        return self.loss_sum.item() / count, self.correct.item() / count
+        return self.loss_sum.item() / count, self.correct.item() / count, self.correct_top_k.item() / count
 
 
 def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per_batch=False,
@@ -64,16 +82,16 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per
         if progress is not None:
             progress.update(1)
         if step % log_every == 0:
-            mean_loss, acc = _finite(totals.read(), step, len(loader))
+            mean_loss, acc, _ = _finite(totals.read(), step, len(loader))
             if progress is not None:
                 rate = totals.count.item() / (time.perf_counter() - start)  # read() has synced already
                 progress.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{acc:.4f}", img_s=f"{rate:.0f}")
-    mean_loss, acc = _finite(totals.read(), len(loader), len(loader))
-    return {"loss": mean_loss, "acc": acc, "time": time.perf_counter() - start}
+    mean_loss, acc, acc5 = _finite(totals.read(), len(loader), len(loader))
+    return {"loss": mean_loss, "acc": acc, "acc5": acc5, "time": time.perf_counter() - start}
 
 
 def _finite(read, step, steps):
-    """The (mean loss, accuracy) just read, if the loss is finite. The sum since the
+    """The (mean loss, top-1, top-5 accuracy) just read, if the loss is finite. The sum since the
     epoch's start stays NaN or infinite once a step made it so."""
     if not math.isfinite(read[0]):
         raise FloatingPointError(f"the training loss is {read[0]} at step {step} of {steps}")
@@ -91,5 +109,5 @@ def evaluate(model, loader, progress=None, precision="fp32"):
         totals.add(logits, targets, loss)
         if progress is not None:
             progress.update(1)
-    mean_loss, acc = totals.read()
-    return {"loss": mean_loss, "acc": acc}
+    mean_loss, acc, acc5 = totals.read()
+    return {"loss": mean_loss, "acc": acc, "acc5": acc5}

@@ -37,7 +37,9 @@ from .loop import evaluate, train_one_epoch
 from .plots import plot_curves
 from .precision import PRECISIONS, matmul_precision_of, resolve_precision
 
-METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr"]
+# top-5 came later: its columns follow the others, so each older column keeps its place
+METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr", "train_acc5",
+                 "test_acc5"]
 RUN_FILES = ("config.json", "metrics.csv", "last.ckpt", "best.ckpt", "curves.png")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "multistep", "cosine", "onecycle")
@@ -246,7 +248,7 @@ def build_data(config, train, workers=0):
                            skip_bad_images=config.skip_bad_images)
     steps = []
     if train and config.augment:
-        steps += transforms.augmentation(config.dataset, dataset)
+        steps += transforms.augmentation(dataset)
     steps.append(transforms.Normalize(*dataset.normalization))
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=train, drop_last=False,
                         transform=transforms.Compose(steps), seed=config.seed, num_workers=workers,
@@ -449,10 +451,12 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
             if scheduler is not None and not per_batch:
                 scheduler.step()
             row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_loss": te["loss"],
-                   "test_acc": te["acc"], "epoch_time": tr["time"], "lr": lr}
+                   "test_acc": te["acc"], "epoch_time": tr["time"], "lr": lr, "train_acc5": tr["acc5"],
+                   "test_acc5": te["acc5"]}
             rows.append(row)
-            print(f"Epoch {epoch}: train_loss={tr['loss']:.4f} train_acc={tr['acc']:.4f} "
-                  f"test_loss={te['loss']:.4f} test_acc={te['acc']:.4f} epoch_time={tr['time']:.1f}s", flush=True)
+            print(f"Epoch {epoch}: train_loss={tr['loss']:.4f} train_acc={tr['acc']:.4f} train_acc5={tr['acc5']:.4f} "
+                  f"test_loss={te['loss']:.4f} test_acc={te['acc']:.4f} test_acc5={te['acc5']:.4f} "
+                  f"epoch_time={tr['time']:.1f}s", flush=True)
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
                      "best_acc": max(best, te["acc"]), "metrics": rows, "config": dataclasses.asdict(config)}

@@ -1,12 +1,11 @@
 import os
-import zipfile
 
 import numpy as np
 import pytest
 from data_helpers import write_image
 from PIL import Image
 
-from mytensor.data import ImageFolder, TinyImageNet, load_dataset, read_image
+from mytensor.data import ImageFolder, load_dataset, read_image
 from mytensor.data import image_folder as image_folder_module
 
 
@@ -177,75 +176,3 @@ def test_read_image_for_predict(tmp_path):
     assert x.shape == (3, 5, 5) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
     x = read_image(path, (1, 10, 10))
     np.testing.assert_allclose(x[0], a / 255, atol=1e-6)
-
-
-# ---------------------------------------------------------------- Tiny ImageNet
-WNIDS = ["n02", "n01"]  # deliberately unsorted in wnids.txt
-
-
-def write_tiny(root, rng):
-    """A Tiny ImageNet layout with 2 classes, 2 train images each, 3 val images."""
-    (root / "val" / "images").mkdir(parents=True)
-    (root / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
-    (root / "words.txt").write_text("n01\tgoldfish, Carassius auratus\nn02\ttabby, tabby cat\nn03\tother\n")
-    for w in WNIDS:
-        for i in range(2):
-            if w == "n01" and i == 1:  # a grayscale JPEG, as Tiny ImageNet has
-                write_image(root / "train" / w / "images" / f"{w}_{i}.JPEG",
-                            rng.integers(0, 256, (64, 64), dtype=np.uint8), "JPEG")
-            else:
-                write_image(root / "train" / w / "images" / f"{w}_{i}.JPEG", rgb(rng, 64, 64), "JPEG")
-        (root / "train" / w / f"{w}_boxes.txt").write_text("")
-    lines = []
-    for i, w in enumerate(["n02", "n01", "n02"]):
-        write_image(root / "val" / "images" / f"val_{i}.JPEG", rgb(rng, 64, 64), "JPEG")
-        lines.append(f"val_{i}.JPEG\t{w}\t0\t0\t63\t63")
-    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
-
-
-def pil_decode(path):
-    return np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
-
-
-def test_tiny_imagenet(tmp_path):
-    root = tmp_path / "tiny-imagenet-200"
-    write_tiny(root, np.random.default_rng(5))
-    train = TinyImageNet(tmp_path)
-    assert train.wnids == ["n01", "n02"] and train.classes == ["goldfish", "tabby"]
-    assert train.targets.tolist() == [0, 0, 1, 1] and train.image_shape == (3, 64, 64)
-    files = [root / "train" / w / "images" / f"{w}_{i}.JPEG" for w in ("n01", "n02") for i in range(2)]
-    np.testing.assert_array_equal(train.images, np.stack([pil_decode(f) for f in files]))
-    gray = train.images[1]
-    assert (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()
-    val = load_dataset("tiny-imagenet", data_dir=tmp_path, train=False)
-    assert val.targets.tolist() == [1, 0, 1]
-    np.testing.assert_array_equal(val.images[1], pil_decode(root / "val" / "images" / "val_1.JPEG"))
-
-
-def test_tiny_imagenet_from_zip(tmp_path):
-    write_tiny(tmp_path / "src" / "tiny-imagenet-200", np.random.default_rng(6))
-    data = tmp_path / "data"
-    data.mkdir()
-    with zipfile.ZipFile(data / "tiny-imagenet-200.zip", "w") as z:
-        for dirpath, _, files in os.walk(tmp_path / "src"):
-            for f in files:
-                full = os.path.join(dirpath, f)
-                z.write(full, os.path.relpath(full, tmp_path / "src"))
-    assert len(TinyImageNet(data, train=False)) == 3
-    assert (data / "tiny-imagenet-200" / "wnids.txt").is_file()
-
-
-def test_tiny_imagenet_errors(tmp_path):
-    root = tmp_path / "tiny-imagenet-200"
-    write_tiny(root, np.random.default_rng(7))
-    with open(root / "val" / "val_annotations.txt", "a") as f:
-        f.write("val_9.JPEG\tn99\t0\t0\t1\t1\n")
-    with pytest.raises(ValueError, match=r"val_annotations\.txt, line 4: .*wnid from wnids\.txt"):
-        TinyImageNet(root, train=False)
-    (root / "wnids.txt").write_text("n01\nn02\nn05\n")
-    with pytest.raises(FileNotFoundError, match=r"n05/images is missing"):
-        TinyImageNet(root, train=True)
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "tiny-imagenet-200.zip").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(ValueError, match=r"tiny-imagenet-200\.zip: cannot unpack it"):
-        TinyImageNet(tmp_path / "bad")

@@ -80,12 +80,20 @@ def test_compose_order_and_plain_functions():
     assert "RandomHorizontalFlip(p=1.0)" in repr(t)
 
 
-def test_standard_augmentation():
-    class Shape:
-        image_shape = (3, 32, 32)
+def test_each_dataset_declares_its_augmentation(tmp_path):
+    from mytensor.data import CIFAR10, MNIST, FashionMNIST, ImageDataset, Subset, TinyImageNet
 
-    steps = T.augmentation("cifar10", Shape())
-    assert isinstance(steps[0], T.RandomCrop) and steps[0].padding == 4 and steps[0].size == (32, 32)
-    assert isinstance(steps[1], T.RandomHorizontalFlip)
-    Shape.image_shape = (1, 28, 28)
-    assert [type(s) for s in T.augmentation("mnist", Shape())] == [T.RandomCrop]
+    def steps(cls, shape):
+        ds = cls.__new__(cls)
+        ds.images = np.zeros((1,) + shape, np.uint8)
+        return [(type(s), getattr(s, "padding", None)) for s in T.augmentation(ds)]
+
+    flip = (T.RandomHorizontalFlip, None)
+    assert steps(CIFAR10, (3, 32, 32)) == [(T.RandomCrop, 4), flip]
+    assert steps(MNIST, (1, 28, 28)) == [(T.RandomCrop, 2)]  # no flips: a mirrored 3 is not a 3
+    assert steps(FashionMNIST, (1, 28, 28)) == [(T.RandomCrop, 2), flip]
+    assert steps(TinyImageNet, (3, 64, 64)) == [(T.RandomCrop, 4), flip]  # the recipe's, not 64 // 8
+    assert steps(ImageDataset, (3, 96, 96)) == [(T.RandomCrop, 12), flip]  # an image folder: an eighth
+    folder = ImageDataset(np.zeros((4, 3, 16, 16), np.uint8), [0, 1, 0, 1], ["a", "b"])
+    crop = T.augmentation(Subset(folder, [0, 2]))[0]
+    assert crop.size == (16, 16) and crop.padding == 2
