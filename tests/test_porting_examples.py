@@ -1,4 +1,4 @@
-"""The three programs of docs/porting.md run on mytensor, and their losses agree with PyTorch's.
+"""The five programs of docs/porting.md run on mytensor, and their losses agree with PyTorch's.
 
 Each example is run twice from the same file: as written (on mytensor), and with its
 imports turned back to `torch`/`torchvision`, which is the only difference between the
