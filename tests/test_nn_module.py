@@ -297,3 +297,22 @@ def test_module_list_and_dict():
     assert len(layers[1:3]) == 2
     heads = nn.ModuleDict({"a": nn.Linear(2, 2), "b": nn.Linear(2, 1)})
     assert list(heads) == ["a", "b"] and "a" in heads and len(list(heads.parameters())) == 4
+
+
+# ----------------------------------------------------------------- DataParallel
+def test_data_parallel_is_the_module_on_its_device_as_in_torch():
+    rng = np.random.default_rng()
+    ours, theirs = mt.nn.Linear(5, 3).double(), torch.nn.Linear(5, 3).double()
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    wrapped, wrapped_torch = mt.nn.DataParallel(ours), torch.nn.DataParallel(theirs)
+    assert wrapped.module is ours and isinstance(wrapped, nn.Module)
+    assert list(wrapped.state_dict()) == list(wrapped_torch.state_dict()) == ["module.weight", "module.bias"]
+    x = rng.standard_normal((int(rng.integers(1, 7)), 5))
+    y, y_torch = wrapped(mt.tensor(x)), wrapped_torch(torch.tensor(x))
+    np.testing.assert_allclose(y.detach().numpy(), y_torch.detach().numpy(), rtol=1e-12)
+    y.sum().backward()
+    y_torch.sum().backward()
+    np.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy(), rtol=1e-12)
+    wrapped.load_state_dict(wrapped_torch.state_dict())  # checkpoints of wrapped models load back
+    with pytest.raises(NotImplementedError, match="torch.nn.DataParallel across devices"):
+        mt.nn.DataParallel(ours, device_ids=[0, 1])

@@ -157,3 +157,25 @@ def test_requires_grad_rules():
     assert not d.requires_grad and d.is_leaf and np.shares_memory(d.numpy(), y.detach().numpy())
     assert not mt.zeros(2, requires_grad=True).long().requires_grad
     assert x.data.requires_grad is False
+
+
+# in-place methods of the supported list that no op test reaches: same values as PyTorch's,
+# and the tensor itself is returned
+INPLACE = {
+    "ceil_": lambda x, L: x.ceil_(), "floor_": lambda x, L: x.floor_(), "round_": lambda x, L: x.round_(),
+    "trunc_": lambda x, L: x.trunc_(), "expm1_": lambda x, L: x.expm1_(), "log1p_": lambda x, L: x.abs_().log1p_(),
+    "clip_": lambda x, L: x.clip_(-0.5, 0.7), "div_": lambda x, L: x.div_(2.5),
+    "pow_": lambda x, L: x.abs_().pow_(1.5), "lerp_": lambda x, L: x.lerp_(L.ones_like(x), 0.3),
+    "tril_": lambda x, L: x.tril_(1), "triu_": lambda x, L: x.triu_(-1), "detach_": lambda x, L: x.detach_(),
+    "scatter_add_": lambda x, L: x.scatter_add_(1, L.zeros(x.shape, dtype=L.int64), L.ones_like(x)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INPLACE))
+def test_inplace_methods_match_torch(name):
+    rng = np.random.default_rng()
+    data = rng.standard_normal((int(rng.integers(2, 6)), int(rng.integers(2, 7)))) * 3
+    ours, theirs = mt.tensor(data.copy()), torch.tensor(data.copy())
+    assert INPLACE[name](ours, mt) is ours and INPLACE[name](theirs, torch) is theirs
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12, atol=1e-12)
+    assert tuple(ours.reshape_as(mt.zeros(ours.numel())).shape) == (ours.numel(),)
