@@ -23,7 +23,14 @@ def device_count():
     return cuda.device_count()
 
 
+def _require_accelerator():
+    if not cuda.is_available():  # PyTorch's words, so programs that catch them still do
+        raise RuntimeError("Cannot access accelerator device when none is available (mytensor.accelerator: no "
+                           "CUDA GPU)")
+
+
 def current_device_index():
+    _require_accelerator()
     return cuda.current_device()
 
 
@@ -31,6 +38,7 @@ current_device_idx = current_device_index
 
 
 def set_device_index(index):
+    _require_accelerator()
     cuda.set_device(index)
 
 

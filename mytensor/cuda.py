@@ -80,8 +80,8 @@ manual_seed_all = manual_seed
 
 
 def get_device_properties(device=None):
+    _backend(device)  # a clear error where there is no GPU (or no CuPy)
     import cupy
-    _backend(device)
     p = cupy.cuda.runtime.getDeviceProperties(_index(device))
     name = p["name"].decode() if isinstance(p["name"], bytes) else p["name"]
     return _DeviceProperties(name, p["major"], p["minor"], p["totalGlobalMem"], p["multiProcessorCount"])
