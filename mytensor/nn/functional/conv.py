@@ -7,9 +7,10 @@ Shapes (g = groups, K = C/g * kh * kw, M = N * OH * OW):
     output   (g, O/g, M) = weight @ columns              -> (N, O, OH, OW)
 Backward:
     dW       = dY @ columns^T                            (g, O/g, K)
-    dX       = for stride 1 (no dilation, one group): the convolution of dY with the
-               kernel flipped and its channels swapped, padded by k - 1 - p;
-               otherwise dcolumns = W^T @ dY, then backend.col2im (the adjoint of im2col)
+    dX       = for stride 1 (no dilation, one group, columns at most twice col2im's): the
+               convolution of dY with the kernel flipped and its channels swapped, padded
+               by k - 1 - p; otherwise dcolumns = W^T @ dY, then backend.col2im (the
+               adjoint of im2col)
     db       = dY summed over N, OH, OW
 The columns are rebuilt in backward rather than kept: they are kh*kw times the
 size of the input, and rebuilding them is cheap next to the GEMMs.
@@ -71,8 +72,10 @@ class Conv2d(Function):
             cols = cols.reshape(groups, k, n * oh * ow)
             gw = _gemm(backend, cols, gmat.transpose(0, 2, 1))                    # (g, K, O/g) = (dY cols^T)^T
             gw = xp.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(w_shape)  # C order: what optimizers read
+        # the convolution's columns (O*kh*kw, N*H*W) against col2im's (C*kh*kw, N*OH*OW): the first
+        # is the faster kernel, col2im the smaller input where the padding is less than 'same'
         if need_x and stride == (1, 1) and dilation == (1, 1) and groups == 1 and padding[0] < kh and \
-                padding[1] < kw:
+                padding[1] < kw and o * h * w <= 2 * c * oh * ow:
             flipped = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, O, kh, kw)
             gx = _convolve(backend, xp, grad, flipped, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]),
                            (1, 1), 1)
