@@ -103,3 +103,27 @@ def test_pooling_errors_name_the_shapes():
         F.max_pool2d(mt.randn(1, 1, 6, 6), 2, stride=0)
     with pytest.raises(ValueError, match="output_size must be positive"):
         F.adaptive_avg_pool2d(mt.randn(1, 1, 6, 6), 0)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)),
+                                                   ((3, 2), (1, 2), (1, 0))])
+def test_max_pool_winner_is_the_first_maximum_and_a_nan_wins(kernel, stride, padding):
+    """Ties (values drawn from a few levels), NaNs and padding against a loop over the windows:
+    the first maximum in row-major window order wins, a NaN over any number, and its index is
+    h * W + w of the unpadded input (what max_pool2d_backward scatters to)."""
+    from mytensor.backend import get_backend
+    rng = np.random.default_rng()
+    x = rng.integers(-2, 3, (2, 3, 7, 6)).astype(np.float64)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    out, arg = get_backend("cpu").max_pool2d(x, kernel, stride, padding)
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    for n, ch, oy, ox in np.ndindex(out.shape):
+        best, where = None, None
+        for i in range(kh):
+            for j in range(kw):
+                h, w = oy * sh - ph + i, ox * sw - pw + j
+                v = x[n, ch, h, w] if 0 <= h < 7 and 0 <= w < 6 else -np.inf
+                if best is None or v > best or (np.isnan(v) and not np.isnan(best)):
+                    best, where = v, h * 6 + w
+        got = out[n, ch, oy, ox]
+        assert arg[n, ch, oy, ox] == where and (got == best or (np.isnan(best) and np.isnan(got)))

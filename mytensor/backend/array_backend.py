@@ -144,16 +144,27 @@ class ArrayBackend:
 
     # --------------------------------------------------------------- pooling
     def max_pool2d(self, x, kernel, stride, padding):
+        """A running maximum over the kh*kw window offsets, each one strided slice of the
+        padded input (no copy of the windows): the winner is the first maximum in
+        row-major window order, and a NaN wins over numbers, as NumPy's argmax."""
+        xp = self.xp
         n, c, h, w = x.shape
         (kh, kw), (sh, sw) = kernel, stride
         oh, ow = conv_output_size(h, kh, sh, padding[0]), conv_output_size(w, kw, sw, padding[1])
-        win = self._windows(self._pad(x, padding, -np.inf), kh, kw, stride, (1, 1), oh, ow)
-        win = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c, oh, ow, kh * kw)
-        k = win.argmax(axis=-1)
-        out = self.xp.take_along_axis(win, k[..., None], axis=-1)[..., 0]
-        xp = self.xp
-        rows = xp.arange(oh).reshape(oh, 1) * sh - padding[0] + k // kw
-        cols = xp.arange(ow).reshape(1, ow) * sw - padding[1] + k % kw
+        padded = self._pad(x, padding, -np.inf)
+        out = arg = None
+        for i in range(kh):
+            for j in range(kw):
+                v = padded[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+                if out is None:
+                    out, arg = v.copy(), xp.zeros(v.shape, dtype=np.int32)
+                    continue
+                best = xp.maximum(out, v)  # NaN-propagating, so a NaN stays the maximum
+                wins = (best != out) & (out == out)  # a larger value, or the first NaN
+                arg = xp.where(wins, np.int32(i * kw + j), arg)
+                out = best
+        rows = xp.arange(oh, dtype=np.int32).reshape(oh, 1) * sh - padding[0] + arg // kw
+        cols = xp.arange(ow, dtype=np.int32).reshape(1, ow) * sw - padding[1] + arg % kw
         return out, (rows * w + cols).astype(np.int32)
 
     def max_pool2d_backward(self, grad_out, argmax, x_shape):
