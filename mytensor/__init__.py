@@ -22,6 +22,7 @@ from .creation import (tensor, zeros, ones, empty, full, zeros_like, ones_like, 
                        from_numpy, from_dlpack, multinomial)
 from .ops import *  # noqa: F401,F403
 from . import ops  # noqa: F401
+from . import tensor_methods  # noqa: F401  (attaches the op methods and operators to Tensor, from above)
 from .amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: F401
 from . import amp  # noqa: F401
 from .serialization import save, load  # noqa: F401

@@ -6,39 +6,6 @@ from .backend import backend_of_array, get_backend
 from .tensor import Tensor
 
 
-def _array_from_data(data, dtype, backend):
-    """A backend array from Python data, a NumPy/CuPy array or a tensor,
-    with PyTorch's dtype inference (Python floats become the default float)."""
-    if isinstance(data, Tensor):
-        arr = data._data if data._backend is backend else backend.asarray(data._backend.to_numpy(data._data))
-        return arr.astype(dtypes.get_dtype(dtype).np) if dtype is not None else arr.copy()
-    if dtype is None:
-        dtype = _infer_dtype(data)
-    dtype = dtypes.get_dtype(dtype)
-    if not isinstance(data, np.ndarray) and hasattr(data, "__cuda_array_interface__") and backend.name == "cpu":
-        data = backend_of_array(data).to_numpy(data)
-    try:
-        return backend.asarray(data, dtype.np).copy()
-    except (ValueError, TypeError) as e:
-        raise TypeError(f"can't make a tensor from {type(data).__name__}: {e}") from None
-
-
-def _infer_dtype(data):
-    if hasattr(data, "dtype"):
-        return dtypes.get_dtype(data.dtype)
-    try:
-        arr = np.asarray(data)
-    except ValueError:  # ragged nesting
-        arr = None
-    if arr is None or arr.dtype == object:
-        raise TypeError(f"can't make a tensor from ragged or non-numeric data: {data!r:.80}")
-    if arr.dtype.kind == "f":
-        return dtypes.get_default_dtype()
-    if arr.dtype.kind in "iu":
-        return dtypes.int64
-    return dtypes.get_dtype(arr.dtype)
-
-
 def tensor(data, dtype=None, device=None, requires_grad=False):
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 

@@ -12,7 +12,7 @@ import numpy as np
 from . import dtypes
 from .autograd.function import AccumulateGrad
 from .autograd.grad_mode import is_grad_enabled
-from .backend import get_backend
+from .backend import backend_of_array, get_backend
 
 
 class Size(tuple):
@@ -50,7 +50,6 @@ class Tensor:
     __array_priority__ = 1000  # so `ndarray * tensor` calls Tensor.__rmul__
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
-        from .creation import _array_from_data
         backend = get_backend(device) if device is not None else (
             data._backend if isinstance(data, Tensor) else get_backend(None))
         self._init(_array_from_data(data, dtype, backend), backend)
@@ -182,18 +181,6 @@ class Tensor:
 
     def __dlpack_device__(self):
         return self._data.__dlpack_device__()
-
-    def to(self, *args, dtype=None, device=None, copy=False):
-        """`.to(device)`, `.to(dtype)`, `.to(device, dtype)` or `.to(other_tensor)`."""
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            elif _is_dtype(a):
-                dtype = a
-            else:
-                device = a
-        from .ops.elementwise import to_copy
-        return to_copy(self, dtype=dtype, device=device, copy=copy)
 
     def cpu(self):
         return self.to("cpu")
@@ -343,14 +330,6 @@ class Tensor:
         return (_rebuild, (self._backend.to_numpy(self._data), str(self.device), self.requires_grad))
 
 
-def _is_dtype(spec):
-    try:
-        dtypes.get_dtype(spec)
-        return True
-    except TypeError:
-        return False
-
-
 def _rebuild(arr, device, requires_grad):
     return Tensor(arr, device=device, requires_grad=requires_grad)
 
@@ -364,4 +343,34 @@ class _HookHandle:
             self.hooks.remove(self.hook)
 
 
-from . import tensor_methods  # noqa: E402,F401  (attaches the op methods and operators)
+def _array_from_data(data, dtype, backend):
+    """A backend array from Python data, a NumPy/CuPy array or a tensor,
+    with PyTorch's dtype inference (Python floats become the default float)."""
+    if isinstance(data, Tensor):
+        arr = data._data if data._backend is backend else backend.asarray(data._backend.to_numpy(data._data))
+        return arr.astype(dtypes.get_dtype(dtype).np) if dtype is not None else arr.copy()
+    if dtype is None:
+        dtype = _infer_dtype(data)
+    dtype = dtypes.get_dtype(dtype)
+    if not isinstance(data, np.ndarray) and hasattr(data, "__cuda_array_interface__") and backend.name == "cpu":
+        data = backend_of_array(data).to_numpy(data)
+    try:
+        return backend.asarray(data, dtype.np).copy()
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"can't make a tensor from {type(data).__name__}: {e}") from None
+
+
+def _infer_dtype(data):
+    if hasattr(data, "dtype"):
+        return dtypes.get_dtype(data.dtype)
+    try:
+        arr = np.asarray(data)
+    except ValueError:  # ragged nesting
+        arr = None
+    if arr is None or arr.dtype == object:
+        raise TypeError(f"can't make a tensor from ragged or non-numeric data: {data!r:.80}")
+    if arr.dtype.kind == "f":
+        return dtypes.get_default_dtype()
+    if arr.dtype.kind in "iu":
+        return dtypes.int64
+    return dtypes.get_dtype(arr.dtype)

@@ -6,7 +6,7 @@ write the result into the tensor's storage and move the tensor's place in the
 graph to the new node (and its base's, for a view); the version counter
 records the write.
 """
-from . import ops, unsupported
+from . import dtypes, ops, unsupported
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled, no_grad
 from .ops._util import NUMBERS
@@ -77,14 +77,24 @@ Tensor.type_as = lambda self, other: self.to(other.dtype)
 Tensor.t = lambda self: ops.transpose(self, 0, 1) if self.ndim == 2 else self
 
 
-def _softmax(self, dim, dtype=None):
-    from .nn.functional import softmax
-    return softmax(self if dtype is None else self.to(dtype), dim)
+def _to(self, *args, dtype=None, device=None, copy=False):
+    """`.to(device)`, `.to(dtype)`, `.to(device, dtype)` or `.to(other_tensor)`."""
+    for a in args:
+        if isinstance(a, Tensor):
+            device, dtype = a.device, a.dtype
+        elif _is_dtype(a):
+            dtype = a
+        else:
+            device = a
+    return ops.to_copy(self, dtype=dtype, device=device, copy=copy)
 
 
-def _log_softmax(self, dim, dtype=None):
-    from .nn.functional import log_softmax
-    return log_softmax(self if dtype is None else self.to(dtype), dim)
+def _is_dtype(spec):
+    try:
+        dtypes.get_dtype(spec)
+        return True
+    except TypeError:
+        return False
 
 
 def _multinomial(self, num_samples, replacement=False, generator=None):
@@ -111,7 +121,7 @@ def _new_tensor(self, data, dtype=None, device=None, requires_grad=False):
     return Tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
 
 
-Tensor.softmax, Tensor.log_softmax, Tensor.multinomial = _softmax, _log_softmax, _multinomial
+Tensor.to, Tensor.multinomial = _to, _multinomial
 Tensor.new_zeros, Tensor.new_ones, Tensor.new_empty = _new(0), _new(1), _new(0)
 Tensor.new_full, Tensor.new_tensor = _new_full, _new_tensor
 Tensor.nelement, Tensor.ndimension = Tensor.numel, Tensor.dim

@@ -37,5 +37,12 @@ __all__ = ["linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"
            "interpolate", "conv_transpose2d", "conv1d", "group_norm", "max_pool1d", "avg_pool1d"]
 
 from ... import unsupported as _unsupported  # noqa: E402
+from ...tensor import Tensor as _Tensor  # noqa: E402
 
 __getattr__ = _unsupported.module_getattr("torch.nn.functional", __name__)
+
+
+# `x.softmax(dim)`, `x.log_softmax(dim)`: methods of Tensor that this layer, which defines
+# them, attaches (the tensor below knows nothing of nn)
+_Tensor.softmax = lambda self, dim, dtype=None: softmax(self if dtype is None else self.to(dtype), dim)
+_Tensor.log_softmax = lambda self, dim, dtype=None: log_softmax(self if dtype is None else self.to(dtype), dim)
