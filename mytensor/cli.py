@@ -4,14 +4,14 @@ import pickle
 
 
 def _train_parser(sub, common):
+    from .data import DATASETS
     from .models import available_models
     from .training.run import OPTIMIZERS, SCHEDULES, RunConfig as D
     p = sub.add_parser("train", parents=[common], help="train a model on a dataset",
                        description="Every option left out takes its default for a new run, and its saved value "
                                    "with --resume.")
     # default=None everywhere: an option left out is not given, so --resume keeps the saved value
-    p.add_argument("--dataset", help=f"mnist, fashion-mnist, cifar10, tiny-imagenet or folder:PATH "
-                                     f"(default: {D.dataset})")
+    p.add_argument("--dataset", help=f"{', '.join(DATASETS)} or folder:PATH (default: {D.dataset})")
     p.add_argument("--model", help=f"{', '.join(available_models())} (default: {D.model})")
     p.add_argument("--epochs", type=int, help=f"default: {D.epochs}; with --resume, a larger value extends the run")
     p.add_argument("--batch-size", type=int, help=f"default: {D.batch_size}")

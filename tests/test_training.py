@@ -184,3 +184,17 @@ def test_target_rank_is_the_place_in_a_stable_sort(dtype):
     got = target_rank(mt.tensor(logits).to(dtype), mt.tensor(targets))
     assert got.dtype == mt.int64 and got.tolist() == want.tolist()
     assert ((got == 0) == mt.tensor(logits.argmax(1) == targets)).all().item()
+
+
+def test_a_dataset_name_in_capitals_augments_as_its_dataset():
+    """`--dataset MNIST --augment` crops MNIST as MNIST declares (pad 2, no flips: a mirrored 3
+    is not a 3), whatever the spelling of its name."""
+    import dataclasses
+
+    from mytensor.data import transforms as T
+    from mytensor.training.run import RunConfig, build_data
+    config = dataclasses.replace(RunConfig(dataset="MNIST", augment=True, model="mlp"), resolved_device="cpu")
+    _, loader = build_data(config, train=True)
+    kinds = [type(s) for s in loader.transform.transforms]
+    assert T.RandomHorizontalFlip not in kinds and T.RandomCrop in kinds
+    assert [s.padding for s in loader.transform.transforms if isinstance(s, T.RandomCrop)] == [2]

@@ -450,22 +450,7 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None and not per_batch:
                 scheduler.step()
-            row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_loss": te["loss"],
-                   "test_acc": te["acc"], "epoch_time": tr["time"], "lr": lr, "train_acc5": tr["acc5"],
-                   "test_acc5": te["acc5"]}
-            rows.append(row)
-            print(f"Epoch {epoch}: train_loss={tr['loss']:.4f} train_acc={tr['acc']:.4f} train_acc5={tr['acc5']:.4f} "
-                  f"test_loss={te['loss']:.4f} test_acc={te['acc']:.4f} test_acc5={te['acc5']:.4f} "
-                  f"epoch_time={tr['time']:.1f}s", flush=True)
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
-                     "best_acc": max(best, te["acc"]), "metrics": rows, "config": dataclasses.asdict(config)}
-            if te["acc"] > best:
-                best = te["acc"]
-                save_checkpoint(state, out / "best.ckpt")
-            save_checkpoint(state, out / "last.ckpt")
-            _write_metrics(rows, out / "metrics.csv")
-            plot_curves(rows, out / "curves.png")
+            best = _record_epoch(config, out, model, optimizer, scaler, rows, epoch, tr, te, lr, best)
             done = epoch
     except FloatingPointError as e:
         raise FloatingPointError(f"training stopped in epoch {epoch}: {e} (--lr {config.lr}: try a lower one). "
@@ -476,6 +461,28 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"interrupted in epoch {epoch}. {_saved(out, done)}") from None
     return rows
+
+
+def _record_epoch(config, out, model, optimizer, scaler, rows, epoch, tr, te, lr, best):
+    """The epoch's line, metrics row, checkpoints (last, and best when it is) and curves; returns
+    the best test accuracy so far."""
+    row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_loss": te["loss"],
+           "test_acc": te["acc"], "epoch_time": tr["time"], "lr": lr, "train_acc5": tr["acc5"],
+           "test_acc5": te["acc5"]}
+    rows.append(row)
+    print(f"Epoch {epoch}: train_loss={tr['loss']:.4f} train_acc={tr['acc']:.4f} train_acc5={tr['acc5']:.4f} "
+          f"test_loss={te['loss']:.4f} test_acc={te['acc']:.4f} test_acc5={te['acc5']:.4f} "
+          f"epoch_time={tr['time']:.1f}s", flush=True)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
+             "best_acc": max(best, te["acc"]), "metrics": rows, "config": dataclasses.asdict(config)}
+    if te["acc"] > best:
+        best = te["acc"]
+        save_checkpoint(state, out / "best.ckpt")
+    save_checkpoint(state, out / "last.ckpt")
+    _write_metrics(rows, out / "metrics.csv")
+    plot_curves(rows, out / "curves.png")
+    return best
 
 
 def _saved(out, done):
