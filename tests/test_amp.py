@@ -28,11 +28,16 @@ def lib_inputs(L, arrays, device, dtype="float32"):
     return [L.tensor(a, dtype=getattr(L, dtype), device=device) for a in arrays]
 
 
+def NF(L):
+    """The functional module of library L."""
+    return torch.nn.functional if L is torch else F
+
+
 # (name, fn(L, *tensors), input shapes, policy): the dtype an op's output takes in a region
 OPS = [
-    ("conv2d", lambda L, x, w: (torch.nn.functional if L is torch else F).conv2d(x, w, padding=1),
+    ("conv2d", lambda L, x, w: NF(L).conv2d(x, w, padding=1),
      [(2, 3, 6, 6), (4, 3, 3, 3)], "lower"),
-    ("linear", lambda L, x, w: (torch.nn.functional if L is torch else F).linear(x, w), [(5, 7), (3, 7)], "lower"),
+    ("linear", lambda L, x, w: NF(L).linear(x, w), [(5, 7), (3, 7)], "lower"),
     ("matmul", lambda L, a, b: a @ b, [(4, 5), (5, 3)], "lower"),
     ("bmm", lambda L, a, b: L.bmm(a, b), [(2, 4, 5), (2, 5, 3)], "lower"),
     ("exp", lambda L, x: x.exp(), [(3, 4)], "float32"),
@@ -40,18 +45,18 @@ OPS = [
     ("pow", lambda L, x: x ** 2, [(3, 4)], "float32"),
     ("sum", lambda L, x: x.sum(), [(3, 4)], "float32"),
     ("cumsum", lambda L, x: x.cumsum(1), [(3, 4)], "float32"),
-    ("softmax", lambda L, x: (torch.nn.functional if L is torch else F).softmax(x, 1), [(3, 4)], "float32"),
-    ("log_softmax", lambda L, x: (torch.nn.functional if L is torch else F).log_softmax(x, 1), [(3, 4)], "float32"),
-    ("mse_loss", lambda L, a, b: (torch.nn.functional if L is torch else F).mse_loss(a, b), [(3, 4), (3, 4)],
+    ("softmax", lambda L, x: NF(L).softmax(x, 1), [(3, 4)], "float32"),
+    ("log_softmax", lambda L, x: NF(L).log_softmax(x, 1), [(3, 4)], "float32"),
+    ("mse_loss", lambda L, a, b: NF(L).mse_loss(a, b), [(3, 4), (3, 4)],
      "float32"),
-    ("conv1d", lambda L, x, w: (torch.nn.functional if L is torch else F).conv1d(x, w), [(2, 3, 9), (4, 3, 3)],
+    ("conv1d", lambda L, x, w: NF(L).conv1d(x, w), [(2, 3, 9), (4, 3, 3)],
      "lower"),
     ("log1p", lambda L, x: L.log1p(x.abs()), [(3, 4)], "float32"),
-    ("layer_norm", lambda L, x: (torch.nn.functional if L is torch else F).layer_norm(x, (4,)), [(3, 4)], "float32"),
-    ("softplus", lambda L, x: (torch.nn.functional if L is torch else F).softplus(x), [(3, 4)], "float32"),
-    ("relu", lambda L, x: (torch.nn.functional if L is torch else F).relu(x), [(3, 4)], "same"),
+    ("layer_norm", lambda L, x: NF(L).layer_norm(x, (4,)), [(3, 4)], "float32"),
+    ("softplus", lambda L, x: NF(L).softplus(x), [(3, 4)], "float32"),
+    ("relu", lambda L, x: NF(L).relu(x), [(3, 4)], "same"),
     ("add", lambda L, a, b: a + b, [(3, 4), (3, 4)], "same"),
-    ("max_pool2d", lambda L, x: (torch.nn.functional if L is torch else F).max_pool2d(x, 2), [(2, 3, 4, 4)], "same"),
+    ("max_pool2d", lambda L, x: NF(L).max_pool2d(x, 2), [(2, 3, 4, 4)], "same"),
 ]
 
 
