@@ -309,10 +309,10 @@ def test_data_parallel_is_the_module_on_its_device_as_in_torch():
     assert list(wrapped.state_dict()) == list(wrapped_torch.state_dict()) == ["module.weight", "module.bias"]
     x = rng.standard_normal((int(rng.integers(1, 7)), 5))
     y, y_torch = wrapped(mt.tensor(x)), wrapped_torch(torch.tensor(x))
-    np.testing.assert_allclose(y.detach().numpy(), y_torch.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(y.detach().cpu().numpy(), y_torch.detach().cpu().numpy(), rtol=1e-12)
     y.sum().backward()
     y_torch.sum().backward()
-    np.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy(), rtol=1e-12)
-    wrapped.load_state_dict(wrapped_torch.state_dict())  # checkpoints of wrapped models load back
+    np.testing.assert_allclose(ours.weight.grad.cpu().numpy(), theirs.weight.grad.cpu().numpy(), rtol=1e-12)
+    wrapped.load_state_dict({k: v.cpu() for k, v in wrapped_torch.state_dict().items()})  # checkpoints of wrapped models load back
     with pytest.raises(NotImplementedError, match="torch.nn.DataParallel across devices"):
         mt.nn.DataParallel(ours, device_ids=[0, 1])
