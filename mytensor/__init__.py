@@ -13,6 +13,7 @@ from .dtypes import (bool_ as bool, uint8, int32, int64, float16, bfloat16, floa
 from .backend import Device, cuda_is_available, get_default_device, set_default_device  # noqa: F401
 from .backend.matmul_precision import get_float32_matmul_precision, set_float32_matmul_precision  # noqa: F401
 from .tensor import Size, Tensor  # noqa: F401
+from .memory_formats import MemoryFormat as memory_format, channels_last, contiguous_format, preserve_format  # noqa: F401,E501
 from .autograd.grad_mode import (no_grad, enable_grad, inference_mode, is_grad_enabled,  # noqa: F401
                                  set_grad_enabled)
 from .autograd.function import Function  # noqa: F401

@@ -10,6 +10,7 @@ import weakref
 import numpy as np
 
 from . import dtypes
+from . import memory_formats as formats
 from .autograd.function import AccumulateGrad
 from .autograd.grad_mode import is_grad_enabled
 from .backend import backend_of_array, get_backend
@@ -126,8 +127,9 @@ class Tensor:
     def is_floating_point(self):
         return self.dtype.is_floating_point
 
-    def is_contiguous(self):
-        return bool(self._data.flags.c_contiguous)
+    def is_contiguous(self, memory_format=formats.contiguous_format):
+        formats.check(memory_format, 4, "is_contiguous")
+        return formats.is_in(self._data, memory_format)
 
     def stride(self, dim=None):
         s = tuple(b // self._data.itemsize for b in self._data.strides)

@@ -7,6 +7,7 @@ graph to the new node (and its base's, for a view); the version counter
 records the write.
 """
 from . import dtypes, ops, unsupported
+from . import memory_formats as formats
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled, no_grad
 from .ops._util import NUMBERS
@@ -77,8 +78,9 @@ Tensor.type_as = lambda self, other: self.to(other.dtype)
 Tensor.t = lambda self: ops.transpose(self, 0, 1) if self.ndim == 2 else self
 
 
-def _to(self, *args, dtype=None, device=None, copy=False):
-    """`.to(device)`, `.to(dtype)`, `.to(device, dtype)` or `.to(other_tensor)`."""
+def _to(self, *args, dtype=None, device=None, copy=False, memory_format=formats.preserve_format):
+    """`.to(device)`, `.to(dtype)`, `.to(device, dtype)` or `.to(other_tensor)`; `memory_format`
+    (such as `mytensor.channels_last`) lays the result out anew."""
     for a in args:
         if isinstance(a, Tensor):
             device, dtype = a.device, a.dtype
@@ -86,7 +88,8 @@ def _to(self, *args, dtype=None, device=None, copy=False):
             dtype = a
         else:
             device = a
-    return ops.to_copy(self, dtype=dtype, device=device, copy=copy)
+    out = ops.to_copy(self, dtype=dtype, device=device, copy=copy)
+    return out if memory_format is formats.preserve_format else ops.contiguous(out, memory_format)
 
 
 def _is_dtype(spec):

@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "mytensor"
 
 LAYERS = [  # lowest first; a module belongs to the longest name that prefixes it
-    ["backend", "dtypes", "unsupported"],
+    ["backend", "dtypes", "memory_formats", "unsupported"],
     ["tensor", "autograd", "creation", "random"],
     ["ops", "tensor_methods"],
     ["nn.functional"],

@@ -4,6 +4,9 @@ The graph is a DAG of `Node`s. We count, for every node, how many gradients
 it will receive, and run a node once all of them have arrived, so each node's
 backward runs exactly once however many paths reach it.
 """
+import operator
+
+from ..backend.array_backend import keep_layout
 from .function import AccumulateGrad
 from .grad_mode import no_grad
 
@@ -78,7 +81,7 @@ def run_backward(roots, retain_graph=False, capture=None):
                 if g is not None:
                     g = _match(g, meta)
                     slot = grads.setdefault(nxt, [None] * nxt.n_outputs)
-                    slot[idx] = g if slot[idx] is None else slot[idx] + g
+                    slot[idx] = g if slot[idx] is None else keep_layout(operator.add, slot[idx], g)
                 pending[nxt] -= 1
                 if pending[nxt] == 0:
                     ready.append(nxt)

@@ -9,6 +9,10 @@ Layouts shared by every backend:
   convolutions is one GEMM with the (Cout, C*kh*kw) weight matrix.
 - max pooling returns, for every output, the flat index (h*W + w) of the
   input element that won, so backward is a scatter of the output gradient.
+- 4-D arrays may be channels-last (`is_channels_last`): logically (N, C, H, W),
+  stored as (N, H, W, C). The generic code takes any strides; the CUDA kernels of
+  pooling and activations keep that layout, and `conv2d_nhwc` (implicit GEMM, on GPUs
+  that have it: `supports_implicit_gemm`) works on the stored (N, H, W, C) arrays.
 """
 import functools
 import math
@@ -21,6 +25,20 @@ LOW_PRECISION = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 
 def conv_output_size(size, kernel, stride, padding, dilation=1):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def is_channels_last(a):
+    """Whether the (N, C, H, W) array `a` is stored channels-last: a transposed view of a
+    contiguous (N, H, W, C) array and not C-contiguous as well (as when C or H*W is 1)."""
+    return a.ndim == 4 and not a.flags.c_contiguous and a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def keep_layout(fn, a, b):
+    """fn(a, b) for an elementwise fn, channels-last when both operands are channels-last
+    arrays of one shape (CuPy's elementwise results are C-ordered whatever the inputs)."""
+    if getattr(a, "shape", None) == getattr(b, "shape", None) and is_channels_last(a) and is_channels_last(b):
+        return fn(a.transpose(0, 2, 3, 1), b.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return fn(a, b)
 
 
 def float32_math(method):
@@ -136,6 +154,10 @@ class ArrayBackend:
                 out[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw] += \
                     cols[:, i, j].transpose(1, 0, 2, 3)
         return out[:, :, ph: ph + h, pw: pw + w]
+
+    def supports_implicit_gemm(self, dtype, in_channels, out_channels, groups):
+        """Whether `conv2d_nhwc` and its gradients cover such a convolution (only on a GPU)."""
+        return False
 
     def swap_leading(self, x):
         """x (A, B, ...) as a contiguous (B, A, ...): the layout change between a convolution's

@@ -25,7 +25,7 @@ from collections import OrderedDict, deque
 import numpy as np
 
 from . import matmul_precision
-from .array_backend import LOW_PRECISION, ArrayBackend, conv_output_size
+from .array_backend import LOW_PRECISION, ArrayBackend, conv_output_size, is_channels_last
 from .device import Device
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
@@ -42,15 +42,19 @@ _KERNEL_FILES = {
                       "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
                       "gelu_forward", "gelu_backward"),
     "conv.cu": ("im2col", "col2im", "swap_leading"),
-    "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"),
+    "implicit_gemm.cu": ("conv_fprop", "conv_wgrad", "conv_wgrad_sum"),
+    "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "max_pool2d_nhwc_forward", "max_pool2d_nhwc_backward",
+                "avg_pool2d_forward", "avg_pool2d_backward"),
     "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),
-    "batch_norm.cu": ("bn_partial_sums", "bn_forward_finish", "bn_scale_shift", "bn_backward_partial_sums",
-                      "bn_backward_finish", "bn_backward_dx"),
+    "batch_norm.cu": ("bn_partial_sums", "bn_partial_sums_rows", "bn_forward_finish", "bn_scale_shift",
+                      "bn_backward_partial_sums", "bn_backward_partial_sums_rows", "bn_backward_finish",
+                      "bn_backward_dx"),
     "dropout.cu": ("dropout_mask",),
     "optim.cu": ("set_scalars", "sgd_multi_tensor", "adam_multi_tensor"),
 }
+_SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"])  # tensor-core kernels: no float/double
 _SIXTEEN_BIT = frozenset(_KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"] + _KERNEL_FILES["batch_norm.cu"]
-                         + ("relu_forward", "relu_backward"))
+                         + ("relu_forward", "relu_backward")) | _SIXTEEN_BIT_ONLY
 _EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",)}
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
            LOW_PRECISION[0]: "half_t", LOW_PRECISION[1]: "bf16_t"}  # (names from common.cuh)
@@ -95,7 +99,7 @@ class _KernelModules:
             with open(os.path.join(KERNEL_DIR, _HEADER)) as f:  # pasted in: CuPy's cache keys on the code
                 code = code.replace(f'#include "{_HEADER}"', f.read())
             names = tuple(f"{k}<{t}>" for k in _KERNEL_FILES[filename] for t in _CTYPES.values()
-                          if k in _SIXTEEN_BIT or t in ("float", "double"))
+                          if (k in _SIXTEEN_BIT if t in ("half_t", "bf16_t") else k not in _SIXTEEN_BIT_ONLY))
             mod = self.cupy.RawModule(code=code, options=("-std=c++17",) + _EXTRA_OPTIONS.get(filename, ()),
                                       name_expressions=names)
             self.modules[filename] = mod
@@ -453,6 +457,61 @@ class CUDABackend(ArrayBackend):
                      (x, out, np.int64(a), np.int64(b), np.int64(length), np.int32(run > 1)))
         return out
 
+    # ------------------------------------------- convolution by implicit GEMM
+    # Tile shape of implicit_gemm.cu (block tile 128 x 128 x 32, 4 stages of 16 KiB)
+    _TILE, _TILE_K, _TILE_SMEM = 128, 32, 4 * 16384
+
+    def supports_implicit_gemm(self, dtype, in_channels, out_channels, groups):
+        return (dtype in LOW_PRECISION and groups == 1 and in_channels % 8 == 0 and out_channels % 8 == 0
+                and self.compute_capability >= (8, 0))
+
+    def _launch_tiles(self, kernel, dtype, grid, args):
+        """One launch of an implicit_gemm.cu kernel: 256 threads and 64 KiB of shared memory a block."""
+        with self._cp_device:
+            fn = self._kernels.get("implicit_gemm.cu", kernel, dtype)
+            if fn.max_dynamic_shared_size_bytes < self._TILE_SMEM:  # above the default 48 KiB: opt in
+                fn.max_dynamic_shared_size_bytes = self._TILE_SMEM
+            fn(grid, (256,), args, shared_mem=self._TILE_SMEM)
+
+    def _nhwc_args(self, x_shape, kernel, stride, padding, dilation, out_channels):
+        n, h, w, c = (int(s) for s in x_shape)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+        oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
+        if max(n * h * w * c, n * oh * ow * out_channels) >= 2 ** 31 or -(-n * oh * ow // self._TILE) > 65535:
+            raise ValueError(f"conv2d_nhwc(): input (N, H, W, C) = {tuple(x_shape)} is too large for one launch")
+        ints = [np.int32(v) for v in (n, h, w, c, out_channels, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)]
+        return (n, oh, ow), ints
+
+    def conv2d_nhwc(self, x, weight, bias, stride, padding, dilation):
+        """y (N, OH, OW, O) of x (N, H, W, C) and weight (O, KH, KW, C), contiguous 16-bit
+        arrays, by implicit GEMM on the tensor cores; `bias` (O,) or None, added in float."""
+        o, kh, kw, _ = (int(s) for s in weight.shape)
+        (n, oh, ow), ints = self._nhwc_args(x.shape, (kh, kw), stride, padding, dilation, o)
+        y = self._empty((n, oh, ow, o), x.dtype)
+        bias = np.uint64(0) if bias is None else self._contig(bias, np.float32)
+        grid = (-(-o // self._TILE), -(-n * oh * ow // self._TILE))
+        self._launch_tiles("conv_fprop", x.dtype, grid, (x, weight, bias, y, *ints))
+        return y
+
+    def conv2d_nhwc_weight_grad(self, x, grad, kernel, stride, padding, dilation, channels_last):
+        """dW of conv2d_nhwc from x (N, H, W, C) and the output gradient (N, OH, OW, O):
+        (O, C, KH, KW) contiguous, or (O, KH, KW, C) with `channels_last`. The pixels are split
+        among enough blocks to fill the GPU; the float partial sums are added in a fixed order."""
+        (kh, kw), o, c = kernel, int(grad.shape[3]), int(x.shape[3])
+        (n, oh, ow), ints = self._nhwc_args(x.shape, kernel, stride, padding, dilation, o)
+        k, pixel_tiles = kh * kw * c, -(-n * oh * ow // self._TILE_K)
+        grid_mn = (-(-k // self._TILE), -(-o // self._TILE))
+        splits = max(1, min(pixel_tiles // 8, -(-2 * self._max_blocks // (16 * grid_mn[0] * grid_mn[1]))))
+        tiles = -(-pixel_tiles // splits)
+        splits = -(-pixel_tiles // tiles)
+        partial = self._empty((splits, o, k), np.float32)
+        self._launch_tiles("conv_wgrad", x.dtype, grid_mn + (splits,), (x, grad, partial, *ints, np.int32(tiles)))
+        dw = self._empty((o, kh, kw, c) if channels_last else (o, c, kh, kw), x.dtype)
+        self._launch("implicit_gemm.cu", "conv_wgrad_sum", x.dtype, dw.size,
+                     (partial, dw, np.int32(o), np.int32(c), np.int32(kh * kw), np.int32(splits),
+                      np.int32(not channels_last)))
+        return dw
+
     @staticmethod
     def _run(dtype, length):
         """Elements a thread handles along rows of `length`: a 16-byte pack when they divide it, else 1."""
@@ -467,10 +526,18 @@ class CUDABackend(ArrayBackend):
         return (n, c, h, w, oh, ow), [np.int32(v) for v in (h, w, kh, kw, sh, sw, ph, pw, oh, ow)]
 
     def max_pool2d(self, x, kernel, stride, padding):
+        """A channels-last x gives channels-last outputs (the nhwc kernels), any other layout
+        contiguous ones."""
         dt = self._kdtype(x, sixteen_bit=True)
         if dt is None:
             return super().max_pool2d(x, kernel, stride, padding)
         (n, c, h, w, oh, ow), ints = self._pool_args(x.shape, kernel, stride, padding)
+        if is_channels_last(x):
+            out = self._empty((n, oh, ow, c), dt)
+            argmax = self._empty((n, oh, ow, c), np.int32)
+            self._launch("pool.cu", "max_pool2d_nhwc_forward", dt, out.size,
+                         (x.transpose(0, 2, 3, 1), out, argmax, np.int32(c), *ints, np.int64(out.size)))
+            return out.transpose(0, 3, 1, 2), argmax.transpose(0, 3, 1, 2)
         x = self._contig(x)
         out = self._empty((n, c, oh, ow), dt)
         argmax = self._empty((n, c, oh, ow), np.int32)
@@ -482,6 +549,13 @@ class CUDABackend(ArrayBackend):
         if dt is None:
             return super().max_pool2d_backward(grad_out, argmax, x_shape)
         n, c, h, w = (int(s) for s in x_shape)
+        if is_channels_last(argmax) and argmax.dtype == np.int32:  # from the nhwc forward: dx channels-last
+            grad_out = self._contig(grad_out.transpose(0, 2, 3, 1))
+            dx = self._zeros((n, h, w, c), dt)
+            self._launch("pool.cu", "max_pool2d_nhwc_backward", dt, grad_out.size,
+                         (grad_out, argmax.transpose(0, 2, 3, 1), dx, np.int32(c), np.int64(grad_out.size // (n * c)),
+                          np.int64(h * w), np.int64(grad_out.size)))
+            return dx.transpose(0, 3, 1, 2)
         grad_out = self._contig(grad_out)
         argmax = self._contig(argmax, np.int32)
         dx = self._zeros((n, c, h, w), dt)
@@ -513,17 +587,23 @@ class CUDABackend(ArrayBackend):
         return dx
 
     # ----------------------------------------------------------- activations
+    # Elementwise kernels run over the stored order: a channels-last input gives a channels-last
+    # output (the other operand of a binary kernel is brought to the first one's layout).
     def _unary(self, kernel, x, *scalars):
-        x = self._contig(x)
+        cl = is_channels_last(x)
+        x = self._contig(x.transpose(0, 2, 3, 1) if cl else x)
         y = self._empty(x.shape, x.dtype)
         self._launch("activation.cu", kernel, x.dtype, x.size, (x, y, *scalars, np.int64(x.size)))
-        return y
+        return y.transpose(0, 3, 1, 2) if cl else y
 
     def _binary(self, kernel, grad, other, *scalars):
+        cl = is_channels_last(grad) or is_channels_last(other)
+        if cl:
+            grad, other = grad.transpose(0, 2, 3, 1), other.transpose(0, 2, 3, 1)
         grad, other = self._contig(grad), self._contig(other)
         dx = self._empty(grad.shape, grad.dtype)
         self._launch("activation.cu", kernel, grad.dtype, grad.size, (grad, other, dx, *scalars, np.int64(grad.size)))
-        return dx
+        return dx.transpose(0, 3, 1, 2) if cl else dx
 
     def _same(self, grad, other):
         return grad.shape == other.shape and self._kdtype(grad, other) is not None
@@ -614,24 +694,36 @@ class CUDABackend(ArrayBackend):
         return max(1, min(-(-self._max_blocks // (4 * c)), -(-units // _BLOCK)))
 
     def _bn_layout(self, x):
-        """(N, C, L, elements per 16-byte load or 1, blocks per channel) of an (N, C, L) array."""
+        """(N, C, L, elements per 16-byte load or 1, blocks per channel, rows) of an (N, C, L) array.
+        `rows`: x is a channels-last input as (N*H*W, C, 1) with C a multiple of the 16-byte pack,
+        whose sums run on the `rows` kernels, every block over all channels of a share of the rows."""
         n, c, l = (int(s) for s in x.shape)
+        pack = 16 // x.dtype.itemsize
+        if l == 1 and c % pack == 0 and c // pack <= _BLOCK:
+            # two blocks per multiprocessor (each thread adds up at least 8 rows): more would only
+            # lengthen the finishing kernel's serial sum over the shares
+            rows_per_block = _BLOCK // (c // pack) * 8
+            return n, c, l, pack, max(1, min(self._max_blocks // 16, -(-n // rows_per_block))), True
         run = self._run(x.dtype, l)
-        return n, c, l, run, self._bn_shares(c, n * l // run)
+        return n, c, l, run, self._bn_shares(c, n * l // run), False
 
     def batch_norm_train(self, x, weight, bias, eps):
         dt = self._kdtype(x, sixteen_bit=True)
         if dt is None or x.ndim != 3 or not x.size or weight.dtype != (np.float32 if dt in LOW_PRECISION else dt):
             return super().batch_norm_train(x, weight, bias, eps)
         x = self._contig(x)
-        n, c, l, run, shares = self._bn_layout(x)
+        n, c, l, run, shares, rows = self._bn_layout(x)
         p = weight.dtype
         weight, bias = self._bn_params(p, weight, bias)
         partial = self._empty((c, shares, 2), p)
         mean, invstd, scale, shift = (self._empty((c,), p) for _ in range(4))
         y = self._empty(x.shape, dt)
-        self._launch("batch_norm.cu", "bn_partial_sums", dt, 1, (x, partial, np.int32(n), np.int32(c), np.int64(l),
-                                                                  np.int32(run > 1)), grid=(shares, c))
+        if rows:
+            self._launch("batch_norm.cu", "bn_partial_sums_rows", dt, 1, (x, partial, np.int64(n), np.int32(c)),
+                         grid=shares)
+        else:
+            self._launch("batch_norm.cu", "bn_partial_sums", dt, 1,
+                         (x, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(run > 1)), grid=(shares, c))
         self._launch("batch_norm.cu", "bn_forward_finish", dt, c,
                      (x, partial, np.int32(shares), np.int32(c), np.int64(l), np.int64(n * l), weight, bias,
                       p.type(eps), mean, invstd, scale, shift))
@@ -645,15 +737,19 @@ class CUDABackend(ArrayBackend):
                 or weight.dtype != (np.float32 if dt in LOW_PRECISION else dt):
             return super().batch_norm_backward(grad, x, weight, mean, invstd)
         grad, x = self._contig(grad, dt), self._contig(x)
-        n, c, l, run, shares = self._bn_layout(x)
+        n, c, l, run, shares, rows = self._bn_layout(x)
         p = weight.dtype
         weight, mean, invstd = self._bn_params(p, weight, mean, invstd)
         partial = self._empty((c, shares, 2), p)
         dweight, dbias, coef = self._empty((c,), p), self._empty((c,), p), self._empty((c, 3), p)
         dx = self._empty(x.shape, dt)
-        self._launch("batch_norm.cu", "bn_backward_partial_sums", dt, 1,
-                     (grad, x, mean, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(run > 1)),
-                     grid=(shares, c))
+        if rows:
+            self._launch("batch_norm.cu", "bn_backward_partial_sums_rows", dt, 1,
+                         (grad, x, mean, partial, np.int64(n), np.int32(c)), grid=shares)
+        else:
+            self._launch("batch_norm.cu", "bn_backward_partial_sums", dt, 1,
+                         (grad, x, mean, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(run > 1)),
+                         grid=(shares, c))
         self._launch("batch_norm.cu", "bn_backward_finish", dt, c,
                      (partial, np.int32(shares), np.int32(c), np.int64(n * l), weight, invstd, dweight, dbias, coef))
         self._launch("batch_norm.cu", "bn_backward_dx", dt, x.size // run,
@@ -685,13 +781,20 @@ class CUDABackend(ArrayBackend):
             self._tables.move_to_end(key)
         return table, int(sum(sizes))
 
+    def _laid_out_as(self, grad, param):
+        """`grad` in the dtype and memory order of `param`, so the flat update kernels pair their
+        elements one by one (a channels-last parameter has a channels-last gradient)."""
+        if is_channels_last(param):
+            return self._contig(grad.transpose(0, 2, 3, 1), param.dtype).transpose(0, 3, 1, 2)
+        return self._contig(grad, param.dtype)
+
     def _split_by_dtype(self, params, *others):
         """Group tensor indices by kernel dtype; return (groups, leftovers for the generic code)."""
         groups, rest = {}, []
         for i, p in enumerate(params):
             dt = p.dtype
-            if dt in _WIDE and p.flags.c_contiguous and p.size and \
-                    all(o[i] is None or (o[i].flags.c_contiguous and o[i].dtype == dt) for o in others):
+            if dt in _WIDE and (p.flags.c_contiguous or is_channels_last(p)) and p.size and \
+                    all(o[i] is None or (o[i].strides == p.strides and o[i].dtype == dt) for o in others):
                 groups.setdefault(dt, []).append(i)
             elif p.size:
                 rest.append(i)
@@ -712,7 +815,7 @@ class CUDABackend(ArrayBackend):
 
     def sgd_update(self, params, grads, bufs, scalars, has_weight_decay, nesterov, first_step, skip=None):
         """One SGD step over every parameter: one launch per dtype (the generic math, PyTorch's)."""
-        grads = [self._contig(g, p.dtype) for p, g in zip(params, grads)]
+        grads = [self._laid_out_as(g, p) for p, g in zip(params, grads)]
         groups, rest = self._split_by_dtype(params, bufs)
         if rest:
             super().sgd_update([params[i] for i in rest], [grads[i] for i in rest], [bufs[i] for i in rest],
@@ -727,7 +830,7 @@ class CUDABackend(ArrayBackend):
 
     def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, scalars, has_weight_decay, decoupled, skip=None):
         """One Adam/AdamW step over every parameter: one launch per dtype."""
-        grads = [self._contig(g, p.dtype) for p, g in zip(params, grads)]
+        grads = [self._laid_out_as(g, p) for p, g in zip(params, grads)]
         groups, rest = self._split_by_dtype(params, exp_avgs, exp_avg_sqs)
         if rest:
             super().adam_update([params[i] for i in rest], [grads[i] for i in rest], [exp_avgs[i] for i in rest],

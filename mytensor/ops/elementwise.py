@@ -2,6 +2,7 @@
 from .. import dtypes
 from ..autograd.function import Function
 from ..backend import get_backend
+from ..backend.array_backend import keep_layout
 from ..tensor import Tensor
 from . import autocast_policy
 from ._util import as_operands, broadcast_shapes, scalar_operand, unbroadcast, wide
@@ -49,7 +50,7 @@ class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
-        return ctx.xp.add(a, b)
+        return keep_layout(ctx.xp.add, a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -61,7 +62,7 @@ class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
-        return ctx.xp.subtract(a, b)
+        return keep_layout(ctx.xp.subtract, a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -80,7 +81,7 @@ class Mul(Function):
         need_a, need_b = ctx.needs_input_grad
         ctx.shapes = (_shape(a), _shape(b))
         ctx.save_for_backward(a if need_b else None, b if need_a else None)
-        return ctx.xp.multiply(a, b)
+        return keep_layout(ctx.xp.multiply, a, b)
 
     @staticmethod
     def backward(ctx, grad):

@@ -1,6 +1,7 @@
 """Shape ops: views that share storage, and joins/splits/padding that copy."""
 import itertools
 
+from .. import memory_formats as formats
 from ..autograd.function import Function
 from ._util import norm_dim
 
@@ -151,20 +152,26 @@ def broadcast_to(x, shape):
 
 class Copy(Function):
     @staticmethod
-    def forward(ctx, x):
-        return ctx.xp.array(x, copy=True, order="C")
+    def forward(ctx, x, memory_format):
+        if memory_format is formats.channels_last:
+            return ctx.xp.array(x.transpose(0, 2, 3, 1), copy=True, order="C").transpose(0, 3, 1, 2)
+        # preserve_format keeps the layout of a dense input, as PyTorch's clone does
+        return ctx.xp.array(x, copy=True, order="K" if memory_format is formats.preserve_format else "C")
 
     @staticmethod
     def backward(ctx, grad):
-        return grad
+        return grad, None
 
 
-def contiguous(x):
-    return x if x.is_contiguous() else Copy.apply(x)
+def contiguous(x, memory_format=formats.contiguous_format):
+    """x itself when it is laid out in `memory_format` (contiguous_format or channels_last), else a copy that is."""
+    formats.check(memory_format, x.ndim, "contiguous")
+    return x if x.is_contiguous(memory_format) else Copy.apply(x, memory_format)
 
 
-def clone(x):
-    return Copy.apply(x)
+def clone(x, memory_format=formats.preserve_format):
+    formats.check(memory_format, x.ndim, "clone")
+    return Copy.apply(x, memory_format)
 
 
 class Flip(Function):

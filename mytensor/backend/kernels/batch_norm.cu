@@ -1,4 +1,5 @@
-// Batch normalisation in training mode over x of shape (N, C, L), contiguous.
+// Batch normalisation in training mode over x of shape (N, C, L), contiguous; a
+// channels-last input comes as (N*H*W, C, 1), whose partial sums have `rows` kernels.
 // For a 16-bit x the statistics, weight, bias and their gradients are float
 // (P = acc_t<T>), so a bfloat16 network keeps float32 parameters.
 //
@@ -106,6 +107,74 @@ __global__ void bn_partial_sums(const T* __restrict__ x, acc_t<T>* __restrict__ 
     store_partials(partial, c, s1, s2);
 }
 
+// The same partial sums for x viewed as (R, C) rows (a channels-last (N, H, W, C) input,
+// R = N*H*W), C a multiple of the pack width W. A thread owns W neighbouring channels of every
+// RB-th row of the block's share (RB = blockDim / (C / W)), so a warp reads whole rows; the
+// row lanes are then added in shared memory. f(offset, s1, s2) adds one pack's terms.
+template <typename T, typename F>
+__device__ __forceinline__ void rows_partial_sums(acc_t<T>* __restrict__ partial, long long R, int C, F f) {
+    typedef acc_t<T> P;
+    const int W = Pack<T>::W, G = C / W, RB = blockDim.x / G, g = threadIdx.x % G, lane_row = threadIdx.x / G;
+    __shared__ P red[2][256 * Pack<T>::W];  // blockDim.x == 256
+    P s1[W], s2[W];
+#pragma unroll
+    for (int k = 0; k < W; ++k) s1[k] = s2[k] = 0;
+    const long long per = (R + gridDim.x - 1) / gridDim.x, lo = blockIdx.x * per, hi = min(R, lo + per);
+    if (lane_row < RB)
+        for (long long r = lo + lane_row; r < hi; r += RB) f(r * C + g * W, s1, s2);
+#pragma unroll
+    for (int k = 0; k < W; ++k) {
+        red[0][threadIdx.x * W + k] = lane_row < RB ? s1[k] : P(0);
+        red[1][threadIdx.x * W + k] = lane_row < RB ? s2[k] : P(0);
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {  // entry (lane_row, c) is red[.][lane_row * C + c]
+        P a = 0, b = 0;
+        for (int j = 0; j < RB; ++j) {
+            a += red[0][j * C + c];
+            b += red[1][j * C + c];
+        }
+        partial[((long long)c * gridDim.x + blockIdx.x) * 2] = a;
+        partial[((long long)c * gridDim.x + blockIdx.x) * 2 + 1] = b;
+    }
+}
+
+template <typename T>
+__global__ void bn_partial_sums_rows(const T* __restrict__ x, acc_t<T>* __restrict__ partial, long long R, int C) {
+    typedef acc_t<T> P;
+    const int g = threadIdx.x % (C / Pack<T>::W);
+    const Pack<T> first = *reinterpret_cast<const Pack<T>*>(x + g * Pack<T>::W);  // row 0: the shift
+    rows_partial_sums<T>(partial, R, C, [&](long long off, P* s1, P* s2) {
+        const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
+#pragma unroll
+        for (int k = 0; k < Pack<T>::W; ++k) {
+            const P d = P(v.v[k]) - P(first.v[k]);
+            s1[k] += d;
+            s2[k] += d * d;
+        }
+    });
+}
+
+template <typename T>
+__global__ void bn_backward_partial_sums_rows(const T* __restrict__ grad, const T* __restrict__ x,
+                                              const acc_t<T>* __restrict__ mean, acc_t<T>* __restrict__ partial,
+                                              long long R, int C) {
+    typedef acc_t<T> P;
+    const int c0 = (threadIdx.x % (C / Pack<T>::W)) * Pack<T>::W;
+    P mu[Pack<T>::W];
+#pragma unroll
+    for (int k = 0; k < Pack<T>::W; ++k) mu[k] = mean[c0 + k];
+    rows_partial_sums<T>(partial, R, C, [&](long long off, P* s1, P* s2) {
+        const Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + off);
+        const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
+#pragma unroll
+        for (int k = 0; k < Pack<T>::W; ++k) {
+            s1[k] += P(g.v[k]);
+            s2[k] += P(g.v[k]) * (P(v.v[k]) - mu[k]);
+        }
+    });
+}
+
 // weight/bias may be null (1 and 0)
 template <typename T>
 __global__ void bn_forward_finish(const T* __restrict__ x, const acc_t<T>* __restrict__ partial, int S, int C,
@@ -139,7 +208,12 @@ __global__ void bn_scale_shift(const T* __restrict__ x, const acc_t<T>* __restri
         const long long i = j * W;
         const int c = (int)((i / L) % C);
         const acc_t<T> a = scale[c], b = shift[c];
-        if (vec) {
+        if (vec && L == 1) {  // rows: the pack holds W channels
+            Pack<T> p = *reinterpret_cast<const Pack<T>*>(x + i);
+#pragma unroll
+            for (int k = 0; k < Pack<T>::W; ++k) p.v[k] = T(acc_t<T>(p.v[k]) * scale[c + k] + shift[c + k]);
+            *reinterpret_cast<Pack<T>*>(y + i) = p;
+        } else if (vec) {
             Pack<T> p = *reinterpret_cast<const Pack<T>*>(x + i);
 #pragma unroll
             for (int k = 0; k < Pack<T>::W; ++k) p.v[k] = T(acc_t<T>(p.v[k]) * a + b);
@@ -209,7 +283,16 @@ __global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__
         const long long i = j * W;
         const int c = (int)((i / L) % C);
         const P mu = mean[c], a = coef[3 * c], b = coef[3 * c + 1], d = coef[3 * c + 2];
-        if (vec) {
+        if (vec && L == 1) {  // rows: the pack holds W channels
+            Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + i);
+            const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + i);
+#pragma unroll
+            for (int k = 0; k < Pack<T>::W; ++k) {
+                const int ck = c + k;
+                g.v[k] = T(coef[3 * ck] * P(g.v[k]) + coef[3 * ck + 1] * (P(v.v[k]) - mean[ck]) + coef[3 * ck + 2]);
+            }
+            *reinterpret_cast<Pack<T>*>(dx + i) = g;
+        } else if (vec) {
             Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + i);
             const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + i);
 #pragma unroll
@@ -223,6 +306,9 @@ __global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__
 
 #define MT_INSTANTIATE(T)                                                                                       \
     template __global__ void bn_partial_sums<T>(const T*, acc_t<T>*, int, int, long long, int);                \
+    template __global__ void bn_partial_sums_rows<T>(const T*, acc_t<T>*, long long, int);                     \
+    template __global__ void bn_backward_partial_sums_rows<T>(const T*, const T*, const acc_t<T>*, acc_t<T>*,  \
+                                                              long long, int);                                 \
     template __global__ void bn_forward_finish<T>(const T*, const acc_t<T>*, int, int, long long, long long,   \
                                                   const acc_t<T>*, const acc_t<T>*, acc_t<T>, acc_t<T>*,       \
                                                   acc_t<T>*, acc_t<T>*, acc_t<T>*);                             \

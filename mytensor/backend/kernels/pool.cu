@@ -1,5 +1,6 @@
 // 2-D max and average pooling, forward and backward, the whole batch per launch.
-// x is (N, C, H, W) contiguous, outputs (N, C, OH, OW) contiguous.
+// x is (N, C, H, W) contiguous, outputs (N, C, OH, OW) contiguous; the `nhwc` kernels
+// read and write the channels-last layout.
 
 #include "common.cuh"
 
@@ -46,6 +47,53 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad, const int* __res
         long long nc = i / plane_out;
         int a = argmax[i];
         if (a >= 0 && a < plane_in) atomic_add(dx + nc * plane_in + a, grad[i]);
+    }
+}
+
+// Channels-last max pooling: x (N, H, W, C), out and argmax (N, OH, OW, C), one thread per
+// output, neighbouring threads on neighbouring channels (coalesced). The winner and its index
+// h*W + w are those of the kernel above.
+template <typename T>
+__global__ void max_pool2d_nhwc_forward(const T* __restrict__ x, T* __restrict__ out, int* __restrict__ argmax,
+                                        int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int OH,
+                                        int OW, long long total) {
+    GRID_STRIDE(i, total) {
+        const int c = (int)(i % C);
+        long long t = i / C;
+        const int ox = (int)(t % OW);
+        t /= OW;
+        const int oy = (int)(t % OH);
+        const T* img = x + (t / OH) * H * W * C + c;
+        acc_t<T> best = 0;
+        int best_i = 0;
+        bool first = true;
+        for (int ki = 0; ki < KH; ++ki) {
+            const int h = oy * SH - PH + ki;
+            for (int kj = 0; kj < KW; ++kj) {
+                const int w = ox * SW - PW + kj;
+                const acc_t<T> v = (h >= 0 && h < H && w >= 0 && w < W) ? acc_t<T>(img[((long long)h * W + w) * C])
+                                                                        : neg_inf<acc_t<T>>();
+                if (first || v > best || (v != v && best == best)) {
+                    best = v;
+                    best_i = h * W + w;
+                    first = false;
+                }
+            }
+        }
+        out[i] = T(best);
+        argmax[i] = best_i;
+    }
+}
+
+// dx (N, H, W, C), zeroed, += the output gradient at each winner
+template <typename T>
+__global__ void max_pool2d_nhwc_backward(const T* __restrict__ grad, const int* __restrict__ argmax,
+                                         T* __restrict__ dx, int C, long long plane_out, long long plane_in,
+                                         long long total) {
+    GRID_STRIDE(i, total) {
+        const long long n = i / (plane_out * C);
+        const int a = argmax[i];
+        if (a >= 0 && a < plane_in) atomic_add(dx + (n * plane_in + a) * C + i % C, grad[i]);
     }
 }
 
@@ -121,6 +169,10 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad, T* __restrict__ 
     template __global__ void max_pool2d_forward<T>(const T*, T*, int*, int, int, int, int, int, int, int, int, \
                                                    int, int, long long);                                      \
     template __global__ void max_pool2d_backward<T>(const T*, const int*, T*, long long, long long, long long); \
+    template __global__ void max_pool2d_nhwc_forward<T>(const T*, T*, int*, int, int, int, int, int, int, int,  \
+                                                        int, int, int, int, long long);                         \
+    template __global__ void max_pool2d_nhwc_backward<T>(const T*, const int*, T*, int, long long, long long,   \
+                                                         long long);                                             \
     template __global__ void avg_pool2d_forward<T>(const T*, T*, int, int, int, int, int, int, int, int, int,  \
                                                    int, int, long long);                                      \
     template __global__ void avg_pool2d_backward<T>(const T*, T*, int, int, int, int, int, int, int, int, int, \

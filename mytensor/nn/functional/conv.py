@@ -14,9 +14,14 @@ Backward:
     db       = dY summed over N, OH, OW
 The columns are rebuilt in backward rather than kept: they are kh*kw times the
 size of the input, and rebuilding them is cheap next to the GEMMs.
+
+Where the backend has it (`supports_implicit_gemm`: a GPU, 16-bit operands, one group,
+channels in multiples of 8), the convolution runs channels-last by implicit GEMM instead:
+no columns in memory, the output channels-last, and the input gradient of a stride-1
+convolution again the convolution of dY with the flipped kernel.
 """
 from ...autograd.function import Function
-from ...backend.array_backend import conv_output_size
+from ...backend.array_backend import conv_output_size, is_channels_last
 from ...ops import autocast_policy
 from ._util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous, pair
 
@@ -40,12 +45,33 @@ def _convolve(backend, xp, x, weight, stride, padding, dilation, groups):
     return _gemm(backend, wmat, cols).reshape(o, n, oh, ow)  # (O, N, OH, OW)
 
 
+def _nhwc(xp, a):
+    """The contiguous (N, H, W, C) array of an (N, C, H, W) one: a view when `a` is channels-last."""
+    return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+def _input_grad_by_col2im(backend, xp, weight, gmat, x_shape, stride, padding, dilation, groups):
+    """dX of any convolution: dcolumns = W^T @ dY ((g, O/g, M) as `gmat`), then col2im."""
+    o, cg, kh, kw = weight.shape
+    k = cg * kh * kw
+    wmat_t = xp.ascontiguousarray(weight.reshape(groups, o // groups, k).transpose(0, 2, 1))  # small
+    dcols = _gemm(backend, wmat_t, gmat).reshape(x_shape[1] * kh * kw, -1)
+    return backend.col2im(dcols, x_shape, (kh, kw), stride, padding, dilation)
+
+
 class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
         xp, backend = ctx.xp, ctx.backend
         ctx.geometry = (x.shape, weight.shape, stride, padding, dilation, groups)
         need_x, need_w = ctx.needs_input_grad[:2]
+        ctx.implicit_gemm = backend.supports_implicit_gemm(x.dtype, x.shape[1], weight.shape[0], groups)
+        if ctx.implicit_gemm:
+            x_nhwc = _nhwc(xp, x)
+            ctx.weight_channels_last = is_channels_last(weight)
+            ctx.save_for_backward(x_nhwc if need_w else None, weight if need_x else None)
+            y = backend.conv2d_nhwc(x_nhwc, _nhwc(xp, weight), bias, stride, padding, dilation)
+            return y.transpose(0, 3, 1, 2)
         ctx.save_for_backward(x if need_w else None, weight if need_x else None)
         out = _convolve(backend, xp, x, weight, stride, padding, dilation, groups)
         if bias is not None:
@@ -54,6 +80,8 @@ class Conv2d(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.implicit_gemm:
+            return _implicit_gemm_backward(ctx, grad)
         x, weight = ctx.saved
         xp, backend = ctx.xp, ctx.backend
         x_shape, w_shape, stride, padding, dilation, groups = ctx.geometry
@@ -81,12 +109,35 @@ class Conv2d(Function):
                            (1, 1), 1)
             gx = backend.swap_leading(gx)
         elif need_x:
-            wmat_t = xp.ascontiguousarray(weight.reshape(groups, o // groups, k).transpose(0, 2, 1))  # small
-            dcols = _gemm(backend, wmat_t, gmat).reshape(c * kh * kw, n * oh * ow)
-            gx = backend.col2im(dcols, x_shape, (kh, kw), stride, padding, dilation)
+            gx = _input_grad_by_col2im(backend, xp, weight, gmat, x_shape, stride, padding, dilation, groups)
         if need_b:
             gb = grad.sum(axis=(0, 2, 3))
         return gx, gw, gb, None, None, None, None
+
+
+def _implicit_gemm_backward(ctx, grad):
+    """Conv2d's backward on the implicit-GEMM path: everything channels-last."""
+    x_nhwc, weight = ctx.saved
+    xp, backend = ctx.xp, ctx.backend
+    x_shape, w_shape, stride, padding, dilation, _ = ctx.geometry
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    o, _, kh, kw = w_shape
+    g = _nhwc(xp, grad)  # (N, OH, OW, O)
+    gx = gw = gb = None
+    if need_w:
+        gw = backend.conv2d_nhwc_weight_grad(x_nhwc, g, (kh, kw), stride, padding, dilation,
+                                             ctx.weight_channels_last)
+        gw = gw.transpose(0, 3, 1, 2) if ctx.weight_channels_last else gw
+    if need_x and stride == (1, 1) and dilation == (1, 1) and padding[0] < kh and padding[1] < kw:
+        flipped = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 2, 3, 0))  # (C, kh, kw, O)
+        gx = backend.conv2d_nhwc(g, flipped, None, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]), (1, 1))
+        gx = gx.transpose(0, 3, 1, 2)
+    elif need_x:
+        gmat = xp.ascontiguousarray(g.reshape(-1, o).T)[None]  # (1, O, N*OH*OW)
+        gx = _input_grad_by_col2im(backend, xp, weight, gmat, x_shape, stride, padding, dilation, 1)
+    if need_b:
+        gb = g.sum(axis=(0, 1, 2))
+    return gx, gw, gb, None, None, None, None
 
 
 def _resolve_padding(padding, kernel, stride, dilation):

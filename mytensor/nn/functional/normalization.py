@@ -15,8 +15,25 @@ import numpy as np
 
 from ... import dtypes
 from ...autograd.function import Function
+from ...backend.array_backend import is_channels_last
 from ._util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous
 from ...ops import autocast_policy
+
+
+def _as_ncl(xp, a, like=None):
+    """`a` (N, C, ...) as the (N, C, L) array the kernels read. A channels-last input (or, with
+    `like`, one shaped as the channels-last `like`) is read as (N*H*W, C, 1), a view."""
+    if is_channels_last(a if like is None else like):
+        return xp.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(-1, a.shape[1], 1)
+    return contiguous(xp, a.reshape(a.shape[0], a.shape[1], -1))  # a copy only for a non-contiguous input
+
+
+def _from_ncl(y3, like):
+    """The (N, C, L) result `y3` in the shape and layout of `like`, the array it was made from."""
+    if is_channels_last(like):
+        n, c, h, w = like.shape
+        return y3.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    return y3.reshape(like.shape)
 
 
 class BatchNorm(Function):
@@ -24,7 +41,7 @@ class BatchNorm(Function):
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
         xp, backend = ctx.xp, ctx.backend
         n, c = x.shape[:2]
-        x3 = contiguous(xp, x.reshape(n, c, -1))  # (N, C, L); a copy only for a non-contiguous input
+        x3 = _as_ncl(xp, x)
         stat = np.dtype(np.float32) if x.dtype.itemsize == 2 else x.dtype  # 16-bit inputs: float32 statistics
         t = stat.type
         w = contiguous(xp, weight.astype(stat, copy=False)) if weight is not None else xp.ones(c, dtype=stat)
@@ -48,26 +65,24 @@ class BatchNorm(Function):
             invstd = 1 / xp.sqrt(running_var.astype(stat, copy=False) + t(eps))
             y = ((x3.astype(stat, copy=False) - mean[:, None]) * (invstd * w)[:, None] + b[:, None]).astype(x.dtype)
             ctx.save_for_backward(x if need_w else None, w, mean, invstd)
-        return y.reshape(x.shape)
+        return _from_ncl(y, x)
 
     @staticmethod
     def backward(ctx, grad):
         x, w, mean, invstd = ctx.saved
-        shape, training = ctx.args
-        n, c = shape[:2]
+        _, training = ctx.args
         xp = ctx.xp
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        g3 = contiguous(xp, grad.reshape(n, c, -1))
         if training:
-            # the batch statistics depend on x: the kernel's full formula
-            x3 = contiguous(xp, x.reshape(n, c, -1))
-            gx, gw, gb = ctx.backend.batch_norm_backward(g3, x3, w, mean, invstd)
-            gx = gx.reshape(shape) if need_x else None
+            # the batch statistics depend on x: the kernel's full formula, in x's layout
+            gx, gw, gb = ctx.backend.batch_norm_backward(_as_ncl(xp, grad, like=x), _as_ncl(xp, x), w, mean, invstd)
+            gx = _from_ncl(gx, x) if need_x else None
         else:
-            gx = (g3 * (invstd * w)[:, None]).astype(grad.dtype).reshape(shape) if need_x else None
+            g3 = _as_ncl(xp, grad)
+            gx = _from_ncl((g3 * (invstd * w)[:, None]).astype(grad.dtype), grad) if need_x else None
             g3 = g3.astype(w.dtype, copy=False)
-            gw = (g3 * ((x.reshape(n, c, -1).astype(w.dtype) - mean[:, None]) * invstd[:, None])).sum(axis=(0, 2)) \
-                if need_w else None
+            gw = (g3 * ((_as_ncl(xp, x, like=grad).astype(w.dtype) - mean[:, None]) * invstd[:, None])).sum(
+                axis=(0, 2)) if need_w else None
             gb = g3.sum(axis=(0, 2)) if need_b else None
         return gx, gw if need_w else None, gb if need_b else None, None, None, None, None, None
 

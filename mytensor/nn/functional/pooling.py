@@ -39,7 +39,7 @@ def _pool_args(fn, input, kernel_size, stride, padding):
 class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, return_indices):
-        out, argmax = ctx.backend.max_pool2d(contiguous(ctx.xp, x), kernel, stride, padding)  # argmax: int32
+        out, argmax = ctx.backend.max_pool2d(x, kernel, stride, padding)  # argmax: int32, in out's layout
         ctx.x_shape = x.shape
         ctx.save_for_backward(argmax)
         # a second output only when asked: the engine would otherwise make a zero gradient for it
@@ -48,7 +48,7 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx, grad, *_grad_indices):
         (argmax,) = ctx.saved
-        gx = ctx.backend.max_pool2d_backward(contiguous(ctx.xp, grad), argmax, ctx.x_shape)
+        gx = ctx.backend.max_pool2d_backward(grad, argmax, ctx.x_shape)
         return gx, None, None, None, None
 
 

@@ -313,10 +313,11 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # ---------------------------------------------------------------- devices
-    def to(self, *args, device=None, dtype=None):
+    def to(self, *args, device=None, dtype=None, memory_format=None):
         """Move (and/or cast) every parameter and buffer in place: the same
         Parameter objects get new storage, so optimizers built before still
-        hold them. Only floating-point tensors change dtype."""
+        hold them. Only floating-point tensors change dtype; `memory_format`
+        (mytensor.channels_last) lays out the 4-D ones anew, as in PyTorch."""
         for a in args:
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
@@ -334,9 +335,9 @@ class Module:
                 if t is None or id(t) in seen:
                     continue
                 seen.add(id(t))
-                _convert_in_place(t, device, dtype)
+                _convert_in_place(t, device, dtype, memory_format)
                 if t.grad is not None:
-                    _convert_in_place(t.grad, device, dtype)
+                    _convert_in_place(t.grad, device, dtype, memory_format)
         return self
 
     def cuda(self, device=None):
@@ -386,11 +387,14 @@ def _indent(text, spaces):
     return "\n".join([first] + [" " * spaces + line for line in rest])
 
 
-def _convert_in_place(t, device, dtype):
-    """Give tensor `t` its data on `device` / in `dtype` without replacing the object."""
+def _convert_in_place(t, device, dtype, memory_format=None):
+    """Give tensor `t` its data on `device` / in `dtype` (/ in `memory_format`, if 4-D) without
+    replacing the object."""
     new_dtype = dtype if dtype is not None and t.is_floating_point() else None
     with no_grad():
         moved = t.detach().to(device=device, dtype=new_dtype)
+        if memory_format is not None and t.ndim == 4:
+            moved = moved.contiguous(memory_format)
     if moved._data is not t._data:
         t._data, t._backend = moved._data, moved._backend
         t._version[0] += 1

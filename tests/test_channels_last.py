@@ -1,0 +1,162 @@
+"""Channels-last tensors: the memory-format API as in PyTorch, and the layers that keep the
+layout (convolution by implicit GEMM on the GPU, batch norm, max pooling, ReLU, additions)
+computing what the contiguous layout computes, forward and backward, against PyTorch."""
+import numpy as np
+import pytest
+import torch
+
+import mytensor as mt
+import mytensor.nn as nn
+import mytensor.nn.functional as F
+
+GPU = mt.cuda_is_available()
+gpu = pytest.mark.gpu
+needs_gpu = pytest.mark.skipif(not GPU, reason="no CUDA GPU (or CuPy not installed)")
+SIXTEEN = {"bfloat16": (mt.bfloat16, torch.bfloat16, 1e-2), "float16": (mt.float16, torch.float16, 2e-3)}
+
+
+def rel_err(got, ref):
+    got, ref = np.asarray(got, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    assert np.isfinite(got).all()
+    return np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30)
+
+
+def host(t):
+    if isinstance(t, mt.Tensor):
+        return t.detach().cpu().numpy().astype(np.float64)
+    return t.detach().double().cpu().numpy()
+
+
+# ------------------------------------------------------------------ the API
+def test_memory_format_api_as_in_torch():
+    x = np.random.default_rng().standard_normal((2, 3, 4, 5))
+    ours, theirs = mt.tensor(x), torch.tensor(x)
+    cl, tcl = ours.to(memory_format=mt.channels_last), theirs.to(memory_format=torch.channels_last)
+    assert cl.stride() == tcl.stride() and cl.is_contiguous(memory_format=mt.channels_last)
+    assert not cl.is_contiguous() and cl.contiguous().is_contiguous() and cl.contiguous().stride() == theirs.stride()
+    assert cl.clone().stride() == tcl.clone().stride()  # preserve_format
+    assert cl.contiguous(memory_format=mt.channels_last) is cl
+    np.testing.assert_array_equal(cl.numpy(), x)
+    assert not mt.ones(3).is_contiguous(memory_format=mt.channels_last)
+    with pytest.raises(RuntimeError, match="channels_last needs a 4-D tensor"):
+        mt.ones(2, 3).contiguous(memory_format=mt.channels_last)
+    with pytest.raises(TypeError, match="memory_format must be"):
+        ours.is_contiguous(memory_format="channels_last")
+    conv = nn.Conv2d(3, 4, 3).to(memory_format=mt.channels_last)
+    assert conv.weight.is_contiguous(memory_format=mt.channels_last) and conv.bias.is_contiguous()
+    assert repr(mt.channels_last) == "mytensor.channels_last" and isinstance(mt.channels_last, mt.memory_format)
+
+
+def test_channels_last_gradients_flow_back_in_float64_on_cpu():
+    """conv -> BN -> ReLU -> max-pool -> residual-style add on a channels-last input: values and
+    gradients equal PyTorch's (float64), whatever the layouts inside."""
+    rng = np.random.default_rng()
+    n, c, h, w, o = int(rng.integers(1, 4)), 3, int(rng.integers(5, 9)), int(rng.integers(5, 9)), 4
+    x, wt = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, 3, 3))
+    grads = []
+    for lib, fmt in ((mt, mt.channels_last), (torch, torch.channels_last)):
+        xx = lib.tensor(x).to(memory_format=fmt).requires_grad_()
+        ww = lib.tensor(wt).to(memory_format=fmt).requires_grad_()
+        fn = F if lib is mt else torch.nn.functional
+        y = fn.relu(fn.batch_norm(fn.conv2d(xx, ww, padding=1), None, None, training=True))
+        y = fn.max_pool2d(y + y * y, 2)
+        (y * lib.tensor(np.arange(y.numel()).reshape(y.shape) % 5)).sum().backward()
+        grads.append((y, xx.grad, ww.grad))
+    for ours, theirs in zip(*grads):
+        np.testing.assert_allclose(host(ours), host(theirs), rtol=1e-9, atol=1e-9)
+
+
+# ------------------------------------------------------------------ on the GPU
+CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
+    ((2, 8, 5, 7), 8, 3, 1, 1, 1),
+    ((3, 16, 9, 9), 24, 3, 2, 1, 1),
+    ((1, 64, 11, 6), 136, 1, 1, 0, 1),
+    ((2, 40, 8, 8), 8, 5, 1, 2, 1),
+    ((2, 24, 13, 10), 16, 3, 1, 2, 2),
+    ((5, 128, 6, 6), 256, 3, 1, 1, 1),
+    ((4, 32, 7, 9), 48, (3, 1), (2, 1), (0, 1), 1),
+]
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", sorted(SIXTEEN))
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[0]}-o{c[1]}-k{c[2]}-s{c[3]}")
+@pytest.mark.parametrize("input_format", ["contiguous", "channels_last"])
+def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format):
+    """The implicit-GEMM convolution (16-bit operands, float32 accumulation) and its input,
+    weight and bias gradients, against PyTorch in float64 on the same rounded values; the
+    output and the input gradient come out channels-last."""
+    ours_dt, torch_dt, tol = SIXTEEN[dtype]
+    shape, o, k, stride, padding, dilation = case
+    rng = np.random.default_rng()
+    k = k if isinstance(k, tuple) else (k, k)
+    x = torch.tensor(rng.standard_normal(shape)).to(torch_dt).double()
+    wt = torch.tensor(rng.standard_normal((o, shape[1]) + k) / np.sqrt(shape[1] * k[0] * k[1])).to(torch_dt).double()
+    b = torch.tensor(rng.standard_normal(o)).to(torch_dt).double()
+    xr, wr, br = (t.clone().requires_grad_() for t in (x, wt, b))
+    ref = torch.nn.functional.conv2d(xr, wr, br, stride, padding, dilation)
+    g = torch.tensor(rng.standard_normal(ref.shape)).to(torch_dt).double()
+    ref.backward(g)
+
+    xs = mt.tensor(x.numpy(), device="cuda", dtype=ours_dt)
+    if input_format == "channels_last":
+        xs = xs.to(memory_format=mt.channels_last)
+    xs.requires_grad_()
+    ws = mt.tensor(wt.numpy(), device="cuda", dtype=ours_dt, requires_grad=True)
+    bs = mt.tensor(b.numpy(), device="cuda", dtype=ours_dt, requires_grad=True)
+    y = F.conv2d(xs, ws, bs, stride, padding, dilation)
+    assert y.dtype is ours_dt and y.is_contiguous(memory_format=mt.channels_last)
+    y.backward(mt.tensor(g.numpy(), device="cuda", dtype=ours_dt))
+    assert rel_err(host(y), ref.detach().numpy()) < tol
+    assert rel_err(host(xs.grad), xr.grad.numpy()) < tol
+    assert rel_err(host(ws.grad), wr.grad.numpy()) < tol and ws.grad.is_contiguous()
+    assert rel_err(host(bs.grad), br.grad.numpy()) < tol
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", sorted(SIXTEEN))
+def test_layers_keep_channels_last_on_the_gpu(dtype):
+    """Batch norm, ReLU, max-pool and the residual add on channels-last 16-bit tensors: the same
+    values as on contiguous ones, and the output stays channels-last (no layout copies)."""
+    ours_dt, _, tol = SIXTEEN[dtype]
+    rng = np.random.default_rng()
+    for shape in [(4, 64, 8, 8), (3, 24, 5, 7), (2, 512, 4, 4), (2, 12, 3, 3)]:
+        x = mt.tensor(rng.standard_normal(shape) * 2 + 1, device="cuda", dtype=ours_dt)
+        outs = []
+        for t in (x, x.to(memory_format=mt.channels_last)):
+            t = t.detach().requires_grad_()
+            bn = F.batch_norm(t, None, None, mt.ones(shape[1], device="cuda"), mt.zeros(shape[1], device="cuda"),
+                              training=True)
+            y = F.max_pool2d(F.relu(bn) + t, 2)
+            y.backward(mt.ones_like(y))
+            outs.append((bn, y, t.grad))
+        for (a, b) in zip(*outs):
+            assert rel_err(host(b), host(a)) < tol
+        if shape[1] % 8 == 0:
+            assert all(t.is_contiguous(memory_format=mt.channels_last) for t in outs[1])
+
+
+@gpu
+@needs_gpu
+def test_sgd_steps_channels_last_parameters_as_contiguous_ones():
+    """The flat update kernels pair a channels-last parameter with a gradient of its layout."""
+    rng = np.random.default_rng()
+    w0 = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    results = []
+    for fmt in (mt.contiguous_format, mt.channels_last):
+        conv = nn.Conv2d(8, 16, 3, bias=False).to("cuda")
+        conv.weight.data = mt.tensor(w0, device="cuda")
+        conv.to(memory_format=fmt)
+        opt = mt.optim.SGD(conv.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)
+        x = mt.tensor(rng.standard_normal((2, 8, 6, 6)), device="cuda", dtype=mt.float32) if not results \
+            else results[0][1]
+        for _ in range(3):
+            opt.zero_grad()
+            with mt.autocast("cuda", dtype=mt.bfloat16):
+                loss = (conv(x.to(memory_format=fmt)).float() ** 2).mean()
+            loss.backward()
+            opt.step()
+        results.append((conv.weight.detach().cpu().numpy(), x))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
