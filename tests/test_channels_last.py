@@ -75,6 +75,8 @@ CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
     ((2, 24, 13, 10), 16, 3, 1, 2, 2),
     ((5, 128, 6, 6), 256, 3, 1, 1, 1),
     ((4, 32, 7, 9), 48, (3, 1), (2, 1), (0, 1), 1),
+    ((4, 3, 10, 9), 16, 3, 1, 1, 1),  # an RGB image: zero channels added up to 8
+    ((2, 12, 9, 8), 8, 3, 2, 1, 1),
 ]
 
 
@@ -129,9 +131,10 @@ def test_layers_keep_channels_last_on_the_gpu(dtype):
             t = t.detach().requires_grad_()
             bn = F.batch_norm(t, None, None, mt.ones(shape[1], device="cuda"), mt.zeros(shape[1], device="cuda"),
                               training=True)
-            y = F.max_pool2d(F.relu(bn) + t, 2)
-            y.backward(mt.ones_like(y))
-            outs.append((bn, y, t.grad))
+            r = F.relu(bn) + t
+            y, z = F.max_pool2d(r, 2), F.max_pool2d(r, 3, 2, 1)  # windows apart, and overlapping
+            (y.float().sum() + (z.float() * 0.5).sum()).backward()
+            outs.append((bn, y, z, t.grad))
         for (a, b) in zip(*outs):
             assert rel_err(host(b), host(a)) < tol
         if shape[1] % 8 == 0:

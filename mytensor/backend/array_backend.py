@@ -189,7 +189,9 @@ class ArrayBackend:
         cols = xp.arange(ow, dtype=np.int32).reshape(1, ow) * sw - padding[1] + arg % kw
         return out, (rows * w + cols).astype(np.int32)
 
-    def max_pool2d_backward(self, grad_out, argmax, x_shape):
+    def max_pool2d_backward(self, grad_out, argmax, x_shape, kernel=None, stride=None, padding=None):
+        """The scatter of grad_out to the winners (the window geometry serves only kernels that
+        gather instead where windows do not overlap)."""
         n, c, h, w = x_shape
         flat = argmax.reshape(n * c, -1) + (self.xp.arange(n * c) * (h * w))[:, None]
         # windows may overlap, so several outputs can add into one input

@@ -44,7 +44,7 @@ _KERNEL_FILES = {
     "conv.cu": ("im2col", "col2im", "swap_leading"),
     "implicit_gemm.cu": ("conv_fprop", "conv_wgrad", "conv_wgrad_sum"),
     "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "max_pool2d_nhwc_forward", "max_pool2d_nhwc_backward",
-                "avg_pool2d_forward", "avg_pool2d_backward"),
+                "max_pool2d_nhwc_backward_disjoint", "avg_pool2d_forward", "avg_pool2d_backward"),
     "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),
     "batch_norm.cu": ("bn_partial_sums", "bn_partial_sums_rows", "bn_forward_finish", "bn_scale_shift",
                       "bn_backward_partial_sums", "bn_backward_partial_sums_rows", "bn_backward_finish",
@@ -91,8 +91,9 @@ class _KernelModules:
         self.modules = {}
         self.functions = {}
 
-    def module(self, filename):
-        mod = self.modules.get(filename)
+    def module(self, filename, defines=()):
+        """The compiled `filename`; `defines` (NVRTC -D options) make variants of it."""
+        mod = self.modules.get((filename, defines))
         if mod is None:
             with open(os.path.join(KERNEL_DIR, filename)) as f:
                 code = f.read()
@@ -100,16 +101,16 @@ class _KernelModules:
                 code = code.replace(f'#include "{_HEADER}"', f.read())
             names = tuple(f"{k}<{t}>" for k in _KERNEL_FILES[filename] for t in _CTYPES.values()
                           if (k in _SIXTEEN_BIT if t in ("half_t", "bf16_t") else k not in _SIXTEEN_BIT_ONLY))
-            mod = self.cupy.RawModule(code=code, options=("-std=c++17",) + _EXTRA_OPTIONS.get(filename, ()),
-                                      name_expressions=names)
-            self.modules[filename] = mod
+            options = ("-std=c++17",) + _EXTRA_OPTIONS.get(filename, ()) + defines
+            mod = self.cupy.RawModule(code=code, options=options, name_expressions=names)
+            self.modules[(filename, defines)] = mod
         return mod
 
-    def get(self, filename, kernel, dtype):
-        key = (self.cupy.cuda.runtime.getDevice(), filename, kernel, dtype)
+    def get(self, filename, kernel, dtype, defines=()):
+        key = (self.cupy.cuda.runtime.getDevice(), filename, kernel, dtype, defines)
         fn = self.functions.get(key)
         if fn is None:
-            fn = self.module(filename).get_function(f"{kernel}<{_CTYPES[dtype]}>")
+            fn = self.module(filename, defines).get_function(f"{kernel}<{_CTYPES[dtype]}>")
             self.functions[key] = fn
         return fn
 
@@ -387,12 +388,12 @@ class CUDABackend(ArrayBackend):
     def _grid(self, n, block=_BLOCK):
         return max(1, min((n + block - 1) // block, self._max_blocks))
 
-    def _launch(self, filename, kernel, dtype, work, args, block=_BLOCK, grid=None):
+    def _launch(self, filename, kernel, dtype, work, args, block=_BLOCK, grid=None, defines=()):
         """One launch of `kernel`<dtype>, a grid-stride loop over `work` items."""
         if work <= 0:
             return
         with self._cp_device:
-            fn = self._kernels.get(filename, kernel, dtype)
+            fn = self._kernels.get(filename, kernel, dtype, defines)
             if grid is None:
                 grid = self._grid(work, block)
             fn(grid if isinstance(grid, tuple) else (grid,), block if isinstance(block, tuple) else (block,), args)
@@ -458,20 +459,29 @@ class CUDABackend(ArrayBackend):
         return out
 
     # ------------------------------------------- convolution by implicit GEMM
-    # Tile shape of implicit_gemm.cu (block tile 128 x 128 x 32, 4 stages of 16 KiB)
-    _TILE, _TILE_K, _TILE_SMEM = 128, 32, 4 * 16384
+    # implicit_gemm.cu's block tile is 128 x 128 x BK with STAGES pipeline stages: (BK, STAGES),
+    # chosen by scripts/tune_implicit_gemm.py (see docs/gpu-performance.md)
+    _TILE = 128
+    implicit_gemm_tile = (64, 3)
 
     def supports_implicit_gemm(self, dtype, in_channels, out_channels, groups):
         return (dtype in LOW_PRECISION and groups == 1 and in_channels % 8 == 0 and out_channels % 8 == 0
                 and self.compute_capability >= (8, 0))
 
     def _launch_tiles(self, kernel, dtype, grid, args):
-        """One launch of an implicit_gemm.cu kernel: 256 threads and 64 KiB of shared memory a block."""
+        """One launch of an implicit_gemm.cu kernel: 256 threads a block, and shared memory for
+        STAGES tiles of both operands."""
+        bk, stages = self.implicit_gemm_tile
+        smem = stages * 2 * self._TILE * bk * 2
         with self._cp_device:
-            fn = self._kernels.get("implicit_gemm.cu", kernel, dtype)
-            if fn.max_dynamic_shared_size_bytes < self._TILE_SMEM:  # above the default 48 KiB: opt in
-                fn.max_dynamic_shared_size_bytes = self._TILE_SMEM
-            fn(grid, (256,), args, shared_mem=self._TILE_SMEM)
+            fn = self._kernels.get("implicit_gemm.cu", kernel, dtype, self._tile_defines())
+            if fn.max_dynamic_shared_size_bytes < smem:  # above the default 48 KiB: opt in
+                fn.max_dynamic_shared_size_bytes = smem
+            fn(grid, (256,), args, shared_mem=smem)
+
+    def _tile_defines(self):
+        bk, stages = self.implicit_gemm_tile
+        return f"-DIGEMM_BK={bk}", f"-DIGEMM_STAGES={stages}"
 
     def _nhwc_args(self, x_shape, kernel, stride, padding, dilation, out_channels):
         n, h, w, c = (int(s) for s in x_shape)
@@ -499,9 +509,9 @@ class CUDABackend(ArrayBackend):
         among enough blocks to fill the GPU; the float partial sums are added in a fixed order."""
         (kh, kw), o, c = kernel, int(grad.shape[3]), int(x.shape[3])
         (n, oh, ow), ints = self._nhwc_args(x.shape, kernel, stride, padding, dilation, o)
-        k, pixel_tiles = kh * kw * c, -(-n * oh * ow // self._TILE_K)
+        k, pixel_tiles = kh * kw * c, -(-n * oh * ow // self.implicit_gemm_tile[0])
         grid_mn = (-(-k // self._TILE), -(-o // self._TILE))
-        splits = max(1, min(pixel_tiles // 8, -(-2 * self._max_blocks // (16 * grid_mn[0] * grid_mn[1]))))
+        splits = max(1, min(pixel_tiles // 8, -(-self._max_blocks // (8 * grid_mn[0] * grid_mn[1]))))
         tiles = -(-pixel_tiles // splits)
         splits = -(-pixel_tiles // tiles)
         partial = self._empty((splits, o, k), np.float32)
@@ -509,7 +519,7 @@ class CUDABackend(ArrayBackend):
         dw = self._empty((o, kh, kw, c) if channels_last else (o, c, kh, kw), x.dtype)
         self._launch("implicit_gemm.cu", "conv_wgrad_sum", x.dtype, dw.size,
                      (partial, dw, np.int32(o), np.int32(c), np.int32(kh * kw), np.int32(splits),
-                      np.int32(not channels_last)))
+                      np.int32(not channels_last)), defines=self._tile_defines())
         return dw
 
     @staticmethod
@@ -532,11 +542,13 @@ class CUDABackend(ArrayBackend):
         if dt is None:
             return super().max_pool2d(x, kernel, stride, padding)
         (n, c, h, w, oh, ow), ints = self._pool_args(x.shape, kernel, stride, padding)
-        if is_channels_last(x):
+        if is_channels_last(x) and x.size < 2 ** 31:
             out = self._empty((n, oh, ow, c), dt)
             argmax = self._empty((n, oh, ow, c), np.int32)
-            self._launch("pool.cu", "max_pool2d_nhwc_forward", dt, out.size,
-                         (x.transpose(0, 2, 3, 1), out, argmax, np.int32(c), *ints, np.int64(out.size)))
+            run = self._run(dt, c)
+            self._launch("pool.cu", "max_pool2d_nhwc_forward", dt, out.size // run,
+                         (x.transpose(0, 2, 3, 1), out, argmax, np.int32(c), *ints, np.int64(out.size),
+                          np.int32(run > 1)))
             return out.transpose(0, 3, 1, 2), argmax.transpose(0, 3, 1, 2)
         x = self._contig(x)
         out = self._empty((n, c, oh, ow), dt)
@@ -544,16 +556,26 @@ class CUDABackend(ArrayBackend):
         self._launch("pool.cu", "max_pool2d_forward", dt, out.size, (x, out, argmax, *ints, np.int64(out.size)))
         return out, argmax
 
-    def max_pool2d_backward(self, grad_out, argmax, x_shape):
+    def max_pool2d_backward(self, grad_out, argmax, x_shape, kernel=None, stride=None, padding=None):
+        """`kernel`, `stride` and `padding`, when given, let windows that do not overlap take
+        their gradient by a gather instead of a scatter (channels-last only)."""
         dt = self._kdtype(grad_out, sixteen_bit=True)
         if dt is None:
             return super().max_pool2d_backward(grad_out, argmax, x_shape)
         n, c, h, w = (int(s) for s in x_shape)
         if is_channels_last(argmax) and argmax.dtype == np.int32:  # from the nhwc forward: dx channels-last
             grad_out = self._contig(grad_out.transpose(0, 2, 3, 1))
+            argmax = argmax.transpose(0, 2, 3, 1)
+            if kernel is not None and stride[0] >= kernel[0] and stride[1] >= kernel[1]:
+                (_, _, _, _, oh, ow), ints = self._pool_args(x_shape, kernel, stride, padding)
+                dx = self._empty((n, h, w, c), dt)
+                run = self._run(dt, c)
+                self._launch("pool.cu", "max_pool2d_nhwc_backward_disjoint", dt, dx.size // run,
+                             (grad_out, argmax, dx, np.int32(c), *ints, np.int64(dx.size), np.int32(run > 1)))
+                return dx.transpose(0, 3, 1, 2)
             dx = self._zeros((n, h, w, c), dt)
             self._launch("pool.cu", "max_pool2d_nhwc_backward", dt, grad_out.size,
-                         (grad_out, argmax.transpose(0, 2, 3, 1), dx, np.int32(c), np.int64(grad_out.size // (n * c)),
+                         (grad_out, argmax, dx, np.int32(c), np.int64(grad_out.size // (n * c)),
                           np.int64(h * w), np.int64(grad_out.size)))
             return dx.transpose(0, 3, 1, 2)
         grad_out = self._contig(grad_out)
@@ -724,7 +746,7 @@ class CUDABackend(ArrayBackend):
         else:
             self._launch("batch_norm.cu", "bn_partial_sums", dt, 1,
                          (x, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(run > 1)), grid=(shares, c))
-        self._launch("batch_norm.cu", "bn_forward_finish", dt, c,
+        self._launch("batch_norm.cu", "bn_forward_finish", dt, 32 * c,
                      (x, partial, np.int32(shares), np.int32(c), np.int64(l), np.int64(n * l), weight, bias,
                       p.type(eps), mean, invstd, scale, shift))
         self._launch("batch_norm.cu", "bn_scale_shift", dt, x.size // run,
@@ -750,7 +772,7 @@ class CUDABackend(ArrayBackend):
             self._launch("batch_norm.cu", "bn_backward_partial_sums", dt, 1,
                          (grad, x, mean, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(run > 1)),
                          grid=(shares, c))
-        self._launch("batch_norm.cu", "bn_backward_finish", dt, c,
+        self._launch("batch_norm.cu", "bn_backward_finish", dt, 32 * c,
                      (partial, np.int32(shares), np.int32(c), np.int64(n * l), weight, invstd, dweight, dbias, coef))
         self._launch("batch_norm.cu", "bn_backward_dx", dt, x.size // run,
                      (grad, x, mean, coef, dx, np.int32(c), np.int64(l), np.int64(x.size), np.int32(run > 1)))

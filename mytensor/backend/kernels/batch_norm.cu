@@ -8,7 +8,7 @@
 // thread and step where L allows (`vec`). Forward, three launches:
 //   bn_partial_sums   block (s, c) sums d = x - x[c, first] and d*d over its share,
 //                     shifted sums that keep float accurate when |mean| >> std;
-//   bn_forward_finish one thread per channel: the S partials (added in double) give
+//   bn_forward_finish one warp per channel: the S partials (added in double) give
 //                     mean and invstd = 1/sqrt(var + eps) (var biased), and y's
 //                     per-channel scale = invstd * weight and shift = bias - mean * scale;
 //   bn_scale_shift    y = x * scale[c] + shift[c].
@@ -79,13 +79,19 @@ template <typename P> __device__ __forceinline__ void store_partials(P* __restri
     }
 }
 
-// a and b: channel c's S partial sums added up, in double
+// a and b: channel c's S partial sums added up in double by the 32 lanes of a warp (each
+// lane a stride of the shares, then a butterfly), the same result on every lane
 template <typename P>
 __device__ __forceinline__ void add_partials(const P* __restrict__ partial, int c, int S, double& a, double& b) {
     a = b = 0.0;
-    for (int s = 0; s < S; ++s) {
+    for (int s = threadIdx.x & 31; s < S; s += 32) {
         a += (double)partial[((long long)c * S + s) * 2];
         b += (double)partial[((long long)c * S + s) * 2 + 1];
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        a += __shfl_xor_sync(0xffffffffu, a, off);
+        b += __shfl_xor_sync(0xffffffffu, b, off);
     }
 }
 
@@ -183,10 +189,11 @@ __global__ void bn_forward_finish(const T* __restrict__ x, const acc_t<T>* __res
                                   acc_t<T>* __restrict__ invstd_out, acc_t<T>* __restrict__ scale,
                                   acc_t<T>* __restrict__ shift) {
     typedef acc_t<T> P;
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    const int c = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;  // a warp per channel
     if (c >= C) return;
     double s1, s2;
     add_partials(partial, c, S, s1, s2);
+    if ((threadIdx.x & 31) != 0) return;
     const double m1 = s1 / (double)M;
     const P mean = P((double)acc_t<T>(x[(long long)c * L]) + m1);
     const P var = P(fmax(s2 / (double)M - m1 * m1, 0.0));
@@ -259,10 +266,11 @@ __global__ void bn_backward_finish(const acc_t<T>* __restrict__ partial, int S, 
                                    acc_t<T>* __restrict__ dweight, acc_t<T>* __restrict__ dbias,
                                    acc_t<T>* __restrict__ coef) {
     typedef acc_t<T> P;
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    const int c = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;  // a warp per channel
     if (c >= C) return;
     double s1, s2;
     add_partials(partial, c, S, s1, s2);
+    if ((threadIdx.x & 31) != 0) return;
     const P is = invstd[c];
     const P db = P(s1), dw = P(s2) * is, m = P(M);
     const P a = (weight ? weight[c] : P(1)) * is;

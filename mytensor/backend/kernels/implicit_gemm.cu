@@ -16,11 +16,19 @@
 // The host checks C % 8 == 0 and O % 8 == 0: a 16-byte run of k then lies in one tap.
 #include "common.cuh"
 
+// BK and STAGES come from the host (NVRTC -D options), which sizes the shared memory to match.
+#ifndef IGEMM_BK
+#define IGEMM_BK 32
+#endif
+#ifndef IGEMM_STAGES
+#define IGEMM_STAGES 4
+#endif
+
 namespace igemm {
-constexpr int BM = 128, BN = 128, BK = 32, STAGES = 4, THREADS = 256;  // (8 warps)
+constexpr int BM = 128, BN = 128, BK = IGEMM_BK, STAGES = IGEMM_STAGES, THREADS = 256;  // (8 warps)
 constexpr int WARPS_N = 4, WM = 64, WN = 32;    // 2 x 4 warps
 constexpr int MT = WM / 16, NT = WN / 8;        // m16 and n8 tiles of one warp
-constexpr int TILE_BYTES = (BM + BN) * BK * 2;  // one stage of both operands (fprop), 16 KiB
+constexpr int TILE_BYTES = (BM + BN) * BK * 2;  // one stage of both operands
 }  // namespace igemm
 
 __device__ __forceinline__ unsigned smem_address(const void* p) {
@@ -67,12 +75,14 @@ template <typename T> __device__ __forceinline__ unsigned pack2(float a, float b
     return (unsigned)T(a).bits | ((unsigned)T(b).bits << 16);
 }
 
-// Shared-memory byte offset of 16-byte chunk `chunk` of row `row`, rows of 4 chunks (BK = 32
-// 2-byte elements): the chunk is XORed with bits 1-2 of the row, so the 8 rows an ldmatrix
-// reads (and the rows a warp's copies write) fall in 8 different bank groups.
-__device__ __forceinline__ int swizzle4(int row, int chunk) { return row * 64 + ((chunk ^ (row >> 1)) & 3) * 16; }
-// The same for rows of 16 chunks (128 elements): the low 3 bits of the chunk XOR the row.
-__device__ __forceinline__ int swizzle16(int row, int chunk) { return row * 256 + (chunk ^ (row & 7)) * 16; }
+// Shared-memory byte offset of 16-byte chunk `chunk` of row `row`, rows of CHUNKS chunks: the
+// chunk is XORed with the row (bits 1-2 for rows of 4 chunks, two rows to a 128-byte line;
+// bits 0-2 for longer rows), so the 8 rows an ldmatrix reads, and the rows a warp's copies
+// write, fall in 8 different bank groups.
+template <int CHUNKS> __device__ __forceinline__ int swizzle(int row, int chunk) {
+    if (CHUNKS == 4) return row * 64 + ((chunk ^ (row >> 1)) & 3) * 16;
+    return row * CHUNKS * 16 + (chunk ^ (row & 7)) * 16;
+}
 
 // y = conv(x, w) (+ bias), one BM x BN tile of (pixels, output channels) per block.
 template <typename T>
@@ -88,21 +98,22 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
 
-    // what this thread copies each stage: chunk `cc` (8 values of k) of rows `cr` and `cr` + 64
-    // of both tiles; the pixel of each A row is decoded once
-    const int cc = tid & 3, cr = tid >> 2;
-    long long a_base[2];
-    int a_h[2], a_w[2];
-    const T* b_row[2];
-    bool b_ok[2];
+    // what this thread copies each stage: chunk `cc` (8 values of k) of rows cr + i * RP of both
+    // tiles; the pixel of each A row is decoded once
+    constexpr int CH = BK / 8, RP = THREADS / CH, PASSES = BM / RP;
+    const int cc = tid % CH, cr = tid / CH;
+    long long a_base[PASSES];
+    int a_h[PASSES], a_w[PASSES];
+    const T* b_row[PASSES];
+    bool b_ok[PASSES];
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-        const int m = m0 + cr + 64 * i;
+    for (int i = 0; i < PASSES; ++i) {
+        const int m = m0 + cr + RP * i;
         const int mm = m < M ? m : 0, n = mm / (OH * OW), r = mm - n * OH * OW, oh = r / OW, ow = r - oh * OW;
         a_base[i] = (long long)n * H * W * C;
         a_h[i] = m < M ? oh * SH - PH : -(1 << 28);  // a row past M reads only padding
         a_w[i] = ow * SW - PW;
-        const int o = n0 + cr + 64 * i;
+        const int o = n0 + cr + RP * i;
         b_ok[i] = o < O;
         b_row[i] = w + (long long)(o < O ? o : 0) * K;
     }
@@ -111,12 +122,12 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
         const bool k_ok = k < K;
         const unsigned sa = sbase + stage * TILE_BYTES, sb = sa + BM * BK * 2;
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
+        for (int i = 0; i < PASSES; ++i) {
             const int ih = a_h[i] + kh * DH, iw = a_w[i] + kw * DW;
             const bool ok = k_ok && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
             const T* src = ok ? x + a_base[i] + ((long long)ih * W + iw) * C + c : x;
-            copy16(sa + swizzle4(cr + 64 * i, cc), src, ok);
-            copy16(sb + swizzle4(cr + 64 * i, cc), k_ok && b_ok[i] ? b_row[i] + k : w, k_ok && b_ok[i]);
+            copy16(sa + swizzle<CH>(cr + RP * i, cc), src, ok);
+            copy16(sb + swizzle<CH>(cr + RP * i, cc), k_ok && b_ok[i] ? b_row[i] + k : w, k_ok && b_ok[i]);
         }
     };
 
@@ -133,16 +144,16 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
         copy_commit();
         const unsigned sa = sbase + (kt % STAGES) * TILE_BYTES, sb = sa + BM * BK * 2;
 #pragma unroll
-        for (int kk = 0; kk < BK / 8; kk += 2) {  // two k16 steps, in 16-byte chunks
+        for (int kk = 0; kk < BK / 8; kk += 2) {  // the k16 steps, in 16-byte chunks
             unsigned a[MT][4], b[NT][2];
 #pragma unroll
             for (int i = 0; i < MT; ++i)
-                ldmatrix_x4<false>(a[i], sa + swizzle4(warp_m * WM + i * 16 + (lane & 15), kk + (lane >> 4)));
+                ldmatrix_x4<false>(a[i], sa + swizzle<CH>(warp_m * WM + i * 16 + (lane & 15), kk + (lane >> 4)));
 #pragma unroll
             for (int j = 0; j < NT / 2; ++j) {
                 unsigned r[4];
                 const int row = warp_n * WN + j * 16 + ((lane >> 4) << 3) + (lane & 7);
-                ldmatrix_x4<false>(r, sb + swizzle4(row, kk + ((lane >> 3) & 1)));
+                ldmatrix_x4<false>(r, sb + swizzle<CH>(row, kk + ((lane >> 3) & 1)));
                 b[2 * j][0] = r[0], b[2 * j][1] = r[1], b[2 * j + 1][0] = r[2], b[2 * j + 1][1] = r[3];
             }
 #pragma unroll
@@ -190,7 +201,8 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_wgrad(const T* __restrict
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
 
-    // this thread copies chunk `cc` (8 channels of dy, 8 values of k) of pixel rows `cr`, `cr` + 16
+    // this thread copies chunk `cc` (8 channels of dy, 8 values of k) of pixel rows cr + 16 i
+    constexpr int PASSES = BK / 16;
     const int cc = tid & 15, cr = tid >> 4;
     const int o = o0 + cc * 8, k = k0 + cc * 8;
     const bool o_ok = o < O, k_ok = k < K;
@@ -199,14 +211,14 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_wgrad(const T* __restrict
     auto load_stage = [&](int stage, int kt) {
         const unsigned sa = sbase + stage * TILE_BYTES, sb = sa + BK * BM * 2;
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
+        for (int i = 0; i < PASSES; ++i) {
             const int r = cr + 16 * i, p = (kt0 + kt) * BK + r;
             const bool p_ok = p < P;
-            copy16(sa + swizzle16(r, cc), p_ok && o_ok ? dy + (long long)p * O + o : dy, p_ok && o_ok);
+            copy16(sa + swizzle<16>(r, cc), p_ok && o_ok ? dy + (long long)p * O + o : dy, p_ok && o_ok);
             const int pp = p_ok ? p : 0, n = pp / OHW, rem = pp - n * OHW, oh = rem / OW, ow = rem - oh * OW;
             const int ih = oh * SH + hoff, iw = ow * SW + woff;
             const bool ok = p_ok && k_ok && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
-            copy16(sb + swizzle16(r, cc), ok ? x + (((long long)n * H + ih) * W + iw) * C + c : x, ok);
+            copy16(sb + swizzle<16>(r, cc), ok ? x + (((long long)n * H + ih) * W + iw) * C + c : x, ok);
         }
     };
 
@@ -223,16 +235,16 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_wgrad(const T* __restrict
         copy_commit();
         const unsigned sa = sbase + (kt % STAGES) * TILE_BYTES, sb = sa + BK * BM * 2;
 #pragma unroll
-        for (int kk = 0; kk < BK; kk += 16) {  // two k16 steps over the pixels
+        for (int kk = 0; kk < BK; kk += 16) {  // the k16 steps over the pixels
             unsigned a[MT][4], b[NT][2];
             const int q = lane >> 3, r8 = lane & 7;
 #pragma unroll
             for (int i = 0; i < MT; ++i)  // matrices: (m, k) (m+8, k) (m, k+8) (m+8, k+8)
-                ldmatrix_x4<true>(a[i], sa + swizzle16(kk + (q >> 1) * 8 + r8, (warp_m * WM + i * 16) / 8 + (q & 1)));
+                ldmatrix_x4<true>(a[i], sa + swizzle<16>(kk + (q >> 1) * 8 + r8, (warp_m * WM + i * 16) / 8 + (q & 1)));
 #pragma unroll
             for (int j = 0; j < NT / 2; ++j) {  // matrices: (k, n) (k+8, n) (k, n+8) (k+8, n+8)
                 unsigned r[4];
-                ldmatrix_x4<true>(r, sb + swizzle16(kk + (q & 1) * 8 + r8, (warp_n * WN + j * 16) / 8 + (q >> 1)));
+                ldmatrix_x4<true>(r, sb + swizzle<16>(kk + (q & 1) * 8 + r8, (warp_n * WN + j * 16) / 8 + (q >> 1)));
                 b[2 * j][0] = r[0], b[2 * j][1] = r[1], b[2 * j + 1][0] = r[2], b[2 * j + 1][1] = r[3];
             }
 #pragma unroll

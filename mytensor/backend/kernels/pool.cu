@@ -50,42 +50,58 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad, const int* __res
     }
 }
 
-// Channels-last max pooling: x (N, H, W, C), out and argmax (N, OH, OW, C), one thread per
-// output, neighbouring threads on neighbouring channels (coalesced). The winner and its index
-// h*W + w are those of the kernel above.
-template <typename T>
-__global__ void max_pool2d_nhwc_forward(const T* __restrict__ x, T* __restrict__ out, int* __restrict__ argmax,
-                                        int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int OH,
-                                        int OW, long long total) {
-    GRID_STRIDE(i, total) {
-        const int c = (int)(i % C);
-        long long t = i / C;
-        const int ox = (int)(t % OW);
-        t /= OW;
-        const int oy = (int)(t % OH);
-        const T* img = x + (t / OH) * H * W * C + c;
-        acc_t<T> best = 0;
-        int best_i = 0;
-        bool first = true;
-        for (int ki = 0; ki < KH; ++ki) {
-            const int h = oy * SH - PH + ki;
-            for (int kj = 0; kj < KW; ++kj) {
-                const int w = ox * SW - PW + kj;
-                const acc_t<T> v = (h >= 0 && h < H && w >= 0 && w < W) ? acc_t<T>(img[((long long)h * W + w) * C])
-                                                                        : neg_inf<acc_t<T>>();
-                if (first || v > best || (v != v && best == best)) {
-                    best = v;
-                    best_i = h * W + w;
-                    first = false;
+// Channels-last max pooling: x (N, H, W, C), out and argmax (N, OH, OW, C). One thread per
+// output and run of V channels (a 16-byte load when `vec`: C a multiple of the pack), so
+// neighbouring threads read neighbouring channels. Winner and index h*W + w as above.
+template <int V, typename T>
+__device__ __forceinline__ void max_pool_nhwc_run(const T* __restrict__ x, T* __restrict__ out,
+                                                  int* __restrict__ argmax, int i, int C, int H, int W, int KH,
+                                                  int KW, int SH, int SW, int PH, int PW, int OH, int OW) {
+    const int c = i % C, t = i / C, ox = t % OW, oy = (t / OW) % OH, n = t / (OW * OH);
+    const T* img = x + n * H * W * C + c;
+    acc_t<T> best[V];
+    int best_i[V];
+    bool first = true;
+    for (int ki = 0; ki < KH; ++ki) {
+        const int h = oy * SH - PH + ki;
+        for (int kj = 0; kj < KW; ++kj) {
+            const int w = ox * SW - PW + kj;
+            const bool in = h >= 0 && h < H && w >= 0 && w < W;
+            Pack<T> p;
+            if (V > 1 && in) p = *reinterpret_cast<const Pack<T>*>(img + (h * W + w) * C);
+#pragma unroll
+            for (int k = 0; k < V; ++k) {
+                const acc_t<T> v = !in ? neg_inf<acc_t<T>>() : acc_t<T>(V > 1 ? p.v[k] : img[(h * W + w) * C]);
+                if (first || v > best[k] || (v != v && best[k] == best[k])) {
+                    best[k] = v;
+                    best_i[k] = h * W + w;
                 }
             }
+            first = false;
         }
-        out[i] = T(best);
-        argmax[i] = best_i;
+    }
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+        out[i + k] = T(best[k]);
+        argmax[i + k] = best_i[k];
     }
 }
 
-// dx (N, H, W, C), zeroed, += the output gradient at each winner
+// index arithmetic in 32 bits: the host checks that the input has fewer than 2^31 elements
+template <typename T>
+__global__ void max_pool2d_nhwc_forward(const T* __restrict__ x, T* __restrict__ out, int* __restrict__ argmax,
+                                        int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int OH,
+                                        int OW, long long total, int vec) {
+    const int V = vec ? Pack<T>::W : 1;
+    GRID_STRIDE(j, total / V) {
+        if (vec)
+            max_pool_nhwc_run<Pack<T>::W>(x, out, argmax, (int)j * V, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW);
+        else
+            max_pool_nhwc_run<1>(x, out, argmax, (int)j, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW);
+    }
+}
+
+// dx (N, H, W, C), zeroed, += the output gradient at each winner (windows may overlap)
 template <typename T>
 __global__ void max_pool2d_nhwc_backward(const T* __restrict__ grad, const int* __restrict__ argmax,
                                          T* __restrict__ dx, int C, long long plane_out, long long plane_in,
@@ -94,6 +110,32 @@ __global__ void max_pool2d_nhwc_backward(const T* __restrict__ grad, const int* 
         const long long n = i / (plane_out * C);
         const int a = argmax[i];
         if (a >= 0 && a < plane_in) atomic_add(dx + (n * plane_in + a) * C + i % C, grad[i]);
+    }
+}
+
+// The same for windows that do not overlap (stride >= kernel), as a gather: one thread per
+// input element and run of V channels (16 bytes when `vec`), which takes its window's
+// gradient where it won, else 0 (no zeroing pass, no atomics). 32-bit indices, as above.
+template <typename T>
+__global__ void max_pool2d_nhwc_backward_disjoint(const T* __restrict__ grad, const int* __restrict__ argmax,
+                                                  T* __restrict__ dx, int C, int H, int W, int KH, int KW, int SH,
+                                                  int SW, int PH, int PW, int OH, int OW, long long total, int vec) {
+    const int V = vec ? Pack<T>::W : 1;
+    GRID_STRIDE(j, total / V) {
+        const int i = (int)j * V, c = i % C, t = i / C, w = t % W, h = (t / W) % H, n = t / (W * H);
+        const int oy = (h + PH) / SH, ox = (w + PW) / SW;
+        const bool in = oy < OH && ox < OW && h + PH - oy * SH < KH && w + PW - ox * SW < KW;
+        const int o = ((n * OH + oy) * OW + ox) * C + c, won = h * W + w;
+        if (vec) {
+            Pack<T> p;
+            if (in) p = *reinterpret_cast<const Pack<T>*>(grad + o);
+#pragma unroll
+            for (int k = 0; k < Pack<T>::W; ++k)
+                if (!in || argmax[o + k] != won) p.v[k] = T(0.0f);
+            *reinterpret_cast<Pack<T>*>(dx + i) = p;
+        } else {
+            dx[i] = in && argmax[o] == won ? grad[o] : T(0.0f);
+        }
     }
 }
 
@@ -170,7 +212,10 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad, T* __restrict__ 
                                                    int, int, long long);                                      \
     template __global__ void max_pool2d_backward<T>(const T*, const int*, T*, long long, long long, long long); \
     template __global__ void max_pool2d_nhwc_forward<T>(const T*, T*, int*, int, int, int, int, int, int, int,  \
-                                                        int, int, int, int, long long);                         \
+                                                        int, int, int, int, long long, int);                    \
+    template __global__ void max_pool2d_nhwc_backward_disjoint<T>(const T*, const int*, T*, int, int, int, int, \
+                                                                  int, int, int, int, int, int, int, long long,  \
+                                                                  int);                                          \
     template __global__ void max_pool2d_nhwc_backward<T>(const T*, const int*, T*, int, long long, long long,   \
                                                          long long);                                             \
     template __global__ void avg_pool2d_forward<T>(const T*, T*, int, int, int, int, int, int, int, int, int,  \

@@ -45,9 +45,19 @@ def _convolve(backend, xp, x, weight, stride, padding, dilation, groups):
     return _gemm(backend, wmat, cols).reshape(o, n, oh, ow)  # (O, N, OH, OW)
 
 
-def _nhwc(xp, a):
-    """The contiguous (N, H, W, C) array of an (N, C, H, W) one: a view when `a` is channels-last."""
-    return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
+def _nhwc(xp, a, channels=None):
+    """The contiguous (N, H, W, C) array of an (N, C, H, W) one, a view when `a` is channels-last;
+    with `channels` > C, zero channels are added up to that number."""
+    if channels is None or channels == a.shape[1]:
+        return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    out = xp.zeros(a.shape[:1] + a.shape[2:] + (channels,), dtype=a.dtype)
+    out[..., :a.shape[1]] = a.transpose(0, 2, 3, 1)
+    return out
+
+
+def _padded_channels(c):
+    """Input channels of the implicit GEMM: a multiple of 8 (a 3-channel image gets 5 zero channels)."""
+    return -(-c // 8) * 8
 
 
 def _input_grad_by_col2im(backend, xp, weight, gmat, x_shape, stride, padding, dilation, groups):
@@ -65,12 +75,13 @@ class Conv2d(Function):
         xp, backend = ctx.xp, ctx.backend
         ctx.geometry = (x.shape, weight.shape, stride, padding, dilation, groups)
         need_x, need_w = ctx.needs_input_grad[:2]
-        ctx.implicit_gemm = backend.supports_implicit_gemm(x.dtype, x.shape[1], weight.shape[0], groups)
+        c8 = _padded_channels(x.shape[1])
+        ctx.implicit_gemm = backend.supports_implicit_gemm(x.dtype, c8, weight.shape[0], groups)
         if ctx.implicit_gemm:
-            x_nhwc = _nhwc(xp, x)
+            x_nhwc = _nhwc(xp, x, c8)
             ctx.weight_channels_last = is_channels_last(weight)
             ctx.save_for_backward(x_nhwc if need_w else None, weight if need_x else None)
-            y = backend.conv2d_nhwc(x_nhwc, _nhwc(xp, weight), bias, stride, padding, dilation)
+            y = backend.conv2d_nhwc(x_nhwc, _nhwc(xp, weight, c8), bias, stride, padding, dilation)
             return y.transpose(0, 3, 1, 2)
         ctx.save_for_backward(x if need_w else None, weight if need_x else None)
         out = _convolve(backend, xp, x, weight, stride, padding, dilation, groups)
@@ -121,14 +132,15 @@ def _implicit_gemm_backward(ctx, grad):
     xp, backend = ctx.xp, ctx.backend
     x_shape, w_shape, stride, padding, dilation, _ = ctx.geometry
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    o, _, kh, kw = w_shape
+    o, c, kh, kw = w_shape
     g = _nhwc(xp, grad)  # (N, OH, OW, O)
     gx = gw = gb = None
     if need_w:
-        gw = backend.conv2d_nhwc_weight_grad(x_nhwc, g, (kh, kw), stride, padding, dilation,
-                                             ctx.weight_channels_last)
-        gw = gw.transpose(0, 3, 1, 2) if ctx.weight_channels_last else gw
-    if need_x and stride == (1, 1) and dilation == (1, 1) and padding[0] < kh and padding[1] < kw:
+        cl = ctx.weight_channels_last  # the gradient in the weight's layout, without the added zero channels
+        gw = backend.conv2d_nhwc_weight_grad(x_nhwc, g, (kh, kw), stride, padding, dilation, cl)
+        gw = xp.ascontiguousarray(gw[..., :c]).transpose(0, 3, 1, 2) if cl else xp.ascontiguousarray(gw[:, :c])
+    if need_x and stride == (1, 1) and dilation == (1, 1) and padding[0] < kh and padding[1] < kw \
+            and c % 8 == 0:
         flipped = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 2, 3, 0))  # (C, kh, kw, O)
         gx = backend.conv2d_nhwc(g, flipped, None, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]), (1, 1))
         gx = gx.transpose(0, 3, 1, 2)

@@ -40,7 +40,7 @@ class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, return_indices):
         out, argmax = ctx.backend.max_pool2d(x, kernel, stride, padding)  # argmax: int32, in out's layout
-        ctx.x_shape = x.shape
+        ctx.geometry = (x.shape, kernel, stride, padding)
         ctx.save_for_backward(argmax)
         # a second output only when asked: the engine would otherwise make a zero gradient for it
         return (out, argmax.astype(dtypes.int64.np)) if return_indices else out
@@ -48,7 +48,7 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx, grad, *_grad_indices):
         (argmax,) = ctx.saved
-        gx = ctx.backend.max_pool2d_backward(grad, argmax, ctx.x_shape)
+        gx = ctx.backend.max_pool2d_backward(grad, argmax, *ctx.geometry)
         return gx, None, None, None, None
 
 

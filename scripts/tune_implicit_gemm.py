@@ -1,0 +1,80 @@
+"""The implicit-GEMM convolution kernels on ResNet-9's layers, for each tile configuration
+(BK, STAGES) of implicit_gemm.cu, beside cuDNN (PyTorch, bf16 channels-last) on the same
+shapes: milliseconds and TFLOP/s of the forward (fprop), input-gradient (dgrad, an fprop of
+the flipped kernel) and weight-gradient (wgrad) passes.
+
+    python scripts/tune_implicit_gemm.py [--batch 512] [--tiles 32x4 64x3]
+"""
+import argparse
+
+import numpy as np
+
+import mytensor as mt
+
+LAYERS = [  # (C, O, H = W) of ResNet-9's 3x3 convolutions on 32x32 images
+    (8, 64, 32), (64, 128, 32), (128, 128, 16), (128, 256, 16), (256, 512, 8), (512, 512, 4)]
+
+
+def timed(cupy, fn, reps=20):
+    """Median milliseconds of fn() over `reps` runs after a warm-up, by CUDA events."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, stop))
+    return float(np.median(times))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--tiles", nargs="+", default=["32x4", "64x3", "64x4", "32x6"])
+    args = p.parse_args()
+    import cupy
+    import torch
+    backend = mt.tensor([0.0], device="cuda")._backend
+    dt = mt.bfloat16.np
+    rng = cupy.random.default_rng(0)
+    rows = []
+    for c, o, h in LAYERS:
+        n = args.batch
+        flop = 2 * n * h * h * o * c * 9 / 1e9  # GFLOP of one pass
+        x = rng.standard_normal((n, h, h, c), dtype=np.float32).astype(dt)
+        w = rng.standard_normal((o, 3, 3, c), dtype=np.float32).astype(dt)
+        g = rng.standard_normal((n, h, h, o), dtype=np.float32).astype(dt)
+        wf = cupy.ascontiguousarray(w[:, ::-1, ::-1, :].transpose(3, 1, 2, 0))
+        row = {"layer": f"{c}->{o} @{h}"}
+        for tile in args.tiles:
+            backend.implicit_gemm_tile = tuple(int(v) for v in tile.split("x"))
+            row[f"fprop {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc(x, w, None, (1, 1), (1, 1), (1, 1)))
+            row[f"dgrad {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc(g, wf, None, (1, 1), (1, 1), (1, 1)))
+            row[f"wgrad {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc_weight_grad(
+                x, g, (3, 3), (1, 1), (1, 1), (1, 1), False))
+        tx = torch.randn(n, c, h, h, device="cuda", dtype=torch.bfloat16).to(memory_format=torch.channels_last)
+        tw = torch.randn(o, c, 3, 3, device="cuda", dtype=torch.bfloat16).to(memory_format=torch.channels_last)
+        tg = torch.randn(n, o, h, h, device="cuda", dtype=torch.bfloat16).to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+        conv_bwd = torch.ops.aten.convolution_backward
+        row["fprop cudnn"] = timed(cupy, lambda: torch.nn.functional.conv2d(tx, tw, padding=1))
+        row["dgrad cudnn"] = timed(cupy, lambda: conv_bwd(tg, tx, tw, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1,
+                                                          (True, False, False)))
+        row["wgrad cudnn"] = timed(cupy, lambda: conv_bwd(tg, tx, tw, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1,
+                                                          (False, True, False)))
+        rows.append((flop, row))
+    names = [k for k in rows[0][1] if k != "layer"]
+    print(f"batch {args.batch}, bf16; ms (TFLOP/s)")
+    print(f"{'layer':<16}" + "".join(f"{k:>18}" for k in names))
+    totals = dict.fromkeys(names, 0.0)
+    for flop, row in rows:
+        print(f"{row['layer']:<16}" + "".join(f"{row[k]:>9.3f} ({flop / row[k]:>4.0f})" for k in names))
+        for k in names:
+            totals[k] += row[k]
+    print(f"{'all (ms)':<16}" + "".join(f"{totals[k]:>18.3f}" for k in names))
+
+
+if __name__ == "__main__":
+    main()
