@@ -9,6 +9,7 @@ records the write.
 from . import dtypes, ops, unsupported
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled, no_grad
+from .autograd.graph import increment_version
 from .ops._util import NUMBERS
 from .tensor import Tensor
 
@@ -154,7 +155,7 @@ def _inplace(self, fn, *args):
     if recording:
         result = result.to(self.dtype)
     self._backend.xp.copyto(self._data, result._data, casting="unsafe")
-    self._version[0] += 1
+    increment_version(self)
     if recording:
         if base is None:
             self._set_graph(result)
@@ -228,14 +229,14 @@ def _setitem(self, index, value):
 def _uniform_(self, a=0.0, b=1.0):
     with no_grad():
         self._data[...] = self._backend.rand(self.shape, self._data.dtype) * (b - a) + a
-    self._version[0] += 1
+    increment_version(self)
     return self
 
 
 def _normal_(self, mean=0.0, std=1.0):
     with no_grad():
         self._data[...] = self._backend.randn(self.shape, self._data.dtype) * std + mean
-    self._version[0] += 1
+    increment_version(self)
     return self
 
 

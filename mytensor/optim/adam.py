@@ -1,6 +1,7 @@
 """Adam and AdamW: per-parameter step sizes from running moments of the gradient."""
 import math
 
+from ..autograd.graph import increment_version
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -61,8 +62,7 @@ class Adam(Optimizer):
                 [p._data for p in params], [p.grad._data for p in params],
                 [s["exp_avg"]._data for s in states], [s["exp_avg_sq"]._data for s in states],
                 scalars, has_weight_decay, decoupled, skip)
-            for p in params:
-                p._version[0] += 1
+            increment_version(params)
         return update
 
 

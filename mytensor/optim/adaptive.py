@@ -4,6 +4,7 @@ Written with generic array math, one parameter at a time, on NumPy or CuPy alike
 fused kernel: these are less used than SGD and Adam). Each matches PyTorch's update
 step for step; the formulas are in each class's docstring.
 """
+from ..autograd.graph import increment_version
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -44,7 +45,7 @@ class _PerParameter(Optimizer):
             arrays = {k: v._data if isinstance(v, Tensor) else v for k, v in state.items()}
             p._backend.unless_flag(skip, [p._data] + [a for a in arrays.values() if hasattr(a, "shape")],
                                    lambda: self._update(p._data, g, arrays, settings))
-            p._version[0] += 1
+            increment_version(p)
         return update
 
 

@@ -1,4 +1,5 @@
 """Stochastic gradient descent, with momentum, Nesterov momentum and weight decay."""
+from ..autograd.graph import increment_version
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -57,6 +58,5 @@ class SGD(Optimizer):
         def update(skip=None):
             params[0]._backend.sgd_update([p._data for p in params], [p.grad._data for p in params], bufs,
                                           scalars, has_weight_decay, nesterov, first_step, skip)
-            for p in params:
-                p._version[0] += 1
+            increment_version(params)
         return update

@@ -15,6 +15,7 @@ import numpy as np
 
 from ... import dtypes
 from ...autograd.grad_mode import no_grad
+from ...autograd.graph import increment_version
 from ...backend import Device, backend_of_array
 from ...tensor import Tensor
 from ..parameter import Parameter, zero_grads
@@ -393,7 +394,7 @@ def _convert_in_place(t, device, dtype):
         moved = t.detach().to(device=device, dtype=new_dtype)
     if moved._data is not t._data:
         t._data, t._backend = moved._data, moved._backend
-        t._version[0] += 1
+        increment_version(t)
 
 
 def _write_into(t, value):
@@ -406,4 +407,4 @@ def _write_into(t, value):
     if src is not None and src is not t._backend:
         value = src.to_numpy(value)  # across devices: through the host
     t._backend.xp.copyto(t._data, t._backend.asarray(value, dtype=t._data.dtype), casting="unsafe")
-    t._version[0] += 1
+    increment_version(t)
