@@ -4,6 +4,7 @@ It is an ordinary `Tensor` (same storage, same ops) whose only differences are
 that it requires grad by default and that assigning it to a module attribute
 registers it, so `module.parameters()` finds it.
 """
+from ..backend import to_host
 from ..creation import zeros
 from ..tensor import Tensor
 
@@ -24,7 +25,7 @@ class Parameter(Tensor):
 
     def __reduce_ex__(self, protocol):
         # pickled (and deep-copied) as a Parameter, not as a plain Tensor
-        return (_rebuild_parameter, (self._backend.to_numpy(self._data), str(self.device), self.requires_grad))
+        return (_rebuild_parameter, (to_host(self._data), str(self.device), self.requires_grad))
 
 
 def _rebuild_parameter(arr, device, requires_grad):

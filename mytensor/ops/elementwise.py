@@ -1,7 +1,7 @@
 """Elementwise math: arithmetic with broadcasting, unary functions, comparisons."""
 from .. import dtypes
 from ..autograd.function import Function
-from ..backend import get_backend
+from ..backend import get_backend, to_host
 from ..tensor import Tensor
 from . import autocast_policy
 from ._util import as_operands, broadcast_shapes, scalar_operand, unbroadcast, wide
@@ -31,7 +31,7 @@ class ToCopy(Function):
 def _move(arr, src, dst):
     if src is dst:
         return arr
-    return dst.asarray(src.to_numpy(arr)) if dst.name == "cpu" else dst.asarray(arr)
+    return dst.asarray(to_host(arr)) if dst.name == "cpu" else dst.asarray(arr)
 
 
 def to_copy(x, dtype=None, device=None, copy=False):

@@ -16,7 +16,7 @@ import numpy as np
 from ... import dtypes
 from ...autograd.grad_mode import no_grad
 from ...autograd.graph import increment_version
-from ...backend import Device, backend_of_array
+from ...backend import Device, to_host
 from ...tensor import Tensor
 from ..parameter import Parameter, zero_grads
 
@@ -283,7 +283,7 @@ class Module:
         """
         destination = OrderedDict() if destination is None else destination
         for name, t in self._state_entries().items():
-            destination[prefix + name] = t if keep_vars else np.array(t._backend.to_numpy(t._data), copy=True)
+            destination[prefix + name] = t if keep_vars else np.array(to_host(t._data), copy=True)
         return destination
 
     def load_state_dict(self, state_dict, strict=True):
@@ -399,12 +399,9 @@ def _convert_in_place(t, device, dtype):
 
 def _write_into(t, value):
     """Copy `value` (a Tensor, NumPy/CuPy array or nested list) into tensor `t` in place."""
-    if isinstance(value, Tensor):
-        value, src = value._data, value._backend
-    else:
-        src = None if isinstance(value, np.ndarray) or not hasattr(value, "__cuda_array_interface__") \
-            else backend_of_array(value)
-    if src is not None and src is not t._backend:
-        value = src.to_numpy(value)  # across devices: through the host
+    if isinstance(value, Tensor):  # across devices: through the host
+        value = value._data if value._backend is t._backend else to_host(value._data)
+    elif t._backend.name == "cpu":
+        value = to_host(value)
     t._backend.xp.copyto(t._data, t._backend.asarray(value, dtype=t._data.dtype), casting="unsafe")
     increment_version(t)
