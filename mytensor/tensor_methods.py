@@ -10,7 +10,7 @@ from . import dtypes, ops, unsupported
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled, no_grad
 from .autograd.graph import increment_version
-from .ops._util import NUMBERS
+from .ops.util import NUMBERS
 from .tensor import Tensor
 
 

@@ -4,7 +4,7 @@ from ..autograd.function import Function
 from ..backend import get_backend, to_host
 from ..tensor import Tensor
 from . import autocast_policy
-from ._util import as_operands, broadcast_shapes, scalar_operand, unbroadcast, wide
+from .util import as_operands, broadcast_shapes, scalar_operand, unbroadcast, wide
 
 __all__ = ["to_copy", "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos",
            "tanh", "sigmoid", "relu", "maximum", "minimum", "clamp", "where", "sign", "square", "reciprocal",

@@ -10,7 +10,7 @@ from .. import dtypes
 from ..autograd.function import Function
 from ..tensor import Tensor
 from . import autocast_policy
-from ._util import norm_dim, norm_dims
+from .util import norm_dim, norm_dims
 from .elementwise import abs, log, mul, sqrt
 from .indexing import getitem
 from .reduction import amax, sum
@@ -261,6 +261,6 @@ def argwhere(x):
 
 
 def masked_select(x, mask):
-    from ._util import broadcast_shapes
+    from .util import broadcast_shapes
     shape = broadcast_shapes(x.shape, mask.shape)
     return getitem(expand(x, *shape), expand(mask, *shape).contiguous())

@@ -11,8 +11,8 @@ from ... import dtypes
 from ... import ops
 from ...autograd.function import Function
 from ...ops import autocast_policy
-from ...ops._util import norm_dim
-from ._util import check_float, check_tensor, contiguous
+from ...ops.util import norm_dim
+from .util import check_float, check_tensor, contiguous
 
 
 def _float_input(input, fn):

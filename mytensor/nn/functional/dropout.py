@@ -1,7 +1,7 @@
 """`dropout`: zero each element with probability p and scale the rest by 1/(1-p),
 so the expected value is unchanged. Backward multiplies by the same mask."""
 from ...autograd.function import Function
-from ._util import check_float
+from .util import check_float
 
 
 class Dropout(Function):

@@ -2,7 +2,7 @@
 the L1-type losses, normalize, cosine_similarity, and nearest-neighbour interpolation."""
 from ... import ops
 from ...ops import autocast_policy
-from ._util import check_float, check_reduction, reduce_loss, reduction_from_legacy
+from .util import check_float, check_reduction, reduce_loss, reduction_from_legacy
 
 
 @autocast_policy.float32

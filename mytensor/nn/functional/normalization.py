@@ -16,7 +16,7 @@ import numpy as np
 from ... import dtypes
 from ...autograd.function import Function
 from ...autograd.graph import increment_version
-from ._util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous
+from .util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous
 from ...ops import autocast_policy
 
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the op modules."""
+"""Helpers for writing ops: broadcasting and its gradient, operand promotion, dimension
+checks. Shared by the op modules and by nn.functional, whose Functions are ops too."""
 import numpy as np
 
 from .. import dtypes
