@@ -7,6 +7,7 @@ graph to the new node (and its base's, for a view); the version counter
 records the write.
 """
 from . import dtypes, ops, unsupported
+from .backend import Device, device as as_device
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled, no_grad
 from .autograd.graph import increment_version
@@ -78,16 +79,25 @@ Tensor.type_as = lambda self, other: self.to(other.dtype)
 Tensor.t = lambda self: ops.transpose(self, 0, 1) if self.ndim == 2 else self
 
 
-def _to(self, *args, dtype=None, device=None, copy=False):
-    """`.to(device)`, `.to(dtype)`, `.to(device, dtype)` or `.to(other_tensor)`."""
-    for a in args:
-        if isinstance(a, Tensor):
-            device, dtype = a.device, a.dtype
-        elif _is_dtype(a):
-            dtype = a
-        else:
-            device = a
-    return ops.to_copy(self, dtype=dtype, device=device, copy=copy)
+def parse_to(*args, device=None, dtype=None, non_blocking=False, copy=False):
+    """The (device, dtype, copy) that the arguments of PyTorch's `.to` name, for Tensor.to and
+    Module.to alike: to(device), to(dtype), to(device, dtype), to(tensor) (its device and dtype),
+    with keywords; None where one is not named. non_blocking is accepted and changes nothing:
+    copies to a GPU are queued without waiting anyway."""
+    rest = [a for a in args if a is not None]
+    if rest and isinstance(rest[0], Tensor):
+        device, dtype = rest[0].device, rest[0].dtype
+        rest.pop(0)
+    else:
+        if rest and isinstance(rest[0], (str, Device)) and not _is_dtype(rest[0]):
+            device = rest.pop(0)
+        if rest and _is_dtype(rest[0]):
+            dtype = rest.pop(0)
+    if rest:
+        raise TypeError(f"to() takes a device, a dtype, a device and a dtype (in that order) or a tensor, "
+                        f"with non_blocking= and copy= as keywords; got {', '.join(map(repr, args))}")
+    return as_device(device) if device is not None else None, \
+        dtypes.get_dtype(dtype) if dtype is not None else None, copy
 
 
 def _is_dtype(spec):
@@ -96,6 +106,11 @@ def _is_dtype(spec):
         return True
     except TypeError:
         return False
+
+
+def _to(self, *args, **kwargs):
+    device, dtype, copy = parse_to(*args, **kwargs)
+    return ops.to_copy(self, dtype=dtype, device=device, copy=copy)
 
 
 def _multinomial(self, num_samples, replacement=False, generator=None):
@@ -219,7 +234,7 @@ def _fill_(self, value):
 def _copy_(self, src):
     if not isinstance(src, Tensor):
         raise TypeError(f"copy_ expects a tensor, got {type(src).__name__}")
-    return _inplace(self, lambda t, s: ops.expand(s.to(t.dtype, t.device), *t.shape), src)
+    return _inplace(self, lambda t, s: ops.expand(s.to(t.device, t.dtype), *t.shape), src)
 
 
 def _setitem(self, index, value):

@@ -16,8 +16,9 @@ import numpy as np
 from ... import dtypes
 from ...autograd.grad_mode import no_grad
 from ...autograd.graph import increment_version
-from ...backend import Device, to_host
+from ...backend import to_host
 from ...tensor import Tensor
+from ...tensor_methods import parse_to
 from ..parameter import Parameter, zero_grads
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -314,20 +315,12 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # ---------------------------------------------------------------- devices
-    def to(self, *args, device=None, dtype=None):
+    def to(self, *args, **kwargs):
         """Move (and/or cast) every parameter and buffer in place: the same
         Parameter objects get new storage, so optimizers built before still
         hold them. Only floating-point tensors change dtype."""
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            elif isinstance(a, dtypes.DType) or a is float or (isinstance(a, str) and a in dtypes._BY_NAME):
-                dtype = a
-            elif isinstance(a, (str, Device)):
-                device = a
-            else:
-                raise TypeError(f"Module.to() expects a device, a dtype or a tensor, got {a!r}")
-        if dtype is not None and not dtypes.get_dtype(dtype).is_floating_point:
+        device, dtype, _ = parse_to(*args, **kwargs)
+        if dtype is not None and not dtype.is_floating_point:
             raise TypeError(f"Module.to() only accepts floating point dtypes, got {dtype}")
         seen = set()
         for module in self.modules():
