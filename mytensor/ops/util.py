@@ -72,6 +72,23 @@ def scalar_operand(value, dtype):
     return value
 
 
+def float_unary(fn):
+    """A unary op of Function `fn` whose integer inputs are computed in the default float dtype."""
+    def op(x):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{fn.__name__.lower()}() expects a tensor, got {type(x).__name__}")
+        if not x.dtype.is_floating_point:
+            x = x.to(dtypes.get_default_dtype())
+        return fn.apply(x)
+    op.__name__ = fn.__name__.lower()
+    return op
+
+
+def contiguous(xp, a):
+    """A C-contiguous array (the kernels of every backend read that layout)."""
+    return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
+
+
 def norm_dim(dim, ndim):
     """A dimension index in [0, ndim), with an error naming the valid range."""
     lo, hi = -max(ndim, 1), max(ndim, 1) - 1

@@ -18,7 +18,8 @@ size of the input, and rebuilding them is cheap next to the GEMMs.
 from ...autograd.function import Function
 from ...backend.array_backend import conv_output_size
 from ...ops import autocast_policy
-from .util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous, conv_padding, pair
+from ...ops.util import contiguous
+from .util import check_float, check_same_device, check_same_dtype, check_tensor, conv_padding, pair
 
 
 def _gemm(backend, a, b):

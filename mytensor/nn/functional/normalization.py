@@ -16,8 +16,9 @@ import numpy as np
 from ... import dtypes
 from ...autograd.function import Function
 from ...autograd.graph import increment_version
-from .util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous
 from ...ops import autocast_policy
+from ...ops.util import contiguous
+from .util import check_float, check_same_device, check_same_dtype, check_tensor
 
 
 class BatchNorm(Function):

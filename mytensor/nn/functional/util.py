@@ -1,5 +1,5 @@
-"""Argument checking and parsing, and small array helpers, shared by the functional modules
-and by the layers built on them (a Conv2d parses its arguments as conv2d does)."""
+"""Argument checking and parsing shared by the functional modules and by the layers built on
+them (a Conv2d parses its arguments as conv2d does), and the reduction of a loss."""
 import numbers
 
 from ...tensor import Tensor
@@ -62,11 +62,6 @@ def conv_padding(padding, kernel, stride, dilation, fn):
                                       f"padding, which is not supported; pad the input with F.pad instead")
         return tuple(t // 2 for t in total)
     return pair(padding, "padding", fn)
-
-
-def contiguous(xp, a):
-    """A C-contiguous array (the kernels of every backend read that layout)."""
-    return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
 
 
 def reduction_from_legacy(size_average, reduce, reduction):
