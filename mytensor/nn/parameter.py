@@ -30,15 +30,3 @@ class Parameter(Tensor):
 
 def _rebuild_parameter(arr, device, requires_grad):
     return Parameter(Tensor(arr, device=device), requires_grad=requires_grad)
-
-
-def zero_grads(params, set_to_none=True):
-    """Forget the gradients of the last backward (they accumulate otherwise):
-    drop them, or fill them with zeros in place."""
-    for p in params:
-        if p.grad is None:
-            continue
-        if set_to_none:
-            p.grad = None
-        else:
-            p.grad._data.fill(0)

@@ -2,7 +2,7 @@
 import math
 
 from ..autograd.graph import increment_version
-from ..tensor import Tensor
+from ..creation import zeros_like
 from .optimizer import Optimizer
 
 
@@ -41,10 +41,8 @@ class Adam(Optimizer):
                     continue
                 state = self.state.setdefault(p, {})
                 if not state:
-                    zeros = p._backend.xp.zeros_like
                     state["step"] = 0
-                    state["exp_avg"] = Tensor._wrap(zeros(p._data), p._backend)
-                    state["exp_avg_sq"] = Tensor._wrap(zeros(p._data), p._backend)
+                    state["exp_avg"], state["exp_avg_sq"] = zeros_like(p), zeros_like(p)
                 state["step"] += 1  # a host int: no device round trip
                 by_step.setdefault(state["step"], []).append(p)
             for j, (step, params) in enumerate(sorted(by_step.items())):

@@ -17,8 +17,8 @@ import copy
 
 import numpy as np
 
+from ..autograd.engine import zero_grads
 from ..backend import to_host
-from ..nn.parameter import zero_grads
 from ..tensor import Tensor
 
 

@@ -1,6 +1,6 @@
 """Stochastic gradient descent, with momentum, Nesterov momentum and weight decay."""
 from ..autograd.graph import increment_version
-from ..tensor import Tensor
+from ..creation import zeros_like
 from .optimizer import Optimizer
 
 
@@ -42,8 +42,7 @@ class SGD(Optimizer):
             old = [p for p in params if "momentum_buffer" in self.state.get(p, {})]
             new = [p for p in params if "momentum_buffer" not in self.state.get(p, {})]
             for p in new:
-                self.state.setdefault(p, {})["momentum_buffer"] = Tensor._wrap(p._backend.xp.zeros_like(p._data),
-                                                                                p._backend)
+                self.state.setdefault(p, {})["momentum_buffer"] = zeros_like(p)
             for subset, first in ((old, False), (new, True)):
                 if subset:
                     bufs = [self.state[p]["momentum_buffer"]._data for p in subset]

@@ -14,12 +14,13 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ... import dtypes
+from ...autograd.engine import zero_grads
 from ...autograd.grad_mode import no_grad
 from ...autograd.graph import increment_version
 from ...backend import to_host
 from ...tensor import Tensor
 from ...tensor_methods import parse_to
-from ..parameter import Parameter, zero_grads
+from ..parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
