@@ -87,11 +87,11 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
 # ------------------------------------------------------------------ random
 def manual_seed(seed):
     """Seed every backend's generator: the CPU's, and the CUDA one where there is a GPU."""
-    from .backend import _backends, cuda_is_available
+    from .backend import cuda_is_available, loaded_backends
     get_backend("cpu")
     if cuda_is_available():
         get_backend("cuda")
-    for backend in _backends.values():
+    for backend in loaded_backends():
         backend.seed(seed)
 
 

@@ -27,8 +27,8 @@ def device_count():
 
 
 def is_initialized():
-    from .backend import _backends
-    return any(dev_type == "cuda" for dev_type, _ in _backends)
+    from .backend import loaded_backends
+    return any(b.device.type == "cuda" for b in loaded_backends())
 
 
 def init():

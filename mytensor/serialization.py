@@ -20,7 +20,7 @@ import zipfile
 
 import numpy as np
 
-from .backend import cuda_is_available, device as as_device
+from .backend import cuda_is_available, device as as_device, to_host
 from .tensor import Tensor
 
 FORMAT = "mytensor/1"
@@ -87,7 +87,7 @@ def _encode(obj, arrays, where):
         return obj
     if isinstance(obj, Tensor):
         from .nn.parameter import Parameter
-        return {"$tensor": {"array": _add_array(obj._backend.to_numpy(obj._data), arrays, where),
+        return {"$tensor": {"array": _add_array(to_host(obj._data), arrays, where),
                             "device": str(obj.device), "requires_grad": obj.requires_grad,
                             "parameter": isinstance(obj, Parameter)}}
     if isinstance(obj, np.ndarray):

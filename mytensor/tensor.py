@@ -13,7 +13,7 @@ from . import dtypes
 from . import memory_formats as formats
 from .autograd.function import AccumulateGrad
 from .autograd.grad_mode import is_grad_enabled
-from .backend import backend_of_array, get_backend
+from .backend import get_backend, to_host
 
 
 class Size(tuple):
@@ -147,16 +147,16 @@ class Tensor:
     def numpy(self):
         if self.requires_grad and is_grad_enabled():
             raise RuntimeError("can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()")
-        return self._backend.to_numpy(self._data)
+        return to_host(self._data)
 
     def item(self):
         if self.numel() != 1:
             raise ValueError(f"only a one-element tensor can be converted to a Python scalar, got shape "
                              f"{tuple(self.shape)}")
-        return self._backend.to_numpy(self._data).reshape(()).item()
+        return to_host(self._data).reshape(()).item()
 
     def tolist(self):
-        return self._backend.to_numpy(self._data).tolist()
+        return to_host(self._data).tolist()
 
     def __float__(self):
         return float(self.item())
@@ -175,7 +175,7 @@ class Tensor:
         return int(self.item())
 
     def __array__(self, dtype=None, copy=None):
-        arr = self._backend.to_numpy(self._data)
+        arr = to_host(self._data)
         return arr if dtype is None else arr.astype(dtype)
 
     def __dlpack__(self, *args, **kwargs):
@@ -298,7 +298,7 @@ class Tensor:
 
     # ---------------------------------------------------------------- repr
     def __repr__(self):
-        body = np.array2string(self._backend.to_numpy(self._data), separator=", ", prefix="tensor(",
+        body = np.array2string(to_host(self._data), separator=", ", prefix="tensor(",
                                precision=4, threshold=200)
         extras = []
         if self.device.type != "cpu":
@@ -329,7 +329,7 @@ class Tensor:
         return id(self)
 
     def __reduce_ex__(self, protocol):
-        return (_rebuild, (self._backend.to_numpy(self._data), str(self.device), self.requires_grad))
+        return (_rebuild, (to_host(self._data), str(self.device), self.requires_grad))
 
 
 def _rebuild(arr, device, requires_grad):
@@ -349,15 +349,13 @@ def _array_from_data(data, dtype, backend):
     """A backend array from Python data, a NumPy/CuPy array or a tensor,
     with PyTorch's dtype inference (Python floats become the default float)."""
     if isinstance(data, Tensor):
-        arr = data._data if data._backend is backend else backend.asarray(data._backend.to_numpy(data._data))
+        arr = data._data if data._backend is backend else backend.asarray(to_host(data._data))
         return arr.astype(dtypes.get_dtype(dtype).np) if dtype is not None else arr.copy()
     if dtype is None:
         dtype = _infer_dtype(data)
     dtype = dtypes.get_dtype(dtype)
-    if not isinstance(data, np.ndarray) and hasattr(data, "__cuda_array_interface__") and backend.name == "cpu":
-        data = backend_of_array(data).to_numpy(data)
     try:
-        return backend.asarray(data, dtype.np).copy()
+        return backend.asarray(to_host(data) if backend.name == "cpu" else data, dtype.np).copy()
     except (ValueError, TypeError) as e:
         raise TypeError(f"can't make a tensor from {type(data).__name__}: {e}") from None
 

@@ -8,9 +8,11 @@ records the write.
 """
 from . import dtypes, ops, unsupported
 from . import memory_formats as formats
+from .backend import Device, device as as_device
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled, no_grad
-from .ops._util import NUMBERS
+from .autograd.graph import increment_version
+from .ops.util import NUMBERS
 from .tensor import Tensor
 
 
@@ -78,18 +80,25 @@ Tensor.type_as = lambda self, other: self.to(other.dtype)
 Tensor.t = lambda self: ops.transpose(self, 0, 1) if self.ndim == 2 else self
 
 
-def _to(self, *args, dtype=None, device=None, copy=False, memory_format=formats.preserve_format):
-    """`.to(device)`, `.to(dtype)`, `.to(device, dtype)` or `.to(other_tensor)`; `memory_format`
-    (such as `mytensor.channels_last`) lays the result out anew."""
-    for a in args:
-        if isinstance(a, Tensor):
-            device, dtype = a.device, a.dtype
-        elif _is_dtype(a):
-            dtype = a
-        else:
-            device = a
-    out = ops.to_copy(self, dtype=dtype, device=device, copy=copy)
-    return out if memory_format is formats.preserve_format else ops.contiguous(out, memory_format)
+def parse_to(*args, device=None, dtype=None, non_blocking=False, copy=False):
+    """The (device, dtype, copy) that the arguments of PyTorch's `.to` name, for Tensor.to and
+    Module.to alike: to(device), to(dtype), to(device, dtype), to(tensor) (its device and dtype),
+    with keywords; None where one is not named. non_blocking is accepted and changes nothing:
+    copies to a GPU are queued without waiting anyway."""
+    rest = [a for a in args if a is not None]
+    if rest and isinstance(rest[0], Tensor):
+        device, dtype = rest[0].device, rest[0].dtype
+        rest.pop(0)
+    else:
+        if rest and isinstance(rest[0], (str, Device)) and not _is_dtype(rest[0]):
+            device = rest.pop(0)
+        if rest and _is_dtype(rest[0]):
+            dtype = rest.pop(0)
+    if rest:
+        raise TypeError(f"to() takes a device, a dtype, a device and a dtype (in that order) or a tensor, "
+                        f"with non_blocking= and copy= as keywords; got {', '.join(map(repr, args))}")
+    return as_device(device) if device is not None else None, \
+        dtypes.get_dtype(dtype) if dtype is not None else None, copy
 
 
 def _is_dtype(spec):
@@ -98,6 +107,14 @@ def _is_dtype(spec):
         return True
     except TypeError:
         return False
+
+
+def _to(self, *args, memory_format=formats.preserve_format, **kwargs):
+    """PyTorch's `.to` (see parse_to); `memory_format` (such as mytensor.channels_last) lays the
+    result out anew."""
+    device, dtype, copy = parse_to(*args, **kwargs)
+    out = ops.to_copy(self, dtype=dtype, device=device, copy=copy)
+    return out if memory_format is formats.preserve_format else ops.contiguous(out, memory_format)
 
 
 def _multinomial(self, num_samples, replacement=False, generator=None):
@@ -157,7 +174,7 @@ def _inplace(self, fn, *args):
     if recording:
         result = result.to(self.dtype)
     self._backend.xp.copyto(self._data, result._data, casting="unsafe")
-    self._version[0] += 1
+    increment_version(self)
     if recording:
         if base is None:
             self._set_graph(result)
@@ -221,7 +238,7 @@ def _fill_(self, value):
 def _copy_(self, src):
     if not isinstance(src, Tensor):
         raise TypeError(f"copy_ expects a tensor, got {type(src).__name__}")
-    return _inplace(self, lambda t, s: ops.expand(s.to(t.dtype, t.device), *t.shape), src)
+    return _inplace(self, lambda t, s: ops.expand(s.to(t.device, t.dtype), *t.shape), src)
 
 
 def _setitem(self, index, value):
@@ -231,14 +248,14 @@ def _setitem(self, index, value):
 def _uniform_(self, a=0.0, b=1.0):
     with no_grad():
         self._data[...] = self._backend.rand(self.shape, self._data.dtype) * (b - a) + a
-    self._version[0] += 1
+    increment_version(self)
     return self
 
 
 def _normal_(self, mean=0.0, std=1.0):
     with no_grad():
         self._data[...] = self._backend.randn(self.shape, self._data.dtype) * std + mean
-    self._version[0] += 1
+    increment_version(self)
     return self
 
 

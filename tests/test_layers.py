@@ -1,6 +1,9 @@
 """The layers point one way: no module of mytensor imports one of a higher layer, at the top of
 the file or inside a function. The order is written once, here; a new module must be placed in it.
-Modules of one layer may import each other (the tensor and autograd are one layer)."""
+Modules of one layer may import each other (the tensor and autograd are one layer).
+
+And no package takes another's private names: what one package offers the others has a name
+without a leading underscore."""
 import ast
 from pathlib import Path
 
@@ -55,6 +58,35 @@ def imported(path, package):
                 yield from (".".join(base + [a.name]) for a in node.names)
 
 
+def package_of(module):
+    """The package of a dotted module name: itself for a package, else its parent ('' at the top)."""
+    return module if (ROOT / module.replace(".", "/")).is_dir() else module.rpartition(".")[0]
+
+
+def private_uses(path, package):
+    """The underscore names a file takes from another package: imported (`from ..x import _y`,
+    or from a module `_y`) or read off a name it imported (`init._y`, `Tensor._y`)."""
+    def private(name):
+        return name.startswith("_") and not name.startswith("__")
+    tree, mine, bound = ast.parse(path.read_text()), ".".join(package), {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom) or not (node.level or (node.module or "").startswith("mytensor")):
+            continue
+        base = package[:len(package) - node.level + 1] if node.level else []
+        module = node.module[len("mytensor"):].lstrip(".") if not node.level else node.module
+        for a in node.names:
+            source = ".".join(base + ([module] if module else [a.name]))
+            if package_of(source) == mine:
+                continue
+            if private(a.name) or any(private(part) for part in source.split(".")):
+                yield f"from {source} import {a.name}"
+            bound[a.asname or a.name] = source
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound \
+                and private(node.attr):
+            yield f"{node.value.id}.{node.attr} (from {bound[node.value.id]})"
+
+
 def test_every_module_has_a_layer():
     unplaced = [name for name, _, _ in modules() if name and layer_of(name) is None]
     assert not unplaced, f"place these modules in LAYERS: {unplaced}"
@@ -79,3 +111,24 @@ def test_the_check_sees_an_upward_import(tmp_path):
     fake.write_text("import numpy\n\n\ndef f():\n    from .nn.functional import relu\n    import mytensor.optim\n")
     assert list(imported(fake, [])) == ["nn.functional", "optim"]
     assert layer_of("nn.functional") > layer_of("tensor") and layer_of("optim") > layer_of("tensor")
+
+
+def test_no_package_takes_another_packages_private_names():
+    """The core (the tensor, autograd and the ops) builds tensors around arrays with `Tensor._wrap`;
+    the layers above it use the public constructors (`as_tensor`, `zeros_like`, `full`, ...)."""
+    found = []
+    for name, path, package in modules():
+        if not name:
+            continue
+        uses = private_uses(path, package)
+        if layer_of(name) <= layer_of("ops"):
+            uses = (u for u in uses if not u.startswith("Tensor._wrap"))
+        found += [f"{name}: {u}" for u in uses]
+    assert not found, "\n".join(found)
+
+
+def test_the_check_sees_a_private_name(tmp_path):
+    fake = tmp_path / "conv.py"
+    fake.write_text("from .. import init\nfrom ...backend import _backends\nfrom .module import _helper\n\n\n"
+                    "def f(w):\n    return init._fan(w)\n")
+    assert list(private_uses(fake, ["nn", "modules"])) == ["from backend import _backends", "init._fan (from nn.init)"]

@@ -121,6 +121,21 @@ def test_to_and_copies(device):
         is mt.int32
 
 
+def test_to_takes_pytorch_forms_and_names_a_bad_one():
+    """Tensor.to and Module.to share one parser (tensor_methods.parse_to)."""
+    x = mt.ones(2)
+    assert x.to("cpu", non_blocking=True) is x and x.to(None) is x and x.to(device="cpu", dtype="float64").dtype \
+        is mt.float64
+    net = mt.nn.Linear(2, 2)
+    assert net.to("cpu", dtype=mt.float64).weight.dtype is mt.float64 and net.to(x).weight.dtype is mt.float32
+    for target in (x, net):
+        for bad in ((mt.float64, "cpu"), (5,), ("cpu", mt.float64, True)):
+            with pytest.raises(TypeError, match="a device, a dtype"):
+                target.to(*bad)
+        with pytest.raises(ValueError, match="unknown device type"):
+            target.to("gpu0")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_random_is_seeded(device):
     def draw():

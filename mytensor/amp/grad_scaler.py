@@ -19,7 +19,9 @@ graph. (A skipped step still counts in Adam's step number, which PyTorch's does 
 the bias correction then runs one step ahead, a difference that fades within a few
 hundred steps.)
 """
+from .. import dtypes
 from ..backend import get_backend
+from ..creation import full
 from ..tensor import Tensor
 
 _READY, _UNSCALED, _STEPPED = 0, 1, 2
@@ -48,8 +50,8 @@ class GradScaler:
     # ------------------------------------------------------------------ the step
     def _state(self, backend):
         if self._scale is None:
-            self._scale = Tensor._wrap(backend.xp.full((), self._init_scale, dtype="float32"), backend)
-            self._tracker = Tensor._wrap(backend.xp.full((), self._init_tracker, dtype="int32"), backend)
+            self._scale = full((), self._init_scale, dtype=dtypes.float32, device=backend.device)
+            self._tracker = full((), self._init_tracker, dtype=dtypes.int32, device=backend.device)
         return self._scale
 
     def scale(self, outputs):

@@ -26,6 +26,7 @@ the built-in ops' saved arrays, and dropped after backward unless `retain_graph`
 """
 from .function import Node
 from .grad_mode import is_grad_enabled, no_grad
+from .graph import increment_version
 
 
 class FunctionCtx:
@@ -158,7 +159,7 @@ class Function:
                 if o.is_leaf and o.requires_grad:
                     raise RuntimeError(f"{cls.__name__}: a leaf tensor that requires grad was changed in place "
                                        f"(mark_dirty); pass a clone or use no_grad")
-                o._version[0] += 1
+                increment_version(o)
             o.requires_grad, o._grad_fn, o._output_index = True, node, i
         # saved outputs would point back at the node through their grad_fn: keep aliases instead
         ctx.saved = tuple(_alias(t) if t is not None and t._grad_fn is node else t for t in ctx.saved)

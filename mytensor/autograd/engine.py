@@ -46,6 +46,18 @@ def _run_hooks(node, index, grad, backend):
     return grad
 
 
+def zero_grads(tensors, set_to_none=True):
+    """Forget the gradients the last backward left in `.grad` (they accumulate otherwise): drop
+    them, or fill them with zeros in place. Module.zero_grad and Optimizer.zero_grad call it."""
+    for t in tensors:
+        if t.grad is None:
+            continue
+        if set_to_none:
+            t.grad = None
+        else:
+            t.grad._data.fill(0)
+
+
 def run_backward(roots, retain_graph=False, capture=None):
     """roots: [((node, output_index), grad_array)]; fills .grad of the leaves.
 

@@ -1,6 +1,7 @@
 """Compare analytic gradients with central finite differences, in float64."""
 import numpy as np
 
+from ..backend import to_host
 from .grad_mode import no_grad
 
 
@@ -44,7 +45,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     def projected():
         with no_grad():
             res = float_outputs(fn(*inputs))
-        return sum(float((r._backend.to_numpy(r._data) * w).sum()) for r, w in zip(res, weights))
+        return sum(float((to_host(r._data) * w).sum()) for r, w in zip(res, weights))
 
     saved_grads = [t.grad for t in wrt]
     for t in wrt:
@@ -52,7 +53,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     terms = [(o * Tensor(w, dtype=o.dtype, device=o.device)).sum() for o, w in zip(outs, weights) if o.requires_grad]
     if terms:
         sum(terms[1:], terms[0]).backward()
-    analytic = [np.zeros(t.shape) if t.grad is None else t._backend.to_numpy(t.grad._data) for t in wrt]
+    analytic = [np.zeros(t.shape) if t.grad is None else to_host(t.grad._data) for t in wrt]
     for t, g in zip(wrt, saved_grads):
         t.grad = g
     for k, t in enumerate(wrt):

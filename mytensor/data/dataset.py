@@ -9,6 +9,8 @@ that only defines `__getitem__` still works with the DataLoader.
 """
 import numpy as np
 
+from ..autograd.grad_mode import no_grad
+from ..ops import as_tensor
 from ..tensor import Tensor
 
 
@@ -79,11 +81,8 @@ class TensorDataset(Dataset):
 
     def get_batch(self, indices):
         """One gather per tensor, on its device, outside autograd (a batch is data)."""
-        out = []
-        for t in self.tensors:
-            idx = indices if t._backend.name == "cpu" else t._backend.asarray(indices)
-            out.append(Tensor._wrap(t._data[idx], t._backend))
-        return tuple(out)
+        with no_grad():
+            return tuple(t[as_tensor(np.asarray(indices, dtype=np.int64), device=t.device)] for t in self.tensors)
 
 
 class ConcatDataset(Dataset):

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..backend import get_backend
+from ..ops import as_tensor
 from ..random import default_rng
 from ..tensor import Tensor
 from .dataset import collate
@@ -50,8 +50,7 @@ def _tensors(obj, device):
     """NumPy arrays (inside tuples, lists, dicts) as Tensors on `device` (None: where they are, or
     the CPU), made directly from the array: batches need no autograd, so they skip `Tensor.to`."""
     if isinstance(obj, np.ndarray):
-        backend = get_backend(device or "cpu")
-        return Tensor._wrap(backend.asarray(np.ascontiguousarray(obj)), backend)
+        return as_tensor(np.ascontiguousarray(obj), device=device)
     if isinstance(obj, Tensor):
         return obj if device is None else obj.to(device)
     if isinstance(obj, dict):

@@ -4,6 +4,7 @@ It is an ordinary `Tensor` (same storage, same ops) whose only differences are
 that it requires grad by default and that assigning it to a module attribute
 registers it, so `module.parameters()` finds it.
 """
+from ..backend import to_host
 from ..creation import zeros
 from ..tensor import Tensor
 
@@ -24,20 +25,8 @@ class Parameter(Tensor):
 
     def __reduce_ex__(self, protocol):
         # pickled (and deep-copied) as a Parameter, not as a plain Tensor
-        return (_rebuild_parameter, (self._backend.to_numpy(self._data), str(self.device), self.requires_grad))
+        return (_rebuild_parameter, (to_host(self._data), str(self.device), self.requires_grad))
 
 
 def _rebuild_parameter(arr, device, requires_grad):
     return Parameter(Tensor(arr, device=device), requires_grad=requires_grad)
-
-
-def zero_grads(params, set_to_none=True):
-    """Forget the gradients of the last backward (they accumulate otherwise):
-    drop them, or fill them with zeros in place."""
-    for p in params:
-        if p.grad is None:
-            continue
-        if set_to_none:
-            p.grad = None
-        else:
-            p.grad._data.fill(0)

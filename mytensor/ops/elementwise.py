@@ -1,14 +1,14 @@
 """Elementwise math: arithmetic with broadcasting, unary functions, comparisons."""
 from .. import dtypes
 from ..autograd.function import Function
-from ..backend import get_backend
+from ..backend import get_backend, to_host
 from ..backend.array_backend import keep_layout
 from ..tensor import Tensor
 from . import autocast_policy
-from ._util import as_operands, broadcast_shapes, scalar_operand, unbroadcast, wide
+from .util import as_operands, broadcast_shapes, float_unary, scalar_operand, unbroadcast, wide
 
 __all__ = ["to_copy", "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos",
-           "tanh", "sigmoid", "relu", "maximum", "minimum", "clamp", "where", "sign", "square", "reciprocal",
+           "maximum", "minimum", "clamp", "where", "sign", "square", "reciprocal",
            "eq", "ne", "lt", "le", "gt", "ge", "logical_not", "logical_and", "logical_or", "isnan", "isfinite"]
 
 
@@ -32,7 +32,7 @@ class ToCopy(Function):
 def _move(arr, src, dst):
     if src is dst:
         return arr
-    return dst.asarray(src.to_numpy(arr)) if dst.name == "cpu" else dst.asarray(arr)
+    return dst.asarray(to_host(arr)) if dst.name == "cpu" else dst.asarray(arr)
 
 
 def to_copy(x, dtype=None, device=None, copy=False):
@@ -282,57 +282,8 @@ class Cos(Function):
         return -grad * ctx.xp.sin(x)
 
 
-class Tanh(Function):
-    @staticmethod
-    def forward(ctx, x):
-        out = ctx.backend.tanh(x)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.backend.tanh_backward(grad, ctx.saved[0])
-
-
-class Sigmoid(Function):
-    @staticmethod
-    def forward(ctx, x):
-        out = ctx.backend.sigmoid(x)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.backend.sigmoid_backward(grad, ctx.saved[0])
-
-
-class Relu(Function):
-    @staticmethod
-    def forward(ctx, x):
-        out = ctx.backend.relu(x)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.backend.relu_backward(grad, ctx.saved[0])
-
-
-def _float_unary(fn):
-    """Unary math: integer inputs are computed in the default float dtype."""
-    def op(x):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{fn.__name__.lower()}() expects a tensor, got {type(x).__name__}")
-        if not x.dtype.is_floating_point:
-            x = x.to(dtypes.get_default_dtype())
-        return fn.apply(x)
-    op.__name__ = fn.__name__.lower()
-    return op
-
-
-sqrt, sin, cos = (_float_unary(f) for f in (Sqrt, Sin, Cos))
-exp, log = (autocast_policy.float32(_float_unary(f)) for f in (Exp, Log))
-tanh, sigmoid = _float_unary(Tanh), _float_unary(Sigmoid)
+sqrt, sin, cos = (float_unary(f) for f in (Sqrt, Sin, Cos))
+exp, log = (autocast_policy.float32(float_unary(f)) for f in (Exp, Log))
 
 
 def neg(x):
@@ -341,10 +292,6 @@ def neg(x):
 
 def abs(x):
     return Abs.apply(x)
-
-
-def relu(x):
-    return Relu.apply(x)
 
 
 @autocast_policy.float32

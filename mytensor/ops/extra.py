@@ -8,9 +8,10 @@ import math
 
 from .. import dtypes
 from ..autograd.function import Function
+from ..backend import get_backend
 from ..tensor import Tensor
 from . import autocast_policy
-from ._util import norm_dim, norm_dims
+from .util import norm_dim, norm_dims
 from .elementwise import abs, log, mul, sqrt
 from .indexing import getitem
 from .reduction import amax, sum
@@ -236,14 +237,15 @@ def is_floating_point(x):
 
 
 def as_tensor(data, dtype=None, device=None):
-    """The tensor itself when it already has that dtype and device; NumPy arrays shared where possible."""
+    """The tensor itself when it already has that dtype and device; a NumPy array shared on the
+    CPU (None: the CPU) where the dtype matches, copied once to a GPU; other data as `tensor`."""
     import numpy as np
     if isinstance(data, Tensor):
         return data.to(dtype=dtype, device=device)
-    if isinstance(data, np.ndarray) and (device is None or str(device) == "cpu"):
-        from ..creation import from_numpy
-        t = from_numpy(data) if data.dtype.kind in "biuf" else Tensor(data)
-        return t if dtype is None else t.to(dtype)
+    if isinstance(data, np.ndarray):
+        backend = get_backend("cpu" if device is None else device)
+        dtype = dtypes.get_dtype(data.dtype if dtype is None else dtype)
+        return Tensor._wrap(backend.asarray(data, dtype.np), backend)
     return Tensor(data, dtype=dtype, device=device)
 
 
@@ -261,6 +263,6 @@ def argwhere(x):
 
 
 def masked_select(x, mask):
-    from ._util import broadcast_shapes
+    from .util import broadcast_shapes
     shape = broadcast_shapes(x.shape, mask.shape)
     return getitem(expand(x, *shape), expand(mask, *shape).contiguous())

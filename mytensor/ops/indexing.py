@@ -6,7 +6,7 @@ shape, *adding* where an integer index picks the same element twice.
 from .. import dtypes
 from ..autograd.function import Function
 from ..tensor import Tensor
-from ._util import norm_dim, wide
+from .util import norm_dim, wide
 
 __all__ = ["getitem", "index_put", "gather", "index_select", "one_hot", "masked_fill", "scatter", "scatter_add"]
 
@@ -76,7 +76,7 @@ class IndexPut(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        from ._util import unbroadcast
+        from .util import unbroadcast
         index, vshape = ctx.args
         gx = grad.copy()
         gx[index] = 0

@@ -1,7 +1,7 @@
 """Matrix products, batched and broadcast like `numpy.matmul`."""
 from ..autograd.function import Function
 from . import autocast_policy
-from ._util import as_operands, unbroadcast
+from .util import as_operands, unbroadcast
 
 __all__ = ["matmul", "mm", "bmm", "dot", "einsum", "outer"]
 
@@ -45,7 +45,7 @@ def matmul(a, b):
         raise ValueError(f"matmul: inner dimensions don't match: shapes {tuple(a.shape)} and {tuple(b.shape)} "
                          f"({k_a} != {k_b})")
     if a.ndim > 2 and b.ndim > 2:
-        from ._util import broadcast_shapes
+        from .util import broadcast_shapes
         try:
             broadcast_shapes(a.shape[:-2], b.shape[:-2])
         except ValueError:

@@ -7,7 +7,7 @@ from .. import dtypes
 from ..autograd.function import Function
 from ..tensor import Tensor
 from . import autocast_policy
-from ._util import norm_dim, norm_dims, wide
+from .util import norm_dim, norm_dims, wide
 
 __all__ = ["sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std", "logsumexp", "prod",
            "all", "any", "cumsum", "std_mean", "var_mean"]

@@ -6,7 +6,7 @@ value came from; nothing is read back to the host.
 """
 from ..autograd.function import Function
 from ..tensor import Tensor
-from ._util import norm_dim
+from .util import norm_dim
 from .indexing import gather
 from .reduction import values_indices
 

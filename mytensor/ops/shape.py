@@ -3,7 +3,7 @@ import itertools
 
 from .. import memory_formats as formats
 from ..autograd.function import Function
-from ._util import norm_dim
+from .util import norm_dim
 
 __all__ = ["reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "transpose", "permute", "expand",
            "broadcast_to", "contiguous", "clone", "cat", "concatenate", "stack", "split", "chunk", "narrow", "pad",
@@ -125,7 +125,7 @@ class Expand(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        from ._util import unbroadcast
+        from .util import unbroadcast
         return unbroadcast(grad, ctx.in_shape), None
 
 
@@ -206,7 +206,7 @@ class Cat(Function):
 def _check_join(tensors, name):
     if not isinstance(tensors, (list, tuple)) or not tensors:
         raise ValueError(f"{name}() expects a non-empty list of tensors")
-    from ._util import as_operands
+    from .util import as_operands
     tensors, _ = as_operands(*tensors)
     return tensors
 

@@ -1,7 +1,8 @@
 """Adam and AdamW: per-parameter step sizes from running moments of the gradient."""
 import math
 
-from ..tensor import Tensor
+from ..autograd.graph import increment_version
+from ..creation import zeros_like
 from .optimizer import Optimizer
 
 
@@ -40,10 +41,8 @@ class Adam(Optimizer):
                     continue
                 state = self.state.setdefault(p, {})
                 if not state:
-                    zeros = p._backend.xp.zeros_like
                     state["step"] = 0
-                    state["exp_avg"] = Tensor._wrap(zeros(p._data), p._backend)
-                    state["exp_avg_sq"] = Tensor._wrap(zeros(p._data), p._backend)
+                    state["exp_avg"], state["exp_avg_sq"] = zeros_like(p), zeros_like(p)
                 state["step"] += 1  # a host int: no device round trip
                 by_step.setdefault(state["step"], []).append(p)
             for j, (step, params) in enumerate(sorted(by_step.items())):
@@ -61,8 +60,7 @@ class Adam(Optimizer):
                 [p._data for p in params], [p.grad._data for p in params],
                 [s["exp_avg"]._data for s in states], [s["exp_avg_sq"]._data for s in states],
                 scalars, has_weight_decay, decoupled, skip)
-            for p in params:
-                p._version[0] += 1
+            increment_version(params)
         return update
 
 

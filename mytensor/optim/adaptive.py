@@ -4,6 +4,8 @@ Written with generic array math, one parameter at a time, on NumPy or CuPy alike
 fused kernel: these are less used than SGD and Adam). Each matches PyTorch's update
 step for step; the formulas are in each class's docstring.
 """
+from ..autograd.graph import increment_version
+from ..creation import full_like, zeros_like
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -19,9 +21,6 @@ class _PerParameter(Optimizer):
                 raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {name!r}")
         self.maximize = bool(options.get("maximize", False))
         super().__init__(params, defaults)
-
-    def _zeros(self, p, fill=0.0):
-        return Tensor._wrap(p._backend.xp.full(p._data.shape, fill, dtype=p._data.dtype), p._backend)
 
     def prepare_step(self):
         self._updates = []
@@ -44,7 +43,7 @@ class _PerParameter(Optimizer):
             arrays = {k: v._data if isinstance(v, Tensor) else v for k, v in state.items()}
             p._backend.unless_flag(skip, [p._data] + [a for a in arrays.values() if hasattr(a, "shape")],
                                    lambda: self._update(p._data, g, arrays, settings))
-            p._version[0] += 1
+            increment_version(p)
         return update
 
 
@@ -67,11 +66,11 @@ class RMSprop(_PerParameter):
                                       centered=centered), options)
 
     def _init_state(self, p, state, s):
-        state["square_avg"] = self._zeros(p)
+        state["square_avg"] = zeros_like(p)
         if s["momentum"] > 0:
-            state["momentum_buffer"] = self._zeros(p)
+            state["momentum_buffer"] = zeros_like(p)
         if s["centered"]:
-            state["grad_avg"] = self._zeros(p)
+            state["grad_avg"] = zeros_like(p)
 
     @staticmethod
     def _update(p, g, state, s):
@@ -107,7 +106,7 @@ class Adagrad(_PerParameter):
                                       initial_accumulator_value=initial_accumulator_value), options)
 
     def _init_state(self, p, state, s):
-        state["sum"] = self._zeros(p, s["initial_accumulator_value"])
+        state["sum"] = full_like(p, s["initial_accumulator_value"])
 
     @staticmethod
     def _update(p, g, state, s):
@@ -129,7 +128,7 @@ class Adadelta(_PerParameter):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay), options)
 
     def _init_state(self, p, state, s):
-        state["square_avg"], state["acc_delta"] = self._zeros(p), self._zeros(p)
+        state["square_avg"], state["acc_delta"] = zeros_like(p), zeros_like(p)
 
     @staticmethod
     def _update(p, g, state, s):

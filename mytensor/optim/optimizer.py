@@ -17,7 +17,8 @@ import copy
 
 import numpy as np
 
-from ..nn.parameter import zero_grads
+from ..autograd.engine import zero_grads
+from ..backend import to_host
 from ..tensor import Tensor
 
 
@@ -141,8 +142,7 @@ def _to_host(value):
     if isinstance(value, Tensor):
         value = value._data
     if hasattr(value, "shape") and hasattr(value, "dtype"):
-        return np.array(value.get() if hasattr(value, "get") and not isinstance(value, np.ndarray) else value,
-                        copy=True)
+        return np.array(to_host(value), copy=True)
     return copy.deepcopy(value)
 
 
@@ -153,7 +153,5 @@ def _to_param_device(value, param, name):
         if tuple(value.shape) != param.shape:
             raise ValueError(f"state '{name}' has shape {tuple(value.shape)}, but its parameter has shape "
                              f"{tuple(param.shape)}")
-        if hasattr(value, "get") and not isinstance(value, np.ndarray):
-            value = value.get()
-        return Tensor._wrap(param._backend.asarray(value, dtype=param._data.dtype).copy(), param._backend)
+        return Tensor(value, dtype=param.dtype, device=param.device)
     return copy.deepcopy(value)

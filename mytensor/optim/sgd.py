@@ -1,5 +1,6 @@
 """Stochastic gradient descent, with momentum, Nesterov momentum and weight decay."""
-from ..tensor import Tensor
+from ..autograd.graph import increment_version
+from ..creation import zeros_like
 from .optimizer import Optimizer
 
 
@@ -41,8 +42,7 @@ class SGD(Optimizer):
             old = [p for p in params if "momentum_buffer" in self.state.get(p, {})]
             new = [p for p in params if "momentum_buffer" not in self.state.get(p, {})]
             for p in new:
-                self.state.setdefault(p, {})["momentum_buffer"] = Tensor._wrap(p._backend.xp.zeros_like(p._data),
-                                                                                p._backend)
+                self.state.setdefault(p, {})["momentum_buffer"] = zeros_like(p)
             for subset, first in ((old, False), (new, True)):
                 if subset:
                     bufs = [self.state[p]["momentum_buffer"]._data for p in subset]
@@ -57,6 +57,5 @@ class SGD(Optimizer):
         def update(skip=None):
             params[0]._backend.sgd_update([p._data for p in params], [p.grad._data for p in params], bufs,
                                           scalars, has_weight_decay, nesterov, first_step, skip)
-            for p in params:
-                p._version[0] += 1
+            increment_version(params)
         return update

@@ -15,13 +15,12 @@ Modules: `linear`, `conv` (conv2d by im2col + GEMM), `pooling`, `normalization`
 `attention` (scaled_dot_product_attention).
 """
 from ...ops.indexing import one_hot
-from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, silu, softmax, tanh
+from .activation import elu, gelu, leaky_relu, log_softmax, logsigmoid, relu, sigmoid, silu, softmax, softplus, tanh
 from .attention import scaled_dot_product_attention
 from .conv import conv1d, conv2d, conv_transpose2d
 from .dropout import dropout, dropout2d
 from .embedding import embedding
-from .extra import (cosine_similarity, elu, huber_loss, interpolate, l1_loss, logsigmoid, normalize,  # noqa: F401
-                    smooth_l1_loss, softplus)
+from .extra import cosine_similarity, huber_loss, interpolate, l1_loss, normalize, smooth_l1_loss  # noqa: F401
 from .linear import linear
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss,
                    nll_loss)

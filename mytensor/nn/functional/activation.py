@@ -1,6 +1,6 @@
-"""Activation functions. The elementwise ones run the backend's kernels
-(`relu`, `leaky_relu`, `gelu`, `sigmoid`, `tanh` and their backwards), so a
-device with its own kernels uses them here unchanged.
+"""Activation functions, with PyTorch's arguments. The elementwise ones that run the backend's
+kernels are the Functions of ops/activation.py; softplus, elu and logsigmoid are composed from
+ops.
 
 softmax and log_softmax are computed stably (the maximum along `dim` is
 subtracted first, inside `backend.log_softmax`). Their backwards:
@@ -11,8 +11,9 @@ from ... import dtypes
 from ... import ops
 from ...autograd.function import Function
 from ...ops import autocast_policy
-from ...ops._util import norm_dim
-from ._util import check_float, check_tensor, contiguous
+from ...ops.activation import Gelu, LeakyRelu, Silu
+from ...ops.util import contiguous, norm_dim
+from .util import check_float, check_tensor
 
 
 def _float_input(input, fn):
@@ -37,36 +38,10 @@ def tanh(input):
     return ops.tanh(_float_input(input, "tanh"))
 
 
-class LeakyRelu(Function):
-    @staticmethod
-    def forward(ctx, x, slope):
-        ctx.slope = slope
-        ctx.save_for_backward(x)
-        return ctx.backend.leaky_relu(contiguous(ctx.xp, x), slope)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved
-        return ctx.backend.leaky_relu_backward(contiguous(ctx.xp, grad), contiguous(ctx.xp, x), ctx.slope), None
-
-
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     """x if x > 0 else negative_slope * x."""
     check_float(input, "input", "leaky_relu")
     return LeakyRelu.apply(input, float(negative_slope))
-
-
-class Gelu(Function):
-    @staticmethod
-    def forward(ctx, x, approximate):
-        ctx.approximate = approximate
-        ctx.save_for_backward(x)
-        return ctx.backend.gelu(contiguous(ctx.xp, x), approximate)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved
-        return ctx.backend.gelu_backward(contiguous(ctx.xp, grad), contiguous(ctx.xp, x), ctx.approximate), None
 
 
 def gelu(input, approximate="none"):
@@ -78,25 +53,28 @@ def gelu(input, approximate="none"):
     return Gelu.apply(input, approximate)
 
 
-class Silu(Function):
-    """x * sigmoid(x); d/dx = s (1 + x (1 - s)) with s = sigmoid(x)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        s = ctx.backend.sigmoid(contiguous(ctx.xp, x))
-        ctx.save_for_backward(x, s)
-        return x * s
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, s = ctx.saved
-        return grad * s * (1 + x * (1 - s))
-
-
 def silu(input, inplace=False):
     """x * sigmoid(x) (also called swish)."""
     check_float(input, "input", "silu")
     return Silu.apply(input)
+
+
+@autocast_policy.float32
+def softplus(input, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta x)) / beta, written so no exp overflows: relu(z) + log1p(exp(-|z|))."""
+    check_float(input, "input", "softplus")
+    z = input * beta
+    soft = (ops.relu(z) + ops.log1p(ops.exp(-ops.abs(z)))) / beta
+    return ops.where(z > threshold, input, soft)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    check_float(input, "input", "elu")
+    return ops.where(input > 0, input, alpha * ops.expm1(ops.clamp(input, max=0.0)))
+
+
+def logsigmoid(input):
+    return -softplus(-input)
 
 
 # ---------------------------------------------------------------- softmax

@@ -23,7 +23,8 @@ convolution again the convolution of dY with the flipped kernel.
 from ...autograd.function import Function
 from ...backend.array_backend import conv_output_size, is_channels_last
 from ...ops import autocast_policy
-from ._util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous, pair
+from ...ops.util import contiguous
+from .util import check_float, check_same_device, check_same_dtype, check_tensor, conv_padding, pair
 
 
 def _gemm(backend, a, b):
@@ -152,21 +153,6 @@ def _implicit_gemm_backward(ctx, grad):
     return gx, gw, gb, None, None, None, None
 
 
-def _resolve_padding(padding, kernel, stride, dilation):
-    """Numbers, or 'valid' (none) / 'same' (keep H and W; stride 1, even split only)."""
-    if padding == "valid":
-        return (0, 0)
-    if padding == "same":
-        if stride != (1, 1):
-            raise ValueError("conv2d(): padding='same' is not supported for strided convolutions")
-        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
-        if any(t % 2 for t in total):
-            raise NotImplementedError("conv2d(): padding='same' with an even effective kernel size needs uneven "
-                                      "padding, which is not supported; pad the input with F.pad instead")
-        return tuple(t // 2 for t in total)
-    return pair(padding, "padding", "conv2d")
-
-
 @autocast_policy.lower_precision
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation of input (N, C, H, W) with weight (O, C/groups, kh, kw)."""
@@ -189,7 +175,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"conv2d(): dilation must be positive, got {dilation}")
     n, c, h, w = input.shape
     o, cg, kh, kw = weight.shape
-    padding = _resolve_padding(padding, (kh, kw), stride, dilation)
+    padding = conv_padding(padding, (kh, kw), stride, dilation, "conv2d")
     if min(padding) < 0:
         raise ValueError(f"conv2d(): padding must be non-negative, got {padding}")
     if c % groups:

@@ -1,24 +1,26 @@
 """`dropout`: zero each element with probability p and scale the rest by 1/(1-p),
 so the expected value is unchanged. Backward multiplies by the same mask."""
 from ...autograd.function import Function
-from ._util import check_float
+from .util import check_float
 
 
 class Dropout(Function):
+    """x * mask, the mask of `shape`: x's, or (N, C, 1, 1) for dropout2d, broadcast over H and W."""
+
     @staticmethod
-    def forward(ctx, x, p):
+    def forward(ctx, x, p, shape):
         xp = ctx.xp
         if p == 1:
-            mask = xp.zeros(x.shape, dtype=x.dtype)   # every element dropped (1/(1-p) would be inf)
+            mask = xp.zeros(shape, dtype=x.dtype)   # every element dropped (1/(1-p) would be inf)
         else:
-            mask = ctx.backend.dropout_mask(x.shape, p, x.dtype)
+            mask = ctx.backend.dropout_mask(shape, p, x.dtype)
         ctx.save_for_backward(mask)
         return x * mask
 
     @staticmethod
     def backward(ctx, grad):
         (mask,) = ctx.saved
-        return grad * mask, None
+        return grad * mask, None, None
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
@@ -30,7 +32,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
         raise ValueError(f"dropout(): probability has to be between 0 and 1, but got {p!r}")
     if not training or p == 0:
         return input
-    return Dropout.apply(input, float(p))
+    return Dropout.apply(input, float(p), tuple(input.shape))
 
 
 def dropout2d(input, p=0.5, training=True, inplace=False):
@@ -42,8 +44,4 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
         return input
     if input.ndim not in (3, 4):
         raise ValueError(f"dropout2d(): expected a 3-D or 4-D input, got shape {tuple(input.shape)}")
-    from ...tensor import Tensor
-    shape = tuple(input.shape[:-2]) + (1, 1)
-    backend = input._backend
-    mask = backend.xp.zeros(shape, input._data.dtype) if p == 1 else backend.dropout_mask(shape, p, input._data.dtype)
-    return input * Tensor._wrap(mask, backend)
+    return Dropout.apply(input, float(p), tuple(input.shape[:-2]) + (1, 1))

@@ -4,7 +4,7 @@ Backward adds each output row's gradient into the row it was read from (an index
 repeat), one scatter-add on the device; the `padding_idx` row gets no gradient."""
 from ... import dtypes
 from ...autograd.function import Function
-from ._util import check_float, check_tensor
+from .util import check_float, check_tensor
 
 
 class Embedding(Function):

@@ -1,26 +1,8 @@
-"""More of `torch.nn.functional`, composed from differentiable ops: softplus, elu, logsigmoid,
-the L1-type losses, normalize, cosine_similarity, and nearest-neighbour interpolation."""
+"""More of `torch.nn.functional`, composed from differentiable ops: the L1-type losses,
+normalize, cosine_similarity, and nearest-neighbour interpolation."""
 from ... import ops
 from ...ops import autocast_policy
-from ._util import check_float, check_reduction, reduce_loss, reduction_from_legacy
-
-
-@autocast_policy.float32
-def softplus(input, beta=1.0, threshold=20.0):
-    """log(1 + exp(beta x)) / beta, written so no exp overflows: relu(z) + log1p(exp(-|z|))."""
-    check_float(input, "input", "softplus")
-    z = input * beta
-    soft = (ops.relu(z) + ops.log1p(ops.exp(-ops.abs(z)))) / beta
-    return ops.where(z > threshold, input, soft)
-
-
-def elu(input, alpha=1.0, inplace=False):
-    check_float(input, "input", "elu")
-    return ops.where(input > 0, input, alpha * ops.expm1(ops.clamp(input, max=0.0)))
-
-
-def logsigmoid(input):
-    return -softplus(-input)
+from .util import check_float, check_reduction, reduce_loss, reduction_from_legacy
 
 
 def _pointwise_loss(fn, input, target, size_average, reduce, reduction, loss, weight=None, weighted_mean=False):

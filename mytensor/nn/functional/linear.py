@@ -1,7 +1,7 @@
 """`linear`: y = x W^T + b over the last dimension, as one Function (one GEMM each way)."""
 from ...autograd.function import Function
 from ...ops import autocast_policy
-from ._util import check_float, check_same_device, check_same_dtype, check_tensor
+from .util import check_float, check_same_device, check_same_dtype, check_tensor
 
 
 class Linear(Function):

@@ -18,10 +18,10 @@ import numpy as np
 from ... import dtypes
 from ...autograd.function import Function
 from ...ops import autocast_policy
-from ...ops._util import broadcast_shapes, unbroadcast
+from ...ops.util import broadcast_shapes, contiguous, unbroadcast
 from .activation import log_softmax
-from ._util import (check_float, check_reduction, check_same_device, check_same_dtype, check_tensor, contiguous,
-                    reduce_loss, reduction_from_legacy)
+from .util import (check_float, check_reduction, check_same_device, check_same_dtype, check_tensor, reduce_loss,
+                   reduction_from_legacy)
 
 
 def _per_sample_grad(xp, grad, n, reduction, denom):

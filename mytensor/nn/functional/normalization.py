@@ -15,9 +15,11 @@ import numpy as np
 
 from ... import dtypes
 from ...autograd.function import Function
+from ...autograd.graph import increment_version
 from ...backend.array_backend import is_channels_last
-from ._util import check_float, check_same_device, check_same_dtype, check_tensor, contiguous
 from ...ops import autocast_policy
+from ...ops.util import contiguous
+from .util import check_float, check_same_device, check_same_dtype, check_tensor
 
 
 def _as_ncl(xp, a, like=None):
@@ -136,8 +138,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     raw_var = running_var._data if running_var is not None else None
     out = BatchNorm.apply(input, weight, bias, raw_mean, raw_var, bool(training), momentum, float(eps))
     if training and running_mean is not None:
-        running_mean._version[0] += 1   # written in place: let the graph checks see it
-        running_var._version[0] += 1
+        increment_version((running_mean, running_var))  # written in place: let the graph checks see it
     return out
 
 

@@ -8,7 +8,8 @@ out = Ph @ x @ Pw^T, with PyTorch's exact (possibly overlapping) bins.
 """
 from ... import dtypes
 from ...autograd.function import Function
-from ._util import check_float, contiguous, pair
+from ...ops.util import contiguous
+from .util import check_float, pair
 
 
 def _pool_args(fn, input, kernel_size, stride, padding):

@@ -8,8 +8,8 @@ from .dropout import Dropout, Dropout2d  # noqa: F401
 from .embedding import Embedding  # noqa: F401
 from .normalization import GroupNorm, LayerNorm  # noqa: F401
 from .attention import MultiheadAttention  # noqa: F401
-from .extra import ELU, HuberLoss, L1Loss, SmoothL1Loss, Softplus, Unflatten, Upsample  # noqa: F401
-from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh  # noqa: F401
+from .extra import HuberLoss, L1Loss, SmoothL1Loss, Unflatten, Upsample  # noqa: F401
+from .activation import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh  # noqa: F401
 from .flatten import Flatten  # noqa: F401
 from .container import ModuleDict, ModuleList, Sequential  # noqa: F401
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss  # noqa: F401

@@ -5,6 +5,7 @@ kept in buffers; in eval mode those running averages are used instead, so a
 prediction does not depend on the rest of the batch.
 """
 from ... import dtypes
+from ...autograd.graph import increment_version
 from ...creation import ones, tensor, zeros
 from .. import functional as F
 from .. import init
@@ -60,7 +61,7 @@ class _BatchNorm(Module):
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked._data += 1  # counted on the device: no sync
-            self.num_batches_tracked._version[0] += 1
+            increment_version(self.num_batches_tracked)
             if self.momentum is None:  # a cumulative average: needs the count on the host
                 factor = 1.0 / float(self.num_batches_tracked.item())
         # batch statistics while training, or when there are no running ones to use

@@ -4,12 +4,9 @@ import math
 from ...creation import empty
 from .. import functional as F
 from .. import init
+from ..functional.util import conv_padding, pair
 from ..parameter import Parameter
 from .module import Module
-
-
-def _pair(x):
-    return tuple(x) if isinstance(x, (tuple, list)) else (x, x)
 
 
 class Conv2d(Module):
@@ -29,8 +26,9 @@ class Conv2d(Module):
         if padding_mode != "zeros":
             raise NotImplementedError(f"padding_mode={padding_mode!r} is not supported; only 'zeros'")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
-        self.padding = self._resolve_padding(padding)
+        self.kernel_size, self.stride = pair(kernel_size, "kernel_size", "Conv2d"), pair(stride, "stride", "Conv2d")
+        self.dilation = pair(dilation, "dilation", "Conv2d")
+        self.padding = conv_padding(padding, self.kernel_size, self.stride, self.dilation, "Conv2d")
         self.padding_mode = padding_mode
         self.weight = Parameter(empty(out_channels, in_channels // groups, *self.kernel_size,
                                       device=device, dtype=dtype))
@@ -40,26 +38,11 @@ class Conv2d(Module):
             self.register_parameter("bias", None)
         self.reset_parameters()
 
-    def _resolve_padding(self, padding):
-        """Numbers as they are; 'valid' is no padding; 'same' keeps H and W
-        (stride 1, and only where the padding splits evenly on both sides)."""
-        if padding == "valid":
-            return (0, 0)
-        if padding == "same":
-            if self.stride != (1, 1):
-                raise ValueError("padding='same' is not supported for strided convolutions")
-            total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
-            if any(t % 2 for t in total):
-                raise NotImplementedError("padding='same' with an even effective kernel size needs uneven padding, "
-                                          "which is not supported; pad the input with F.pad instead")
-            return tuple(t // 2 for t in total)
-        return _pair(padding)
-
     def reset_parameters(self):
         """PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            fan_in, _ = init.fan_in_and_fan_out(self.weight)
             if fan_in != 0:
                 bound = 1 / math.sqrt(fan_in)
                 init.uniform_(self.bias, -bound, bound)
@@ -91,8 +74,10 @@ class ConvTranspose2d(Module):
             raise NotImplementedError("torch.nn.ConvTranspose2d with groups > 1 or padding_mode other than 'zeros' "
                                       "is not supported")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
-        self.output_padding, self.dilation, self.padding_mode = _pair(output_padding), _pair(dilation), padding_mode
+        fn = "ConvTranspose2d"
+        self.kernel_size, self.stride = pair(kernel_size, "kernel_size", fn), pair(stride, "stride", fn)
+        self.padding, self.output_padding = pair(padding, "padding", fn), pair(output_padding, "output_padding", fn)
+        self.dilation, self.padding_mode = pair(dilation, "dilation", fn), padding_mode
         self.weight = Parameter(empty(in_channels, out_channels, *self.kernel_size, device=device, dtype=dtype))
         if bias:
             self.bias = Parameter(empty(out_channels, device=device, dtype=dtype))

@@ -14,10 +14,13 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ... import dtypes
+from ...autograd.engine import zero_grads
 from ...autograd.grad_mode import no_grad
-from ...backend import Device, backend_of_array
+from ...autograd.graph import increment_version
+from ...backend import to_host
 from ...tensor import Tensor
-from ..parameter import Parameter, zero_grads
+from ...tensor_methods import parse_to
+from ..parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -282,7 +285,7 @@ class Module:
         """
         destination = OrderedDict() if destination is None else destination
         for name, t in self._state_entries().items():
-            destination[prefix + name] = t if keep_vars else np.array(t._backend.to_numpy(t._data), copy=True)
+            destination[prefix + name] = t if keep_vars else np.array(to_host(t._data), copy=True)
         return destination
 
     def load_state_dict(self, state_dict, strict=True):
@@ -313,21 +316,13 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # ---------------------------------------------------------------- devices
-    def to(self, *args, device=None, dtype=None, memory_format=None):
+    def to(self, *args, memory_format=None, **kwargs):
         """Move (and/or cast) every parameter and buffer in place: the same
         Parameter objects get new storage, so optimizers built before still
         hold them. Only floating-point tensors change dtype; `memory_format`
         (mytensor.channels_last) lays out the 4-D ones anew, as in PyTorch."""
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            elif isinstance(a, dtypes.DType) or a is float or (isinstance(a, str) and a in dtypes._BY_NAME):
-                dtype = a
-            elif isinstance(a, (str, Device)):
-                device = a
-            else:
-                raise TypeError(f"Module.to() expects a device, a dtype or a tensor, got {a!r}")
-        if dtype is not None and not dtypes.get_dtype(dtype).is_floating_point:
+        device, dtype, _ = parse_to(*args, **kwargs)
+        if dtype is not None and not dtype.is_floating_point:
             raise TypeError(f"Module.to() only accepts floating point dtypes, got {dtype}")
         seen = set()
         for module in self.modules():
@@ -397,17 +392,14 @@ def _convert_in_place(t, device, dtype, memory_format=None):
             moved = moved.contiguous(memory_format)
     if moved._data is not t._data:
         t._data, t._backend = moved._data, moved._backend
-        t._version[0] += 1
+        increment_version(t)
 
 
 def _write_into(t, value):
     """Copy `value` (a Tensor, NumPy/CuPy array or nested list) into tensor `t` in place."""
-    if isinstance(value, Tensor):
-        value, src = value._data, value._backend
-    else:
-        src = None if isinstance(value, np.ndarray) or not hasattr(value, "__cuda_array_interface__") \
-            else backend_of_array(value)
-    if src is not None and src is not t._backend:
-        value = src.to_numpy(value)  # across devices: through the host
+    if isinstance(value, Tensor):  # across devices: through the host
+        value = value._data if value._backend is t._backend else to_host(value._data)
+    elif t._backend.name == "cpu":
+        value = to_host(value)
     t._backend.xp.copyto(t._data, t._backend.asarray(value, dtype=t._data.dtype), casting="unsafe")
-    t._version[0] += 1
+    increment_version(t)

@@ -1,4 +1,7 @@
-"""Argument checking and small array helpers shared by the functional modules."""
+"""Argument checking and parsing shared by the functional modules and by the layers built on
+them (a Conv2d parses its arguments as conv2d does), and the reduction of a loss."""
+import numbers
+
 from ...tensor import Tensor
 
 
@@ -40,14 +43,25 @@ def pair(value, name, fn):
     else:
         out = (value, value)
     for v in out:
-        if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise TypeError(f"{fn}(): {name} must be an int or a pair of ints, got {value!r}")
-    return out
+    return tuple(int(v) for v in out)
 
 
-def contiguous(xp, a):
-    """A C-contiguous array (the kernels of every backend read that layout)."""
-    return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
+def conv_padding(padding, kernel, stride, dilation, fn):
+    """A convolution's padding as a pair: numbers as they are, 'valid' none, 'same' what keeps H
+    and W (stride 1, and only where the padding splits evenly on both sides)."""
+    if padding == "valid":
+        return (0, 0)
+    if padding == "same":
+        if stride != (1, 1):
+            raise ValueError(f"{fn}(): padding='same' is not supported for strided convolutions")
+        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        if any(t % 2 for t in total):
+            raise NotImplementedError(f"{fn}(): padding='same' with an even effective kernel size needs uneven "
+                                      f"padding, which is not supported; pad the input with F.pad instead")
+        return tuple(t // 2 for t in total)
+    return pair(padding, "padding", fn)
 
 
 def reduction_from_legacy(size_average, reduce, reduction):

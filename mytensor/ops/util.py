@@ -1,4 +1,5 @@
-"""Helpers shared by the op modules."""
+"""Helpers for writing ops: broadcasting and its gradient, operand promotion, dimension
+checks. Shared by the op modules and by nn.functional, whose Functions are ops too."""
 import numpy as np
 
 from .. import dtypes
@@ -69,6 +70,23 @@ def scalar_operand(value, dtype):
     if dtype is dtypes.bfloat16 and isinstance(value, (int, float)) and not isinstance(value, bool):
         return dtype.np.type(value)
     return value
+
+
+def float_unary(fn):
+    """A unary op of Function `fn` whose integer inputs are computed in the default float dtype."""
+    def op(x):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{fn.__name__.lower()}() expects a tensor, got {type(x).__name__}")
+        if not x.dtype.is_floating_point:
+            x = x.to(dtypes.get_default_dtype())
+        return fn.apply(x)
+    op.__name__ = fn.__name__.lower()
+    return op
+
+
+def contiguous(xp, a):
+    """A C-contiguous array (the kernels of every backend read that layout)."""
+    return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
 
 
 def norm_dim(dim, ndim):
