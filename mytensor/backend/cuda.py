@@ -468,20 +468,20 @@ class CUDABackend(ArrayBackend):
         return (dtype in LOW_PRECISION and groups == 1 and in_channels % 8 == 0 and out_channels % 8 == 0
                 and self.compute_capability >= (8, 0))
 
-    def _launch_tiles(self, kernel, dtype, grid, args):
+    def _launch_tiles(self, kernel, dtype, grid, args, n_tile=_TILE):
         """One launch of an implicit_gemm.cu kernel: 256 threads a block, and shared memory for
-        STAGES tiles of both operands."""
+        STAGES tiles of both operands (the fprop's N tile `n_tile` wide)."""
         bk, stages = self.implicit_gemm_tile
-        smem = stages * 2 * self._TILE * bk * 2
+        smem = stages * (self._TILE + n_tile) * bk * 2
         with self._cp_device:
-            fn = self._kernels.get("implicit_gemm.cu", kernel, dtype, self._tile_defines())
+            fn = self._kernels.get("implicit_gemm.cu", kernel, dtype, self._tile_defines(n_tile))
             if fn.max_dynamic_shared_size_bytes < smem:  # above the default 48 KiB: opt in
                 fn.max_dynamic_shared_size_bytes = smem
             fn(grid, (256,), args, shared_mem=smem)
 
-    def _tile_defines(self):
+    def _tile_defines(self, n_tile=_TILE):
         bk, stages = self.implicit_gemm_tile
-        return f"-DIGEMM_BK={bk}", f"-DIGEMM_STAGES={stages}"
+        return f"-DIGEMM_BK={bk}", f"-DIGEMM_STAGES={stages}", f"-DIGEMM_FPROP_BN={n_tile}"
 
     def _nhwc_args(self, x_shape, kernel, stride, padding, dilation, out_channels):
         n, h, w, c = (int(s) for s in x_shape)
@@ -499,8 +499,9 @@ class CUDABackend(ArrayBackend):
         (n, oh, ow), ints = self._nhwc_args(x.shape, (kh, kw), stride, padding, dilation, o)
         y = self._empty((n, oh, ow, o), x.dtype)
         bias = np.uint64(0) if bias is None else self._contig(bias, np.float32)
-        grid = (-(-o // self._TILE), -(-n * oh * ow // self._TILE))
-        self._launch_tiles("conv_fprop", x.dtype, grid, (x, weight, bias, y, *ints))
+        n_tile = 64 if o <= 64 else self._TILE  # a 128-wide tile would idle half its columns
+        grid = (-(-o // n_tile), -(-n * oh * ow // self._TILE))
+        self._launch_tiles("conv_fprop", x.dtype, grid, (x, weight, bias, y, *ints), n_tile)
         return y
 
     def conv2d_nhwc_weight_grad(self, x, grad, kernel, stride, padding, dilation, channels_last):

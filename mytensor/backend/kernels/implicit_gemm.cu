@@ -23,12 +23,18 @@
 #ifndef IGEMM_STAGES
 #define IGEMM_STAGES 4
 #endif
+#ifndef IGEMM_FPROP_BN  // the fprop's N tile (output channels): 128, or 64 for narrow layers
+#define IGEMM_FPROP_BN 128
+#endif
 
 namespace igemm {
 constexpr int BM = 128, BN = 128, BK = IGEMM_BK, STAGES = IGEMM_STAGES, THREADS = 256;  // (8 warps)
 constexpr int WARPS_N = 4, WM = 64, WN = 32;    // 2 x 4 warps
 constexpr int MT = WM / 16, NT = WN / 8;        // m16 and n8 tiles of one warp
 constexpr int TILE_BYTES = (BM + BN) * BK * 2;  // one stage of both operands
+// fprop: BM x FBN tiles, warps of FWM x 32 (2 x 4 warps for FBN = 128, 4 x 2 for 64)
+constexpr int FBN = IGEMM_FPROP_BN, F_WARPS_N = FBN / 32, FWM = BM * F_WARPS_N / 8, FMT = FWM / 16;
+constexpr int F_TILE_BYTES = (BM + FBN) * BK * 2;
 }  // namespace igemm
 
 __device__ __forceinline__ unsigned smem_address(const void* p) {
@@ -94,18 +100,18 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
     extern __shared__ __align__(128) unsigned char smem[];
     const unsigned sbase = smem_address(smem);
     const int M = N * OH * OW, K = KH * KW * C, KT = (K + BK - 1) / BK;
-    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
+    const int n0 = blockIdx.x * FBN, m0 = blockIdx.y * BM;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
+    const int warp_m = warp / F_WARPS_N, warp_n = warp % F_WARPS_N;
 
     // what this thread copies each stage: chunk `cc` (8 values of k) of rows cr + i * RP of both
     // tiles; the pixel of each A row is decoded once
-    constexpr int CH = BK / 8, RP = THREADS / CH, PASSES = BM / RP;
+    constexpr int CH = BK / 8, RP = THREADS / CH, PASSES = BM / RP, B_PASSES = FBN / RP;
     const int cc = tid % CH, cr = tid / CH;
     long long a_base[PASSES];
     int a_h[PASSES], a_w[PASSES];
-    const T* b_row[PASSES];
-    bool b_ok[PASSES];
+    const T* b_row[B_PASSES];
+    bool b_ok[B_PASSES];
 #pragma unroll
     for (int i = 0; i < PASSES; ++i) {
         const int m = m0 + cr + RP * i;
@@ -113,6 +119,9 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
         a_base[i] = (long long)n * H * W * C;
         a_h[i] = m < M ? oh * SH - PH : -(1 << 28);  // a row past M reads only padding
         a_w[i] = ow * SW - PW;
+    }
+#pragma unroll
+    for (int i = 0; i < B_PASSES; ++i) {
         const int o = n0 + cr + RP * i;
         b_ok[i] = o < O;
         b_row[i] = w + (long long)(o < O ? o : 0) * K;
@@ -120,18 +129,20 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
     auto load_stage = [&](int stage, int kt) {
         const int k = kt * BK + cc * 8, tap = k / C, c = k - tap * C, kh = tap / KW, kw = tap - kh * KW;
         const bool k_ok = k < K;
-        const unsigned sa = sbase + stage * TILE_BYTES, sb = sa + BM * BK * 2;
+        const unsigned sa = sbase + stage * F_TILE_BYTES, sb = sa + BM * BK * 2;
 #pragma unroll
         for (int i = 0; i < PASSES; ++i) {
             const int ih = a_h[i] + kh * DH, iw = a_w[i] + kw * DW;
             const bool ok = k_ok && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
             const T* src = ok ? x + a_base[i] + ((long long)ih * W + iw) * C + c : x;
             copy16(sa + swizzle<CH>(cr + RP * i, cc), src, ok);
-            copy16(sb + swizzle<CH>(cr + RP * i, cc), k_ok && b_ok[i] ? b_row[i] + k : w, k_ok && b_ok[i]);
         }
+#pragma unroll
+        for (int i = 0; i < B_PASSES; ++i)
+            copy16(sb + swizzle<CH>(cr + RP * i, cc), k_ok && b_ok[i] ? b_row[i] + k : w, k_ok && b_ok[i]);
     };
 
-    float acc[MT][NT][4] = {};
+    float acc[FMT][NT][4] = {};
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
         if (s < KT) load_stage(s, s);
@@ -142,13 +153,13 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
         __syncthreads();  // tile kt has landed, and every warp is done with the stage refilled next
         if (kt + STAGES - 1 < KT) load_stage((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
         copy_commit();
-        const unsigned sa = sbase + (kt % STAGES) * TILE_BYTES, sb = sa + BM * BK * 2;
+        const unsigned sa = sbase + (kt % STAGES) * F_TILE_BYTES, sb = sa + BM * BK * 2;
 #pragma unroll
         for (int kk = 0; kk < BK / 8; kk += 2) {  // the k16 steps, in 16-byte chunks
-            unsigned a[MT][4], b[NT][2];
+            unsigned a[FMT][4], b[NT][2];
 #pragma unroll
-            for (int i = 0; i < MT; ++i)
-                ldmatrix_x4<false>(a[i], sa + swizzle<CH>(warp_m * WM + i * 16 + (lane & 15), kk + (lane >> 4)));
+            for (int i = 0; i < FMT; ++i)
+                ldmatrix_x4<false>(a[i], sa + swizzle<CH>(warp_m * FWM + i * 16 + (lane & 15), kk + (lane >> 4)));
 #pragma unroll
             for (int j = 0; j < NT / 2; ++j) {
                 unsigned r[4];
@@ -157,7 +168,7 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
                 b[2 * j][0] = r[0], b[2 * j][1] = r[1], b[2 * j + 1][0] = r[2], b[2 * j + 1][1] = r[3];
             }
 #pragma unroll
-            for (int i = 0; i < MT; ++i)
+            for (int i = 0; i < FMT; ++i)
 #pragma unroll
                 for (int j = 0; j < NT; ++j) mma16816<T>(acc[i][j], a[i], b[j][0], b[j][1]);
         }
@@ -171,10 +182,10 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
         if (col >= O) continue;
         const float b0 = bias ? bias[col] : 0.f, b1 = bias ? bias[col + 1] : 0.f;
 #pragma unroll
-        for (int i = 0; i < MT; ++i)
+        for (int i = 0; i < FMT; ++i)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-                const int m = m0 + warp_m * WM + i * 16 + (lane >> 2) + 8 * h;
+                const int m = m0 + warp_m * FWM + i * 16 + (lane >> 2) + 8 * h;
                 if (m < M)
                     *reinterpret_cast<unsigned*>(y + (long long)m * O + col) =
                         pack2<T>(acc[i][j][2 * h] + b0, acc[i][j][2 * h + 1] + b1);
