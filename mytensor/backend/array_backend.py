@@ -320,16 +320,21 @@ class ArrayBackend:
     # ------------------------------------------------------------ batch norm
     # x and the gradients are (N, C, L). For a 16-bit x the statistics, weight and bias are
     # float32 (mixed precision keeps parameters in float32); y and dx have x's dtype.
-    def batch_norm_train(self, x, weight, bias, eps):
-        """y, the batch mean and 1/sqrt(var + eps) per channel."""
+    def batch_norm_train(self, x, weight, bias, eps, relu=False):
+        """y, the batch mean and 1/sqrt(var + eps) per channel; with `relu`, y is max(y, 0)
+        (a ReLU fused into the same pass)."""
         xf = x.astype(weight.dtype, copy=False)
         mean = xf.mean(axis=(0, 2))
         var = xf.var(axis=(0, 2))
         invstd = 1 / self.xp.sqrt(var + weight.dtype.type(eps))
-        y = (xf - mean[:, None]) * (invstd * weight)[:, None] + bias[:, None]
-        return y.astype(x.dtype, copy=False), mean, invstd
+        y = ((xf - mean[:, None]) * (invstd * weight)[:, None] + bias[:, None]).astype(x.dtype, copy=False)
+        return (self.relu(y) if relu else y), mean, invstd
 
-    def batch_norm_backward(self, grad, x, weight, mean, invstd):
+    def batch_norm_backward(self, grad, x, weight, mean, invstd, relu_out=None):
+        """dx, dweight, dbias; `relu_out` is the output of a fused ReLU, which the gradient
+        passes through first."""
+        if relu_out is not None:
+            grad = self.relu_backward(grad, relu_out)
         m = grad.shape[0] * grad.shape[2]
         grad = grad.astype(weight.dtype, copy=False)
         xhat = (x.astype(weight.dtype, copy=False) - mean[:, None]) * invstd[:, None]

@@ -730,10 +730,10 @@ class CUDABackend(ArrayBackend):
         run = self._run(x.dtype, l)
         return n, c, l, run, self._bn_shares(c, n * l // run), False
 
-    def batch_norm_train(self, x, weight, bias, eps):
+    def batch_norm_train(self, x, weight, bias, eps, relu=False):
         dt = self._kdtype(x, sixteen_bit=True)
         if dt is None or x.ndim != 3 or not x.size or weight.dtype != (np.float32 if dt in LOW_PRECISION else dt):
-            return super().batch_norm_train(x, weight, bias, eps)
+            return super().batch_norm_train(x, weight, bias, eps, relu)
         x = self._contig(x)
         n, c, l, run, shares, rows = self._bn_layout(x)
         p = weight.dtype
@@ -751,15 +751,17 @@ class CUDABackend(ArrayBackend):
                      (x, partial, np.int32(shares), np.int32(c), np.int64(l), np.int64(n * l), weight, bias,
                       p.type(eps), mean, invstd, scale, shift))
         self._launch("batch_norm.cu", "bn_scale_shift", dt, x.size // run,
-                     (x, scale, shift, y, np.int32(c), np.int64(l), np.int64(x.size), np.int32(run > 1)))
+                     (x, scale, shift, y, np.int32(c), np.int64(l), np.int64(x.size), np.int32(run > 1),
+                      np.int32(relu)))
         return y, mean, invstd
 
-    def batch_norm_backward(self, grad, x, weight, mean, invstd):
+    def batch_norm_backward(self, grad, x, weight, mean, invstd, relu_out=None):
         dt = self._kdtype(x, sixteen_bit=True)
         if dt is None or x.ndim != 3 or grad.shape != x.shape or not x.size or mean.dtype != weight.dtype \
                 or weight.dtype != (np.float32 if dt in LOW_PRECISION else dt):
-            return super().batch_norm_backward(grad, x, weight, mean, invstd)
+            return super().batch_norm_backward(grad, x, weight, mean, invstd, relu_out)
         grad, x = self._contig(grad, dt), self._contig(x)
+        relu_out = np.uint64(0) if relu_out is None else self._contig(relu_out, dt)
         n, c, l, run, shares, rows = self._bn_layout(x)
         p = weight.dtype
         weight, mean, invstd = self._bn_params(p, weight, mean, invstd)
@@ -768,15 +770,16 @@ class CUDABackend(ArrayBackend):
         dx = self._empty(x.shape, dt)
         if rows:
             self._launch("batch_norm.cu", "bn_backward_partial_sums_rows", dt, 1,
-                         (grad, x, mean, partial, np.int64(n), np.int32(c)), grid=shares)
+                         (grad, x, relu_out, mean, partial, np.int64(n), np.int32(c)), grid=shares)
         else:
             self._launch("batch_norm.cu", "bn_backward_partial_sums", dt, 1,
-                         (grad, x, mean, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(run > 1)),
+                         (grad, x, relu_out, mean, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(run > 1)),
                          grid=(shares, c))
         self._launch("batch_norm.cu", "bn_backward_finish", dt, 32 * c,
                      (partial, np.int32(shares), np.int32(c), np.int64(n * l), weight, invstd, dweight, dbias, coef))
         self._launch("batch_norm.cu", "bn_backward_dx", dt, x.size // run,
-                     (grad, x, mean, coef, dx, np.int32(c), np.int64(l), np.int64(x.size), np.int32(run > 1)))
+                     (grad, x, relu_out, mean, coef, dx, np.int32(c), np.int64(l), np.int64(x.size),
+                      np.int32(run > 1)))
         return dx, dweight, dbias
 
     def _bn_params(self, dt, *arrays):

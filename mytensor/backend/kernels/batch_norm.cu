@@ -11,7 +11,7 @@
 //   bn_forward_finish one warp per channel: the S partials (added in double) give
 //                     mean and invstd = 1/sqrt(var + eps) (var biased), and y's
 //                     per-channel scale = invstd * weight and shift = bias - mean * scale;
-//   bn_scale_shift    y = x * scale[c] + shift[c].
+//   bn_scale_shift    y = x * scale[c] + shift[c] (then max(y, 0) for a fused ReLU).
 // Backward likewise: partial sums of g and g * (x - mean), then per channel
 // dbias = sum g, dweight = invstd * sum g (x - mean) and the coefficients of
 // dx = a g + b (x - mean) + d  (a = weight invstd, b = -a invstd dweight / M,
@@ -46,6 +46,13 @@ __device__ __forceinline__ void each(const T* __restrict__ x, long long offset, 
     } else {
         for (int k = 0; k < count; ++k) g(acc_t<T>(x[offset + k]));
     }
+}
+
+// With a fused ReLU (`relu_out`, the forward's output, not null), the gradient reaching the
+// batch norm is g * (y > 0), as relu_backward computes it; g itself otherwise.
+template <typename T>
+__device__ __forceinline__ acc_t<T> through_relu(T g, const T* __restrict__ relu_out, long long i) {
+    return acc_t<T>(g) * (relu_out && !(acc_t<T>(relu_out[i]) > 0) ? acc_t<T>(0) : acc_t<T>(1));
 }
 
 // Sum of a and b over the block into a and b of thread 0. blockDim.x: a multiple of 32, <= 1024.
@@ -163,8 +170,8 @@ __global__ void bn_partial_sums_rows(const T* __restrict__ x, acc_t<T>* __restri
 
 template <typename T>
 __global__ void bn_backward_partial_sums_rows(const T* __restrict__ grad, const T* __restrict__ x,
-                                              const acc_t<T>* __restrict__ mean, acc_t<T>* __restrict__ partial,
-                                              long long R, int C) {
+                                              const T* __restrict__ relu_out, const acc_t<T>* __restrict__ mean,
+                                              acc_t<T>* __restrict__ partial, long long R, int C) {
     typedef acc_t<T> P;
     const int c0 = (threadIdx.x % (C / Pack<T>::W)) * Pack<T>::W;
     P mu[Pack<T>::W];
@@ -175,8 +182,9 @@ __global__ void bn_backward_partial_sums_rows(const T* __restrict__ grad, const 
         const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
 #pragma unroll
         for (int k = 0; k < Pack<T>::W; ++k) {
-            s1[k] += P(g.v[k]);
-            s2[k] += P(g.v[k]) * (P(v.v[k]) - mu[k]);
+            const P gk = through_relu(g.v[k], relu_out, off + k);
+            s1[k] += gk;
+            s2[k] += gk * (P(v.v[k]) - mu[k]);
         }
     });
 }
@@ -205,11 +213,16 @@ __global__ void bn_forward_finish(const T* __restrict__ x, const acc_t<T>* __res
     shift[c] = (bias ? bias[c] : P(0)) - mean * sc;
 }
 
-// y = x * scale[c] + shift[c] over all N*C*L elements
+// relu_forward's rule: NaN stays NaN
+template <typename P> __device__ __forceinline__ P relu_if(bool relu, P v) {
+    return relu && !(v > 0 || v != v) ? P(0) : v;
+}
+
+// y = x * scale[c] + shift[c] over all N*C*L elements, then max(y, 0) with `relu`
 template <typename T>
 __global__ void bn_scale_shift(const T* __restrict__ x, const acc_t<T>* __restrict__ scale,
                                const acc_t<T>* __restrict__ shift, T* __restrict__ y, int C, long long L,
-                               long long total, int vec) {
+                               long long total, int vec, int relu) {
     const int W = vec ? Pack<T>::W : 1;
     GRID_STRIDE(j, total / W) {
         const long long i = j * W;
@@ -218,15 +231,16 @@ __global__ void bn_scale_shift(const T* __restrict__ x, const acc_t<T>* __restri
         if (vec && L == 1) {  // rows: the pack holds W channels
             Pack<T> p = *reinterpret_cast<const Pack<T>*>(x + i);
 #pragma unroll
-            for (int k = 0; k < Pack<T>::W; ++k) p.v[k] = T(acc_t<T>(p.v[k]) * scale[c + k] + shift[c + k]);
+            for (int k = 0; k < Pack<T>::W; ++k)
+                p.v[k] = T(relu_if(relu, acc_t<T>(p.v[k]) * scale[c + k] + shift[c + k]));
             *reinterpret_cast<Pack<T>*>(y + i) = p;
         } else if (vec) {
             Pack<T> p = *reinterpret_cast<const Pack<T>*>(x + i);
 #pragma unroll
-            for (int k = 0; k < Pack<T>::W; ++k) p.v[k] = T(acc_t<T>(p.v[k]) * a + b);
+            for (int k = 0; k < Pack<T>::W; ++k) p.v[k] = T(relu_if(relu, acc_t<T>(p.v[k]) * a + b));
             *reinterpret_cast<Pack<T>*>(y + i) = p;
         } else {
-            y[i] = T(acc_t<T>(x[i]) * a + b);
+            y[i] = T(relu_if(relu, acc_t<T>(x[i]) * a + b));
         }
     }
 }
@@ -234,8 +248,8 @@ __global__ void bn_scale_shift(const T* __restrict__ x, const acc_t<T>* __restri
 // partial[(c * S + s) * 2 + {0, 1}] = sums of g and g * (x - mean[c])
 template <typename T>
 __global__ void bn_backward_partial_sums(const T* __restrict__ grad, const T* __restrict__ x,
-                                         const acc_t<T>* __restrict__ mean, acc_t<T>* __restrict__ partial, int N,
-                                         int C, long long L, int vec) {
+                                         const T* __restrict__ relu_out, const acc_t<T>* __restrict__ mean,
+                                         acc_t<T>* __restrict__ partial, int N, int C, long long L, int vec) {
     typedef acc_t<T> P;
     const int c = blockIdx.y;
     const P mu = mean[c];
@@ -246,13 +260,15 @@ __global__ void bn_backward_partial_sums(const T* __restrict__ grad, const T* __
             const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
 #pragma unroll
             for (int k = 0; k < Pack<T>::W; ++k) {
-                s1 += P(g.v[k]);
-                s2 += P(g.v[k]) * (P(v.v[k]) - mu);
+                const P gk = through_relu(g.v[k], relu_out, off + k);
+                s1 += gk;
+                s2 += gk * (P(v.v[k]) - mu);
             }
         } else {
             for (int k = 0; k < count; ++k) {
-                s1 += P(grad[off + k]);
-                s2 += P(grad[off + k]) * (P(x[off + k]) - mu);
+                const P gk = through_relu(grad[off + k], relu_out, off + k);
+                s1 += gk;
+                s2 += gk * (P(x[off + k]) - mu);
             }
         }
     });
@@ -282,9 +298,9 @@ __global__ void bn_backward_finish(const acc_t<T>* __restrict__ partial, int S, 
 }
 
 template <typename T>
-__global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__ x, const acc_t<T>* __restrict__ mean,
-                               const acc_t<T>* __restrict__ coef, T* __restrict__ dx, int C, long long L,
-                               long long total, int vec) {
+__global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__ x, const T* __restrict__ relu_out,
+                               const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ coef,
+                               T* __restrict__ dx, int C, long long L, long long total, int vec) {
     typedef acc_t<T> P;
     const int W = vec ? Pack<T>::W : 1;
     GRID_STRIDE(j, total / W) {
@@ -297,17 +313,19 @@ __global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__
 #pragma unroll
             for (int k = 0; k < Pack<T>::W; ++k) {
                 const int ck = c + k;
-                g.v[k] = T(coef[3 * ck] * P(g.v[k]) + coef[3 * ck + 1] * (P(v.v[k]) - mean[ck]) + coef[3 * ck + 2]);
+                g.v[k] = T(coef[3 * ck] * through_relu(g.v[k], relu_out, i + k) +
+                           coef[3 * ck + 1] * (P(v.v[k]) - mean[ck]) + coef[3 * ck + 2]);
             }
             *reinterpret_cast<Pack<T>*>(dx + i) = g;
         } else if (vec) {
             Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + i);
             const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + i);
 #pragma unroll
-            for (int k = 0; k < Pack<T>::W; ++k) g.v[k] = T(a * P(g.v[k]) + b * (P(v.v[k]) - mu) + d);
+            for (int k = 0; k < Pack<T>::W; ++k)
+                g.v[k] = T(a * through_relu(g.v[k], relu_out, i + k) + b * (P(v.v[k]) - mu) + d);
             *reinterpret_cast<Pack<T>*>(dx + i) = g;
         } else {
-            dx[i] = T(a * P(grad[i]) + b * (P(x[i]) - mu) + d);
+            dx[i] = T(a * through_relu(grad[i], relu_out, i) + b * (P(x[i]) - mu) + d);
         }
     }
 }
@@ -315,19 +333,19 @@ __global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__
 #define MT_INSTANTIATE(T)                                                                                       \
     template __global__ void bn_partial_sums<T>(const T*, acc_t<T>*, int, int, long long, int);                \
     template __global__ void bn_partial_sums_rows<T>(const T*, acc_t<T>*, long long, int);                     \
-    template __global__ void bn_backward_partial_sums_rows<T>(const T*, const T*, const acc_t<T>*, acc_t<T>*,  \
-                                                              long long, int);                                 \
+    template __global__ void bn_backward_partial_sums_rows<T>(const T*, const T*, const T*, const acc_t<T>*,   \
+                                                              acc_t<T>*, long long, int);                      \
     template __global__ void bn_forward_finish<T>(const T*, const acc_t<T>*, int, int, long long, long long,   \
                                                   const acc_t<T>*, const acc_t<T>*, acc_t<T>, acc_t<T>*,       \
                                                   acc_t<T>*, acc_t<T>*, acc_t<T>*);                             \
     template __global__ void bn_scale_shift<T>(const T*, const acc_t<T>*, const acc_t<T>*, T*, int, long long, \
-                                               long long, int);                                                 \
-    template __global__ void bn_backward_partial_sums<T>(const T*, const T*, const acc_t<T>*, acc_t<T>*, int,  \
-                                                         int, long long, int);                                  \
+                                               long long, int, int);                                            \
+    template __global__ void bn_backward_partial_sums<T>(const T*, const T*, const T*, const acc_t<T>*,        \
+                                                         acc_t<T>*, int, int, long long, int);                  \
     template __global__ void bn_backward_finish<T>(const acc_t<T>*, int, int, long long, const acc_t<T>*,      \
                                                    const acc_t<T>*, acc_t<T>*, acc_t<T>*, acc_t<T>*);           \
-    template __global__ void bn_backward_dx<T>(const T*, const T*, const acc_t<T>*, const acc_t<T>*, T*, int,  \
-                                               long long, long long, int);
+    template __global__ void bn_backward_dx<T>(const T*, const T*, const T*, const acc_t<T>*, const acc_t<T>*, \
+                                               T*, int, long long, long long, int);
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)

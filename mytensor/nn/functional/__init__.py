@@ -24,7 +24,7 @@ from .extra import cosine_similarity, huber_loss, interpolate, l1_loss, normaliz
 from .linear import linear
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss,
                    nll_loss)
-from .normalization import batch_norm, group_norm, layer_norm
+from .normalization import batch_norm, batch_norm_relu, group_norm, layer_norm
 from .padding import pad
 from .pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
 
@@ -33,7 +33,7 @@ __all__ = ["linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"
            "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
            "pad", "one_hot", "layer_norm", "embedding", "scaled_dot_product_attention", "dropout2d", "softplus",
            "elu", "logsigmoid", "l1_loss", "smooth_l1_loss", "huber_loss", "normalize", "cosine_similarity",
-           "interpolate", "conv_transpose2d", "conv1d", "group_norm", "max_pool1d", "avg_pool1d"]
+           "interpolate", "conv_transpose2d", "conv1d", "group_norm", "max_pool1d", "avg_pool1d", "batch_norm_relu"]
 
 from ... import unsupported as _unsupported  # noqa: E402
 from ...tensor import Tensor as _Tensor  # noqa: E402

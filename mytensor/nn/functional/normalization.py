@@ -22,36 +22,40 @@ from ...ops.util import contiguous
 from .util import check_float, check_same_device, check_same_dtype, check_tensor
 
 
-def _as_ncl(xp, a, like=None):
-    """`a` (N, C, ...) as the (N, C, L) array the kernels read. A channels-last input (or, with
-    `like`, one shaped as the channels-last `like`) is read as (N*H*W, C, 1), a view."""
-    if is_channels_last(a if like is None else like):
+def _as_ncl(xp, a, channels_last):
+    """`a` (N, C, ...) as the (N, C, L) array the kernels read; laid out channels-last, as
+    (N*H*W, C, 1) instead (a view when `a` is channels-last, else a copy)."""
+    if channels_last:
         return xp.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(-1, a.shape[1], 1)
     return contiguous(xp, a.reshape(a.shape[0], a.shape[1], -1))  # a copy only for a non-contiguous input
 
 
-def _from_ncl(y3, like):
-    """The (N, C, L) result `y3` in the shape and layout of `like`, the array it was made from."""
-    if is_channels_last(like):
-        n, c, h, w = like.shape
+def _from_ncl(y3, shape, channels_last):
+    """The (N, C, L) (or channels-last (N*H*W, C, 1)) result `y3` back in `shape`."""
+    if channels_last:
+        n, c, h, w = shape
         return y3.reshape(n, h, w, c).transpose(0, 3, 1, 2)
-    return y3.reshape(like.shape)
+    return y3.reshape(shape)
 
 
 class BatchNorm(Function):
+    """Normalises in the layout of its input (channels-last stays channels-last). With `relu`,
+    the output is max(y, 0), computed in the same passes forward and backward (`batch_norm_relu`)."""
+
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, relu):
         xp, backend = ctx.xp, ctx.backend
         n, c = x.shape[:2]
-        x3 = _as_ncl(xp, x)
+        cl = is_channels_last(x)
+        x3 = _as_ncl(xp, x, cl)
         stat = np.dtype(np.float32) if x.dtype.itemsize == 2 else x.dtype  # 16-bit inputs: float32 statistics
         t = stat.type
         w = contiguous(xp, weight.astype(stat, copy=False)) if weight is not None else xp.ones(c, dtype=stat)
         b = contiguous(xp, bias.astype(stat, copy=False)) if bias is not None else xp.zeros(c, dtype=stat)
-        ctx.args = (x.shape, training)
+        ctx.args = (x.shape, training, relu, cl)
         need_x, need_w, _ = ctx.needs_input_grad[:3]
         if training:
-            y, mean, invstd = backend.batch_norm_train(x3, w, b, eps)
+            y, mean, invstd = backend.batch_norm_train(x3, w, b, eps, relu)
             if running_mean is not None:
                 count = x3.shape[0] * x3.shape[2]
                 var = 1 / (invstd * invstd) - t(eps)        # the biased batch variance, back from invstd
@@ -60,33 +64,36 @@ class BatchNorm(Function):
                 running_var *= 1 - momentum
                 running_var += (momentum * count / (count - 1) * var).astype(running_var.dtype, copy=False)
             # every gradient of the batch statistics reads x
-            ctx.save_for_backward(x, w, mean, invstd)
+            ctx.save_for_backward(x, w, mean, invstd, y if relu else None)
         else:
             # a copy: the running mean may be updated in place before backward
             mean = running_mean.astype(stat, copy=True)
             invstd = 1 / xp.sqrt(running_var.astype(stat, copy=False) + t(eps))
             y = ((x3.astype(stat, copy=False) - mean[:, None]) * (invstd * w)[:, None] + b[:, None]).astype(x.dtype)
-            ctx.save_for_backward(x if need_w else None, w, mean, invstd)
-        return _from_ncl(y, x)
+            y = backend.relu(y) if relu else y
+            ctx.save_for_backward(x if need_w else None, w, mean, invstd, y if relu else None)
+        return _from_ncl(y, x.shape, cl)
 
     @staticmethod
     def backward(ctx, grad):
-        x, w, mean, invstd = ctx.saved
-        _, training = ctx.args
-        xp = ctx.xp
+        x, w, mean, invstd, y3 = ctx.saved  # y3: the (N, C, L) output of a fused ReLU
+        shape, training, relu, cl = ctx.args
+        xp, backend = ctx.xp, ctx.backend
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        g3 = _as_ncl(xp, grad, cl)
         if training:
-            # the batch statistics depend on x: the kernel's full formula, in x's layout
-            gx, gw, gb = ctx.backend.batch_norm_backward(_as_ncl(xp, grad, like=x), _as_ncl(xp, x), w, mean, invstd)
-            gx = _from_ncl(gx, x) if need_x else None
+            # the batch statistics depend on x: the kernel's full formula
+            gx, gw, gb = backend.batch_norm_backward(g3, _as_ncl(xp, x, cl), w, mean, invstd, y3)
+            gx = _from_ncl(gx, shape, cl) if need_x else None
         else:
-            g3 = _as_ncl(xp, grad)
-            gx = _from_ncl((g3 * (invstd * w)[:, None]).astype(grad.dtype), grad) if need_x else None
+            if relu:
+                g3 = backend.relu_backward(g3, y3)
+            gx = _from_ncl((g3 * (invstd * w)[:, None]).astype(grad.dtype), shape, cl) if need_x else None
             g3 = g3.astype(w.dtype, copy=False)
-            gw = (g3 * ((_as_ncl(xp, x, like=grad).astype(w.dtype) - mean[:, None]) * invstd[:, None])).sum(
+            gw = (g3 * ((_as_ncl(xp, x, cl).astype(w.dtype) - mean[:, None]) * invstd[:, None])).sum(
                 axis=(0, 2)) if need_w else None
             gb = g3.sum(axis=(0, 2)) if need_b else None
-        return gx, gw if need_w else None, gb if need_b else None, None, None, None, None, None
+        return gx, gw if need_w else None, gb if need_b else None, None, None, None, None, None, None
 
 
 def _check_param_dtypes(input, **params):
@@ -107,6 +114,17 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     With training=True the batch statistics are used and running_mean/running_var
     (if given) are updated in place; with training=False the running statistics
     are used and must be given."""
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu=False)
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                    eps=1e-5):
+    """relu(batch_norm(...)) in one pass over the data each way, not two (mytensor's own fused
+    op; nn.Sequential uses it for a BatchNorm followed by a ReLU)."""
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu=True)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
     check_float(input, "input", "batch_norm")
     if input.ndim < 2:
         raise ValueError(f"batch_norm(): expected an input of at least 2 dimensions (N, C, ...), got shape "
@@ -136,7 +154,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     momentum = 0.0 if momentum is None else float(momentum)
     raw_mean = running_mean._data if running_mean is not None else None
     raw_var = running_var._data if running_var is not None else None
-    out = BatchNorm.apply(input, weight, bias, raw_mean, raw_var, bool(training), momentum, float(eps))
+    out = BatchNorm.apply(input, weight, bias, raw_mean, raw_var, bool(training), momentum, float(eps), relu)
     if training and running_mean is not None:
         increment_version((running_mean, running_var))  # written in place: let the graph checks see it
     return out

@@ -54,6 +54,13 @@ class _BatchNorm(Module):
         raise NotImplementedError
 
     def forward(self, input):
+        return self._normalize(input, F.batch_norm)
+
+    def forward_relu(self, input):
+        """relu(self(input)) in one fused pass (what nn.Sequential runs for a BatchNorm then a ReLU)."""
+        return self._normalize(input, F.batch_norm_relu)
+
+    def _normalize(self, input, batch_norm):
         self._check_input_dim(input)
         if input.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}) got an input with {input.shape[1]} "
@@ -67,8 +74,8 @@ class _BatchNorm(Module):
         # batch statistics while training, or when there are no running ones to use
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return F.batch_norm(input, self.running_mean if track else None, self.running_var if track else None,
-                            self.weight, self.bias, use_batch_stats, factor, self.eps)
+        return batch_norm(input, self.running_mean if track else None, self.running_var if track else None,
+                          self.weight, self.bias, use_batch_stats, factor, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

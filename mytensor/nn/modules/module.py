@@ -64,6 +64,10 @@ class Module:
                 output = changed
         return output
 
+    def _has_forward_hooks(self):
+        """Whether a forward (pre-)hook is registered: then the module must run on its own."""
+        return bool(self.__dict__.get("_forward_hooks")) or bool(self.__dict__.get("_forward_pre_hooks"))
+
     def _hooks(self):
         if "_forward_hooks" not in self.__dict__:
             object.__setattr__(self, "_forward_hooks", OrderedDict())

@@ -1,0 +1,83 @@
+"""A BatchNorm followed by a ReLU in nn.Sequential runs as one fused op (F.batch_norm_relu):
+the same values and gradients as the two layers in PyTorch, in training and evaluation, in
+both memory formats; hooks or an overridden forward keep the layers apart."""
+import numpy as np
+import pytest
+import torch
+
+import mytensor as mt
+import mytensor.nn as nn
+import mytensor.nn.functional as F
+
+DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.gpu)] if mt.cuda_is_available() else [])
+
+
+def host(t):
+    return t.detach().cpu().numpy().astype(np.float64) if isinstance(t, mt.Tensor) else t.detach().double().numpy()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_sequential_batch_norm_relu_as_in_torch(device, training, channels_last):
+    rng = np.random.default_rng()
+    n, c, h, w = int(rng.integers(2, 5)), 16, int(rng.integers(3, 7)), int(rng.integers(3, 7))
+    x = rng.standard_normal((n, c, h, w)) * 2 + 0.5
+    gy = rng.standard_normal((n, c, h, w))
+    ours = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU()).double()
+    theirs = torch.nn.Sequential(torch.nn.BatchNorm2d(c), torch.nn.ReLU()).double()
+    with torch.no_grad():
+        theirs[0].weight.copy_(torch.tensor(rng.standard_normal(c)))
+        theirs[0].bias.copy_(torch.tensor(rng.standard_normal(c)))
+        theirs[0].running_mean.copy_(torch.tensor(rng.standard_normal(c)))
+        theirs[0].running_var.copy_(torch.tensor(rng.random(c) + 0.5))
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    ours.to(device).train(training), theirs.train(training)
+    xs = mt.tensor(x, device=device)
+    xs = (xs.to(memory_format=mt.channels_last) if channels_last else xs).requires_grad_()
+    xt = torch.tensor(x, requires_grad=True)
+    y, yt = ours(xs), theirs(xt)
+    assert repr(y.grad_fn) == "<BatchNormBackward>"  # one op, not BatchNorm then ReLU
+    y.backward(mt.tensor(gy, device=device))
+    yt.backward(torch.tensor(gy))
+    for a, b in [(y, yt), (xs.grad, xt.grad), (ours[0].weight.grad, theirs[0].weight.grad),
+                 (ours[0].bias.grad, theirs[0].bias.grad), (ours[0].running_mean, theirs[0].running_mean),
+                 (ours[0].running_var, theirs[0].running_var)]:
+        np.testing.assert_allclose(host(a), host(b), rtol=1e-9, atol=1e-10)
+
+
+def test_hooks_and_overrides_keep_the_layers_apart():
+    seen = []
+
+    class Shifted(nn.BatchNorm2d):
+        def forward(self, input):
+            return super().forward(input) + 1
+
+    x = mt.randn(2, 4, 3, 3)
+    hooked = nn.Sequential(nn.BatchNorm2d(4), nn.ReLU())
+    hooked[1].register_forward_hook(lambda m, args, out: seen.append(out))
+    assert repr(hooked(x).grad_fn) == "<ReluBackward>" and len(seen) == 1  # the ReLU ran as a module
+    shifted = nn.Sequential(Shifted(4), nn.ReLU())
+    expected = np.maximum(F.batch_norm(x, None, None, training=True).numpy() + 1, 0)
+    np.testing.assert_allclose(host(shifted(x)), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batch_norm_relu_in_bfloat16(device):
+    """The fused kernels in 16 bits against the two separate ops (float32 statistics both ways)."""
+    rng = np.random.default_rng()
+    x = mt.tensor(rng.standard_normal((8, 64, 6, 6)), device=device, dtype=mt.bfloat16)
+    w, b = mt.randn(64, device=device), mt.randn(64, device=device)
+    weights = mt.tensor(rng.integers(0, 7, (8, 64, 6, 6)), device=device, dtype=mt.float32)
+    outs = []
+    for fused in (True, False):
+        for fmt in (mt.contiguous_format, mt.channels_last):
+            xx = x.to(memory_format=fmt).detach().requires_grad_()
+            ww, bb = w.detach().requires_grad_(), b.detach().requires_grad_()
+            y = F.batch_norm_relu(xx, None, None, ww, bb, True) if fused else \
+                F.relu(F.batch_norm(xx, None, None, ww, bb, True))
+            (y.float() * weights).sum().backward()
+            outs.append([host(t) for t in (y, xx.grad, ww.grad, bb.grad)])
+    for got in outs[1:]:
+        for a, b_ in zip(got, outs[-1]):
+            assert np.linalg.norm(a - b_) <= 2e-2 * np.linalg.norm(b_)
