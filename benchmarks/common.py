@@ -60,8 +60,15 @@ class Framework:
             self._cupy = cupy
 
     # ------------------------------------------------------------ tensors
-    def randn(self, *shape, requires_grad=False):
-        return self.lib.randn(*shape, device=self.device, requires_grad=requires_grad)
+    def randn(self, *shape, requires_grad=False, low=False):
+        """With `low`, in bfloat16 and (4-D) channels-last: how a mixed-precision network's
+        activations and convolution weights come."""
+        if not low:
+            return self.lib.randn(*shape, device=self.device, requires_grad=requires_grad)
+        t = self.lib.randn(*shape, device=self.device).to(self.lib.bfloat16)
+        if t.ndim == 4:
+            t = t.to(memory_format=self.lib.channels_last)
+        return t.requires_grad_(requires_grad)
 
     def zeros(self, *shape):
         return self.lib.zeros(*shape, device=self.device)

@@ -11,6 +11,10 @@ size, input size (H = W) and channels (Cin -> Cout). What the axes mean per op:
 
 One repetition is: clear the leaf gradients, run the op, backpropagate a fixed
 random output gradient (the loss itself for softmax_ce).
+
+On a GPU a fourth axis, `bf16`, repeats the base point at larger batches with the
+activations and weights in bfloat16 and channels-last, as a mixed-precision network runs
+them (batch norm with float32 parameters; softmax_ce stays float32, as autocast keeps it).
 """
 import traceback
 
@@ -24,7 +28,7 @@ SWEEPS = {
             "channels": [(3, 8), (16, 32), (64, 64), (128, 128), (256, 256)]},
     "cuda": {"base": (64, 32, 64, 64),
              "batch": [1, 4, 16, 64, 256], "size": [8, 16, 32, 64],
-             "channels": [(3, 8), (16, 32), (64, 64), (128, 128), (256, 256)]},
+             "channels": [(3, 8), (16, 32), (64, 64), (128, 128), (256, 256)], "bf16": [64, 256, 512]},
     "quick": {"base": (4, 8, 3, 8),
               "batch": [1, 4], "size": [8, 16], "channels": [(3, 8), (8, 16)]},
 }
@@ -33,26 +37,27 @@ SWEEPS = {
 REPS = {"cpu": (1, 5, 30, 1.0), "cuda": (3, 5, 50, 0.25), "quick": (1, 2, 3, 0.05)}
 
 
-def build(fw, op, n, size, cin, cout):
-    """(leaf tensors, forward closure) of one op configuration."""
+def build(fw, op, n, size, cin, cout, low=False):
+    """(leaf tensors, forward closure) of one op configuration (`low`: bf16, channels-last)."""
     F = fw.F
+
+    def randn(*shape):
+        return fw.randn(*shape, requires_grad=True, low=low)
     if op == "conv2d":
-        x, w, b = fw.randn(n, cin, size, size, requires_grad=True), fw.randn(cout, cin, 3, 3, requires_grad=True), \
-            fw.randn(cout, requires_grad=True)
+        x, w, b = randn(n, cin, size, size), randn(cout, cin, 3, 3), randn(cout)
         return [x, w, b], lambda: F.conv2d(x, w, b, padding=1)
     if op == "max_pool2d":
-        x = fw.randn(n, cout, size, size, requires_grad=True)
+        x = randn(n, cout, size, size)
         return [x], lambda: F.max_pool2d(x, 2)
     if op == "linear":
         features = cin * max(1, size // 4) ** 2
-        x, w, b = fw.randn(n, features, requires_grad=True), fw.randn(cout, features, requires_grad=True), \
-            fw.randn(cout, requires_grad=True)
+        x, w, b = randn(n, features), randn(cout, features), randn(cout)
         return [x, w, b], lambda: F.linear(x, w, b)
     if op == "softmax_ce":
         logits, target = fw.randn(n, cout, requires_grad=True), fw.randint(cout, (n,))
         return [logits], lambda: F.cross_entropy(logits, target)
     if op == "batch_norm":
-        x = fw.randn(n, cout, size, size, requires_grad=True)
+        x = randn(n, cout, size, size)
         w, b = fw.ones(cout).requires_grad_(), fw.zeros(cout).requires_grad_()
         rm, rv = fw.zeros(cout), fw.ones(cout)
         return [x, w, b], lambda: F.batch_norm(x, rm, rv, w, b, training=True, momentum=0.1, eps=1e-5)
@@ -78,14 +83,15 @@ def make_step(fw, op, config):
 def configs(sweep):
     """[(axis, value label, (n, size, cin, cout))] for every point of the three sweeps."""
     n0, s0, ci0, co0 = sweep["base"]
-    points = [("batch", n, (n, s0, ci0, co0)) for n in sweep["batch"]]
-    points += [("size", s, (n0, s, ci0, co0)) for s in sweep["size"]]
-    points += [("channels", f"{ci}->{co}", (n0, s0, ci, co)) for ci, co in sweep["channels"]]
+    points = [("batch", n, (n, s0, ci0, co0, False)) for n in sweep["batch"]]
+    points += [("size", s, (n0, s, ci0, co0, False)) for s in sweep["size"]]
+    points += [("channels", f"{ci}->{co}", (n0, s0, ci, co, False)) for ci, co in sweep["channels"]]
+    points += [("bf16", n, (n, s0, ci0, co0, True)) for n in sweep.get("bf16", [])]
     return points
 
 
 def applies(op, axis):
-    return not (op == "softmax_ce" and axis == "size")
+    return not (op == "softmax_ce" and axis in ("size", "bf16"))
 
 
 def run(device, frameworks, quick=False, log=print):
@@ -115,9 +121,10 @@ def run(device, frameworks, quick=False, log=print):
                     if not quick:
                         traceback.print_exc()
         for axis, value, cfg in points:
-            n, size, cin, cout = cfg
+            n, size, cin, cout, low = cfg
             rows.append({"op": op, "axis": axis, "value": value, "n": n, "size": size, "cin": cin, "cout": cout,
-                         **results[cfg], "ratio": ratio(results[cfg])})
+                         "precision": "bf16 channels-last" if low else "fp32", **results[cfg],
+                         "ratio": ratio(results[cfg])})
         log(f"  ops: {op}: {len(unique)} configurations, ratios mytensor/torch " +
             " ".join("-" if ratio(results[c]) is None else f"{ratio(results[c]):.2g}" for c in unique))
     return {"sweep": dict(sweep), "reps_policy": dict(zip(("warmup", "min_reps", "max_reps", "budget_s"), REPS[key])),

@@ -48,11 +48,12 @@ def table_rows(results):
     rows, seen = [], set()
     gpu = str(_get(results, "meta", "device")).startswith("cuda")
     for r in _get(results, "ops", "rows") or []:
-        key = (r["op"], r["n"], r["size"], r["cin"], r["cout"])
+        low = r.get("precision", "fp32") != "fp32"
+        key = (r["op"], r["n"], r["size"], r["cin"], r["cout"], low)
         if key in seen:
             continue
         seen.add(key)
-        detail = f"N={r['n']} {r['size']}x{r['size']} {r['cin']}->{r['cout']}"
+        detail = f"N={r['n']} {r['size']}x{r['size']} {r['cin']}->{r['cout']}" + (" bf16 CL" if low else "")
         if r["op"] == "softmax_ce":
             detail = f"N={r['n']} classes={r['cout']}"
         ms = [_scale(_get(r, fw, "median_s"), 1e3) for fw in ("mytensor", "torch")]
