@@ -41,6 +41,12 @@ def keep_layout(fn, a, b):
     return fn(a, b)
 
 
+def _reflect(xp, i, n):
+    """Positions up to one side beyond [0, n) mirrored back into it, the border itself not repeated
+    (PyTorch's "reflect" padding): -1 -> 1, n -> n - 2."""
+    return xp.where(i < 0, -i, xp.where(i >= n, 2 * (n - 1) - i, i))
+
+
 def float32_math(method):
     """Run a kernel on 16-bit float arrays in float32 and round its float outputs back
     once at the end, as PyTorch's kernels do: chained float16/bfloat16 steps would
@@ -92,6 +98,11 @@ class ArrayBackend:
 
     def permutation(self, n):
         return self.rng.permutation(n)
+
+    def generator(self, seed):
+        """A random generator of the array module apart from the global one: for streams that
+        depend on their own seed alone (a device loader's epochs)."""
+        return self.xp.random.default_rng(seed)
 
     def dropout_mask(self, shape, p, dtype):
         """Zeros with probability p, else 1/(1-p): the output is x * mask."""
@@ -316,6 +327,39 @@ class ArrayBackend:
         g = probs - eps / c
         g[xp.arange(n), safe_t] -= 1 - eps
         return g * (grad_loss * valid)[:, None]
+
+    # ---------------------------------------------------------- augmentation
+    def augment_images(self, images, index, scale, shift, dtype, translate=None, flip=None, reflect=False,
+                       cutout=None, cutout_size=0):
+        """A batch (B, C, H, W) of `dtype` from the uint8 images (N, C, H, W) at `index` (B,), each moved
+        by translate[b] = (dy, dx) (out[y, x] reads (y + dy, x + dx); beyond the border the pixel
+        mirrored across it with `reflect`, |d| < the side, else 0), mirrored left-right where flip[b],
+        normalised as pixel * scale[c] + shift[c] in float32, and 0 in the square of side `cutout_size`
+        whose corner is cutout[b] = (top, left). None: no shift, flip or cutout. (kernels/augment.cu)"""
+        xp = self.xp
+        _, c, h, w = images.shape
+        b = index.shape[0]
+        rows = xp.broadcast_to(xp.arange(h), (b, h))
+        cols = xp.broadcast_to(xp.arange(w), (b, w))
+        if translate is not None:
+            rows, cols = rows + translate[:, :1], cols + translate[:, 1:]
+        if reflect:
+            rows, cols = _reflect(xp, rows, h), _reflect(xp, cols, w)
+        inside = ((rows >= 0) & (rows < h))[:, None, :, None] & ((cols >= 0) & (cols < w))[:, None, None, :]
+        rows, cols = xp.clip(rows, 0, h - 1), xp.clip(cols, 0, w - 1)
+        if flip is not None:
+            cols = xp.where(flip[:, None].astype(bool), w - 1 - cols, cols)
+        pixels = images[index[:, None, None, None], xp.arange(c)[None, :, None, None], rows[:, None, :, None],
+                        cols[:, None, None, :]]
+        pixels = xp.where(inside, pixels, 0).astype(np.float32)
+        out = pixels * scale.astype(np.float32)[:, None, None] + shift.astype(np.float32)[:, None, None]
+        if cutout is not None:
+            span = xp.arange(max(h, w))
+            top, left = cutout[:, :1], cutout[:, 1:]
+            in_rows = (span[:h] >= top) & (span[:h] < top + cutout_size)
+            in_cols = (span[:w] >= left) & (span[:w] < left + cutout_size)
+            out = xp.where(in_rows[:, None, :, None] & in_cols[:, None, None, :], np.float32(0), out)
+        return out.astype(dtype, copy=False)
 
     # ------------------------------------------------------------ batch norm
     # x and the gradients are (N, C, L). For a 16-bit x the statistics, weight and bias are
