@@ -473,3 +473,37 @@ class ArrayBackend:
             v += (1 - beta2).astype(t) * g * g
             denom = self.xp.sqrt(v) / sqrt_bc2.astype(t) + eps.astype(t)
             p -= lr_bc1.astype(t) * m / denom
+
+    def muon_update(self, params, grads, bufs, scalars, lr_ratios, nesterov, ns_coefficients, ns_steps, eps, skip=None):
+        """One Muon step for every parameter, in place (`optim.Muon`'s formulation). scalars: lr,
+        momentum, weight_decay; lr_ratios: each parameter's factor on the lr; `skip` as for SGD."""
+        self.unless_flag(skip, params + bufs, lambda: self._muon(params, grads, bufs, scalars, lr_ratios, nesterov,
+                                                             ns_coefficients, ns_steps, eps))
+
+    def _muon(self, params, grads, bufs, scalars, lr_ratios, nesterov, ns_coefficients, ns_steps, eps):
+        lr, momentum, weight_decay = (scalars[i] for i in range(3))
+        for p, g, buf, ratio in zip(params, grads, bufs, lr_ratios):
+            t = p.dtype
+            buf += (1 - momentum).astype(t) * (g - buf)  # lerp toward the gradient
+            u = g + momentum.astype(t) * (buf - g) if nesterov else buf
+            o = self.newton_schulz(u.reshape(u.shape[0], -1), ns_coefficients, ns_steps, eps)
+            p *= (1 - lr * weight_decay).astype(t)
+            p -= (lr * ratio).astype(t) * o.reshape(p.shape).astype(t)
+
+    def newton_schulz(self, g, coefficients, steps, eps):
+        """A matrix near the orthogonal factor U V^T of g = U S V^T (Keller Jordan's quintic
+        iteration, PyTorch's Muon): g scaled to a spectral norm of at most 1, then `steps` of
+        X <- a X + (b A + c A A) X with A = X X^T, which drives every singular value toward 1.
+        Each of A, b A + c A A and X is rounded to bfloat16 once, its products of bfloat16 values
+        summed in float32, as PyTorch's bfloat16 addmm does."""
+        def bf16(v):
+            return v.astype(LOW_PRECISION[1]).astype(np.float32)
+        a, b, c = coefficients
+        tall = g.shape[0] > g.shape[1]
+        x = bf16(g.T if tall else g)
+        x = bf16(x / self.xp.maximum(bf16(self.xp.sqrt((x * x).sum())), np.float32(eps)))
+        for _ in range(steps):
+            gram = bf16(self.matmul(x, x.T))
+            poly = bf16(np.float32(b) * gram + np.float32(c) * self.matmul(gram, gram))
+            x = bf16(np.float32(a) * x + self.matmul(poly, x))
+        return x.T if tall else x
