@@ -45,7 +45,7 @@ class Muon(Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.ndim < 2:
-                    raise ValueError(f"Muon optimizes weights of 2 or more dimensions, got one of shape {tuple(p.shape)}")
+                    raise ValueError(f"Muon optimizes weights of 2 or more dimensions, not of shape {tuple(p.shape)}")
 
     def prepare_step(self):
         self._updates = []
