@@ -10,7 +10,7 @@ each test image (test-time augmentation, `tta_logits`).
 import math
 import time
 
-from .. import arange, no_grad, tensor, zeros
+from .. import arange, cat, no_grad, zeros
 from ..nn import functional as F
 from .graphed_step import GraphedTrainStep
 from .precision import autocast_region
@@ -118,18 +118,17 @@ def tta_logits(model, images, tta="none"):
     logits = mirrored(images)
     if tta == "flip":
         return logits
-    h, w = images.shape[2:]
-    shifted = []
-    for d in (-1, 1):
-        view = images.index_select(2, _shift(h, d, images.device)).index_select(3, _shift(w, d, images.device))
-        shifted.append(mirrored(view))
+    shifted = [mirrored(_shift(_shift(images, 2, d), 3, d)) for d in (-1, 1)]
     return 0.5 * logits + 0.25 * (shifted[0] + shifted[1])
 
 
-def _shift(n, d, device):
-    """The index that moves positions 0..n-1 by d = -1 or 1, the one beyond the border mirrored back
-    (out[i] = in[i + d]): (1, 0, 1, ..., n - 2) or (1, 2, ..., n - 1, n - 2)."""
-    return tensor([1] + list(range(n - 1)) if d < 0 else list(range(1, n)) + [n - 2], device=device)
+def _shift(x, dim, d):
+    """x moved by d = -1 or 1 along `dim` (out[i] = x[i + d]), the row beyond the border mirrored
+    back: rows (1, 0, 1, ..., n - 2) or (1, 2, ..., n - 1, n - 2); slices only, no index to upload."""
+    n = x.shape[dim]
+    if d < 0:
+        return cat([x.narrow(dim, 1, 1), x.narrow(dim, 0, n - 1)], dim)
+    return cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 2, 1)], dim)
 
 
 @no_grad()
