@@ -26,8 +26,8 @@ _EPOCH, _SIDES = 0, 1  # the keys of the two random streams
 
 
 def _seed(seed, *key):
-    """An integer seed for the stream (seed, *key): SeedSequence keeps the streams apart."""
-    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)[0])
+    """An integer seed (63 bits) for the stream (seed, *key): SeedSequence keeps the streams apart."""
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)[0]) >> 1
 
 
 def declared_augmentation(dataset):
@@ -99,8 +99,9 @@ class DeviceLoader:
         _, _, h, w = self.images.shape
         rng = self.backend.generator(_seed(self.seed, _EPOCH, epoch))
         order = xp.argsort(rng.random(n)) if self.shuffle else xp.arange(n)
-        shifts = rng.integers(-self.translate, self.translate + 1, size=(n, 2)).astype(np.int32) \
-            if self.translate else None
+        shifts = None
+        if self.translate:
+            shifts = (rng.integers(0, 2 * self.translate + 1, size=(n, 2)) - self.translate).astype(np.int32)
         flips = None
         if self.flip == "random":
             flips = rng.random(n) < 0.5
