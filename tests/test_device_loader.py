@@ -138,3 +138,22 @@ def test_declared_augmentation_and_bad_options():
         DeviceLoader(ds, translate=16)
     with pytest.raises(ValueError, match="flip"):
         DeviceLoader(ds, flip="sometimes")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mt.cuda_is_available(), reason="no CUDA GPU (or CuPy not installed)")
+def test_gpu_batches_are_the_numpy_version_of_the_same_draws():
+    from mytensor.backend import get_backend
+    ds = numbered(n=50, side=8)
+    loader = DeviceLoader(ds, batch_size=16, shuffle=True, device="cuda", translate=2, padding_mode="reflect",
+                          flip="alternating", cutout=3, dtype=mt.bfloat16)
+    loader.set_epoch(3)
+    draws = [None if a is None else a.get() for a in loader.epoch_draws(3)]
+    cpu, (order, shifts, flips, corners) = get_backend("cpu"), draws
+    for b, (x, y) in enumerate(loader):
+        rows = slice(16 * b, 16 * (b + 1))
+        want = cpu.augment_images(ds.images, order[rows], loader.scale.get(), loader.shift.get(), x.dtype.np,
+                                  shifts[rows], flips[rows], True, corners[rows], 3)
+        assert x.device.type == "cuda"
+        np.testing.assert_array_equal(x.cpu().numpy(), want)
+        np.testing.assert_array_equal(y.cpu().numpy(), ds.targets[order[rows]])

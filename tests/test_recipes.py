@@ -162,3 +162,12 @@ def test_eval_uses_the_runs_tta(folder32, tmp_path, capsys):
     main(["eval", str(tmp_path / "run"), "--device", "cpu"])
     assert f"test_acc={acc:.4f}" in capsys.readouterr().out
 
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mt.cuda_is_available(), reason="no CUDA GPU (or CuPy not installed)")
+def test_airbench_recipe_on_the_gpu_replays_its_steps(folder32, tmp_path, capsys):
+    rows = train(small(folder32, tmp_path / "gpu", device="cuda", epochs=3), show_progress=False)
+    printed = capsys.readouterr().out
+    assert "replayed from a CUDA graph" in printed and "in bf16" in printed
+    assert rows[-1]["test_acc"] > 0.9
