@@ -157,3 +157,14 @@ def test_gpu_batches_are_the_numpy_version_of_the_same_draws():
         assert x.device.type == "cuda"
         np.testing.assert_array_equal(x.cpu().numpy(), want)
         np.testing.assert_array_equal(y.cpu().numpy(), ds.targets[order[rows]])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mt.cuda_is_available(), reason="no CUDA GPU (or CuPy not installed)")
+def test_as_tensor_shares_a_cupy_array():
+    """How the loader hands out its batches without a copy, as torch.as_tensor shares CUDA memory."""
+    import cupy
+    arr = cupy.arange(3.0, dtype=cupy.float32)
+    shared = mt.as_tensor(arr, device="cuda")
+    arr[0] = 7
+    assert shared.device.type == "cuda" and shared.tolist() == [7.0, 1.0, 2.0]

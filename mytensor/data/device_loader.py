@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import dtypes
 from ..backend import get_backend
-from ..tensor import Tensor
+from ..ops import as_tensor
 from .transforms import Normalize, crop_padding
 
 FLIPS = (None, "random", "alternating")
@@ -123,13 +123,13 @@ class DeviceLoader:
             part = [None if a is None else a[rows] for a in (shifts, flips, corners)]
             images = self.backend.augment_images(self.images, index, self.scale, self.shift, self.dtype, part[0],
                                                  part[1], self.reflect, part[2], self.cutout)
-            yield Tensor._wrap(images, self.backend), Tensor._wrap(self.targets[index], self.backend)
+            yield as_tensor(images, device=self.device), as_tensor(self.targets[index], device=self.device)
 
     def prepare(self, images):
         """A NumPy batch (N, C, H, W) of float32 images in [0, 1] normalised as this loader's, a
         Tensor on its device (for predicting on new images)."""
         out = self.normalize(np.asarray(images, dtype=np.float32)).astype(self.dtype, copy=False)
-        return Tensor._wrap(self.backend.asarray(out), self.backend)
+        return as_tensor(out, device=self.device)
 
     def __repr__(self):
         return (f"DeviceLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "

@@ -2,7 +2,8 @@
 the same step (Keller Jordan, 2024; PyTorch's `torch.optim.Muon`)."""
 import math
 
-from ..tensor import Tensor
+from ..autograd.graph import increment_version
+from ..creation import zeros_like
 from .optimizer import Optimizer
 
 ADJUST_LR = (None, "original", "match_rms_adamw")
@@ -56,7 +57,7 @@ class Muon(Optimizer):
             for p in params:
                 state = self.state.setdefault(p, {})
                 if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = Tensor._wrap(p._backend.xp.zeros_like(p._data), p._backend)
+                    state["momentum_buffer"] = zeros_like(p)
             scalars = self._step_scalars(i, params[0]._backend, [group["lr"], group["momentum"],
                                                                  group["weight_decay"]])
             self._updates.append(self._update(group, params, scalars))
@@ -70,6 +71,5 @@ class Muon(Optimizer):
             params[0]._backend.muon_update([p._data for p in params], [p.grad._data for p in params], bufs, scalars,
                                            ratios, group["nesterov"], group["ns_coefficients"], group["ns_steps"],
                                            group["eps"], skip)
-            for p in params:
-                p._version[0] += 1
+            increment_version(params)
         return update

@@ -106,7 +106,8 @@ class RunConfig:
         """One clear line for the first setting out of range."""
         _require(self.optimizer in OPTIMIZERS, f"--optimizer {self.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
         _require(self.schedule in SCHEDULES, f"--schedule {self.schedule!r}: choose {', '.join(SCHEDULES)}")
-        _require(self.recipe is None or self.recipe in RECIPES, f"--recipe {self.recipe!r}: choose {', '.join(RECIPES)}")
+        _require(self.recipe is None or self.recipe in RECIPES,
+                 f"--recipe {self.recipe!r}: choose {', '.join(RECIPES)}")
         _require(self.schedule != "recipe" or recipe_of(self).scheduler is not None,
                  f"--schedule recipe is the schedule of a recipe that has one "
                  f"({', '.join(k for k, r in RECIPES.items() if r.scheduler)}), not of --recipe {self.recipe}")
@@ -484,8 +485,8 @@ def train_runs(options, runs, overwrite=False, show_progress=True):
                      show_progress=show_progress)
         finals.append(rows[-1]["test_acc"])
     spread = statistics.stdev(finals) if runs > 1 else 0.0
-    print(f"{runs} runs (seeds {config.seed}..{config.seed + runs - 1}): final test_acc mean {statistics.mean(finals):.4f}"
-          f" std {spread:.4f} (min {min(finals):.4f}, max {max(finals):.4f})", flush=True)
+    print(f"{runs} runs (seeds {config.seed}..{config.seed + runs - 1}): final test_acc mean "
+          f"{statistics.mean(finals):.4f} std {spread:.4f} (min {min(finals):.4f}, max {max(finals):.4f})", flush=True)
     return finals
 
 
