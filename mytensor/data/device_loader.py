@@ -53,7 +53,8 @@ class DeviceLoader:
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=0, device=None, translate=0,
                  padding_mode="zeros", flip=None, cutout=0, dtype=dtypes.float32):
-        _, _, h, w = np.shape(dataset.images)
+        images = np.ascontiguousarray(dataset.images)  # decoded once (a Subset gathers its images here)
+        _, _, h, w = images.shape
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if not 0 <= translate < min(h, w):
@@ -68,15 +69,12 @@ class DeviceLoader:
         self.translate, self.reflect, self.flip, self.cutout = translate, padding_mode == "reflect", flip, cutout
         self.dtype = dtypes.get_dtype(dtype).np
         self.backend = get_backend(device or "cpu")
-        self.images = self.backend.asarray(np.ascontiguousarray(dataset.images))  # decoded once, uploaded once
+        self.images = self.backend.asarray(images)  # uploaded once
         self.targets = self.backend.asarray(np.asarray(dataset.targets, dtype=np.int64))
         self.normalize = Normalize(*dataset.normalization)
         std, mean = np.array(self.normalize.std, np.float32), np.array(self.normalize.mean, np.float32)
         self.scale = self.backend.asarray(1 / (255 * std))  # pixel * scale + shift = (pixel / 255 - mean) / std
         self.shift = self.backend.asarray(-mean / std)
-        self.sides = None
-        if flip == "alternating":
-            self.sides = self.backend.generator(_seed(self.seed, _SIDES)).random(len(self.images)) < 0.5
 
     def __len__(self):
         n = len(self.images)
@@ -105,8 +103,9 @@ class DeviceLoader:
         flips = None
         if self.flip == "random":
             flips = rng.random(n) < 0.5
-        elif self.flip == "alternating":
-            flips = xp.logical_xor(self.sides[order], epoch % 2 == 1)
+        elif self.flip == "alternating":  # each image's first side depends on the seed alone
+            sides = self.backend.generator(_seed(self.seed, _SIDES)).random(n) < 0.5
+            flips = xp.logical_xor(sides[order], epoch % 2 == 1)
         corners = None
         if self.cutout:
             centres = xp.stack([rng.integers(0, h, size=n), rng.integers(0, w, size=n)], axis=1)

@@ -18,6 +18,8 @@ from ..optim import lr_scheduler
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
+    """RunConfig defaults and the pieces a run builds from the recipe (None: the usual ones)."""
+
     defaults: dict  # RunConfig fields
     param_groups: Callable | None = None  # (model, config) -> the optimizer's groups
     scheduler: Callable | None = None  # (config, optimizer, steps per epoch) -> a scheduler stepped every batch
