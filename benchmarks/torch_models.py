@@ -151,8 +151,51 @@ def resnet9(num_classes=10, in_channels=3, image_size=32):
     return ResNet9(num_classes, in_channels, image_size)
 
 
+class _ConvGroup(nn.Module):
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = nn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4)
+        self.activ = nn.GELU()
+        for norm in (self.norm1, self.norm2):
+            norm.weight.requires_grad_(False)
+
+    def forward(self, x):
+        x = self.activ(self.norm1(self.pool(self.conv1(x))))
+        return self.activ(self.norm2(self.conv2(x)))
+
+
+class Airbench94(nn.Module):
+    """mytensor.models.Airbench94; the whitening filters are whatever they are given (frozen)."""
+
+    def __init__(self, num_classes=10, in_channels=3, image_size=32, widths=(64, 256, 256)):
+        super().__init__()
+        self.whiten = nn.Conv2d(in_channels, 8 * in_channels, 2)
+        self.whiten.weight.requires_grad_(False)
+        self.activ = nn.GELU()
+        channels, groups = 8 * in_channels, []
+        for width in widths:
+            groups.append(_ConvGroup(channels, width))
+            channels = width
+        self.groups = nn.Sequential(*groups)
+        self.pool = nn.MaxPool2d(3)
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(channels * ((image_size - 1) // 8 // 3) ** 2, num_classes, bias=False)
+
+    def forward(self, x):
+        x = self.pool(self.groups(self.activ(self.whiten(x))))
+        return self.head(self.flatten(x)) / 9
+
+
+def airbench94(num_classes=10, in_channels=3, image_size=32):
+    return Airbench94(num_classes, in_channels, image_size)
+
+
 _BUILDERS = {f.__name__: f for f in (mlp, lenet5, cifar_lenet, simple_conv, cifar_cnn3, resnet_small, resnet18,
-                                            resnet9)}
+                                            resnet9, airbench94)}
 
 
 def get_model(name, num_classes=10, in_channels=1, image_size=28) -> torch.nn.Module:

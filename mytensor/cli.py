@@ -6,6 +6,8 @@ import pickle
 def _train_parser(sub, common):
     from .data import DATASETS
     from .models import available_models
+    from .training.loop import TTA
+    from .training.recipes import RECIPES
     from .training.run import OPTIMIZERS, SCHEDULES, RunConfig as D
     p = sub.add_parser("train", parents=[common], help="train a model on a dataset",
                        description="Every option left out takes its default for a new run, and its saved value "
@@ -13,8 +15,13 @@ def _train_parser(sub, common):
     # default=None everywhere: an option left out is not given, so --resume keeps the saved value
     p.add_argument("--dataset", help=f"{', '.join(DATASETS)} or folder:PATH (default: {D.dataset})")
     p.add_argument("--model", help=f"{', '.join(available_models())} (default: {D.model})")
+    p.add_argument("--recipe", choices=list(RECIPES),
+                   help="a named way to train: its settings are the defaults of the options left out, and it adds "
+                        "what no option says (parameter groups, its schedule, slow weights; docs/time-to-accuracy.md)")
     p.add_argument("--epochs", type=int, help=f"default: {D.epochs}; with --resume, a larger value extends the run")
     p.add_argument("--batch-size", type=int, help=f"default: {D.batch_size}")
+    p.add_argument("--drop-last", action="store_true", default=None,
+                   help="leave out the last training batch of an epoch when it is smaller")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default: {D.optimizer}")
     p.add_argument("--lr", type=float, help="default: 0.05 for sgd, 0.001 for adam/adamw")
     p.add_argument("--momentum", type=float,
@@ -25,9 +32,14 @@ def _train_parser(sub, common):
     p.add_argument("--warmup", type=int, help="epochs of linear learning-rate warm-up (onecycle: of its rise; "
                                               "default: none, onecycle: 30%% of the run)")
     p.add_argument("--label-smoothing", type=float, help=f"default: {D.label_smoothing}")
+    p.add_argument("--tta", choices=TTA, help="test-time augmentation: average the logits of the image and its mirror "
+                                              "(flip), and of both shifted by a pixel (translate); default: none")
     p.add_argument("--augment", action="store_true", default=None,
                    help="the augmentation the dataset declares: random crops with padding, and flips where a "
                         "mirrored image keeps its class")
+    p.add_argument("--data-on-device", action="store_true", default=None,
+                   help="hold the whole dataset on the device and augment each batch there in one kernel, instead of "
+                        "in loader threads")
     p.add_argument("--image-size", type=int, help="folder: datasets: scale each image to cover N x N and crop the "
                                                   "centre (default: the first image's shorter side)")
     p.add_argument("--skip-bad-images", action="store_true", default=None,
@@ -47,13 +59,21 @@ def _train_parser(sub, common):
     p.add_argument("--out", help="run folder (default: a new runs/DATASET-MODEL-TIME)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out: its saved settings, from its last finished epoch")
+    p.add_argument("--runs", type=int, default=1,
+                   help="train N runs, with the seeds --seed, --seed + 1, ... (into OUT/run-1, ...), and print the "
+                        "mean and standard deviation of their final test accuracy")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out, if there is one")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
 def _cmd_train(args):
-    from .training.run import RunConfig, train
+    from .training.run import RunConfig, train, train_runs
     given = {k: getattr(args, k) for k in RunConfig.field_names() if getattr(args, k, None) is not None}
+    if args.runs != 1:
+        if args.runs < 1 or args.resume:
+            raise ValueError(f"--runs {args.runs}: give 1 or more new runs (--resume continues one run)")
+        train_runs(given, args.runs, overwrite=args.overwrite, show_progress=not args.no_progress)
+        return
     train(given, resume=args.resume, overwrite=args.overwrite, show_progress=not args.no_progress)
 
 
@@ -61,7 +81,7 @@ def _cmd_eval(args):
     from .training.loop import evaluate
     from .training.run import load_run
     config, model, _, loader = load_run(args.run_dir, args.checkpoint, args.device, args.data_dir)
-    result = evaluate(model, loader)
+    result = evaluate(model, loader, tta=config.tta)
     print(f"{config.model} on {config.dataset} ({args.checkpoint} checkpoint): "
           f"test_loss={result['loss']:.4f} test_acc={result['acc']:.4f} test_acc5={result['acc5']:.4f}")
 

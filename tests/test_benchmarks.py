@@ -25,7 +25,7 @@ def _shapes(model):
 
 
 @pytest.mark.parametrize("name,dataset", [(m, d) for m in MODELS for d in ("mnist", "cifar10")]
-                         + [("resnet9", "cifar10"), ("resnet18", "cifar10")])
+                         + [("resnet9", "cifar10"), ("resnet18", "cifar10"), ("airbench94", "cifar10")])
 def test_torch_twin_has_the_same_parameters(name, dataset):
     from mytensor.models import get_model
     _, c, side, classes = DATASETS[dataset]

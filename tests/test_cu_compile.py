@@ -23,7 +23,7 @@ EXTRA = {"optim.cu": ["--fmad=false"]}
 def test_kernel_files_exist():
     names = {os.path.basename(p) for p in CU_FILES}
     assert {"activation.cu", "conv.cu", "pool.cu", "softmax_ce.cu", "batch_norm.cu", "dropout.cu",
-            "optim.cu"} <= names
+            "optim.cu", "augment.cu"} <= names
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit compiler) is not on PATH, "

@@ -797,3 +797,39 @@ def test_matmul_is_captured_in_a_graph(cuda):
     a[...] = to_gpu(rng.standard_normal((32, 48)).astype(np.float32))  # replays read the new values
     graph.replay()
     np.testing.assert_allclose(cupy.asnumpy(graph.outputs), cupy.asnumpy(a) @ cupy.asnumpy(b), rtol=1e-4, atol=1e-4)
+
+
+# -------------------------------------------------------------- augmentation
+def _augment_case(batch, shift_max, size=8):
+    """uint8 images (20, 3, 32, 32), a batch's indices, per-channel scale and shift, and per-image
+    shifts, flips and cutout corners (some partly outside the image)."""
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (20, 3, 32, 32), dtype=np.uint8)
+    std, mean = rng.uniform(0.2, 0.3, 3).astype(np.float32), rng.uniform(0.4, 0.5, 3).astype(np.float32)
+    options = dict(translate=rng.integers(-shift_max, shift_max + 1, (batch, 2)).astype(np.int32),
+                   flip=rng.random(batch) < 0.5, cutout=rng.integers(-size // 2, 32, (batch, 2)).astype(np.int32))
+    return images, rng.integers(0, 20, batch), (1 / (255 * std)).astype(np.float32), (-mean / std).astype(np.float32), \
+        options
+
+
+@pytest.mark.parametrize("dtype", DTYPES + [np.float16, ml_dtypes.bfloat16], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("options", ["none", "translate", "reflect", "all", "zeros-all"])
+@gpu_test
+def test_augment_images(cpu, cuda, options, dtype):
+    images, index, scale, shift, draws = _augment_case(batch=9, shift_max=4)
+    kwargs = {"none": {}, "translate": dict(translate=draws["translate"]),
+              "reflect": dict(translate=draws["translate"], flip=draws["flip"], reflect=True),
+              "all": dict(draws, reflect=True, cutout_size=8), "zeros-all": dict(draws, cutout_size=8)}[options]
+    want = cpu.augment_images(images, index, scale, shift, dtype, **kwargs)
+    on_gpu = {k: to_gpu(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    got = cuda.augment_images(to_gpu(images), to_gpu(index), to_gpu(scale), to_gpu(shift), dtype, **on_gpu)
+    close(got, want, dtype, exact=True)
+
+
+@gpu_test
+def test_augment_images_of_a_batch_of_one(cpu, cuda):
+    images, index, scale, shift, draws = _augment_case(batch=1, shift_max=31, size=40)
+    want = cpu.augment_images(images, index, scale, shift, np.float32, **draws, reflect=True, cutout_size=3)
+    got = cuda.augment_images(*(to_gpu(a) for a in (images, index, scale, shift)), np.float32,
+                              **{k: to_gpu(v) for k, v in draws.items()}, reflect=True, cutout_size=3)
+    close(got, want, np.float32, exact=True)

@@ -21,16 +21,18 @@ CASES = [
     ("resnet_small", 200, 3, 64),
     ("resnet9", 10, 3, 32),
     ("resnet18", 10, 3, 32),
+    ("airbench94", 10, 3, 32),
 ]
 
 
 def test_available_models():
     assert models.available_models() == sorted(
-        ["mlp", "lenet5", "simple_conv", "cifar_lenet", "cifar_cnn3", "resnet_small", "resnet9", "resnet18"])
+        ["mlp", "lenet5", "simple_conv", "cifar_lenet", "cifar_cnn3", "resnet_small", "resnet9", "resnet18",
+         "airbench94"])
 
 
 def test_unknown_model_lists_the_known_ones():
-    with pytest.raises(ValueError, match="available: cifar_cnn3, cifar_lenet, lenet5"):
+    with pytest.raises(ValueError, match="available: airbench94, cifar_cnn3, cifar_lenet, lenet5"):
         models.get_model("vgg99")
 
 
@@ -45,6 +47,9 @@ def test_model_forward_backward(name, num_classes, channels, size, device):
     loss = F.cross_entropy(logits, mt.tensor([0, 1], device=device))
     loss.backward()
     for name_, p in model.named_parameters():
+        if not p.requires_grad:  # airbench94's frozen whitening and batch-norm weights
+            assert p.grad is None, name_
+            continue
         assert p.grad is not None and p.grad.shape == p.shape, name_
         assert np.isfinite(p.grad.cpu().numpy()).all(), name_
     model.eval()

@@ -41,6 +41,12 @@ def keep_layout(fn, a, b):
     return fn(a, b)
 
 
+def _reflect(xp, i, n):
+    """Positions up to one side beyond [0, n) mirrored back into it, the border itself not repeated
+    (PyTorch's "reflect" padding): -1 -> 1, n -> n - 2."""
+    return xp.where(i < 0, -i, xp.where(i >= n, 2 * (n - 1) - i, i))
+
+
 def float32_math(method):
     """Run a kernel on 16-bit float arrays in float32 and round its float outputs back
     once at the end, as PyTorch's kernels do: chained float16/bfloat16 steps would
@@ -92,6 +98,11 @@ class ArrayBackend:
 
     def permutation(self, n):
         return self.rng.permutation(n)
+
+    def generator(self, seed):
+        """A random generator of the array module apart from the global one: for streams that
+        depend on their own seed alone (a device loader's epochs)."""
+        return self.xp.random.default_rng(seed)
 
     def dropout_mask(self, shape, p, dtype):
         """Zeros with probability p, else 1/(1-p): the output is x * mask."""
@@ -317,6 +328,39 @@ class ArrayBackend:
         g[xp.arange(n), safe_t] -= 1 - eps
         return g * (grad_loss * valid)[:, None]
 
+    # ---------------------------------------------------------- augmentation
+    def augment_images(self, images, index, scale, shift, dtype, translate=None, flip=None, reflect=False,
+                       cutout=None, cutout_size=0):
+        """A batch (B, C, H, W) of `dtype` from the uint8 images (N, C, H, W) at `index` (B,), each moved
+        by translate[b] = (dy, dx) (out[y, x] reads (y + dy, x + dx); beyond the border the pixel
+        mirrored across it with `reflect`, |d| < the side, else 0), mirrored left-right where flip[b],
+        normalised as pixel * scale[c] + shift[c] in float32, and 0 in the square of side `cutout_size`
+        whose corner is cutout[b] = (top, left). None: no shift, flip or cutout. (kernels/augment.cu)"""
+        xp = self.xp
+        _, c, h, w = images.shape
+        b = index.shape[0]
+        rows = xp.broadcast_to(xp.arange(h), (b, h))
+        cols = xp.broadcast_to(xp.arange(w), (b, w))
+        if translate is not None:
+            rows, cols = rows + translate[:, :1], cols + translate[:, 1:]
+        if reflect:
+            rows, cols = _reflect(xp, rows, h), _reflect(xp, cols, w)
+        inside = ((rows >= 0) & (rows < h))[:, None, :, None] & ((cols >= 0) & (cols < w))[:, None, None, :]
+        rows, cols = xp.clip(rows, 0, h - 1), xp.clip(cols, 0, w - 1)
+        if flip is not None:
+            cols = xp.where(flip[:, None].astype(bool), w - 1 - cols, cols)
+        pixels = images[index[:, None, None, None], xp.arange(c)[None, :, None, None], rows[:, None, :, None],
+                        cols[:, None, None, :]]
+        pixels = xp.where(inside, pixels, 0).astype(np.float32)
+        out = pixels * scale.astype(np.float32)[:, None, None] + shift.astype(np.float32)[:, None, None]
+        if cutout is not None:
+            span = xp.arange(max(h, w))
+            top, left = cutout[:, :1], cutout[:, 1:]
+            in_rows = (span[:h] >= top) & (span[:h] < top + cutout_size)
+            in_cols = (span[:w] >= left) & (span[:w] < left + cutout_size)
+            out = xp.where(in_rows[:, None, :, None] & in_cols[:, None, None, :], np.float32(0), out)
+        return out.astype(dtype, copy=False)
+
     # ------------------------------------------------------------ batch norm
     # x and the gradients are (N, C, L). For a 16-bit x the statistics, weight and bias are
     # float32 (mixed precision keeps parameters in float32); y and dx have x's dtype.
@@ -434,3 +478,37 @@ class ArrayBackend:
             v += (1 - beta2).astype(t) * g * g
             denom = self.xp.sqrt(v) / sqrt_bc2.astype(t) + eps.astype(t)
             p -= lr_bc1.astype(t) * m / denom
+
+    def muon_update(self, params, grads, bufs, scalars, lr_ratios, nesterov, ns_coefficients, ns_steps, eps, skip=None):
+        """One Muon step for every parameter, in place (`optim.Muon`'s formulation). scalars: lr,
+        momentum, weight_decay; lr_ratios: each parameter's factor on the lr; `skip` as for SGD."""
+        self.unless_flag(skip, params + bufs, lambda: self._muon(params, grads, bufs, scalars, lr_ratios, nesterov,
+                                                             ns_coefficients, ns_steps, eps))
+
+    def _muon(self, params, grads, bufs, scalars, lr_ratios, nesterov, ns_coefficients, ns_steps, eps):
+        lr, momentum, weight_decay = (scalars[i] for i in range(3))
+        for p, g, buf, ratio in zip(params, grads, bufs, lr_ratios):
+            t = p.dtype
+            buf += (1 - momentum).astype(t) * (g - buf)  # lerp toward the gradient
+            u = g + momentum.astype(t) * (buf - g) if nesterov else buf
+            o = self.newton_schulz(u.reshape(u.shape[0], -1), ns_coefficients, ns_steps, eps)
+            p *= (1 - lr * weight_decay).astype(t)
+            p -= (lr * ratio).astype(t) * o.reshape(p.shape).astype(t)
+
+    def newton_schulz(self, g, coefficients, steps, eps):
+        """A matrix near the orthogonal factor U V^T of g = U S V^T (Keller Jordan's quintic
+        iteration, PyTorch's Muon): g scaled to a spectral norm of at most 1, then `steps` of
+        X <- a X + (b A + c A A) X with A = X X^T, which drives every singular value toward 1.
+        Each of A, b A + c A A and X is rounded to bfloat16 once, its products of bfloat16 values
+        summed in float32, as PyTorch's bfloat16 addmm does."""
+        def bf16(v):
+            return v.astype(LOW_PRECISION[1]).astype(np.float32)
+        a, b, c = coefficients
+        tall = g.shape[0] > g.shape[1]
+        x = bf16(g.T if tall else g)
+        x = bf16(x / self.xp.maximum(bf16(self.xp.sqrt((x * x).sum())), np.float32(eps)))
+        for _ in range(steps):
+            gram = bf16(self.matmul(x, x.T))
+            poly = bf16(np.float32(b) * gram + np.float32(c) * self.matmul(gram, gram))
+            x = bf16(np.float32(a) * x + self.matmul(poly, x))
+        return x.T if tall else x

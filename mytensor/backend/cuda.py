@@ -51,10 +51,11 @@ _KERNEL_FILES = {
                       "bn_backward_dx"),
     "dropout.cu": ("dropout_mask",),
     "optim.cu": ("set_scalars", "sgd_multi_tensor", "adam_multi_tensor"),
+    "augment.cu": ("augment_images",),
 }
 _SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"])  # tensor-core kernels: no float/double
 _SIXTEEN_BIT = frozenset(_KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"] + _KERNEL_FILES["batch_norm.cu"]
-                         + ("relu_forward", "relu_backward")) | _SIXTEEN_BIT_ONLY
+                         + _KERNEL_FILES["augment.cu"] + ("relu_forward", "relu_backward")) | _SIXTEEN_BIT_ONLY
 _EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",)}
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
            LOW_PRECISION[0]: "half_t", LOW_PRECISION[1]: "bf16_t"}  # (names from common.cuh)
@@ -709,6 +710,24 @@ class CUDABackend(ArrayBackend):
                      (grad_loss, np.int64(stride), probs, target, dx, np.int32(c), dt.type(label_smoothing),
                       np.int64(ignore_index), np.int64(dx.size)))
         return dx
+
+    # ---------------------------------------------------------- augmentation
+    def augment_images(self, images, index, scale, shift, dtype, translate=None, flip=None, reflect=False,
+                       cutout=None, cutout_size=0):
+        """The whole batch in one launch of `augment_images` (kernels/augment.cu)."""
+        dtype = np.dtype(dtype)
+        if dtype not in _CTYPES or images.dtype != np.uint8 or images.ndim != 4:
+            return super().augment_images(images, index, scale, shift, dtype, translate, flip, reflect, cutout,
+                                          cutout_size)
+        _, c, h, w = (int(s) for s in images.shape)
+        out = self._empty((int(index.shape[0]), c, h, w), dtype)
+        optional = [np.uint64(0) if a is None else self._contig(a, t)
+                    for a, t in ((translate, np.int32), (flip, np.uint8), (cutout, np.int32))]
+        self._launch("augment.cu", "augment_images", dtype, out.size,
+                     (self._contig(images), self._contig(index, np.int64), *optional, self._contig(scale, np.float32),
+                      self._contig(shift, np.float32), out, np.int32(c), np.int32(h), np.int32(w),
+                      np.int32(bool(reflect)), np.int32(cutout_size), np.int64(out.size)))
+        return out
 
     # ------------------------------------------------------------ batch norm
     def _bn_shares(self, c, units):

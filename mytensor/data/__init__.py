@@ -10,6 +10,7 @@
 from . import transforms  # noqa: F401
 from .cifar import CIFAR10  # noqa: F401
 from .dataset import ConcatDataset, Dataset, ImageDataset, Subset, TensorDataset, random_split  # noqa: F401
+from .device_loader import DeviceLoader, declared_augmentation  # noqa: F401
 from .datasets import DATASETS, NORMALIZATION, load_dataset  # noqa: F401
 from .image_folder import ImageFolder, read_image  # noqa: F401
 from .loader import DataLoader, default_collate  # noqa: F401

@@ -143,12 +143,17 @@ class Lambda(Transform):
         return self.fn(batch, rng) if self.takes_rng else self.fn(batch)
 
 
+def crop_padding(dataset):
+    """The pixels of random shift a dataset declares (CROP_PADDING; None: an eighth of the side, at least 2)."""
+    return dataset.CROP_PADDING or max(2, dataset.image_shape[1] // 8)
+
+
 def augmentation(dataset):
     """The augmentation a dataset declares (its CROP_PADDING and FLIP, see
     `ImageDataset`): random crops with padding, and horizontal flips where a
     mirrored image keeps its class."""
     _, h, w = dataset.image_shape
-    steps = [RandomCrop((h, w), padding=dataset.CROP_PADDING or max(2, h // 8))]
+    steps = [RandomCrop((h, w), padding=crop_padding(dataset))]
     if dataset.FLIP:
         steps.append(RandomHorizontalFlip())
     return steps

@@ -10,3 +10,4 @@ from .mlp import MLP  # noqa: F401
 from .lenet import CifarLeNet, LeNet5  # noqa: F401
 from .cnn import CifarCNN3, SimpleConv  # noqa: F401
 from .resnet import BasicBlock, ResNet, ResNet9  # noqa: F401
+from .airbench import Airbench94  # noqa: F401

@@ -10,11 +10,14 @@ reproducible.
 import math
 import warnings
 
+import numpy as np
+
 from .. import unsupported
 from ..autograd.grad_mode import no_grad
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_", "xavier_uniform_",
-           "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "eye_"]
+           "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "eye_",
+           "dirac_"]
 
 __getattr__ = unsupported.module_getattr("torch.nn.init", __name__)
 
@@ -147,3 +150,21 @@ def eye_(tensor):
     from ..creation import eye
     with no_grad():
         return tensor.copy_(eye(*tensor.shape, dtype=tensor.dtype, device=tensor.device))
+
+
+def dirac_(tensor, groups=1):
+    """A convolution weight (3-D to 5-D) that passes its input through: in each of `groups` groups,
+    output channel d reads input channel d at the kernel's centre, as far as the shape allows."""
+    if tensor.ndim not in (3, 4, 5):
+        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
+    if tensor.shape[0] % groups:
+        raise ValueError("dim 0 must be divisible by groups")
+    from ..creation import tensor as make_tensor
+    per_group = tensor.shape[0] // groups
+    weight = np.zeros(tensor.shape, tensor.dtype.np)
+    centre = tuple(k // 2 for k in tensor.shape[2:])
+    for g in range(groups):
+        for d in range(min(per_group, tensor.shape[1])):
+            weight[(g * per_group + d, d) + centre] = 1
+    with no_grad():
+        return tensor.copy_(make_tensor(weight, device=tensor.device))

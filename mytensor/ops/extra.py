@@ -8,7 +8,7 @@ import math
 
 from .. import dtypes
 from ..autograd.function import Function
-from ..backend import get_backend
+from ..backend import backend_of_array, get_backend
 from ..tensor import Tensor
 from . import autocast_policy
 from .util import norm_dim, norm_dims
@@ -238,7 +238,8 @@ def is_floating_point(x):
 
 def as_tensor(data, dtype=None, device=None):
     """The tensor itself when it already has that dtype and device; a NumPy array shared on the
-    CPU (None: the CPU) where the dtype matches, copied once to a GPU; other data as `tensor`."""
+    CPU (None: the CPU) where the dtype matches, copied once to a GPU; a CuPy array shared on its
+    GPU (as PyTorch shares `__cuda_array_interface__` memory); other data as `tensor`."""
     import numpy as np
     if isinstance(data, Tensor):
         return data.to(dtype=dtype, device=device)
@@ -246,6 +247,9 @@ def as_tensor(data, dtype=None, device=None):
         backend = get_backend("cpu" if device is None else device)
         dtype = dtypes.get_dtype(data.dtype if dtype is None else dtype)
         return Tensor._wrap(backend.asarray(data, dtype.np), backend)
+    if hasattr(data, "__cuda_array_interface__") and (device is None or get_backend(device) is backend_of_array(data)):
+        dtype = dtypes.get_dtype(data.dtype if dtype is None else dtype)
+        return Tensor._wrap(data.astype(dtype.np, copy=False), backend_of_array(data))
     return Tensor(data, dtype=dtype, device=device)
 
 

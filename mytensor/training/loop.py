@@ -4,12 +4,13 @@ Loss, correct predictions (top-1 and top-5) and the image count are summed on
 the device and read back only every `log_every` steps and at the end, so a step
 never waits for the GPU; each read also checks that the loss is still finite.
 On the GPU the sums are part of the step replayed from a CUDA graph, so they
-cost no Python at all.
+cost no Python at all. Evaluation can average the logits of several views of
+each test image (test-time augmentation, `tta_logits`).
 """
 import math
 import time
 
-from .. import arange, no_grad, zeros
+from .. import arange, cat, no_grad, zeros
 from ..nn import functional as F
 from .graphed_step import GraphedTrainStep
 from .precision import autocast_region
@@ -63,10 +64,11 @@ class RunningTotals:
 
 def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per_batch=False,
                     progress=None, log_every=50, label_smoothing=0.0, cuda_graph=False, precision="fp32",
-                    scaler=None):
+                    scaler=None, lookahead=None):
     """Train for one pass over `loader`. With `cuda_graph`, the step is
     captured once and replayed (see `graphed_step`); `scaler`: an
-    `amp.GradScaler` for float16 steps. A loss that is no longer
+    `amp.GradScaler` for float16 steps; `lookahead`: an `optim.Lookahead`
+    stepped after every optimizer step. A loss that is no longer
     finite (a diverging learning rate) raises FloatingPointError at the next
     read, instead of training on NaN weights."""
     model.train()
@@ -77,6 +79,8 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per
         step_fn = step_fn.eager
     for step, (images, targets) in enumerate(loader, 1):
         step_fn(images, targets)
+        if lookahead is not None:
+            lookahead.step()
         if scheduler is not None and step_scheduler_per_batch:
             scheduler.step()
         if progress is not None:
@@ -98,16 +102,48 @@ def _finite(read, step, steps):
     return read
 
 
+TTA = ("none", "flip", "translate")
+
+
+def tta_logits(model, images, tta="none"):
+    """The model's logits, averaged over views of each image (airbench's test-time augmentation):
+    "flip" averages the image and its mirror; "translate" gives that pair half the weight and the
+    pairs shifted one pixel up-left and down-right (the border mirrored in) a quarter each."""
+    if tta == "none":
+        return model(images)
+
+    def mirrored(x):
+        return 0.5 * model(x).float() + 0.5 * model(x.flip(3)).float()
+
+    logits = mirrored(images)
+    if tta == "flip":
+        return logits
+    shifted = [mirrored(_shift(_shift(images, 2, d), 3, d)) for d in (-1, 1)]
+    return 0.5 * logits + 0.25 * (shifted[0] + shifted[1])
+
+
+def _shift(x, dim, d):
+    """x moved by d = -1 or 1 along `dim` (out[i] = x[i + d]), the row beyond the border mirrored
+    back: rows (1, 0, 1, ..., n - 2) or (1, 2, ..., n - 1, n - 2); slices only, no index to upload."""
+    n = x.shape[dim]
+    if d < 0:
+        return cat([x.narrow(dim, 1, 1), x.narrow(dim, 0, n - 1)], dim)
+    return cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 2, 1)], dim)
+
+
 @no_grad()
-def evaluate(model, loader, progress=None, precision="fp32"):
+def evaluate(model, loader, progress=None, precision="fp32", tta="none"):
+    """Mean loss, top-1 and top-5 accuracy over `loader` (and the seconds it took), with the
+    test-time augmentation `tta` (see `tta_logits`)."""
     model.eval()
     totals = RunningTotals()
+    start = time.perf_counter()
     for images, targets in loader:
         with autocast_region(precision, images.device):
-            logits = model(images)
+            logits = tta_logits(model, images, tta)
             loss = F.cross_entropy(logits, targets)
         totals.add(logits, targets, loss)
         if progress is not None:
             progress.update(1)
     mean_loss, acc, acc5 = totals.read()
-    return {"loss": mean_loss, "acc": acc, "acc5": acc5}
+    return {"loss": mean_loss, "acc": acc, "acc5": acc5, "time": time.perf_counter() - start}

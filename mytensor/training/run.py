@@ -19,30 +19,36 @@ import json
 import math
 import os
 import socket
+import statistics
 import time
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from .. import channels_last, cuda_is_available, device, manual_seed, models, optim
+from .. import channels_last, cuda_is_available, device, manual_seed, models, nn, optim, tensor
 from ..amp import GradScaler
 from ..backend import get_backend
-from ..data import DataLoader, load_dataset, transforms
+from ..data import DataLoader, DeviceLoader, declared_augmentation, load_dataset, transforms
+from ..data.dataset import to_float
 from ..optim import lr_scheduler
 from ..serialization import atomic_write, remove_temporaries
 from .checkpoint import load_checkpoint, save_checkpoint
 from .graphed_step import graph_capturable
-from .loop import evaluate, train_one_epoch
+from .loop import TTA, evaluate, train_one_epoch
 from .plots import plot_curves
 from .precision import PRECISIONS, matmul_precision_of, resolve_precision
+from .recipes import RECIPES, Recipe
 
-# top-5 came later: its columns follow the others, so each older column keeps its place
+# top-5 and the total time came later: their columns follow the others, so each older column keeps its place.
+# elapsed: the seconds of training up to the end of the epoch (`fit_to_data` included, evaluations left out)
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr", "train_acc5",
-                 "test_acc5"]
+                 "test_acc5", "elapsed"]
 RUN_FILES = ("config.json", "metrics.csv", "last.ckpt", "best.ckpt", "curves.png")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("none", "step", "multistep", "cosine", "onecycle")
+SCHEDULES = ("none", "step", "multistep", "cosine", "onecycle", "recipe")
+MILESTONES = (0.85, 0.90, 0.907, 0.91, 0.93, 0.94)  # test accuracies whose time a run prints when it reaches them
+NO_RECIPE = Recipe(defaults={})
 ONECYCLE_MOMENTUM_SPREAD = 0.05  # OneCycle moves SGD's momentum to --momentum -/+ this (0.85..0.95 around 0.9)
 
 
@@ -54,8 +60,10 @@ class RunConfig:
 
     dataset: str = "mnist"
     model: str = "lenet5"
+    recipe: str | None = None  # see `training.recipes`: its defaults fill the options not given
     epochs: int = 3
     batch_size: int = 64
+    drop_last: bool = False  # leave out the last training batch when it is smaller
     optimizer: str = "sgd"
     lr: float | None = None  # None: 0.05 for sgd, 0.001 for adam and adamw
     momentum: float = 0.9
@@ -64,7 +72,9 @@ class RunConfig:
     schedule: str = "onecycle"
     warmup: int = 0
     label_smoothing: float = 0.0
+    tta: str = "none"  # test-time augmentation, see `loop.tta_logits`
     augment: bool = False
+    data_on_device: bool = False  # the dataset held on the device, batches augmented there (`DeviceLoader`)
     image_size: int | None = None
     skip_bad_images: bool = False
     seed: int = 0
@@ -96,6 +106,12 @@ class RunConfig:
         """One clear line for the first setting out of range."""
         _require(self.optimizer in OPTIMIZERS, f"--optimizer {self.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
         _require(self.schedule in SCHEDULES, f"--schedule {self.schedule!r}: choose {', '.join(SCHEDULES)}")
+        _require(self.recipe is None or self.recipe in RECIPES,
+                 f"--recipe {self.recipe!r}: choose {', '.join(RECIPES)}")
+        _require(self.schedule != "recipe" or recipe_of(self).scheduler is not None,
+                 f"--schedule recipe is the schedule of a recipe that has one "
+                 f"({', '.join(k for k, r in RECIPES.items() if r.scheduler)}), not of --recipe {self.recipe}")
+        _require(self.tta in TTA, f"--tta {self.tta!r}: choose {', '.join(TTA)}")
         _require(self.model in models.available_models(),
                  f"unknown model {self.model!r}; available: {', '.join(models.available_models())}")
         _require(_whole(self.epochs) and self.epochs >= 1, f"--epochs must be 1 or more, got {self.epochs!r}")
@@ -122,7 +138,7 @@ class RunConfig:
         _require(self.workers is None or (_whole(self.workers) and self.workers >= 0),
                  f"--workers must be 0 or more, got {self.workers!r}")
         _require(_whole(self.seed), f"--seed must be a whole number, got {self.seed!r}")
-        for name in ("nesterov", "augment", "skip_bad_images", "cuda_graph"):
+        for name in ("nesterov", "augment", "skip_bad_images", "cuda_graph", "drop_last", "data_on_device"):
             value = getattr(self, name)
             _require(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
         _require(isinstance(self.dataset, str), f"--dataset must be a name or folder:PATH, got {self.dataset!r}")
@@ -133,13 +149,16 @@ class RunConfig:
 
     @classmethod
     def from_options(cls, given):
-        """A new run's config from the options given (the others default); an
-        option that the chosen optimizer would ignore is an error, not a no-op."""
+        """A new run's config from the options given (the others: the recipe's, if one is given,
+        else the defaults); an option that the chosen optimizer would ignore is an error, not a no-op."""
         cls._check_known(given)
-        optimizer = given.get("optimizer", cls.optimizer)
-        ignored = [_flag(k) for k in ("momentum", "nesterov") if given.get(k) is not None and optimizer != "sgd"]
+        given = {k: v for k, v in given.items() if v is not None}
+        recipe = given.get("recipe")
+        _require(recipe is None or recipe in RECIPES, f"--recipe {recipe!r}: choose {', '.join(RECIPES)}")
+        optimizer = given.get("optimizer", RECIPES[recipe].defaults.get("optimizer") if recipe else cls.optimizer)
+        ignored = [_flag(k) for k in ("momentum", "nesterov") if k in given and optimizer != "sgd"]
         _require(not ignored, f"{' and '.join(ignored)} apply to --optimizer sgd only, not {optimizer}")
-        return cls(**{k: v for k, v in given.items() if v is not None})
+        return cls(**{**(RECIPES[recipe].defaults if recipe else {}), **given})
 
     def resumed_with(self, given):
         """This saved config continued with the options given to `--resume`: those in
@@ -184,6 +203,11 @@ class RunConfig:
     def save(self, path):
         with atomic_write(path, "w") as f:
             json.dump(dataclasses.asdict(self), f, indent=2)
+
+
+def recipe_of(config):
+    """The config's recipe, or one without pieces."""
+    return RECIPES.get(config.recipe, NO_RECIPE)
 
 
 def _require(ok, message):
@@ -243,14 +267,18 @@ def cpu_threads(threads=None, workers=None):
 
 
 def build_data(config, train, workers=0):
-    """The dataset of a config, wrapped in a loader with its transforms."""
+    """The dataset of a config and its loader: a `DeviceLoader` with `data_on_device` (the
+    recipe's augmentation, else the dataset's), else a `DataLoader` with the dataset's transforms."""
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, train=train, image_size=config.image_size,
                            skip_bad_images=config.skip_bad_images)
-    steps = []
-    if train and config.augment:
-        steps += transforms.augmentation(dataset)
+    augment, drop_last = train and config.augment, train and config.drop_last
+    if config.data_on_device:
+        augmentation = (recipe_of(config).augmentation or declared_augmentation(dataset)) if augment else {}
+        return dataset, DeviceLoader(dataset, batch_size=config.batch_size, shuffle=train, drop_last=drop_last,
+                                     seed=config.seed, device=config.resolved_device, **augmentation)
+    steps = transforms.augmentation(dataset) if augment else []
     steps.append(transforms.Normalize(*dataset.normalization))
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=train, drop_last=False,
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=train, drop_last=drop_last,
                         transform=transforms.Compose(steps), seed=config.seed, num_workers=workers,
                         device=config.resolved_device)
     return dataset, loader
@@ -265,8 +293,20 @@ def build_model(config, dataset):
     return model
 
 
+def fit_to_data(model, dataset, count=5000):
+    """Fit the model's data-dependent layers (`nn.PatchWhitening`, the first layer) to `count`
+    training images spread over the set, normalised as the loaders normalise them."""
+    layers = [m for m in model.modules() if isinstance(m, nn.PatchWhitening)]
+    if layers:
+        images = to_float(dataset.images[::max(1, len(dataset) // count)][:count])
+        images = tensor(transforms.Normalize(*dataset.normalization)(images), device=next(model.parameters()).device)
+        for layer in layers:
+            layer.fit(images)
+
+
 def build_optimizer(config, model):
-    params = model.parameters()
+    recipe = recipe_of(config)
+    params = recipe.param_groups(model, config) if recipe.param_groups else model.parameters()
     if config.optimizer == "sgd":
         return optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
                          nesterov=config.nesterov)
@@ -280,6 +320,8 @@ def build_scheduler(config, optimizer, steps_per_epoch):
     `warmup` epochs when given (else 30% of the run), and cycles SGD's momentum
     around `--momentum`."""
     name, epochs, warmup = config.schedule, config.epochs, config.warmup
+    if name == "recipe":
+        return recipe_of(config).scheduler(config, optimizer, steps_per_epoch), True
     if name == "onecycle":
         momentum = {}
         if config.optimizer == "sgd":
@@ -302,7 +344,7 @@ def build_scheduler(config, optimizer, steps_per_epoch):
     return scheduler, False
 
 
-def _restore(state, model, optimizer, scheduler, per_batch, steps_per_epoch, scaler):
+def _restore(state, model, optimizer, scheduler, per_batch, steps_per_epoch, scaler, lookahead):
     """Load a checkpoint's weights and optimizer state, and bring the schedule to the
     step it was saved at by replaying it: the schedule is rebuilt from the config,
     so with a larger --epochs it is the schedule of the longer run, continued from
@@ -317,6 +359,8 @@ def _restore(state, model, optimizer, scheduler, per_batch, steps_per_epoch, sca
     optimizer.load_state_dict({"state": saved["state"], "param_groups": groups})
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
+    if lookahead is not None:
+        lookahead.load_state_dict(state["lookahead"])
 
 
 def _write_metrics(rows, path):
@@ -401,6 +445,8 @@ def train(options, resume=False, overwrite=False, show_progress=True, stop_after
         optimizer = build_optimizer(config, model)
         scheduler, per_batch = build_scheduler(config, optimizer, len(train_loader))
         scaler = GradScaler(config.resolved_device) if config.resolved_precision == "fp16" else None
+        make_lookahead = recipe_of(config).lookahead
+        lookahead = make_lookahead(model, config.epochs * len(train_loader)) if make_lookahead else None
 
         out = Path(config.out) if config.out is not None else _new_run_folder(config)
         out.mkdir(parents=True, exist_ok=True)
@@ -413,7 +459,7 @@ def train(options, resume=False, overwrite=False, show_progress=True, stop_after
                 done, rows, best = state["epoch"], state["metrics"], state["best_acc"]
                 _require(done < config.epochs, f"{out} has trained {done} epochs and its --epochs is "
                          f"{config.epochs}: give --epochs N with N above {done} to train it further")
-                _restore(state, model, optimizer, scheduler, per_batch, len(train_loader), scaler)
+                _restore(state, model, optimizer, scheduler, per_batch, len(train_loader), scaler, lookahead)
                 print(f"Resuming {out} after epoch {done} of {config.epochs}")
             elif not resume:
                 _check_new_run(out, overwrite)  # again, now that no other process can write here
@@ -422,21 +468,45 @@ def train(options, resume=False, overwrite=False, show_progress=True, stop_after
             config.save(out / "config.json")
             with matmul_precision_of(config.resolved_precision):
                 rows = _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loader, test_loader,
-                                     rows, done, best, show_progress, stop_after, scaler)
+                                     rows, done, best, show_progress, stop_after, scaler, lookahead)
     print(f"Run folder: {out}")
     return rows
 
 
+def train_runs(options, runs, overwrite=False, show_progress=True):
+    """`runs` new runs of the same settings with the seeds seed, seed + 1, ..., each into OUT/run-K
+    (or a new folder of its own without --out); prints the mean and standard deviation of their
+    final test accuracy and returns the accuracies."""
+    config = options if isinstance(options, RunConfig) else RunConfig.from_options(options)
+    finals = []
+    for k in range(runs):
+        out = None if config.out is None else str(Path(config.out) / f"run-{k + 1}")
+        rows = train(dataclasses.replace(config, seed=config.seed + k, out=out), overwrite=overwrite,
+                     show_progress=show_progress)
+        finals.append(rows[-1]["test_acc"])
+    spread = statistics.stdev(finals) if runs > 1 else 0.0
+    print(f"{runs} runs (seeds {config.seed}..{config.seed + runs - 1}): final test_acc mean "
+          f"{statistics.mean(finals):.4f} std {spread:.4f} (min {min(finals):.4f}, max {max(finals):.4f})", flush=True)
+    return finals
+
+
 def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loader, test_loader, rows, done,
-                  best, show_progress, stop_after, scaler):
+                  best, show_progress, stop_after, scaler, lookahead):
     """Epochs `done + 1` to `config.epochs`, each saved as it ends; an interruption
-    or a failure leaves the folder as it was after the last finished epoch."""
+    or a failure leaves the folder as it was after the last finished epoch. A new run
+    first fits the model's data-dependent layers (`fit_to_data`), part of its time."""
     use_graph = config.cuda_graph and graph_capturable(model, optimizer, device(config.resolved_device))
     print(f"Training {config.model} on {config.dataset} ({len(train_loader.dataset)} images) on "
           f"{config.resolved_device} in {config.resolved_precision}"
+          + (f" with the {config.recipe} recipe" if config.recipe else "")
           + (" (each step replayed from a CUDA graph)" if use_graph else "")
           + f", into {out}", flush=True)
     start = epoch = done
+    elapsed = rows[-1].get("elapsed", 0.0) if rows else 0.0
+    if not done:
+        began = time.perf_counter()
+        fit_to_data(model, train_loader.dataset)
+        elapsed += time.perf_counter() - began
     try:
         for epoch in range(start + 1, config.epochs + 1):
             if stop_after is not None and epoch > start + stop_after:
@@ -447,13 +517,18 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
             with tqdm(total=len(train_loader), desc=f"Epoch {epoch}", disable=not show_progress, leave=False) as bar:
                 tr = train_one_epoch(model, train_loader, optimizer, scheduler, per_batch, progress=bar,
                                      label_smoothing=config.label_smoothing, cuda_graph=use_graph,
-                                     precision=config.resolved_precision, scaler=scaler)
+                                     precision=config.resolved_precision, scaler=scaler, lookahead=lookahead)
+            if lookahead is not None and epoch == config.epochs:
+                lookahead.finish()  # the run ends on the slow weights
             with tqdm(total=len(test_loader), desc="  eval", disable=not show_progress, leave=False) as bar:
-                te = evaluate(model, test_loader, progress=bar, precision=config.resolved_precision)
+                te = evaluate(model, test_loader, progress=bar, precision=config.resolved_precision, tta=config.tta)
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None and not per_batch:
                 scheduler.step()
-            best = _record_epoch(config, out, model, optimizer, scaler, rows, epoch, tr, te, lr, best)
+            elapsed += tr["time"]
+            _print_milestones(rows, te, elapsed, epoch)
+            best = _record_epoch(config, out, model, optimizer, scaler, lookahead, rows, epoch, tr, te, lr, elapsed,
+                                 best)
             done = epoch
     except FloatingPointError as e:
         raise FloatingPointError(f"training stopped in epoch {epoch}: {e} (--lr {config.lr}: try a lower one). "
@@ -466,18 +541,29 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
     return rows
 
 
-def _record_epoch(config, out, model, optimizer, scaler, rows, epoch, tr, te, lr, best):
+def _print_milestones(rows, te, elapsed, epoch):
+    """A line naming the MILESTONES the test accuracy reaches for the first time: the time to them is
+    the training so far and the evaluation that measured it."""
+    before = max((r["test_acc"] for r in rows), default=0.0)
+    reached = [f"{100 * m:g}%" for m in MILESTONES if before < m <= te["acc"]]
+    if reached:
+        print(f"Reached {', '.join(reached)} test accuracy in {elapsed + te['time']:.2f} s (epoch {epoch}: "
+              f"{elapsed:.2f} s of training, {te['time']:.2f} s evaluating)", flush=True)
+
+
+def _record_epoch(config, out, model, optimizer, scaler, lookahead, rows, epoch, tr, te, lr, elapsed, best):
     """The epoch's line, metrics row, checkpoints (last, and best when it is) and curves; returns
     the best test accuracy so far."""
     row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_loss": te["loss"],
            "test_acc": te["acc"], "epoch_time": tr["time"], "lr": lr, "train_acc5": tr["acc5"],
-           "test_acc5": te["acc5"]}
+           "test_acc5": te["acc5"], "elapsed": elapsed}
     rows.append(row)
     print(f"Epoch {epoch}: train_loss={tr['loss']:.4f} train_acc={tr['acc']:.4f} train_acc5={tr['acc5']:.4f} "
           f"test_loss={te['loss']:.4f} test_acc={te['acc']:.4f} test_acc5={te['acc5']:.4f} "
           f"epoch_time={tr['time']:.1f}s", flush=True)
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
+             "lookahead": lookahead.state_dict() if lookahead is not None else None,
              "best_acc": max(best, te["acc"]), "metrics": rows, "config": dataclasses.asdict(config)}
     if te["acc"] > best:
         best = te["acc"]

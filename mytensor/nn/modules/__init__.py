@@ -2,6 +2,7 @@
 from .module import Module  # noqa: F401
 from .linear import Identity, Linear  # noqa: F401
 from .conv import Conv1d, Conv2d, ConvTranspose2d  # noqa: F401
+from .whitening import PatchWhitening  # noqa: F401
 from .pooling import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d  # noqa: F401
 from .batchnorm import BatchNorm1d, BatchNorm2d  # noqa: F401
 from .dropout import Dropout, Dropout2d  # noqa: F401
@@ -20,4 +21,4 @@ __all__ = ["Module", "Identity", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "
            "Flatten", "Sequential", "ModuleList", "ModuleDict", "CrossEntropyLoss", "NLLLoss", "MSELoss", "BCELoss",
            "BCEWithLogitsLoss", "ELU", "HuberLoss", "L1Loss", "SmoothL1Loss", "Softplus", "Unflatten", "Upsample",
            "ConvTranspose2d", "Conv1d", "MaxPool1d", "AvgPool1d", "GroupNorm",
-           "MultiheadAttention"]
+           "MultiheadAttention", "PatchWhitening"]

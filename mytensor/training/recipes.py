@@ -1,0 +1,84 @@
+"""Recipes: named ways to train, each a set of `RunConfig` defaults plus the pieces no option says.
+
+    mytensor train --recipe airbench94      # Keller Jordan's airbench94 on CIFAR-10
+    mytensor train --recipe resnet9         # the DAWNBench ResNet-9 (Myrtle.ai's) on CIFAR-10
+
+Options given beside a recipe replace its defaults (`--recipe airbench94 --epochs 12`); the
+run's config.json holds the settings that resulted, so eval, predict and --resume rebuild it.
+The pieces are functions of the model and the config: the optimizer's parameter groups, the
+learning-rate schedule (chosen with `--schedule recipe`, the recipe's default), slow weights
+(`optim.Lookahead`), and the augmentation of the device loader.
+"""
+import dataclasses
+from typing import Callable
+
+from .. import nn, optim
+from ..optim import lr_scheduler
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """RunConfig defaults and the pieces a run builds from the recipe (None: the usual ones)."""
+
+    defaults: dict  # RunConfig fields
+    param_groups: Callable | None = None  # (model, config) -> the optimizer's groups
+    scheduler: Callable | None = None  # (config, optimizer, steps per epoch) -> a scheduler stepped every batch
+    lookahead: Callable | None = None  # (model, total steps) -> an optim.Lookahead stepped every batch
+    augmentation: dict | None = None  # DeviceLoader's augmentation options (None: what the dataset declares)
+
+
+# ------------------------------------------------------------------ airbench94
+# airbench94 sums the loss over the batch, with lr 11.5 and weight decay 0.0153 per 1024 images, both
+# divided by 1024 * (1 + 1 / (1 - momentum)); with the mean loss used here the same steps take
+# lr = 11.5 / (1 + 1 / 0.15) = 1.5 and weight_decay = 0.0153 / 11.5 = 0.00133 (lr * weight_decay the same).
+AIRBENCH_BIAS_SCALE = 64  # batch-norm biases learn 64x faster, with the same decay per step
+AIRBENCH_WHITEN_BIAS_EPOCHS = 3  # the whitening bias learns for the first 3 epochs only
+
+
+def airbench_groups(model, config):
+    """The weights, the batch-norm biases (lr x 64, weight decay / 64) and the whitening biases."""
+    norm = [m.bias for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.bias is not None]
+    whiten = [m.bias for m in model.modules() if isinstance(m, nn.PatchWhitening) and m.bias is not None]
+    taken = {id(p) for p in norm + whiten}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
+    return [{"params": rest}, {"params": norm, "lr": config.lr * AIRBENCH_BIAS_SCALE,
+                               "weight_decay": config.weight_decay / AIRBENCH_BIAS_SCALE}, {"params": whiten}]
+
+
+def warmup_linear_decay(total_steps, warmup=0.23, start=0.2, end=0.07):
+    """The factor on the lr at each step: from `start` up to 1 over the first `warmup` of the
+    steps, then linearly down to `end` at the last."""
+    rise = int(total_steps * warmup)
+
+    def factor(step):
+        if step < rise:
+            return start + (1 - start) * step / rise
+        return 1 + (end - 1) * (step - rise) / max(1, total_steps - rise)
+    return factor
+
+
+def airbench_scheduler(config, optimizer, steps_per_epoch):
+    """airbench94's schedule for every group, the whitening biases' cut to 0 after 3 epochs."""
+    factor = warmup_linear_decay(config.epochs * steps_per_epoch)
+    stop = AIRBENCH_WHITEN_BIAS_EPOCHS * steps_per_epoch
+    return lr_scheduler.LambdaLR(optimizer, [factor, factor, lambda step: factor(step) if step < stop else 0.0])
+
+
+def airbench_lookahead(model, total_steps):
+    """Every 5 steps, slow weights move toward the model's by 1 - 0.95^5 (step / total)^3: all the way
+    at first, a quarter of the way at the end."""
+    return optim.Lookahead(model, k=5, alpha=lambda step: 1 - 0.95 ** 5 * (step / total_steps) ** 3)
+
+
+RECIPES = {
+    "airbench94": Recipe(
+        defaults=dict(dataset="cifar10", model="airbench94", epochs=10, batch_size=1024, optimizer="sgd", lr=1.5,
+                      momentum=0.85, nesterov=True, weight_decay=0.0153 / 11.5, schedule="recipe",
+                      label_smoothing=0.2, augment=True, data_on_device=True, drop_last=True, tta="translate"),
+        param_groups=airbench_groups, scheduler=airbench_scheduler, lookahead=airbench_lookahead,
+        augmentation={"translate": 2, "padding_mode": "reflect", "flip": "alternating"}),
+    "resnet9": Recipe(
+        defaults=dict(dataset="cifar10", model="resnet9", epochs=10, batch_size=512, optimizer="sgd", lr=0.4,
+                      momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.2,
+                      augment=True, data_on_device=True)),
+}

@@ -1,0 +1,91 @@
+"""Muon against torch.optim.Muon (matrices) and against a NumPy version of the same update written
+here (convolution filters, which PyTorch's does not take)."""
+import numpy as np
+import pytest
+import torch
+
+import mytensor as mt
+from mytensor import nn, optim
+from mytensor.backend import get_backend
+
+COEFFICIENTS = (3.4445, -4.775, 2.0315)
+
+
+def newton_schulz(g, steps=5, eps=1e-7):
+    """The iteration in float64: X / |X|, then X <- a X + (b A + c A A) X with A = X X^T."""
+    a, b, c = COEFFICIENTS
+    x = g.T if g.shape[0] > g.shape[1] else g
+    x = x / max(np.linalg.norm(x), eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if g.shape[0] > g.shape[1] else x
+
+
+def test_iteration_evens_out_the_singular_values():
+    g = np.random.default_rng(0).standard_normal((32, 48)) * np.linspace(0.01, 10, 48)  # a wide spread
+    out = np.asarray(get_backend("cpu").newton_schulz(g.astype(np.float32), COEFFICIENTS, 5, 1e-7), np.float64)
+    singular = np.linalg.svd(out, compute_uv=False)
+    assert 0.5 < singular.min() and singular.max() < 1.3  # from a 1000-fold spread
+    np.testing.assert_allclose(out, newton_schulz(g), atol=0.03)  # bfloat16 against float64
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr=0.02), dict(lr=0.05, momentum=0.9, nesterov=False, weight_decay=0.0),
+                                    dict(lr=0.01, adjust_lr_fn="match_rms_adamw", ns_steps=3)])
+def test_matches_torch(kwargs):
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(8, 5), (4, 12), (16, 16)]]
+    ours = [nn.Parameter(mt.tensor(a)) for a in arrays]
+    theirs = [torch.nn.Parameter(torch.tensor(a)) for a in arrays]
+    opt, topt = optim.Muon(ours, **kwargs), torch.optim.Muon(theirs, **kwargs)
+    for _ in range(4):
+        for p, q in zip(ours, theirs):
+            g = rng.standard_normal(p.shape).astype(np.float32)
+            p.grad, q.grad = mt.tensor(g), torch.tensor(g)
+        opt.step()
+        topt.step()
+        for p, q in zip(ours, theirs):  # a bfloat16 ulp of a step at most
+            np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), atol=kwargs["lr"] * 0.02)
+
+
+def test_filters_are_orthogonalised_as_matrices():
+    """A (out, in, kh, kw) weight steps by NS of its momentum seen as (out, in*kh*kw)."""
+    rng = np.random.default_rng(2)
+    w0 = rng.standard_normal((6, 3, 3, 3))
+    p = nn.Parameter(mt.tensor(w0.astype(np.float32)))
+    opt = optim.Muon([p], lr=0.1, momentum=0.8, weight_decay=0.01)
+    w, buf = w0.copy(), np.zeros_like(w0)
+    for _ in range(3):
+        g = rng.standard_normal(w0.shape)
+        p.grad = mt.tensor(g.astype(np.float32))
+        opt.step()
+        buf += 0.2 * (g - buf)
+        u = g + 0.8 * (buf - g)
+        w = w * (1 - 0.1 * 0.01) - 0.1 * newton_schulz(u.reshape(6, -1)).reshape(w.shape)  # 6 rows < 27: ratio 1
+        np.testing.assert_allclose(p.detach().numpy(), w, atol=0.1 * 0.05)
+
+
+def test_arguments_are_checked():
+    with pytest.raises(ValueError, match="2 or more dimensions"):
+        optim.Muon([nn.Parameter(mt.zeros(4))])
+    with pytest.raises(ValueError, match="not supported"):
+        optim.Muon([nn.Parameter(mt.zeros(4, 4))], adjust_lr_fn="other")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mt.cuda_is_available(), reason="no CUDA GPU (or CuPy not installed)")
+def test_gpu_steps_match_the_cpu():
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(8, 5), (16, 4, 3, 3)]]
+    grads = [[rng.standard_normal(a.shape).astype(np.float32) for a in arrays] for _ in range(3)]
+    results = []
+    for device in ("cpu", "cuda"):
+        params = [nn.Parameter(mt.tensor(a, device=device)) for a in arrays]
+        opt = optim.Muon(params, lr=0.02)
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = mt.tensor(g, device=device)
+            opt.step()
+        results.append([p.detach().cpu().numpy() for p in params])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, atol=0.02 * 0.02)

@@ -1,0 +1,173 @@
+"""Recipes (`--recipe airbench94`, `--recipe resnet9`) and the training pieces they add: their
+defaults, parameter groups, schedule and slow weights, test-time augmentation, time to accuracy,
+--runs, and resuming a recipe run exactly. On the CPU with 32x32 images."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import mytensor as mt
+from mytensor import models, nn, optim
+from mytensor.cli import main
+from mytensor.nn.modules.whitening import whitening_weight
+from mytensor.training.checkpoint import load_checkpoint
+from mytensor.training.loop import tta_logits
+from mytensor.training.recipes import RECIPES, warmup_linear_decay
+from mytensor.training.run import RunConfig, build_optimizer, build_scheduler, fit_to_data, train
+
+
+@pytest.fixture
+def folder32(tmp_path, monkeypatch):
+    """3 classes of 32x32 RGB PNGs (the dominant colour is the class): 16 train, 4 test each."""
+    from PIL import Image
+    monkeypatch.setenv("MYTENSOR_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 16), ("test", 4)):
+        for c, name in enumerate(("red", "green", "blue")):
+            (tmp_path / "shapes" / split / name).mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
+                img[..., c] += 150
+                Image.fromarray(img).save(tmp_path / "shapes" / split / name / f"{i}.png")
+    return tmp_path / "shapes"
+
+
+def small(folder, out, **changes):
+    return {"recipe": "airbench94", "dataset": f"folder:{folder}", "epochs": 2, "batch_size": 16, "device": "cpu",
+            "out": str(out), **changes}
+
+
+def test_a_recipe_fills_the_options_not_given():
+    config = RunConfig.from_options({"recipe": "airbench94", "epochs": 12})
+    assert (config.model, config.batch_size, config.epochs, config.schedule, config.tta) == \
+        ("airbench94", 1024, 12, "recipe", "translate")
+    assert config.data_on_device and config.drop_last and config.nesterov and config.label_smoothing == 0.2
+    assert config.lr * config.weight_decay == pytest.approx(0.0153 / (1 + 1 / 0.15))  # airbench's decay per step
+    resnet9 = RunConfig.from_options({"recipe": "resnet9"})
+    assert (resnet9.model, resnet9.batch_size, resnet9.lr, resnet9.weight_decay, resnet9.schedule) == \
+        ("resnet9", 512, 0.4, 5e-4, "onecycle")
+    assert resnet9.nesterov and resnet9.augment and resnet9.label_smoothing == 0.2 and resnet9.epochs == 10
+    with pytest.raises(ValueError, match="--schedule recipe"):
+        RunConfig.from_options({"schedule": "recipe"})
+    with pytest.raises(ValueError, match="--recipe 'fast'"):
+        RunConfig.from_options({"recipe": "fast"})
+
+
+def test_airbench_groups_schedule_and_slow_weights():
+    config = RunConfig.from_options({"recipe": "airbench94", "epochs": 4})
+    model = models.get_model("airbench94")
+    opt = build_optimizer(config, model)
+    weights, biases, whiten = opt.param_groups
+    assert biases["lr"] == 64 * weights["lr"] and biases["weight_decay"] == pytest.approx(weights["weight_decay"] / 64)
+    assert len(biases["params"]) == 6 and whiten["params"] == [model.whiten.bias]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert sorted(map(id, trainable)) == sorted(id(p) for g in opt.param_groups for p in g["params"])
+    scheduler, per_batch = build_scheduler(config, opt, steps_per_epoch=10)
+    assert per_batch
+    lrs = []
+    for _ in range(40):
+        lrs.append([g["lr"] / weights["initial_lr"] if i != 1 else g["lr"] / biases["initial_lr"]
+                    for i, g in enumerate(opt.param_groups)])
+        scheduler.step()
+    lrs = np.array(lrs)
+    factor = warmup_linear_decay(40)
+    np.testing.assert_allclose(lrs[:, 0], [factor(s) for s in range(40)])
+    np.testing.assert_allclose(lrs[:, 1], lrs[:, 0])
+    assert (lrs[:30, 2] == lrs[:30, 0]).all() and not lrs[30:, 2].any()  # the whitening bias stops after 3 epochs
+    assert lrs[0, 0] == pytest.approx(0.2) and lrs[9, 0] == pytest.approx(1.0) and factor(40) == pytest.approx(0.07)
+    look = RECIPES["airbench94"].lookahead(model, 40)
+    assert look.k == 5 and look.alpha(5) == pytest.approx(1 - 0.95 ** 5 / 512) and \
+        look.alpha(40) == pytest.approx(1 - 0.95 ** 5)
+
+
+class Tiny(nn.Module):
+    """A network that sees where things are, so shifted and mirrored views give other logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+
+
+def test_tta_averages_the_views_airbench_uses():
+    mt.manual_seed(0)
+    model = Tiny()
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
+
+    def logits(views):
+        with mt.no_grad():
+            return [model(mt.tensor(np.ascontiguousarray(v))).numpy() for v in views]
+
+    plain, mirror = logits([x, x[..., ::-1]])
+    padded = torch.nn.functional.pad(torch.tensor(x), (1, 1, 1, 1), mode="reflect").numpy()
+    up_left, down_right = padded[:, :, :8, :8], padded[:, :, 2:, 2:]
+    shifted = logits([up_left, up_left[..., ::-1], down_right, down_right[..., ::-1]])
+    with mt.no_grad():
+        got = {t: tta_logits(model, mt.tensor(x), t).numpy() for t in ("none", "flip", "translate")}
+    np.testing.assert_allclose(got["none"], plain, rtol=1e-6)
+    np.testing.assert_allclose(got["flip"], (plain + mirror) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["translate"], (plain + mirror) / 4 + sum(shifted) / 8, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_to_data_whitens_with_a_spread_of_the_training_images(folder32):
+    from mytensor.data import load_dataset, transforms
+    from mytensor.data.dataset import to_float
+    dataset = load_dataset(f"folder:{folder32}")
+    model = models.get_model("airbench94")
+    fit_to_data(model, dataset, count=12)  # every 4th of 48 images sorted by class: all three classes
+    images = transforms.Normalize(*dataset.normalization)(to_float(dataset.images[::4]))
+    want = whitening_weight(mt.tensor(images), 2, model.whiten.eps)
+    got = model.whiten.weight.numpy()
+    signs = np.sign((got * want).sum(axis=(1, 2, 3)))
+    np.testing.assert_allclose(got * signs[:, None, None, None], want, rtol=1e-4, atol=1e-4)
+
+
+def test_airbench_recipe_trains_prints_milestones_and_resumes_exactly(folder32, tmp_path, capsys):
+    full = train(small(folder32, tmp_path / "full"), show_progress=False)
+    printed = capsys.readouterr().out
+    assert "with the airbench94 recipe" in printed and "Reached " in printed and "% test accuracy in " in printed
+    assert full[-1]["test_acc"] > 0.9 and 0 < full[0]["elapsed"] < full[1]["elapsed"]
+    saved = json.loads((tmp_path / "full" / "config.json").read_text())
+    assert saved["recipe"] == "airbench94" and saved["model"] == "airbench94" and saved["data_on_device"]
+    assert load_checkpoint(tmp_path / "full" / "last.ckpt")["lookahead"]["steps"] == 6  # 3 batches of 16, 2 epochs
+
+    train(small(folder32, tmp_path / "cut"), show_progress=False, stop_after=1)
+    resumed = train({"out": str(tmp_path / "cut")}, resume=True, show_progress=False)
+    a = load_checkpoint(tmp_path / "full" / "last.ckpt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "last.ckpt")["model"]
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert [r["test_acc"] for r in resumed] == pytest.approx([r["test_acc"] for r in full])
+
+
+def test_runs_repeat_with_seeds_and_print_the_spread(folder32, tmp_path, capsys):
+    main(["train", "--recipe", "airbench94", "--dataset", f"folder:{folder32}", "--epochs", "1", "--batch-size",
+          "16", "--device", "cpu", "--out", str(tmp_path / "many"), "--runs", "2", "--no-progress", "--tta", "none"])
+    printed = capsys.readouterr().out
+    assert "2 runs (seeds 0..1): final test_acc mean " in printed and " std " in printed
+    seeds = [json.loads((tmp_path / "many" / f"run-{k}" / "config.json").read_text())["seed"] for k in (1, 2)]
+    assert seeds == [0, 1]
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "many" / "run-1"), "--resume", "--runs", "2"])
+
+
+def test_eval_uses_the_runs_tta(folder32, tmp_path, capsys):
+    train(small(folder32, tmp_path / "run", epochs=1), show_progress=False)
+    acc = load_checkpoint(tmp_path / "run" / "best.ckpt")["metrics"][-1]["test_acc"]
+    capsys.readouterr()
+    main(["eval", str(tmp_path / "run"), "--device", "cpu"])
+    assert f"test_acc={acc:.4f}" in capsys.readouterr().out
+
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mt.cuda_is_available(), reason="no CUDA GPU (or CuPy not installed)")
+def test_airbench_recipe_on_the_gpu_replays_its_steps(folder32, tmp_path, capsys):
+    rows = train(small(folder32, tmp_path / "gpu", device="cuda", epochs=3), show_progress=False)
+    printed = capsys.readouterr().out
+    assert "replayed from a CUDA graph" in printed and "in bf16" in printed
+    assert rows[-1]["test_acc"] > 0.9
