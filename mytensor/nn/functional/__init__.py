@@ -33,7 +33,7 @@ __all__ = ["linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"
            "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
            "pad", "one_hot", "layer_norm", "embedding", "scaled_dot_product_attention", "dropout2d", "softplus",
            "elu", "logsigmoid", "l1_loss", "smooth_l1_loss", "huber_loss", "normalize", "cosine_similarity",
-           "interpolate", "conv_transpose2d", "conv1d", "group_norm", "max_pool1d", "avg_pool1d", "batch_norm_relu"]
+           "interpolate", "conv_transpose2d", "conv1d", "group_norm", "max_pool1d", "avg_pool1d"]
 
 from ... import unsupported as _unsupported  # noqa: E402
 from ...tensor import Tensor as _Tensor  # noqa: E402
