@@ -366,6 +366,11 @@ def test_sixteen_bit_kernels(cpu, cuda, dtype):
     x = rng.standard_normal((3, 5, 7)).astype(dtype)
     np.testing.assert_array_equal(cupy.asnumpy(cuda.relu(to_gpu(x))), np.maximum(x, 0))
     np.testing.assert_array_equal(cupy.asnumpy(cuda.relu_backward(to_gpu(x), to_gpu(x))), x * (x > 0))
+    g = rng.standard_normal(x.shape).astype(dtype)
+    for approximate in ("none", "tanh"):  # computed in float32, rounded once
+        close16(cuda.gelu(to_gpu(x), approximate), cpu.gelu(x.astype(np.float64), approximate), "gelu", tol)
+        close16(cuda.gelu_backward(to_gpu(g), to_gpu(x), approximate),
+                cpu.gelu_backward(g.astype(np.float64), x.astype(np.float64), approximate), "gelu_backward", tol)
     for shape in [(1, 3, 1), (4, 5, 7), (16, 3, 1000), (8, 16, 64), (2, 5, 49)]:
         x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
         w, b = rng.standard_normal(shape[1]).astype(np.float32), rng.standard_normal(shape[1]).astype(np.float32)

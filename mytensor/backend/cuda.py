@@ -55,7 +55,8 @@ _KERNEL_FILES = {
 }
 _SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"])  # tensor-core kernels: no float/double
 _SIXTEEN_BIT = frozenset(_KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"] + _KERNEL_FILES["batch_norm.cu"]
-                         + _KERNEL_FILES["augment.cu"] + ("relu_forward", "relu_backward")) | _SIXTEEN_BIT_ONLY
+                         + _KERNEL_FILES["augment.cu"] + ("relu_forward", "relu_backward", "gelu_forward",
+                                                          "gelu_backward")) | _SIXTEEN_BIT_ONLY
 _EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",)}
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
            LOW_PRECISION[0]: "half_t", LOW_PRECISION[1]: "bf16_t"}  # (names from common.cuh)
@@ -665,12 +666,12 @@ class CUDABackend(ArrayBackend):
         return self._binary("tanh_backward", grad, y) if self._same(grad, y) else super().tanh_backward(grad, y)
 
     def gelu(self, x, approximate="none"):
-        if self._kdtype(x) is None:
+        if self._kdtype(x, sixteen_bit=True) is None:
             return super().gelu(x, approximate)
         return self._unary("gelu_forward", x, np.int32(approximate == "tanh"))
 
     def gelu_backward(self, grad, x, approximate="none"):
-        if not self._same(grad, x):
+        if grad.shape != x.shape or self._kdtype(grad, x, sixteen_bit=True) is None:
             return super().gelu_backward(grad, x, approximate)
         return self._binary("gelu_backward", grad, x, np.int32(approximate == "tanh"))
 

@@ -95,16 +95,18 @@ __global__ void tanh_backward(const T* __restrict__ grad, const T* __restrict__ 
 
 // approximate == 0: x * Phi(x) with the exact erf;
 // approximate != 0: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+// GELU computes in acc_t<T> (float for the 2-byte types) and rounds once, as PyTorch does
 template <typename T>
 __global__ void gelu_forward(const T* __restrict__ x, T* __restrict__ y, int approximate, long long n) {
-    const T half = T(0.5);
+    typedef acc_t<T> P;
+    const P half = P(0.5);
     GRID_STRIDE(i, n) {
-        T v = x[i];
+        const P v = x[i];
         if (approximate) {
-            T inner = T(SQRT_2_OVER_PI) * (v + T(0.044715) * (v * v * v));
-            y[i] = half * v * (T(1) + mt_tanh(inner));
+            const P inner = P(SQRT_2_OVER_PI) * (v + P(0.044715) * (v * v * v));
+            y[i] = T(half * v * (P(1) + mt_tanh(inner)));
         } else {
-            y[i] = half * v * (T(1) + mt_erf(v * T(INV_SQRT_2)));
+            y[i] = T(half * v * (P(1) + mt_erf(v * P(INV_SQRT_2))));
         }
     }
 }
@@ -112,41 +114,42 @@ __global__ void gelu_forward(const T* __restrict__ x, T* __restrict__ y, int app
 template <typename T>
 __global__ void gelu_backward(const T* __restrict__ grad, const T* __restrict__ x, T* __restrict__ dx,
                               int approximate, long long n) {
-    const T half = T(0.5);
+    typedef acc_t<T> P;
+    const P half = P(0.5);
     GRID_STRIDE(i, n) {
-        T v = x[i];
-        T d;
+        const P v = x[i];
+        P d;
         if (approximate) {
-            const T k = T(SQRT_2_OVER_PI);
-            T inner = k * (v + T(0.044715) * (v * v * v));
-            T th = mt_tanh(inner);
-            d = half * (T(1) + th) + half * v * (T(1) - th * th) * k * (T(1) + T(3 * 0.044715) * v * v);
+            const P k = P(SQRT_2_OVER_PI);
+            const P inner = k * (v + P(0.044715) * (v * v * v));
+            const P th = mt_tanh(inner);
+            d = half * (P(1) + th) + half * v * (P(1) - th * th) * k * (P(1) + P(3 * 0.044715) * v * v);
         } else {
-            T cdf = half * (T(1) + mt_erf(v * T(INV_SQRT_2)));
-            T pdf = mt_exp(T(-0.5) * v * v) * T(INV_SQRT_2PI);
+            const P cdf = half * (P(1) + mt_erf(v * P(INV_SQRT_2)));
+            const P pdf = mt_exp(P(-0.5) * v * v) * P(INV_SQRT_2PI);
             d = cdf + v * pdf;
         }
-        dx[i] = grad[i] * d;
+        dx[i] = T(P(grad[i]) * d);
     }
 }
 
 // Explicit instantiations: NVRTC finds these through name_expressions
 // ("relu_forward<float>", ...); nvcc --ptx compiles them all in the CI check.
-#define MT_INSTANTIATE_RELU(T)                                                                    \
+#define MT_INSTANTIATE_SIXTEEN_BIT(T)                                                             \
     template __global__ void relu_forward<T>(const T*, T*, long long);                            \
-    template __global__ void relu_backward<T>(const T*, const T*, T*, long long);
+    template __global__ void relu_backward<T>(const T*, const T*, T*, long long);                 \
+    template __global__ void gelu_forward<T>(const T*, T*, int, long long);                       \
+    template __global__ void gelu_backward<T>(const T*, const T*, T*, int, long long);
 #define MT_INSTANTIATE(T)                                                                         \
-    MT_INSTANTIATE_RELU(T)                                                                        \
+    MT_INSTANTIATE_SIXTEEN_BIT(T)                                                             \
     template __global__ void leaky_relu_forward<T>(const T*, T*, T, long long);                   \
     template __global__ void leaky_relu_backward<T>(const T*, const T*, T*, T, long long);        \
     template __global__ void sigmoid_forward<T>(const T*, T*, long long);                         \
     template __global__ void sigmoid_backward<T>(const T*, const T*, T*, long long);              \
     template __global__ void tanh_forward<T>(const T*, T*, long long);                            \
-    template __global__ void tanh_backward<T>(const T*, const T*, T*, long long);                 \
-    template __global__ void gelu_forward<T>(const T*, T*, int, long long);                       \
-    template __global__ void gelu_backward<T>(const T*, const T*, T*, int, long long);
+    template __global__ void tanh_backward<T>(const T*, const T*, T*, long long);
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
-MT_INSTANTIATE_RELU(bf16_t)
-MT_INSTANTIATE_RELU(half_t)
+MT_INSTANTIATE_SIXTEEN_BIT(bf16_t)
+MT_INSTANTIATE_SIXTEEN_BIT(half_t)

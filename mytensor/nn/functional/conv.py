@@ -148,8 +148,9 @@ def _implicit_gemm_backward(ctx, grad):
     elif need_x:
         gmat = xp.ascontiguousarray(g.reshape(-1, o).T)[None]  # (1, O, N*OH*OW)
         gx = _input_grad_by_col2im(backend, xp, weight, gmat, x_shape, stride, padding, dilation, 1)
-    if need_b:
-        gb = g.sum(axis=(0, 1, 2))
+    if need_b:  # a product with ones: CuPy's sum over the leading axes of few columns runs on few blocks
+        rows = g.reshape(-1, o)
+        gb = backend.matmul(xp.ones((1, rows.shape[0]), dtype=rows.dtype), rows)[0]
     return gx, gw, gb, None, None, None, None
 
 
