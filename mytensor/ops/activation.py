@@ -3,7 +3,7 @@
 side by side. They are ops, below nn.functional, because relu, sigmoid and tanh are also Tensor
 methods; nn.functional.activation checks the arguments of the functional forms."""
 from ..autograd.function import Function
-from .util import contiguous, float_unary
+from .util import float_unary
 
 __all__ = ["relu", "sigmoid", "tanh"]
 
@@ -25,12 +25,12 @@ class LeakyRelu(Function):
     def forward(ctx, x, slope):
         ctx.slope = slope
         ctx.save_for_backward(x)
-        return ctx.backend.leaky_relu(contiguous(ctx.xp, x), slope)
+        return ctx.backend.leaky_relu(x, slope)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved
-        return ctx.backend.leaky_relu_backward(contiguous(ctx.xp, grad), contiguous(ctx.xp, x), ctx.slope), None
+        return ctx.backend.leaky_relu_backward(grad, x, ctx.slope), None
 
 
 class Gelu(Function):
@@ -38,12 +38,12 @@ class Gelu(Function):
     def forward(ctx, x, approximate):
         ctx.approximate = approximate
         ctx.save_for_backward(x)
-        return ctx.backend.gelu(contiguous(ctx.xp, x), approximate)
+        return ctx.backend.gelu(x, approximate)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved
-        return ctx.backend.gelu_backward(contiguous(ctx.xp, grad), contiguous(ctx.xp, x), ctx.approximate), None
+        return ctx.backend.gelu_backward(grad, x, ctx.approximate), None
 
 
 class Sigmoid(Function):
@@ -63,7 +63,7 @@ class Silu(Function):
 
     @staticmethod
     def forward(ctx, x):
-        s = ctx.backend.sigmoid(contiguous(ctx.xp, x))
+        s = ctx.backend.sigmoid(x)
         ctx.save_for_backward(x, s)
         return x * s
 
