@@ -77,6 +77,45 @@ template <> __device__ __forceinline__ void mma16816<half_t>(float (&c)[4], cons
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// The cp.async pipeline over KT k-tiles: load(stage, kt) copies tile kt into a stage, and
+// compute(stage) works on one that has landed; STAGES - 1 tiles are in flight meanwhile.
+template <typename Load, typename Compute>
+__device__ __forceinline__ void pipelined(int KT, Load load, Compute compute) {
+    using namespace igemm;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < KT) load(s, s);
+        copy_commit();
+    }
+    for (int kt = 0; kt < KT; ++kt) {
+        copy_wait<STAGES - 2>();
+        __syncthreads();  // tile kt has landed, and every warp is done with the stage refilled next
+        if (kt + STAGES - 1 < KT) load((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
+        copy_commit();
+        compute(kt % STAGES);
+    }
+    copy_wait<0>();
+}
+
+// acc (MT x NT tiles of m16n8) += the warp's A fragments times its B fragments, both given
+// as ldmatrix x4 loads: a_load(i, regs) the m16k16 tile i, b_load(j, regs) the n16k16 pair j
+template <typename T, int MT, int NT, typename ALoad, typename BLoad>
+__device__ __forceinline__ void warp_mma(float (&acc)[MT][NT][4], ALoad a_load, BLoad b_load) {
+    unsigned a[MT][4], b[NT][2];
+#pragma unroll
+    for (int i = 0; i < MT; ++i) a_load(i, a[i]);
+#pragma unroll
+    for (int j = 0; j < NT / 2; ++j) {
+        unsigned r[4];
+        b_load(j, r);
+        b[2 * j][0] = r[0], b[2 * j][1] = r[1], b[2 * j + 1][0] = r[2], b[2 * j + 1][1] = r[3];
+    }
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) mma16816<T>(acc[i][j], a[i], b[j][0], b[j][1]);
+}
+
 template <typename T> __device__ __forceinline__ unsigned pack2(float a, float b) {
     return (unsigned)T(a).bits | ((unsigned)T(b).bits << 16);
 }
@@ -143,37 +182,20 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
     };
 
     float acc[FMT][NT][4] = {};
+    pipelined(KT, load_stage, [&](int stage) {
+        const unsigned sa = sbase + stage * F_TILE_BYTES, sb = sa + BM * BK * 2;
 #pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < KT) load_stage(s, s);
-        copy_commit();
-    }
-    for (int kt = 0; kt < KT; ++kt) {
-        copy_wait<STAGES - 2>();
-        __syncthreads();  // tile kt has landed, and every warp is done with the stage refilled next
-        if (kt + STAGES - 1 < KT) load_stage((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
-        copy_commit();
-        const unsigned sa = sbase + (kt % STAGES) * F_TILE_BYTES, sb = sa + BM * BK * 2;
-#pragma unroll
-        for (int kk = 0; kk < BK / 8; kk += 2) {  // the k16 steps, in 16-byte chunks
-            unsigned a[FMT][4], b[NT][2];
-#pragma unroll
-            for (int i = 0; i < FMT; ++i)
-                ldmatrix_x4<false>(a[i], sa + swizzle<CH>(warp_m * FWM + i * 16 + (lane & 15), kk + (lane >> 4)));
-#pragma unroll
-            for (int j = 0; j < NT / 2; ++j) {
-                unsigned r[4];
-                const int row = warp_n * WN + j * 16 + ((lane >> 4) << 3) + (lane & 7);
-                ldmatrix_x4<false>(r, sb + swizzle<CH>(row, kk + ((lane >> 3) & 1)));
-                b[2 * j][0] = r[0], b[2 * j][1] = r[1], b[2 * j + 1][0] = r[2], b[2 * j + 1][1] = r[3];
-            }
-#pragma unroll
-            for (int i = 0; i < FMT; ++i)
-#pragma unroll
-                for (int j = 0; j < NT; ++j) mma16816<T>(acc[i][j], a[i], b[j][0], b[j][1]);
-        }
-    }
-    copy_wait<0>();
+        for (int kk = 0; kk < BK / 8; kk += 2)  // the k16 steps, in 16-byte chunks
+            warp_mma<T>(
+                acc,
+                [&](int i, unsigned(&r)[4]) {
+                    ldmatrix_x4<false>(r, sa + swizzle<CH>(warp_m * FWM + i * 16 + (lane & 15), kk + (lane >> 4)));
+                },
+                [&](int j, unsigned(&r)[4]) {
+                    const int row = warp_n * WN + j * 16 + ((lane >> 4) << 3) + (lane & 7);
+                    ldmatrix_x4<false>(r, sb + swizzle<CH>(row, kk + ((lane >> 3) & 1)));
+                });
+    });
 
     // accumulator (i, j) holds rows lane/4 and lane/4 + 8 of its m16 tile, columns 2*(lane%4) + {0, 1}
 #pragma unroll
@@ -234,37 +256,22 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_wgrad(const T* __restrict
     };
 
     float acc[MT][NT][4] = {};
+    const int q = lane >> 3, r8 = lane & 7;
+    pipelined(KT, load_stage, [&](int stage) {
+        const unsigned sa = sbase + stage * TILE_BYTES, sb = sa + BK * BM * 2;
 #pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < KT) load_stage(s, s);
-        copy_commit();
-    }
-    for (int kt = 0; kt < KT; ++kt) {
-        copy_wait<STAGES - 2>();
-        __syncthreads();
-        if (kt + STAGES - 1 < KT) load_stage((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
-        copy_commit();
-        const unsigned sa = sbase + (kt % STAGES) * TILE_BYTES, sb = sa + BK * BM * 2;
-#pragma unroll
-        for (int kk = 0; kk < BK; kk += 16) {  // the k16 steps over the pixels
-            unsigned a[MT][4], b[NT][2];
-            const int q = lane >> 3, r8 = lane & 7;
-#pragma unroll
-            for (int i = 0; i < MT; ++i)  // matrices: (m, k) (m+8, k) (m, k+8) (m+8, k+8)
-                ldmatrix_x4<true>(a[i], sa + swizzle<16>(kk + (q >> 1) * 8 + r8, (warp_m * WM + i * 16) / 8 + (q & 1)));
-#pragma unroll
-            for (int j = 0; j < NT / 2; ++j) {  // matrices: (k, n) (k+8, n) (k, n+8) (k+8, n+8)
-                unsigned r[4];
-                ldmatrix_x4<true>(r, sb + swizzle<16>(kk + (q & 1) * 8 + r8, (warp_n * WN + j * 16) / 8 + (q >> 1)));
-                b[2 * j][0] = r[0], b[2 * j][1] = r[1], b[2 * j + 1][0] = r[2], b[2 * j + 1][1] = r[3];
-            }
-#pragma unroll
-            for (int i = 0; i < MT; ++i)
-#pragma unroll
-                for (int j = 0; j < NT; ++j) mma16816<T>(acc[i][j], a[i], b[j][0], b[j][1]);
-        }
-    }
-    copy_wait<0>();
+        for (int kk = 0; kk < BK; kk += 16)  // the k16 steps over the pixels
+            warp_mma<T>(
+                acc,
+                [&](int i, unsigned(&r)[4]) {  // matrices: (m, k) (m+8, k) (m, k+8) (m+8, k+8)
+                    const int m_chunk = (warp_m * WM + i * 16) / 8 + (q & 1);
+                    ldmatrix_x4<true>(r, sa + swizzle<16>(kk + (q >> 1) * 8 + r8, m_chunk));
+                },
+                [&](int j, unsigned(&r)[4]) {  // matrices: (k, n) (k+8, n) (k, n+8) (k+8, n+8)
+                    const int n_chunk = (warp_n * WN + j * 16) / 8 + (q >> 1);
+                    ldmatrix_x4<true>(r, sb + swizzle<16>(kk + (q & 1) * 8 + r8, n_chunk));
+                });
+    });
 
     float* out = partial + (long long)blockIdx.z * O * K;
 #pragma unroll
