@@ -1,7 +1,7 @@
 """Kernels written once against the array API that NumPy and CuPy share.
 
-`ArrayBackend` is complete on its own: the CPU backend is exactly this class on
-NumPy. The CUDA backend subclasses it and replaces the hot methods with our own
+`ArrayBackend` is complete on its own: the CPU backend is this class on NumPy, with
+the convolution of `BlockedConv` (blocked_conv.py). The CUDA backend subclasses it and replaces the hot methods with our own
 kernels; everything it does not replace still runs here, through CuPy.
 
 Layouts shared by every backend:
@@ -165,6 +165,10 @@ class ArrayBackend:
                 out[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw] += \
                     cols[:, i, j].transpose(1, 0, 2, 3)
         return out[:, :, ph: ph + h, pw: pw + w]
+
+    # Whether the backend has `conv2d`, `conv2d_weight_grad` and `conv2d_input_grad` (the CPU's
+    # BlockedConv); without them conv2d is one im2col of the whole batch and one GEMM per group.
+    conv_in_blocks = False
 
     def supports_implicit_gemm(self, dtype, in_channels, out_channels, groups):
         """Whether `conv2d_nhwc` and its gradients cover such a convolution (only on a GPU)."""

@@ -12,6 +12,8 @@ Backward:
                by k - 1 - p; otherwise dcolumns = W^T @ dY, then backend.col2im (the
                adjoint of im2col)
     db       = dY summed over N, OH, OW
+On the CPU (`backend.conv_in_blocks`) the same products run a block of samples at a
+time, the columns in cache (backend/blocked_conv.py).
 The columns are rebuilt in backward rather than kept: they are kh*kw times the
 size of the input, and rebuilding them is cheap next to the GEMMs.
 
@@ -85,6 +87,11 @@ class Conv2d(Function):
             y = backend.conv2d_nhwc(x_nhwc, _nhwc(xp, weight, c8), bias, stride, padding, dilation)
             return y.transpose(0, 3, 1, 2)
         ctx.save_for_backward(x if need_w else None, weight if need_x else None)
+        if backend.conv_in_blocks:
+            out = backend.conv2d(x, weight, stride, padding, dilation, groups)
+            if bias is not None:
+                out += bias[:, None, None]
+            return out
         out = _convolve(backend, xp, x, weight, stride, padding, dilation, groups)
         if bias is not None:
             out += bias[:, None, None, None]
@@ -94,6 +101,8 @@ class Conv2d(Function):
     def backward(ctx, grad):
         if ctx.implicit_gemm:
             return _implicit_gemm_backward(ctx, grad)
+        if ctx.backend.conv_in_blocks:
+            return _blocked_backward(ctx, grad)
         x, weight = ctx.saved
         xp, backend = ctx.xp, ctx.backend
         x_shape, w_shape, stride, padding, dilation, groups = ctx.geometry
@@ -125,6 +134,23 @@ class Conv2d(Function):
         if need_b:
             gb = grad.sum(axis=(0, 2, 3))
         return gx, gw, gb, None, None, None, None
+
+
+def _blocked_backward(ctx, grad):
+    """Conv2d's backward where the backend convolves a block of samples at a time (the CPU)."""
+    x, weight = ctx.saved
+    backend = ctx.backend
+    x_shape, w_shape, stride, padding, dilation, groups = ctx.geometry
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    grad = contiguous(ctx.xp, grad)
+    gx = gw = gb = None
+    if need_w:
+        gw = backend.conv2d_weight_grad(x, grad, w_shape, stride, padding, dilation, groups)
+    if need_x:
+        gx = backend.conv2d_input_grad(grad, weight, x_shape, stride, padding, dilation, groups)
+    if need_b:
+        gb = grad.sum(axis=(0, 2, 3))
+    return gx, gw, gb, None, None, None, None
 
 
 def _implicit_gemm_backward(ctx, grad):

@@ -1,0 +1,95 @@
+"""conv2d by im2col a few samples at a time, for the CPU.
+
+The columns of a whole batch are kh*kw times its input, far larger than the cache, so
+writing and reading them back runs at memory speed. A block of samples whose columns fit
+`COLUMNS_BYTES` is copied and multiplied while the columns are still in cache, and the
+product of one sample, W (O, K) @ columns (K, OH*OW), is already the (O, OH, OW) slice
+of the output: no transpose of the result either.
+
+Shapes of a block of b samples (g = groups, K = C/g * kh * kw, L = OH * OW):
+    columns  (b, g, K, L)      weight (g, O/g, K)
+    y        (b, g, O/g, L) = weight @ columns
+    dW       (g, O/g, K)    = sum over the block of dY @ columns^T
+    dX       col2im of weight^T @ dY (b, g, K, L): kh*kw strided adds
+"""
+from .array_backend import conv_output_size
+
+COLUMNS_BYTES = 2 << 20  # about the L2 + a share of L3 of one core
+
+
+class BlockedConv:
+    """conv2d and its gradients, mixed into a backend whose array module is NumPy."""
+    conv_in_blocks = True
+
+    def _geometry(self, x_shape, w_shape, dtype, stride, padding, dilation):
+        """(OH, OW, samples per block)."""
+        n, c, h, w = x_shape
+        _, _, kh, kw = w_shape
+        oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+        ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+        per_sample = c * kh * kw * oh * ow * dtype.itemsize
+        return oh, ow, max(1, min(n, COLUMNS_BYTES // per_sample))
+
+    def _offsets(self, kh, kw, oh, ow, stride, dilation):
+        """For each kernel offset (i, j), the slices of the padded input it reads."""
+        (sh, sw), (dh, dw) = stride, dilation
+        for i in range(kh):
+            for j in range(kw):
+                yield i, j, (slice(i * dh, i * dh + sh * (oh - 1) + 1, sh), slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
+
+    def _columns(self, padded, cols, start, offsets):
+        """The columns (b, C, kh, kw, OH, OW) of samples start..start+b of the padded input."""
+        block = padded[start: start + cols.shape[0]]
+        for i, j, (rows, columns) in offsets:
+            cols[:, :, i, j] = block[:, :, rows, columns]
+        return cols
+
+    def conv2d(self, x, weight, stride, padding, dilation, groups):
+        """y (N, O, OH, OW), C-contiguous, without bias."""
+        xp = self.xp
+        n, c, _, _ = x.shape
+        o, cg, kh, kw = weight.shape
+        oh, ow, b = self._geometry(x.shape, weight.shape, x.dtype, stride, padding, dilation)
+        padded = self._pad(x, padding)
+        offsets = list(self._offsets(kh, kw, oh, ow, stride, dilation))
+        wmat = weight.reshape(groups, o // groups, cg * kh * kw)
+        cols = xp.empty((b, c, kh, kw, oh, ow), dtype=x.dtype)
+        out = xp.empty((n, groups, o // groups, oh * ow), dtype=x.dtype)
+        for start in range(0, n, b):
+            block = self._columns(padded, cols[:n - start], start, offsets)
+            out[start: start + b] = self.matmul(wmat, block.reshape(-1, groups, cg * kh * kw, oh * ow))
+        return out.reshape(n, o, oh, ow)
+
+    def conv2d_weight_grad(self, x, grad, w_shape, stride, padding, dilation, groups):
+        """dW (O, C/g, kh, kw) from the input x and dY (N, O, OH, OW)."""
+        xp = self.xp
+        n, c, _, _ = x.shape
+        o, cg, kh, kw = w_shape
+        oh, ow, b = self._geometry(x.shape, w_shape, x.dtype, stride, padding, dilation)
+        padded = self._pad(x, padding)
+        offsets = list(self._offsets(kh, kw, oh, ow, stride, dilation))
+        g = grad.reshape(n, groups, o // groups, oh * ow)
+        cols = xp.empty((b, c, kh, kw, oh, ow), dtype=x.dtype)
+        gw = xp.zeros((groups, o // groups, cg * kh * kw), dtype=x.dtype)
+        for start in range(0, n, b):
+            block = self._columns(padded, cols[:n - start], start, offsets)
+            block = block.reshape(-1, groups, cg * kh * kw, oh * ow).swapaxes(2, 3)
+            gw += self.matmul(g[start: start + b], block).sum(axis=0)
+        return gw.reshape(w_shape)
+
+    def conv2d_input_grad(self, grad, weight, x_shape, stride, padding, dilation, groups):
+        """dX (N, C, H, W) from dY (N, O, OH, OW): dcolumns = W^T @ dY, added back where read."""
+        xp = self.xp
+        n, c, h, w = x_shape
+        o, cg, kh, kw = weight.shape
+        (ph, pw) = padding
+        oh, ow, b = self._geometry(x_shape, weight.shape, grad.dtype, stride, padding, dilation)
+        g = grad.reshape(n, groups, o // groups, oh * ow)
+        wmat_t = xp.ascontiguousarray(weight.reshape(groups, o // groups, cg * kh * kw).swapaxes(1, 2))  # small
+        dx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
+        for start in range(0, n, b):
+            dcols = self.matmul(wmat_t, g[start: start + b]).reshape(-1, c, kh, kw, oh, ow)
+            block = dx[start: start + b]
+            for i, j, (rows, columns) in self._offsets(kh, kw, oh, ow, stride, dilation):
+                block[:, :, rows, columns] += dcols[:, :, i, j]
+        return dx[:, :, ph: ph + h, pw: pw + w]
