@@ -9,7 +9,7 @@ of the output: no transpose of the result either.
 Shapes of a block of b samples (g = groups, K = C/g * kh * kw, L = OH * OW):
     columns  (b, g, K, L)      weight (g, O/g, K)
     y        (b, g, O/g, L) = weight @ columns
-    dW       (g, O/g, K)    = sum over the block of dY @ columns^T
+    dW       (g, O/g, K)    = sum over the block of (columns @ dY^T)^T
     dX       col2im of weight^T @ dY (b, g, K, L): kh*kw strided adds
 """
 from .array_backend import conv_output_size
@@ -70,12 +70,12 @@ class BlockedConv:
         offsets = list(self._offsets(kh, kw, oh, ow, stride, dilation))
         g = grad.reshape(n, groups, o // groups, oh * ow)
         cols = xp.empty((b, c, kh, kw, oh, ow), dtype=x.dtype)
-        gw = xp.zeros((groups, o // groups, cg * kh * kw), dtype=x.dtype)
+        gw_t = xp.zeros((groups, cg * kh * kw, o // groups), dtype=x.dtype)  # columns @ dY^T: OpenBLAS's faster form
         for start in range(0, n, b):
             block = self._columns(padded, cols[:n - start], start, offsets)
-            block = block.reshape(-1, groups, cg * kh * kw, oh * ow).swapaxes(2, 3)
-            gw += self.matmul(g[start: start + b], block).sum(axis=0)
-        return gw.reshape(w_shape)
+            block = block.reshape(-1, groups, cg * kh * kw, oh * ow)
+            gw_t += self.matmul(block, g[start: start + b].swapaxes(2, 3)).sum(axis=0)
+        return xp.ascontiguousarray(gw_t.swapaxes(1, 2)).reshape(w_shape)
 
     def conv2d_input_grad(self, grad, weight, x_shape, stride, padding, dilation, groups):
         """dX (N, C, H, W) from dY (N, O, OH, OW): dcolumns = W^T @ dY, added back where read."""
