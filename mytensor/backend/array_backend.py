@@ -205,12 +205,16 @@ class ArrayBackend:
         return out, (rows * w + cols).astype(np.int32)
 
     def max_pool2d_backward(self, grad_out, argmax, x_shape, kernel=None, stride=None, padding=None):
-        """The scatter of grad_out to the winners (the window geometry serves only kernels that
-        gather instead where windows do not overlap)."""
+        """The scatter of grad_out to the winners: an assignment where windows do not overlap
+        (each input wins at most once), else a sum (the padding serves only kernels that
+        gather instead)."""
         n, c, h, w = x_shape
-        flat = argmax.reshape(n * c, -1) + (self.xp.arange(n * c) * (h * w))[:, None]
-        # windows may overlap, so several outputs can add into one input
-        dx = self.xp.bincount(flat.ravel(), weights=grad_out.ravel(), minlength=n * c * h * w)
+        flat = (argmax.reshape(n * c, -1) + (self.xp.arange(n * c) * (h * w))[:, None]).ravel()
+        if kernel is not None and kernel[0] <= stride[0] and kernel[1] <= stride[1]:
+            dx = self.xp.zeros(n * c * h * w, dtype=grad_out.dtype)
+            dx[flat] = grad_out.ravel()
+            return dx.reshape(x_shape)
+        dx = self.xp.bincount(flat, weights=grad_out.ravel(), minlength=n * c * h * w)
         return dx.astype(grad_out.dtype, copy=False).reshape(x_shape)
 
     @float32_math
