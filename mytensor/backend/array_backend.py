@@ -374,25 +374,37 @@ class ArrayBackend:
     # float32 (mixed precision keeps parameters in float32); y and dx have x's dtype.
     def batch_norm_train(self, x, weight, bias, eps, relu=False):
         """y, the batch mean and 1/sqrt(var + eps) per channel; with `relu`, y is max(y, 0)
-        (a ReLU fused into the same pass)."""
+        (a ReLU fused into the same pass). y is made in place in the centred x, and the
+        sums of products are einsums: no temporary beyond that one array."""
+        xp = self.xp
         xf = x.astype(weight.dtype, copy=False)
         mean = xf.mean(axis=(0, 2))
-        var = xf.var(axis=(0, 2))
-        invstd = 1 / self.xp.sqrt(var + weight.dtype.type(eps))
-        y = ((xf - mean[:, None]) * (invstd * weight)[:, None] + bias[:, None]).astype(x.dtype, copy=False)
-        return (self.relu(y) if relu else y), mean, invstd
+        y = xf - mean[:, None]
+        var = xp.einsum("ncl,ncl->c", y, y) / weight.dtype.type(x.shape[0] * x.shape[2])
+        invstd = 1 / xp.sqrt(var + weight.dtype.type(eps))
+        y *= (invstd * weight)[:, None]
+        y += bias[:, None]
+        if relu:
+            xp.maximum(y, 0, out=y)
+        return y.astype(x.dtype, copy=False), mean, invstd
 
     def batch_norm_backward(self, grad, x, weight, mean, invstd, relu_out=None):
         """dx, dweight, dbias; `relu_out` is the output of a fused ReLU, which the gradient
-        passes through first."""
+        passes through first. dx = weight * invstd * (grad - mean(grad) - xhat * mean(grad * xhat)),
+        made in place in xhat."""
         if relu_out is not None:
             grad = self.relu_backward(grad, relu_out)
-        m = grad.shape[0] * grad.shape[2]
+        m = weight.dtype.type(grad.shape[0] * grad.shape[2])
         grad = grad.astype(weight.dtype, copy=False)
-        xhat = (x.astype(weight.dtype, copy=False) - mean[:, None]) * invstd[:, None]
+        xhat = x.astype(weight.dtype, copy=False) - mean[:, None]
+        xhat *= invstd[:, None]
         dbias = grad.sum(axis=(0, 2))
-        dweight = (grad * xhat).sum(axis=(0, 2))
-        dx = (weight * invstd)[:, None] / m * (m * grad - dbias[:, None] - xhat * dweight[:, None])
+        dweight = self.xp.einsum("ncl,ncl->c", grad, xhat)
+        dx = xhat
+        dx *= (-dweight / m)[:, None]
+        dx += grad
+        dx -= (dbias / m)[:, None]
+        dx *= (weight * invstd)[:, None]
         return dx.astype(x.dtype, copy=False), dweight, dbias
 
     # ------------------------------------------------------ optimizer updates
