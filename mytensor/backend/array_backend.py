@@ -181,28 +181,38 @@ class ArrayBackend:
 
     # --------------------------------------------------------------- pooling
     def max_pool2d(self, x, kernel, stride, padding):
-        """A running maximum over the kh*kw window offsets, each one strided slice of the
-        padded input (no copy of the windows): the winner is the first maximum in
-        row-major window order, and a NaN wins over numbers, as NumPy's argmax."""
+        """Separable: the running maximum over the kw column offsets of every padded row, then
+        over the kh row offsets of those, each a strided slice (no copy of the windows). The
+        winner is the first maximum in row-major window order (the first row holding the
+        maximum, its first column), and a NaN wins over numbers, as NumPy's argmax."""
         xp = self.xp
         n, c, h, w = x.shape
         (kh, kw), (sh, sw) = kernel, stride
         oh, ow = conv_output_size(h, kh, sh, padding[0]), conv_output_size(w, kw, sw, padding[1])
         padded = self._pad(x, padding, -np.inf)
-        out = arg = None
-        for i in range(kh):
-            for j in range(kw):
-                v = padded[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
-                if out is None:
-                    out, arg = v.copy(), xp.zeros(v.shape, dtype=np.int32)
-                    continue
-                best = xp.maximum(out, v)  # NaN-propagating, so a NaN stays the maximum
-                wins = (best != out) & (out == out)  # a larger value, or the first NaN
-                arg = xp.where(wins, np.int32(i * kw + j), arg)
-                out = best
-        rows = xp.arange(oh, dtype=np.int32).reshape(oh, 1) * sh - padding[0] + arg // kw
-        cols = xp.arange(ow, dtype=np.int32).reshape(1, ow) * sw - padding[1] + arg % kw
-        return out, (rows * w + cols).astype(np.int32)
+        row_max, col = self._first_max([padded[..., j: j + sw * (ow - 1) + 1: sw] for j in range(kw)])
+        rows = [slice(i, i + sh * (oh - 1) + 1, sh) for i in range(kh)]
+        out, row = self._first_max([row_max[:, :, r] for r in rows])
+        col_of_row = col[:, :, rows[0]]
+        for i in range(1, kh):  # the column of the winning row (exact in unsigned arithmetic that wraps)
+            col_of_row = col_of_row + (row == i) * (col[:, :, rows[i]] - col_of_row)
+        top = xp.arange(oh, dtype=np.int32).reshape(oh, 1) * sh - padding[0]
+        left = xp.arange(ow, dtype=np.int32).reshape(1, ow) * sw - padding[1]
+        flat = (row.astype(np.int32) + top) * w + left + col_of_row
+        return (out.copy() if kh * kw == 1 else out), flat  # a 1x1 window's maximum is a view of x
+
+    def _first_max(self, views):
+        """The elementwise maximum of `views` and the index of the first one holding it (in the
+        smallest integer type: these arrays are as large as the maxima)."""
+        xp = self.xp
+        index = np.uint8 if len(views) <= 256 else np.int32
+        out, arg = views[0], xp.zeros(views[0].shape, dtype=index)
+        for k, v in enumerate(views[1:], 1):
+            best = xp.maximum(out, v)  # NaN-propagating, so a NaN stays the maximum
+            wins = (best != out) & (out == out)  # a larger value, or the first NaN
+            arg = xp.maximum(arg, wins * index(k))  # k exceeds every earlier index (cheaper than where)
+            out = best
+        return out, arg
 
     def max_pool2d_backward(self, grad_out, argmax, x_shape, kernel=None, stride=None, padding=None):
         """The scatter of grad_out to the winners: an assignment where windows do not overlap
