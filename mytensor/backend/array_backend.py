@@ -1,7 +1,7 @@
 """Kernels written once against the array API that NumPy and CuPy share.
 
-`ArrayBackend` is complete on its own: the CPU backend is exactly this class on
-NumPy. The CUDA backend subclasses it and replaces the hot methods with our own
+`ArrayBackend` is complete on its own: the CPU backend is this class on NumPy, with
+the convolution of `BlockedConv` (blocked_conv.py). The CUDA backend subclasses it and replaces the hot methods with our own
 kernels; everything it does not replace still runs here, through CuPy.
 
 Layouts shared by every backend:
@@ -166,6 +166,10 @@ class ArrayBackend:
                     cols[:, i, j].transpose(1, 0, 2, 3)
         return out[:, :, ph: ph + h, pw: pw + w]
 
+    # Whether the backend has `conv2d`, `conv2d_weight_grad` and `conv2d_input_grad` (the CPU's
+    # BlockedConv); without them conv2d is one im2col of the whole batch and one GEMM per group.
+    conv_in_blocks = False
+
     def supports_implicit_gemm(self, dtype, in_channels, out_channels, groups):
         """Whether `conv2d_nhwc` and its gradients cover such a convolution (only on a GPU)."""
         return False
@@ -177,36 +181,50 @@ class ArrayBackend:
 
     # --------------------------------------------------------------- pooling
     def max_pool2d(self, x, kernel, stride, padding):
-        """A running maximum over the kh*kw window offsets, each one strided slice of the
-        padded input (no copy of the windows): the winner is the first maximum in
-        row-major window order, and a NaN wins over numbers, as NumPy's argmax."""
+        """Separable: the running maximum over the kw column offsets of every padded row, then
+        over the kh row offsets of those, each a strided slice (no copy of the windows). The
+        winner is the first maximum in row-major window order (the first row holding the
+        maximum, its first column), and a NaN wins over numbers, as NumPy's argmax."""
         xp = self.xp
         n, c, h, w = x.shape
         (kh, kw), (sh, sw) = kernel, stride
         oh, ow = conv_output_size(h, kh, sh, padding[0]), conv_output_size(w, kw, sw, padding[1])
         padded = self._pad(x, padding, -np.inf)
-        out = arg = None
-        for i in range(kh):
-            for j in range(kw):
-                v = padded[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
-                if out is None:
-                    out, arg = v.copy(), xp.zeros(v.shape, dtype=np.int32)
-                    continue
-                best = xp.maximum(out, v)  # NaN-propagating, so a NaN stays the maximum
-                wins = (best != out) & (out == out)  # a larger value, or the first NaN
-                arg = xp.where(wins, np.int32(i * kw + j), arg)
-                out = best
-        rows = xp.arange(oh, dtype=np.int32).reshape(oh, 1) * sh - padding[0] + arg // kw
-        cols = xp.arange(ow, dtype=np.int32).reshape(1, ow) * sw - padding[1] + arg % kw
-        return out, (rows * w + cols).astype(np.int32)
+        row_max, col = self._first_max([padded[..., j: j + sw * (ow - 1) + 1: sw] for j in range(kw)])
+        rows = [slice(i, i + sh * (oh - 1) + 1, sh) for i in range(kh)]
+        out, row = self._first_max([row_max[:, :, r] for r in rows])
+        col_of_row = col[:, :, rows[0]]
+        for i in range(1, kh):  # the column of the winning row (exact in unsigned arithmetic that wraps)
+            col_of_row = col_of_row + (row == i) * (col[:, :, rows[i]] - col_of_row)
+        top = xp.arange(oh, dtype=np.int32).reshape(oh, 1) * sh - padding[0]
+        left = xp.arange(ow, dtype=np.int32).reshape(1, ow) * sw - padding[1]
+        flat = (row.astype(np.int32) + top) * w + left + col_of_row
+        return (out.copy() if kh * kw == 1 else out), flat  # a 1x1 window's maximum is a view of x
+
+    def _first_max(self, views):
+        """The elementwise maximum of `views` and the index of the first one holding it (in the
+        smallest integer type: these arrays are as large as the maxima)."""
+        xp = self.xp
+        index = np.uint8 if len(views) <= 256 else np.int32
+        out, arg = views[0], xp.zeros(views[0].shape, dtype=index)
+        for k, v in enumerate(views[1:], 1):
+            best = xp.maximum(out, v)  # NaN-propagating, so a NaN stays the maximum
+            wins = (best != out) & (out == out)  # a larger value, or the first NaN
+            arg = xp.maximum(arg, wins * index(k))  # k exceeds every earlier index (cheaper than where)
+            out = best
+        return out, arg
 
     def max_pool2d_backward(self, grad_out, argmax, x_shape, kernel=None, stride=None, padding=None):
-        """The scatter of grad_out to the winners (the window geometry serves only kernels that
-        gather instead where windows do not overlap)."""
+        """The scatter of grad_out to the winners: an assignment where windows do not overlap
+        (each input wins at most once), else a sum (the padding serves only kernels that
+        gather instead)."""
         n, c, h, w = x_shape
-        flat = argmax.reshape(n * c, -1) + (self.xp.arange(n * c) * (h * w))[:, None]
-        # windows may overlap, so several outputs can add into one input
-        dx = self.xp.bincount(flat.ravel(), weights=grad_out.ravel(), minlength=n * c * h * w)
+        flat = (argmax.reshape(n * c, -1) + (self.xp.arange(n * c) * (h * w))[:, None]).ravel()
+        if kernel is not None and kernel[0] <= stride[0] and kernel[1] <= stride[1]:
+            dx = self.xp.zeros(n * c * h * w, dtype=grad_out.dtype)
+            dx[flat] = grad_out.ravel()
+            return dx.reshape(x_shape)
+        dx = self.xp.bincount(flat, weights=grad_out.ravel(), minlength=n * c * h * w)
         return dx.astype(grad_out.dtype, copy=False).reshape(x_shape)
 
     @float32_math
@@ -366,25 +384,37 @@ class ArrayBackend:
     # float32 (mixed precision keeps parameters in float32); y and dx have x's dtype.
     def batch_norm_train(self, x, weight, bias, eps, relu=False):
         """y, the batch mean and 1/sqrt(var + eps) per channel; with `relu`, y is max(y, 0)
-        (a ReLU fused into the same pass)."""
+        (a ReLU fused into the same pass). y is made in place in the centred x, and the
+        sums of products are einsums: no temporary beyond that one array."""
+        xp = self.xp
         xf = x.astype(weight.dtype, copy=False)
         mean = xf.mean(axis=(0, 2))
-        var = xf.var(axis=(0, 2))
-        invstd = 1 / self.xp.sqrt(var + weight.dtype.type(eps))
-        y = ((xf - mean[:, None]) * (invstd * weight)[:, None] + bias[:, None]).astype(x.dtype, copy=False)
-        return (self.relu(y) if relu else y), mean, invstd
+        y = xf - mean[:, None]
+        var = xp.einsum("ncl,ncl->c", y, y) / weight.dtype.type(x.shape[0] * x.shape[2])
+        invstd = 1 / xp.sqrt(var + weight.dtype.type(eps))
+        y *= (invstd * weight)[:, None]
+        y += bias[:, None]
+        if relu:
+            xp.maximum(y, 0, out=y)
+        return y.astype(x.dtype, copy=False), mean, invstd
 
     def batch_norm_backward(self, grad, x, weight, mean, invstd, relu_out=None):
         """dx, dweight, dbias; `relu_out` is the output of a fused ReLU, which the gradient
-        passes through first."""
+        passes through first. dx = weight * invstd * (grad - mean(grad) - xhat * mean(grad * xhat)),
+        made in place in xhat."""
         if relu_out is not None:
             grad = self.relu_backward(grad, relu_out)
-        m = grad.shape[0] * grad.shape[2]
+        m = weight.dtype.type(grad.shape[0] * grad.shape[2])
         grad = grad.astype(weight.dtype, copy=False)
-        xhat = (x.astype(weight.dtype, copy=False) - mean[:, None]) * invstd[:, None]
+        xhat = x.astype(weight.dtype, copy=False) - mean[:, None]
+        xhat *= invstd[:, None]
         dbias = grad.sum(axis=(0, 2))
-        dweight = (grad * xhat).sum(axis=(0, 2))
-        dx = (weight * invstd)[:, None] / m * (m * grad - dbias[:, None] - xhat * dweight[:, None])
+        dweight = self.xp.einsum("ncl,ncl->c", grad, xhat)
+        dx = xhat
+        dx *= (-dweight / m)[:, None]
+        dx += grad
+        dx -= (dbias / m)[:, None]
+        dx *= (weight * invstd)[:, None]
         return dx.astype(x.dtype, copy=False), dweight, dbias
 
     # ------------------------------------------------------ optimizer updates

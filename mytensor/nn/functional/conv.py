@@ -12,6 +12,8 @@ Backward:
                by k - 1 - p; otherwise dcolumns = W^T @ dY, then backend.col2im (the
                adjoint of im2col)
     db       = dY summed over N, OH, OW
+On the CPU (`backend.conv_in_blocks`) the same products run a block of samples at a
+time, the columns in cache (backend/blocked_conv.py).
 The columns are rebuilt in backward rather than kept: they are kh*kw times the
 size of the input, and rebuilding them is cheap next to the GEMMs.
 
@@ -61,6 +63,24 @@ def _padded_channels(c):
     return -(-c // 8) * 8
 
 
+def _input_grad_by_flipped_kernel(x_shape, w_shape, grad_shape, stride, padding, dilation, groups):
+    """Whether dX is better the convolution of dY with the flipped kernel than col2im: its columns
+    (O*kh*kw, N*H*W) against col2im's (C*kh*kw, N*OH*OW), the first the faster kernel, col2im the
+    smaller input where the padding is less than 'same'."""
+    (_, c, h, w), (o, _, kh, kw), (oh, ow) = x_shape, w_shape, grad_shape[2:]
+    return stride == (1, 1) and dilation == (1, 1) and groups == 1 and padding[0] < kh and padding[1] < kw \
+        and o * h * w <= 2 * c * oh * ow
+
+
+def _flipped(xp, weight):
+    """The kernel of dX as a convolution of dY: flipped, its channels swapped (C, O, kh, kw)."""
+    return xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
+def _flipped_padding(w_shape, padding):
+    return w_shape[2] - 1 - padding[0], w_shape[3] - 1 - padding[1]
+
+
 def _input_grad_by_col2im(backend, xp, weight, gmat, x_shape, stride, padding, dilation, groups):
     """dX of any convolution: dcolumns = W^T @ dY ((g, O/g, M) as `gmat`), then col2im."""
     o, cg, kh, kw = weight.shape
@@ -85,6 +105,11 @@ class Conv2d(Function):
             y = backend.conv2d_nhwc(x_nhwc, _nhwc(xp, weight, c8), bias, stride, padding, dilation)
             return y.transpose(0, 3, 1, 2)
         ctx.save_for_backward(x if need_w else None, weight if need_x else None)
+        if backend.conv_in_blocks:
+            out = backend.conv2d(x, weight, stride, padding, dilation, groups)
+            if bias is not None:
+                out += bias[:, None, None]
+            return out
         out = _convolve(backend, xp, x, weight, stride, padding, dilation, groups)
         if bias is not None:
             out += bias[:, None, None, None]
@@ -94,11 +119,13 @@ class Conv2d(Function):
     def backward(ctx, grad):
         if ctx.implicit_gemm:
             return _implicit_gemm_backward(ctx, grad)
+        if ctx.backend.conv_in_blocks:
+            return _blocked_backward(ctx, grad)
         x, weight = ctx.saved
         xp, backend = ctx.xp, ctx.backend
         x_shape, w_shape, stride, padding, dilation, groups = ctx.geometry
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        n, c, h, w = x_shape
+        n = x_shape[0]
         o, cg, kh, kw = w_shape
         oh, ow = grad.shape[2:]
         k = cg * kh * kw
@@ -112,12 +139,8 @@ class Conv2d(Function):
             cols = cols.reshape(groups, k, n * oh * ow)
             gw = _gemm(backend, cols, gmat.transpose(0, 2, 1))                    # (g, K, O/g) = (dY cols^T)^T
             gw = xp.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(w_shape)  # C order: what optimizers read
-        # the convolution's columns (O*kh*kw, N*H*W) against col2im's (C*kh*kw, N*OH*OW): the first
-        # is the faster kernel, col2im the smaller input where the padding is less than 'same'
-        if need_x and stride == (1, 1) and dilation == (1, 1) and groups == 1 and padding[0] < kh and \
-                padding[1] < kw and o * h * w <= 2 * c * oh * ow:
-            flipped = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, O, kh, kw)
-            gx = _convolve(backend, xp, grad, flipped, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]),
+        if need_x and _input_grad_by_flipped_kernel(x_shape, w_shape, grad.shape, stride, padding, dilation, groups):
+            gx = _convolve(backend, xp, grad, _flipped(xp, weight), (1, 1), _flipped_padding(w_shape, padding),
                            (1, 1), 1)
             gx = backend.swap_leading(gx)
         elif need_x:
@@ -125,6 +148,25 @@ class Conv2d(Function):
         if need_b:
             gb = grad.sum(axis=(0, 2, 3))
         return gx, gw, gb, None, None, None, None
+
+
+def _blocked_backward(ctx, grad):
+    """Conv2d's backward where the backend convolves a block of samples at a time (the CPU)."""
+    x, weight = ctx.saved
+    backend = ctx.backend
+    x_shape, w_shape, stride, padding, dilation, groups = ctx.geometry
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    grad = contiguous(ctx.xp, grad)
+    gx = gw = gb = None
+    if need_w:
+        gw = backend.conv2d_weight_grad(x, grad, w_shape, stride, padding, dilation, groups)
+    if need_x and _input_grad_by_flipped_kernel(x_shape, w_shape, grad.shape, stride, padding, dilation, groups):
+        gx = backend.conv2d(grad, _flipped(ctx.xp, weight), (1, 1), _flipped_padding(w_shape, padding), (1, 1), 1)
+    elif need_x:
+        gx = backend.conv2d_input_grad(grad, weight, x_shape, stride, padding, dilation, groups)
+    if need_b:
+        gb = grad.sum(axis=(0, 2, 3))
+    return gx, gw, gb, None, None, None, None
 
 
 def _implicit_gemm_backward(ctx, grad):
