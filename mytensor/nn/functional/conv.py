@@ -63,18 +63,27 @@ def _padded_channels(c):
     return -(-c // 8) * 8
 
 
+def _flippable(w_shape, stride, padding, dilation):
+    """Whether dX can be the convolution of dY with the flipped kernel: stride 1, no dilation,
+    padding below the kernel size."""
+    return stride == (1, 1) and dilation == (1, 1) and padding[0] < w_shape[2] and padding[1] < w_shape[3]
+
+
 def _input_grad_by_flipped_kernel(x_shape, w_shape, grad_shape, stride, padding, dilation, groups):
     """Whether dX is better the convolution of dY with the flipped kernel than col2im: its columns
     (O*kh*kw, N*H*W) against col2im's (C*kh*kw, N*OH*OW), the first the faster kernel, col2im the
     smaller input where the padding is less than 'same'."""
-    (_, c, h, w), (o, _, kh, kw), (oh, ow) = x_shape, w_shape, grad_shape[2:]
-    return stride == (1, 1) and dilation == (1, 1) and groups == 1 and padding[0] < kh and padding[1] < kw \
-        and o * h * w <= 2 * c * oh * ow
+    (_, c, h, w), o, (oh, ow) = x_shape, w_shape[0], grad_shape[2:]
+    return groups == 1 and _flippable(w_shape, stride, padding, dilation) and o * h * w <= 2 * c * oh * ow
+
+
+def _flipped_view(weight):
+    """The kernel of dX as a convolution of dY: flipped, its channels swapped (C, O, kh, kw)."""
+    return weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
 
 def _flipped(xp, weight):
-    """The kernel of dX as a convolution of dY: flipped, its channels swapped (C, O, kh, kw)."""
-    return xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    return xp.ascontiguousarray(_flipped_view(weight))
 
 
 def _flipped_padding(w_shape, padding):
@@ -182,10 +191,9 @@ def _implicit_gemm_backward(ctx, grad):
         cl = ctx.weight_channels_last  # the gradient in the weight's layout, without the added zero channels
         gw = backend.conv2d_nhwc_weight_grad(x_nhwc, g, (kh, kw), stride, padding, dilation, cl)
         gw = xp.ascontiguousarray(gw[..., :c]).transpose(0, 3, 1, 2) if cl else xp.ascontiguousarray(gw[:, :c])
-    if need_x and stride == (1, 1) and dilation == (1, 1) and padding[0] < kh and padding[1] < kw \
-            and c % 8 == 0:
-        flipped = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 2, 3, 0))  # (C, kh, kw, O)
-        gx = backend.conv2d_nhwc(g, flipped, None, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]), (1, 1))
+    if need_x and c % 8 == 0 and _flippable(w_shape, stride, padding, dilation):
+        flipped = _nhwc(xp, _flipped_view(weight))  # (C, kh, kw, O)
+        gx = backend.conv2d_nhwc(g, flipped, None, (1, 1), _flipped_padding(w_shape, padding), (1, 1))
         gx = gx.transpose(0, 3, 1, 2)
     elif need_x:
         gmat = xp.ascontiguousarray(g.reshape(-1, o).T)[None]  # (1, O, N*OH*OW)
