@@ -87,7 +87,8 @@ def get_dtype(d):
 
 
 def from_numpy_dtype(np_dtype):
-    return get_dtype(np_dtype)
+    """A dictionary lookup first: every op asks."""
+    return _BY_NP.get(np_dtype) or get_dtype(np_dtype)
 
 
 def scalar_dtype(value):

@@ -11,9 +11,10 @@ import numpy as np
 
 from . import dtypes
 from . import memory_formats as formats
-from .autograd.function import AccumulateGrad
-from .autograd.grad_mode import is_grad_enabled
 from .backend import get_backend, to_host
+
+
+_new = object.__new__
 
 
 class Size(tuple):
@@ -50,6 +51,16 @@ def common_backend(tensors, op_name="operation"):
 class Tensor:
     __array_priority__ = 1000  # so `ndarray * tensor` calls Tensor.__rmul__
 
+    # What a fresh tensor is, on the class: a new tensor sets only what every op reads (`_init`,
+    # `_wrap`); the rest is read from here until the instance sets its own.
+    grad = None
+    _grad_fn = None
+    _output_index = 0
+    _accumulator = None
+    _view_fn = None  # for a view: base -> this view, as recorded ops
+    _view_epoch = 0  # for a view: the base's _epoch when the view's graph was taken
+    _epoch = 0       # bumped when an in-place op gives this tensor a new place in the graph
+
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         backend = get_backend(device) if device is not None else (
             data._backend if isinstance(data, Tensor) else get_backend(None))
@@ -58,24 +69,16 @@ class Tensor:
             self.requires_grad_(True)
 
     def _init(self, arr, backend):
-        self._data = arr
-        self._backend = backend
+        self._data, self._backend = arr, backend
+        self._version = [0]  # shared with views and detached aliases; bumped by every in-place write
         self.requires_grad = False
-        self.grad = None
-        self._grad_fn = None
-        self._output_index = 0
-        self._accumulator = None
-        self._version = [0]   # shared with views and detached aliases; bumped by every in-place write
-        self._base = None     # for a view: the tensor owning the storage
-        self._view_fn = None  # for a view: base -> this view, as recorded ops
-        self._view_epoch = 0  # for a view: the base's _epoch when the view's graph was taken
-        self._epoch = 0       # bumped when an in-place op gives this tensor a new place in the graph
+        self._base = None  # for a view: the tensor owning the storage
 
-    @classmethod
-    def _wrap(cls, arr, backend):
-        """Wrap a backend array without copying it."""
-        t = cls.__new__(cls)
-        t._init(arr, backend)
+    @staticmethod
+    def _wrap(arr, backend):
+        """Wrap a backend array without copying it (every op's outputs come here: kept to one call)."""
+        t = _new(Tensor)
+        t._data, t._backend, t._version, t.requires_grad, t._base = arr, backend, [0], False, None  # as _init
         return t
 
     # ------------------------------------------------------------ attributes
@@ -374,3 +377,8 @@ def _infer_dtype(data):
     if arr.dtype.kind in "iu":
         return dtypes.int64
     return dtypes.get_dtype(arr.dtype)
+
+
+# below the class: autograd's Function binds Tensor when it loads
+from .autograd.function import AccumulateGrad  # noqa: E402
+from .autograd.grad_mode import is_grad_enabled  # noqa: E402

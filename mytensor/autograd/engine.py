@@ -6,6 +6,7 @@ backward runs exactly once however many paths reach it.
 """
 import operator
 
+from .. import dtypes
 from ..backend.array_backend import keep_layout
 from .function import AccumulateGrad
 from .grad_mode import no_grad
@@ -113,10 +114,29 @@ def _apply_node(node, outs, retain_graph):
 
 
 def _match(grad, meta):
-    """Give a gradient its input's shape and dtype (promotion may have widened it)."""
+    """Give a gradient its input's shape and dtype, as PyTorch's engine does: an input that
+    broadcasting stretched gets the sum over the stretched dimensions (so ops' backwards may
+    return the gradient of the broadcast shape), and promotion may have widened the dtype."""
     shape, dtype = meta
+    if grad.shape != shape:
+        grad = unbroadcast(grad, shape)
     if grad.dtype != dtype:
         grad = grad.astype(dtype)
-    if tuple(grad.shape) != tuple(shape):
-        raise RuntimeError(f"gradient of shape {tuple(grad.shape)} computed for an input of shape {tuple(shape)}")
     return grad
+
+
+def unbroadcast(grad, shape):
+    """Sum a gradient over the dimensions broadcasting added or stretched to reach `shape`."""
+    shape = tuple(shape)
+    if grad.shape == shape:
+        return grad
+    if grad.ndim < len(shape):  # unit dimensions in front that the gradient lacks (`x[i] = v`, v of shape (1, n))
+        grad = grad.reshape((1,) * (len(shape) - grad.ndim) + grad.shape)
+    extra = grad.ndim - len(shape)
+    stretched = grad.shape[extra:]
+    if any(s != 1 and s != g for s, g in zip(shape, stretched)):
+        raise RuntimeError(f"gradient of shape {tuple(grad.shape)} computed for an input of shape {shape}")
+    axes = tuple(range(extra)) + tuple(i + extra for i, s in enumerate(shape) if s == 1 and stretched[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True, dtype=dtypes.sum_dtype(grad.dtype)).astype(grad.dtype, copy=False)
+    return grad.reshape(shape)

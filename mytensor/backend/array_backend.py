@@ -36,7 +36,8 @@ def is_channels_last(a):
 def keep_layout(fn, a, b):
     """fn(a, b) for an elementwise fn, channels-last when both operands are channels-last
     arrays of one shape (CuPy's elementwise results are C-ordered whatever the inputs)."""
-    if getattr(a, "shape", None) == getattr(b, "shape", None) and is_channels_last(a) and is_channels_last(b):
+    if getattr(a, "ndim", 0) == 4 and getattr(a, "shape", None) == getattr(b, "shape", None) and \
+            is_channels_last(a) and is_channels_last(b):
         return fn(a.transpose(0, 2, 3, 1), b.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     return fn(a, b)
 
@@ -69,6 +70,7 @@ class ArrayBackend:
 
     def __init__(self, xp, device, erf):
         self.xp = xp
+        self.ndarray = xp.ndarray  # read by every op: what needs no wrapping into an array
         self.device = device
         self._erf = erf  # NumPy has no erf; SciPy's and CuPy's (cupyx) serve GELU
         self.seed(0)
