@@ -283,6 +283,8 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         node, idx = self._edge()
+        if not node.hooks:
+            node.hooks = {}
         hooks = node.hooks.setdefault(idx, [])
         hooks.append(hook)
         return _HookHandle(hooks, hook)
@@ -294,6 +296,8 @@ class Tensor:
             return
         if not self.requires_grad:
             raise RuntimeError("can't retain_grad on a tensor that doesn't require gradient")
+        if not self._grad_fn.retained:
+            self._grad_fn.retained = {}
         self._grad_fn.retained[self._output_index] = weakref.ref(self)
 
     def zero_(self):

@@ -7,7 +7,10 @@ one gradient array (or None) per argument of forward. `Function.apply` wraps
 tensors in and out and records a `Node` in the graph; the engine knows nothing
 about any particular op.
 """
+from types import MappingProxyType
+
 from ..backend import fp_errors
+from ..dtypes import FLOATING, from_numpy_dtype
 from .grad_mode import _state as _grad_mode
 
 _new = object.__new__  # an instance without running __init__: the hot path sets the attributes itself
@@ -15,11 +18,10 @@ _new = object.__new__  # an instance without running __init__: the hot path sets
 
 class Context:
     """What forward leaves for backward. `Function.apply` makes it and sets `backend`, `xp` (its
-    array module) and `needs_input_grad` (per argument of forward: does it need a gradient)."""
+    array module), `needs_input_grad` (per argument of forward: does it need a gradient), `saved`
+    (what save_for_backward keeps) and `out_backend` (set by an op whose output is on another device)."""
 
     materialize_grads = True  # the engine passes zeros for outputs that got no gradient
-    saved = ()
-    out_backend = None  # set by ops whose output is on another device
 
     def save_for_backward(self, *arrays):
         """Arrays (or None) backward reads; those of input/output tensors are
@@ -27,9 +29,17 @@ class Context:
         self.saved = arrays
 
 
+NO_HOOKS = MappingProxyType({})  # the hook tables of a node that has none (most): made on the first
+
+
 class Node:
     """One recorded op: its context, and an edge per tensor input to the node
     that produced it (an `AccumulateGrad` for leaves)."""
+
+    saved_versions = ()  # (version counter, version at save time, tensor description)
+    hooks = NO_HOOKS     # output index -> [fn(grad) -> grad or None]
+    retained = NO_HOOKS  # output index -> weakref of a tensor that retains its grad
+    freed = False
 
     def __init__(self, fn, ctx, edges, input_meta, output_meta):
         self.fn = fn
@@ -38,10 +48,6 @@ class Node:
         self.input_meta = input_meta    # per input: (shape, np dtype) to shape grads
         self.output_meta = output_meta  # per output: (shape, np dtype) for missing grads
         self.n_outputs = len(output_meta)
-        self.saved_versions = []        # (version counter, version at save time, tensor description)
-        self.hooks = {}                 # output index -> [fn(grad) -> grad or None]
-        self.retained = {}              # output index -> weakref of a tensor that retains its grad
-        self.freed = False
 
     @property
     def name(self):
@@ -56,12 +62,13 @@ class Node:
         return f"<{self.name}>"
 
     def check_versions(self):
-        for counter, version, desc in self.saved_versions:
+        for counter, version, shape, dtype in self.saved_versions:
             if counter[0] != version:
                 raise RuntimeError(
                     f"one of the variables needed for gradient computation has been modified by an "
-                    f"in-place operation: {desc}, saved by {self.name}, is at version {counter[0]}; "
-                    f"expected version {version}. Clone it before changing it in place.")
+                    f"in-place operation: a tensor of shape {tuple(shape)} and dtype {from_numpy_dtype(dtype).name}, "
+                    f"saved by {self.name}, is at version {counter[0]}; expected version {version}. Clone it "
+                    f"before changing it in place.")
 
     def apply(self, grads):
         if self.freed:
@@ -91,11 +98,10 @@ class AccumulateGrad:
     name = "AccumulateGrad"
 
     next_functions = ()
+    hooks = retained = NO_HOOKS
 
     def __init__(self, leaf):
         self.leaf = leaf
-        self.hooks = {}
-        self.retained = {}
 
     @property
     def variable(self):
@@ -144,7 +150,7 @@ class Function:
                 needs.append(False)
         ctx = _new(Context)
         ctx.backend = backend = backend or common_backend([], cls.__name__)
-        ctx.xp, ctx.needs_input_grad = backend.xp, tuple(needs)
+        ctx.xp, ctx.needs_input_grad, ctx.saved, ctx.out_backend = backend.xp, tuple(needs), (), None
         token = fp_errors.ignore()
         try:
             out = cls.forward(ctx, *raw, **kwargs)
@@ -166,15 +172,22 @@ class Function:
 
 def _record(fn, ctx, args, results):
     """Put the op's `Node` in the graph: its outputs point at it, it points at its inputs."""
-    edges = [a._edge() if isinstance(a, Tensor) and a.requires_grad else None for a in args]
-    meta = [(a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args]
+    edges, meta = [], []
+    for a in args:
+        if isinstance(a, Tensor):
+            edges.append(a._edge() if a.requires_grad else None)
+            meta.append((a._data.shape, a._data.dtype))
+        else:
+            edges.append(None)
+            meta.append(None)
     node = Node(fn, ctx, edges, meta, [(r._data.shape, r._data.dtype) for r in results])
     if ctx.saved:
         node.saved_versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Tensor)], results)
-    for i, r in enumerate(results):
-        if r.dtype.is_floating_point:
-            r.requires_grad = True
-            r._grad_fn, r._output_index = node, i
+    i = 0
+    for r in results:
+        if r._data.dtype in FLOATING:
+            r.requires_grad, r._grad_fn, r._output_index = True, node, i
+        i += 1
 
 
 def _make_view(view, src, redo):
@@ -197,10 +210,14 @@ def _saved_versions(saved, inputs, outputs):
     for arr in saved:
         for t in (*inputs, *outputs):
             if t._data is arr:
-                desc = f"a tensor of shape {tuple(t.shape)} and dtype {t.dtype.name}"
-                found.append((t._version, t._version[0], desc))
+                found.append(saved_version(t))
                 break
     return found
+
+
+def saved_version(t):
+    """(version counter, its value now, shape, dtype): what `check_versions` compares and names."""
+    return t._version, t._version[0], t._data.shape, t._data.dtype
 
 
 from ..tensor import Tensor, common_backend  # noqa: E402  (tensor.py defines Tensor before it imports this module)

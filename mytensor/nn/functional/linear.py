@@ -41,17 +41,17 @@ def linear(input, weight, bias=None):
     check_tensor(weight, "weight", "linear")
     if bias is not None:
         check_tensor(bias, "bias", "linear")
-    if input.ndim == 0:
+    x_shape, w_shape = input._data.shape, weight._data.shape
+    if not x_shape:
         raise ValueError("linear(): input must have at least 1 dimension (*, in_features), got a 0-d tensor")
-    if weight.ndim != 2:
-        raise ValueError(f"linear(): weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
-    if input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear(): input of shape {tuple(input.shape)} has {input.shape[-1]} features in its last "
-                         f"dimension but weight of shape {tuple(weight.shape)} expects {weight.shape[1]}")
-    if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"linear(): bias of shape {tuple(bias.shape)} doesn't match weight of shape "
-                         f"{tuple(weight.shape)} "
-                         f"(expected ({weight.shape[0]},))")
+    if len(w_shape) != 2:
+        raise ValueError(f"linear(): weight must be 2-D (out_features, in_features), got shape {w_shape}")
+    if x_shape[-1] != w_shape[1]:
+        raise ValueError(f"linear(): input of shape {x_shape} has {x_shape[-1]} features in its last "
+                         f"dimension but weight of shape {w_shape} expects {w_shape[1]}")
+    if bias is not None and bias._data.shape != w_shape[:1]:
+        raise ValueError(f"linear(): bias of shape {bias._data.shape} doesn't match weight of shape {w_shape} "
+                         f"(expected ({w_shape[0]},))")
     check_same_dtype("linear", input, weight=weight, bias=bias)
     check_same_device("linear", input, weight=weight, bias=bias)
     return Linear.apply(input, weight, bias)
