@@ -118,8 +118,11 @@ class ArrayBackend:
         out = self.xp.matmul(a, b)
         return out if out.dtype == a.dtype else out.astype(a.dtype)
 
+    records_graphs = False  # whether `capture_graph` can record (GPUs only)
+
     def capture_graph(self, fn):
-        """Record one call of `fn` for cheap replay; only GPUs have such graphs."""
+        """Record one call of `fn` for cheap replay: an object with `outputs` (what `fn` returned) and
+        `replay()`, which reruns the recorded device work, rewriting the outputs. Only GPUs have such graphs."""
         raise RuntimeError(f"graph capture needs a CUDA device, not {self.device}")
 
     # ----------------------------------------------------------- convolution
