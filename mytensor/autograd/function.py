@@ -76,11 +76,7 @@ class Node:
                 f"trying to backward through the graph a second time ({self.name} has freed its saved "
                 f"arrays); pass retain_graph=True to the first backward() if you need to")
         self.check_versions()
-        token = fp_errors.ignore()
-        try:
-            result = self.fn.backward(self.ctx, *grads)
-        finally:
-            fp_errors.restore(token)
+        result = self.fn.backward(self.ctx, *grads)  # (run_backward keeps floating-point errors quiet)
         return result if isinstance(result, tuple) else (result,)
 
     def release(self):
