@@ -76,9 +76,9 @@ class Tensor:
 
     @staticmethod
     def _wrap(arr, backend):
-        """Wrap a backend array without copying it (every op's outputs come here: kept to one call)."""
+        """Wrap a backend array without copying it."""
         t = _new(Tensor)
-        t._data, t._backend, t._version, t.requires_grad, t._base = arr, backend, [0], False, None  # as _init
+        t._init(arr, backend)
         return t
 
     # ------------------------------------------------------------ attributes

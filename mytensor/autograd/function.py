@@ -36,7 +36,7 @@ class Node:
     """One recorded op: its context, and an edge per tensor input to the node
     that produced it (an `AccumulateGrad` for leaves)."""
 
-    saved_versions = ()  # (version counter, version at save time, tensor description)
+    saved_versions = ()  # per saved array of a tensor: (version counter, version at save time, shape, dtype)
     hooks = NO_HOOKS     # output index -> [fn(grad) -> grad or None]
     retained = NO_HOOKS  # output index -> weakref of a tensor that retains its grad
     freed = False
@@ -154,8 +154,9 @@ class Function:
             fp_errors.restore(token)
         backend = ctx.out_backend or backend
         multiple = type(out) is tuple
-        if multiple:
-            results = tuple([Tensor._wrap(backend.asarray(o), backend) for o in out])
+        if multiple:  # (a NumPy scalar made a 0-d array)
+            results = tuple([Tensor._wrap(o if type(o) is backend.ndarray else backend.asarray(o), backend)
+                             for o in out])
         else:
             results = (Tensor._wrap(out if type(out) is backend.ndarray else backend.asarray(out), backend),)
         if cls.is_view and ctx.xp.may_share_memory(results[0]._data, raw[0]):
@@ -179,11 +180,9 @@ def _record(fn, ctx, args, results):
     node = Node(fn, ctx, edges, meta, [(r._data.shape, r._data.dtype) for r in results])
     if ctx.saved:
         node.saved_versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Tensor)], results)
-    i = 0
-    for r in results:
+    for i, r in enumerate(results):
         if r._data.dtype in FLOATING:
             r.requires_grad, r._grad_fn, r._output_index = True, node, i
-        i += 1
 
 
 def _make_view(view, src, redo):

@@ -25,7 +25,8 @@ class ToCopy(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _move(grad, ctx.out_backend or ctx.backend, ctx.backend).astype(ctx.src_dtype, copy=False), None, None, None
+        grad = _move(grad, ctx.out_backend or ctx.backend, ctx.backend)
+        return grad.astype(ctx.src_dtype, copy=False), None, None, None
 
 
 def _move(arr, src, dst):

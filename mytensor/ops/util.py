@@ -1,5 +1,6 @@
-"""Helpers for writing ops: broadcasting and its gradient, operand promotion, dimension
-checks. Shared by the op modules and by nn.functional, whose Functions are ops too."""
+"""Helpers for writing ops: broadcasting, operand promotion, dimension checks (the gradient of a
+broadcast is the engine's: `autograd.engine.unbroadcast`). Shared by the op modules and by
+nn.functional, whose Functions are ops too."""
 import numpy as np
 
 from .. import dtypes
