@@ -55,8 +55,8 @@ _KERNEL_FILES = {
 }
 _SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"])  # tensor-core kernels: no float/double
 _SIXTEEN_BIT = frozenset(_KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"] + _KERNEL_FILES["batch_norm.cu"]
-                         + _KERNEL_FILES["augment.cu"] + ("relu_forward", "relu_backward", "gelu_forward",
-                                                          "gelu_backward")) | _SIXTEEN_BIT_ONLY
+                         + _KERNEL_FILES["augment.cu"] + _KERNEL_FILES["dropout.cu"]
+                         + ("relu_forward", "relu_backward", "gelu_forward", "gelu_backward")) | _SIXTEEN_BIT_ONLY
 _EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",)}
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
            LOW_PRECISION[0]: "half_t", LOW_PRECISION[1]: "bf16_t"}  # (names from common.cuh)
@@ -384,9 +384,9 @@ class CUDABackend(ArrayBackend):
         """Zeros with probability p, else 1/(1-p): Philox4x32-10 on (seed, offset + i/4), both read
         from the device, where the kernel moves the offset on by ceil(n/4)."""
         dtype = np.dtype(dtype)
-        if dtype not in _WIDE:
+        if dtype not in _CTYPES:
             return super().dropout_mask(shape, p, dtype)
-        scale = dtype.type(1.0 / (1.0 - p))
+        scale = (dtype.type if dtype in _WIDE else np.float32)(1.0 / (1.0 - p))  # the kernel's acc_t<T>
         out = self._empty(shape, dtype)
         n = out.size
         self._launch("dropout.cu", "dropout_mask", dtype, (n + 3) // 4,
