@@ -105,9 +105,9 @@ def test_recorded_steps_train_as_the_eager_loop(fake_graphs, name, dropout, sche
 def test_cuda_graph_steps_train_as_the_eager_loop(device, name, dropout, schedule):
     want = _train(device, name, dropout, schedule, lambda f: f)
     got = _train(device, name, dropout, schedule, mt.cuda.graphed)
-    np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-4)
     for a, b in zip(got[0], want[0]):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("device", GPU)
