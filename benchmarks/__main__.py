@@ -1,4 +1,5 @@
-"""python -m benchmarks --device cpu|cuda [--quick] [--out DIR] [--only ops|e2e|memory] [--models a,b] [--threads N]
+"""python -m benchmarks --device cpu|cuda [--quick] [--out DIR] [--only host|ops|e2e|precision|memory] [--models a,b]
+    [--threads N]
 
 Runs mytensor against PyTorch (if installed) on one device and writes
 results.json, table.txt, table.md and PNG plots to DIR/<device-tag>/
@@ -26,11 +27,11 @@ def _threads_from_argv(argv):
 if _threads_from_argv(sys.argv[1:]):
     os.environ.update({var: _threads_from_argv(sys.argv[1:]) for var in THREAD_VARS})
 
-from . import e2e, memory, ops, precision, report  # noqa: E402
+from . import e2e, host, memory, ops, precision, report  # noqa: E402
 from .common import (Framework, configure_torch, device_tag, load_average, machine_info, short_error,  # noqa: E402
                      torch_available)
 
-SECTIONS = ("ops", "e2e", "precision", "memory")
+SECTIONS = ("host", "ops", "e2e", "precision", "memory")
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -69,6 +70,8 @@ def frameworks_for(device, log):
 def notes(args, results):
     """What a reader of the table must know, printed above it and kept in the JSON."""
     out = ["ratio = mytensor / PyTorch: below 1 means mytensor is faster (or smaller)",
+           "host: median time per call of a small op, the frameworks alternating block by block "
+           + ("(the host's time to queue it)" if args.device == "cuda" else "(one thread each)"),
            "ops: median of repetitions after warm-up " + ("(CUDA events after a device sync)" if args.device ==
                                                           "cuda" else "(perf_counter)")]
     if "e2e" in results and "policy" in results["e2e"]:
@@ -117,7 +120,9 @@ def main(argv=None):
         t0 = time.perf_counter()
         log(f"[{section}]")
         try:
-            if section == "ops":
+            if section == "host":
+                results["host"] = host.run(args.device, frameworks, quick=args.quick, log=log)
+            elif section == "ops":
                 results["ops"] = ops.run(args.device, frameworks, quick=args.quick, log=log)
             elif section == "e2e":
                 results["e2e"] = e2e.run(args.device, frameworks, quick=args.quick, models=models, log=log)

@@ -101,12 +101,13 @@ def torch_graph_step(fw, model, opt, x0, y0, region=None):
 
 
 def mytensor_trainer_step(fw, model, opt):
-    """The step `mytensor train` runs: on the GPU, captured once in a CUDA graph
-    and replayed (`mytensor.training.graphed_step`) where it can be; eager otherwise."""
-    from mytensor.training.graphed_step import GraphedTrainStep, graph_capturable
-    if not graph_capturable(model, opt, fw.lib.device(fw.device)):
+    """The step `mytensor train` runs: on the GPU, recorded once as a CUDA graph and
+    replayed (`mytensor.cuda.graphed`) where it can be; eager otherwise."""
+    import mytensor
+    from mytensor.training.loop import train_step
+    if not fw.is_cuda:
         return eager_step(fw, model, opt), False
-    graphed = GraphedTrainStep(model, opt)
+    graphed = mytensor.cuda.graphed(train_step(model, opt), fallback=True)
 
     def step(x, y):
         graphed(x, y)

@@ -32,11 +32,12 @@ def _torch_step(fw, precision):
 
 
 def _mytensor_step(fw, precision):
+    import mytensor
     import mytensor.optim as optim
-    from mytensor.training.graphed_step import GraphedTrainStep
+    from mytensor.training.loop import train_step
     model = fw.model(MODEL, num_classes=10, in_channels=3, image_size=32)
     opt = optim.SGD(model.parameters(), lr=LR, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    graphed = GraphedTrainStep(model, opt, precision=precision)
+    graphed = mytensor.cuda.graphed(train_step(model, opt, precision=precision))
     batches = [(fw.randn(BATCH, 3, 32, 32), fw.randint(10, (BATCH,))) for _ in range(POOL)]
     return (lambda x, y: graphed(x, y)), batches
 

@@ -47,6 +47,9 @@ def _row(section, name, detail, unit, mine, theirs, baseline="torch"):
 def table_rows(results):
     rows, seen = [], set()
     gpu = str(_get(results, "meta", "device")).startswith("cuda")
+    for r in _get(results, "host", "rows") or []:
+        us = [_scale(_get(r, fw, "median_s"), 1e6) for fw in ("mytensor", "torch")]
+        rows.append(_row("host us/op", r["name"], "", "us", *us))
     for r in _get(results, "ops", "rows") or []:
         low = r.get("precision", "fp32") != "fp32"
         key = (r["op"], r["n"], r["size"], r["cin"], r["cout"], low)

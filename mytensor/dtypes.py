@@ -46,6 +46,7 @@ _BY_NAME = {d.name: d for d in ALL}
 _BY_NAME.update({"float": float32, "double": float64, "half": float16, "long": int64, "int": int32})
 
 _LOW_NP = tuple(d.np for d in LOW_PRECISION)
+FLOATING = frozenset(d.np for d in ALL if d.is_floating_point)  # NumPy dtypes: a quick test for arrays
 
 _default_float = float32
 
@@ -87,7 +88,8 @@ def get_dtype(d):
 
 
 def from_numpy_dtype(np_dtype):
-    return get_dtype(np_dtype)
+    """A dictionary lookup first: every op asks."""
+    return _BY_NP.get(np_dtype) or get_dtype(np_dtype)
 
 
 def scalar_dtype(value):

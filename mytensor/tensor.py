@@ -11,9 +11,10 @@ import numpy as np
 
 from . import dtypes
 from . import memory_formats as formats
-from .autograd.function import AccumulateGrad
-from .autograd.grad_mode import is_grad_enabled
 from .backend import get_backend, to_host
+
+
+_new = object.__new__
 
 
 class Size(tuple):
@@ -50,6 +51,16 @@ def common_backend(tensors, op_name="operation"):
 class Tensor:
     __array_priority__ = 1000  # so `ndarray * tensor` calls Tensor.__rmul__
 
+    # What a fresh tensor is, on the class: a new tensor sets only what every op reads (`_init`,
+    # `_wrap`); the rest is read from here until the instance sets its own.
+    grad = None
+    _grad_fn = None
+    _output_index = 0
+    _accumulator = None
+    _view_fn = None  # for a view: base -> this view, as recorded ops
+    _view_epoch = 0  # for a view: the base's _epoch when the view's graph was taken
+    _epoch = 0       # bumped when an in-place op gives this tensor a new place in the graph
+
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         backend = get_backend(device) if device is not None else (
             data._backend if isinstance(data, Tensor) else get_backend(None))
@@ -58,23 +69,15 @@ class Tensor:
             self.requires_grad_(True)
 
     def _init(self, arr, backend):
-        self._data = arr
-        self._backend = backend
+        self._data, self._backend = arr, backend
+        self._version = [0]  # shared with views and detached aliases; bumped by every in-place write
         self.requires_grad = False
-        self.grad = None
-        self._grad_fn = None
-        self._output_index = 0
-        self._accumulator = None
-        self._version = [0]   # shared with views and detached aliases; bumped by every in-place write
-        self._base = None     # for a view: the tensor owning the storage
-        self._view_fn = None  # for a view: base -> this view, as recorded ops
-        self._view_epoch = 0  # for a view: the base's _epoch when the view's graph was taken
-        self._epoch = 0       # bumped when an in-place op gives this tensor a new place in the graph
+        self._base = None  # for a view: the tensor owning the storage
 
-    @classmethod
-    def _wrap(cls, arr, backend):
+    @staticmethod
+    def _wrap(arr, backend):
         """Wrap a backend array without copying it."""
-        t = cls.__new__(cls)
+        t = _new(Tensor)
         t._init(arr, backend)
         return t
 
@@ -280,6 +283,8 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         node, idx = self._edge()
+        if not node.hooks:
+            node.hooks = {}
         hooks = node.hooks.setdefault(idx, [])
         hooks.append(hook)
         return _HookHandle(hooks, hook)
@@ -291,6 +296,8 @@ class Tensor:
             return
         if not self.requires_grad:
             raise RuntimeError("can't retain_grad on a tensor that doesn't require gradient")
+        if not self._grad_fn.retained:
+            self._grad_fn.retained = {}
         self._grad_fn.retained[self._output_index] = weakref.ref(self)
 
     def zero_(self):
@@ -374,3 +381,8 @@ def _infer_dtype(data):
     if arr.dtype.kind in "iu":
         return dtypes.int64
     return dtypes.get_dtype(arr.dtype)
+
+
+# below the class: autograd's Function binds Tensor when it loads
+from .autograd.function import AccumulateGrad  # noqa: E402
+from .autograd.grad_mode import is_grad_enabled  # noqa: E402

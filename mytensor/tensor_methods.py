@@ -12,7 +12,7 @@ from .backend import Device, device as as_device
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled, no_grad
 from .autograd.graph import increment_version
-from .ops.util import NUMBERS
+from .ops.util import OPERANDS
 from .tensor import Tensor
 
 
@@ -20,7 +20,7 @@ def _operator(fn, reflected=False):
     """A binary operator; other operand types get NotImplemented, so Python's own
     TypeError (or `x == None` being False) follows, and NumPy never takes over."""
     def method(self, other):
-        if not isinstance(other, (Tensor, *NUMBERS)):
+        if not isinstance(other, OPERANDS):
             return NotImplemented
         return fn(other, self) if reflected else fn(self, other)
     return method

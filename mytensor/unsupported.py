@@ -12,12 +12,12 @@ class NotSupportedError(NotImplementedError, AttributeError):
 
 # PyTorch name -> what to do instead (empty: nothing equivalent yet)
 ALTERNATIVES = {
-    "torch.compile": "run the model eagerly; on a GPU, mytensor.training records a whole step as a CUDA graph",
+    "torch.compile": "run the model eagerly; on a GPU, mytensor.cuda.graphed records a whole step as a CUDA graph",
     "torch.jit": "run the model eagerly",
     "torch.cuda.Stream": "mytensor runs every op on the current CuPy stream",
     "torch.cuda.Event": "time with time.perf_counter() around mytensor.cuda.synchronize()",
-    "torch.cuda.graphs": "mytensor.training.graphed_step records a training step as a CUDA graph",
-    "torch.cuda.CUDAGraph": "mytensor.training.graphed_step records a training step as a CUDA graph",
+    "torch.cuda.graphs": "mytensor.cuda.graphed records a function (a whole training step) as a CUDA graph",
+    "torch.cuda.CUDAGraph": "mytensor.cuda.graphed records a function (a whole training step) as a CUDA graph",
     "torch.cuda.nccl": "",
     "torch.distributed": "",
     "torch.nn.parallel.DistributedDataParallel": "",

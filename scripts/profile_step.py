@@ -9,7 +9,7 @@ import collections
 import mytensor as mt
 import mytensor.optim as optim
 from mytensor.models import get_model
-from mytensor.training.graphed_step import GraphedTrainStep
+from mytensor.training.loop import train_step
 from mytensor.training.precision import matmul_precision_of
 
 
@@ -25,15 +25,15 @@ def main():
     from torch.profiler import ProfilerActivity, profile
     model = get_model(args.model, num_classes=10, in_channels=3, image_size=32).to("cuda")
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    step = GraphedTrainStep(model, opt, precision=args.precision)
+    step = train_step(model, opt, precision=args.precision)
     x, y = mt.randn(args.batch, 3, 32, 32, device="cuda"), mt.randint(0, 10, (args.batch,), device="cuda")
     with matmul_precision_of(args.precision):
         for _ in range(3):
-            step.eager(x, y)
+            step(x, y)
         mt.backend.get_backend("cuda").synchronize()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(args.steps):
-                step.eager(x, y)
+                step(x, y)
             mt.backend.get_backend("cuda").synchronize()
     totals, counts = collections.Counter(), collections.Counter()
     for e in prof.events():

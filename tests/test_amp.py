@@ -262,7 +262,7 @@ def test_grad_scaler_usage_errors_and_disabled():
 def test_mixed_precision_step_replays_from_a_cuda_graph(precision):
     """The trainer's step in bf16 (and fp16 with loss scaling) captured in a CUDA graph gives
     the weights the same step run eagerly gives, over several replays."""
-    from mytensor.training.graphed_step import GraphedTrainStep
+    from mytensor.training.loop import train_step
     runs = []
     for graphed in (False, True):
         mt.manual_seed(0)
@@ -270,13 +270,14 @@ def test_mixed_precision_step_replays_from_a_cuda_graph(precision):
                               nn.Flatten(), nn.Linear(8 * 8 * 8, 10)).to("cuda")
         opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
         scaler = mt.amp.GradScaler("cuda", init_scale=2.0 ** 20) if precision == "fp16" else None
-        step = GraphedTrainStep(model, opt, precision=precision, scaler=scaler)
+        step = train_step(model, opt, precision=precision, scaler=scaler)
+        step = mt.cuda.graphed(step) if graphed else step
         rng = np.random.default_rng(1)
         for _ in range(5):
             x = mt.tensor(rng.standard_normal((16, 3, 16, 16)), dtype=mt.float32, device="cuda")
             y = mt.tensor(rng.integers(0, 10, 16), device="cuda")
-            (step if graphed else step.eager)(x, y)
-        assert graphed == (step.graph is not None)
+            step(x, y)
+        assert not graphed or step.graph is not None
         runs.append([p.detach().cpu().numpy() for p in model.parameters()])
     for a, b in zip(*runs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -75,7 +75,7 @@ def test_quick_cpu_suite(tmp_path):
     assert results["meta"]["versions"]["numpy"] and results["meta"]["device"] == "cpu"
     assert results["frameworks"] == ["mytensor", "torch"]
     sections = {r["section"] for r in results["table"]}
-    assert sections == {"ops fwd+bwd", "e2e s/epoch", "peak memory"}
+    assert sections == {"host us/op", "ops fwd+bwd", "e2e s/epoch", "peak memory"}
     for row in results["table"]:
         assert isinstance(row["ratio"], float) and math.isfinite(row["ratio"]) and row["ratio"] > 0, row
     for row in results["ops"]["rows"]:

@@ -456,6 +456,30 @@ def test_dropout_mask_statistics(cuda, p, dtype):
     assert (cupy.asnumpy(cuda.dropout_mask(shape, p, np.dtype(dtype))) != a).mean() > 0.1
 
 
+@pytest.mark.parametrize("dtype", ["float16", ml_dtypes.bfloat16])
+@gpu_test
+def test_dropout_mask_16_bit_is_the_float_mask_rounded(cuda, dtype):
+    cuda.seed(5)
+    m = cupy.asnumpy(cuda.dropout_mask((5, 7), 0.3, np.dtype(dtype))).astype(np.float32)
+    want = reference_dropout_mask(35, 0.3, "float32", 5, 0).reshape(5, 7)
+    np.testing.assert_array_equal(m, want.astype(np.dtype(dtype)).astype(np.float32))
+
+
+@gpu_test
+def test_dropout_mask_replayed_from_a_graph_moves_on(cuda):
+    """The offset lives on the device and the kernel moves it on: each replay of a recorded mask
+    is the next mask of the stream, as eager calls would draw them."""
+    cuda.seed(7)
+    graph = cuda.capture_graph(lambda: cuda.dropout_mask((37,), 0.3, np.dtype("float32")))
+    masks = []
+    for _ in range(3):
+        graph.replay()
+        masks.append(cupy.asnumpy(graph.outputs))
+    eager = cuda.dropout_mask((37,), 0.3, np.dtype("float32"))  # after three draws of 10 counters
+    for k, m in enumerate(masks + [cupy.asnumpy(eager)]):
+        np.testing.assert_array_equal(m, reference_dropout_mask(37, 0.3, "float32", 7, 10 * k))
+
+
 # --------------------------------------------------------------- optimizers
 PARAM_SHAPES = [(1,), (7,), (3, 11), (1000,), (5, 3, 3, 3), (), (33, 17)]
 

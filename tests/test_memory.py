@@ -75,10 +75,10 @@ def test_gpu_training_keeps_device_memory_flat(graphed):
     import cupy
 
     from mytensor import models, optim
-    from mytensor.training.graphed_step import GraphedTrainStep
+    from mytensor.training.loop import train_step
     model = models.get_model("cifar_lenet", num_classes=10, in_channels=3, image_size=32).to("cuda")
-    step = GraphedTrainStep(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
-    step = step if graphed else step.eager
+    step = train_step(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    step = mt.cuda.graphed(step) if graphed else step
     batches = [(mt.randn(64, 3, 32, 32, device="cuda"), mt.randint(0, 10, (64,), device="cuda")) for _ in range(4)]
     pool = cupy.get_default_memory_pool()
     used = {}

@@ -24,7 +24,7 @@ ops record) whose backward wraps the incoming gradient arrays as Tensors, calls 
 user's backward and unwraps what it returns. Saved tensors are version-checked like
 the built-in ops' saved arrays, and dropped after backward unless `retain_graph`.
 """
-from .function import Node
+from .function import Node, saved_version
 from .grad_mode import is_grad_enabled, no_grad
 from .graph import increment_version
 
@@ -149,8 +149,7 @@ class Function:
         out_meta = [(o._data.shape, o._data.dtype) if isinstance(o, Tensor) else ((), "float64") for o in outs]
         node = Node(_Backward(cls, backend, [m is not None for m in meta], is_tensor_out), ctx, edges, meta,
                     out_meta)
-        node.saved_versions = [(t._version, t._version[0], f"a tensor of shape {tuple(t.shape)} and dtype "
-                                f"{t.dtype.name}") for t in ctx.saved if t is not None]
+        node.saved_versions = [saved_version(t) for t in ctx.saved if t is not None]
         for i, o in enumerate(outs):
             if not isinstance(o, Tensor) or not o.dtype.is_floating_point or any(o is n for n in
                                                                                 ctx.non_differentiable):

@@ -6,6 +6,8 @@ backward runs exactly once however many paths reach it.
 """
 import operator
 
+from .. import dtypes
+from ..backend import fp_errors
 from ..backend.array_backend import keep_layout
 from .function import AccumulateGrad
 from .grad_mode import no_grad
@@ -69,39 +71,48 @@ def run_backward(roots, retain_graph=False, capture=None):
         slot[idx] = g if slot[idx] is None else slot[idx] + g
     pending = _reachable([e for e, _ in roots])
     ready = [n for n in grads if pending.get(n, 0) == 0]
-    with no_grad():
-        while ready:
-            node = ready.pop()
-            outs = grads.pop(node, None)
-            if outs is None:  # no gradient flowed here: only release what waits on it
-                in_grads = [None] * len(node.edges)
-            elif capture is not None and node in capture:
-                capture[node] = outs
-                if isinstance(node, AccumulateGrad):
-                    continue
-                in_grads = _apply_node(node, outs, retain_graph)
-            elif isinstance(node, AccumulateGrad):
-                if capture is None:
-                    node.accumulate(_run_hooks(node, 0, outs[0], node.leaf._backend))
+    token = fp_errors.ignore()  # inf and nan come out silently, as in forward (see Function.apply)
+    try:
+        with no_grad():
+            _drain(ready, grads, pending, retain_graph, capture)
+    finally:
+        fp_errors.restore(token)
+
+
+def _drain(ready, grads, pending, retain_graph, capture):
+    """Run the nodes as their last gradient arrives (see run_backward)."""
+    while ready:
+        node = ready.pop()
+        outs = grads.pop(node, None)
+        if outs is None:  # no gradient flowed here: only release what waits on it
+            in_grads = [None] * len(node.edges)
+        elif capture is not None and node in capture:
+            capture[node] = outs
+            if isinstance(node, AccumulateGrad):
                 continue
-            else:
-                in_grads = _apply_node(node, outs, retain_graph)
-            for edge, g, meta in zip(node.edges, in_grads, node.input_meta):
-                if edge is None:
-                    continue
-                nxt, idx = edge
-                if g is not None:
-                    g = _match(g, meta)
-                    slot = grads.setdefault(nxt, [None] * nxt.n_outputs)
-                    slot[idx] = g if slot[idx] is None else keep_layout(operator.add, slot[idx], g)
-                pending[nxt] -= 1
-                if pending[nxt] == 0:
-                    ready.append(nxt)
+            in_grads = _apply_node(node, outs, retain_graph)
+        elif isinstance(node, AccumulateGrad):
+            if capture is None:
+                node.accumulate(_run_hooks(node, 0, outs[0], node.leaf._backend))
+            continue
+        else:
+            in_grads = _apply_node(node, outs, retain_graph)
+        for edge, g, meta in zip(node.edges, in_grads, node.input_meta):
+            if edge is None:
+                continue
+            nxt, idx = edge
+            if g is not None:
+                g = _match(g, meta)
+                slot = grads.setdefault(nxt, [None] * nxt.n_outputs)
+                slot[idx] = g if slot[idx] is None else keep_layout(operator.add, slot[idx], g)
+            pending[nxt] -= 1
+            if pending[nxt] == 0:
+                ready.append(nxt)
 
 
 def _apply_node(node, outs, retain_graph):
-    backend = node.ctx.backend
-    outs = [None if g is None else _run_hooks(node, i, g, backend) for i, g in enumerate(outs)]
+    if node.hooks or node.retained:
+        outs = [None if g is None else _run_hooks(node, i, g, node.ctx.backend) for i, g in enumerate(outs)]
     if node.ctx.materialize_grads:
         outs = [node.ctx.xp.zeros(*node.output_meta[i]) if g is None else g for i, g in enumerate(outs)]
     in_grads = node.apply(outs)
@@ -113,10 +124,29 @@ def _apply_node(node, outs, retain_graph):
 
 
 def _match(grad, meta):
-    """Give a gradient its input's shape and dtype (promotion may have widened it)."""
+    """Give a gradient its input's shape and dtype, as PyTorch's engine does: an input that
+    broadcasting stretched gets the sum over the stretched dimensions (so ops' backwards may
+    return the gradient of the broadcast shape), and promotion may have widened the dtype."""
     shape, dtype = meta
+    if grad.shape != shape:
+        grad = unbroadcast(grad, shape)
     if grad.dtype != dtype:
         grad = grad.astype(dtype)
-    if tuple(grad.shape) != tuple(shape):
-        raise RuntimeError(f"gradient of shape {tuple(grad.shape)} computed for an input of shape {tuple(shape)}")
     return grad
+
+
+def unbroadcast(grad, shape):
+    """Sum a gradient over the dimensions broadcasting added or stretched to reach `shape`."""
+    shape = tuple(shape)
+    if grad.shape == shape:
+        return grad
+    if grad.ndim < len(shape):  # unit dimensions in front that the gradient lacks (`x[i] = v`, v of shape (1, n))
+        grad = grad.reshape((1,) * (len(shape) - grad.ndim) + grad.shape)
+    extra = grad.ndim - len(shape)
+    stretched = grad.shape[extra:]
+    if any(s != 1 and s != g for s, g in zip(shape, stretched)):
+        raise RuntimeError(f"gradient of shape {tuple(grad.shape)} computed for an input of shape {shape}")
+    axes = tuple(range(extra)) + tuple(i + extra for i, s in enumerate(shape) if s == 1 and stretched[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True, dtype=dtypes.sum_dtype(grad.dtype)).astype(grad.dtype, copy=False)
+    return grad.reshape(shape)

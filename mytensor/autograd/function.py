@@ -7,26 +7,21 @@ one gradient array (or None) per argument of forward. `Function.apply` wraps
 tensors in and out and records a `Node` in the graph; the engine knows nothing
 about any particular op.
 """
-import numpy as np
+from types import MappingProxyType
 
-from .grad_mode import is_grad_enabled
+from ..backend import fp_errors
+from ..dtypes import FLOATING, from_numpy_dtype
+from .grad_mode import _state as _grad_mode
 
-
-def _quiet():
-    """inf and nan come out silently, as in PyTorch (NumPy would warn: 1 / 0, log(0), exp(1000)...)."""
-    return np.errstate(all="ignore")
+_new = object.__new__  # an instance without running __init__: the hot path sets the attributes itself
 
 
 class Context:
-    """What forward leaves for backward."""
+    """What forward leaves for backward. `Function.apply` makes it and sets `backend`, `xp` (its
+    array module), `needs_input_grad` (per argument of forward: does it need a gradient), `saved`
+    (what save_for_backward keeps) and `out_backend` (set by an op whose output is on another device)."""
 
     materialize_grads = True  # the engine passes zeros for outputs that got no gradient
-
-    def __init__(self, backend, needs_input_grad):
-        self.backend = backend
-        self.xp = backend.xp
-        self.needs_input_grad = needs_input_grad
-        self.saved = ()
 
     def save_for_backward(self, *arrays):
         """Arrays (or None) backward reads; those of input/output tensors are
@@ -34,9 +29,17 @@ class Context:
         self.saved = arrays
 
 
+NO_HOOKS = MappingProxyType({})  # the hook tables of a node that has none (most): made on the first
+
+
 class Node:
     """One recorded op: its context, and an edge per tensor input to the node
     that produced it (an `AccumulateGrad` for leaves)."""
+
+    saved_versions = ()  # per saved array of a tensor: (version counter, version at save time, shape, dtype)
+    hooks = NO_HOOKS     # output index -> [fn(grad) -> grad or None]
+    retained = NO_HOOKS  # output index -> weakref of a tensor that retains its grad
+    freed = False
 
     def __init__(self, fn, ctx, edges, input_meta, output_meta):
         self.fn = fn
@@ -45,10 +48,6 @@ class Node:
         self.input_meta = input_meta    # per input: (shape, np dtype) to shape grads
         self.output_meta = output_meta  # per output: (shape, np dtype) for missing grads
         self.n_outputs = len(output_meta)
-        self.saved_versions = []        # (version counter, version at save time, tensor description)
-        self.hooks = {}                 # output index -> [fn(grad) -> grad or None]
-        self.retained = {}              # output index -> weakref of a tensor that retains its grad
-        self.freed = False
 
     @property
     def name(self):
@@ -63,12 +62,13 @@ class Node:
         return f"<{self.name}>"
 
     def check_versions(self):
-        for counter, version, desc in self.saved_versions:
+        for counter, version, shape, dtype in self.saved_versions:
             if counter[0] != version:
                 raise RuntimeError(
                     f"one of the variables needed for gradient computation has been modified by an "
-                    f"in-place operation: {desc}, saved by {self.name}, is at version {counter[0]}; "
-                    f"expected version {version}. Clone it before changing it in place.")
+                    f"in-place operation: a tensor of shape {tuple(shape)} and dtype {from_numpy_dtype(dtype).name}, "
+                    f"saved by {self.name}, is at version {counter[0]}; expected version {version}. Clone it "
+                    f"before changing it in place.")
 
     def apply(self, grads):
         if self.freed:
@@ -76,8 +76,7 @@ class Node:
                 f"trying to backward through the graph a second time ({self.name} has freed its saved "
                 f"arrays); pass retain_graph=True to the first backward() if you need to")
         self.check_versions()
-        with _quiet():
-            result = self.fn.backward(self.ctx, *grads)
+        result = self.fn.backward(self.ctx, *grads)  # (run_backward keeps floating-point errors quiet)
         return result if isinstance(result, tuple) else (result,)
 
     def release(self):
@@ -95,11 +94,10 @@ class AccumulateGrad:
     name = "AccumulateGrad"
 
     next_functions = ()
+    hooks = retained = NO_HOOKS
 
     def __init__(self, leaf):
         self.leaf = leaf
-        self.hooks = {}
-        self.retained = {}
 
     @property
     def variable(self):
@@ -109,7 +107,6 @@ class AccumulateGrad:
         return "<AccumulateGrad>"
 
     def accumulate(self, grad):
-        from ..tensor import Tensor
         leaf = self.leaf
         if leaf.grad is None:
             # a fresh array: the incoming one may be a read-only broadcast or shared with another leaf
@@ -131,36 +128,61 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from ..tensor import Tensor, common_backend
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        backend = common_backend(tensors, cls.__name__)
-        if is_grad_enabled():
-            for t in tensors:
-                t._sync_view()
-        record = is_grad_enabled() and any(t.requires_grad for t in tensors)
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        ctx = Context(backend, needs)
-        raw = [a._data if isinstance(a, Tensor) else a for a in args]
-        with _quiet():
+        # Every op comes through here, so the path is kept short: one pass over the arguments,
+        # the context and a single output made inline. Its Python is most of a small op's time.
+        backend, raw, needs, grad_on = None, [], [], _grad_mode.enabled
+        for a in args:
+            if isinstance(a, Tensor):
+                if a._base is not None and grad_on:
+                    a._sync_view()
+                if a._backend is not backend:
+                    if backend is not None:
+                        common_backend([t for t in args if isinstance(t, Tensor)], cls.__name__)  # raises
+                    backend = a._backend
+                raw.append(a._data)
+                needs.append(a.requires_grad)
+            else:
+                raw.append(a)
+                needs.append(False)
+        ctx = _new(Context)
+        ctx.backend = backend = backend or common_backend([], cls.__name__)
+        ctx.xp, ctx.needs_input_grad, ctx.saved, ctx.out_backend = backend.xp, tuple(needs), (), None
+        token = fp_errors.ignore()
+        try:
             out = cls.forward(ctx, *raw, **kwargs)
-        multiple = isinstance(out, tuple)
-        out_backend = getattr(ctx, "out_backend", backend)  # set by ops that change device
-        xp = out_backend.xp
-        outs = tuple(o if isinstance(o, xp.ndarray) else xp.asarray(o) for o in (out if multiple else (out,)))
-        results = tuple(Tensor._wrap(o, out_backend) for o in outs)
+        finally:
+            fp_errors.restore(token)
+        backend = ctx.out_backend or backend
+        multiple = type(out) is tuple
+        if multiple:  # (a NumPy scalar made a 0-d array)
+            results = tuple([Tensor._wrap(o if type(o) is backend.ndarray else backend.asarray(o), backend)
+                             for o in out])
+        else:
+            results = (Tensor._wrap(out if type(out) is backend.ndarray else backend.asarray(out), backend),)
         if cls.is_view and ctx.xp.may_share_memory(results[0]._data, raw[0]):
             rest = args[1:]
             _make_view(results[0], args[0], lambda base: cls.apply(base, *rest, **kwargs))
-        if record:
-            edges = [a._edge() if isinstance(a, Tensor) and a.requires_grad else None for a in args]
-            meta = [(a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args]
-            node = Node(cls, ctx, edges, meta, [(r._data.shape, r._data.dtype) for r in results])
-            node.saved_versions = _saved_versions(ctx.saved, tensors, results)
-            for i, r in enumerate(results):
-                if r.dtype.is_floating_point:
-                    r.requires_grad = True
-                    r._grad_fn, r._output_index = node, i
+        if grad_on and True in ctx.needs_input_grad:
+            _record(cls, ctx, args, results)
         return results if multiple else results[0]
+
+
+def _record(fn, ctx, args, results):
+    """Put the op's `Node` in the graph: its outputs point at it, it points at its inputs."""
+    edges, meta = [], []
+    for a in args:
+        if isinstance(a, Tensor):
+            edges.append(a._edge() if a.requires_grad else None)
+            meta.append((a._data.shape, a._data.dtype))
+        else:
+            edges.append(None)
+            meta.append(None)
+    node = Node(fn, ctx, edges, meta, [(r._data.shape, r._data.dtype) for r in results])
+    if ctx.saved:
+        node.saved_versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Tensor)], results)
+    for i, r in enumerate(results):
+        if r._data.dtype in FLOATING:
+            r.requires_grad, r._grad_fn, r._output_index = True, node, i
 
 
 def _make_view(view, src, redo):
@@ -183,7 +205,14 @@ def _saved_versions(saved, inputs, outputs):
     for arr in saved:
         for t in (*inputs, *outputs):
             if t._data is arr:
-                desc = f"a tensor of shape {tuple(t.shape)} and dtype {t.dtype.name}"
-                found.append((t._version, t._version[0], desc))
+                found.append(saved_version(t))
                 break
     return found
+
+
+def saved_version(t):
+    """(version counter, its value now, shape, dtype): what `check_versions` compares and names."""
+    return t._version, t._version[0], t._data.shape, t._data.dtype
+
+
+from ..tensor import Tensor, common_backend  # noqa: E402  (tensor.py defines Tensor before it imports this module)

@@ -36,7 +36,8 @@ def is_channels_last(a):
 def keep_layout(fn, a, b):
     """fn(a, b) for an elementwise fn, channels-last when both operands are channels-last
     arrays of one shape (CuPy's elementwise results are C-ordered whatever the inputs)."""
-    if getattr(a, "shape", None) == getattr(b, "shape", None) and is_channels_last(a) and is_channels_last(b):
+    if getattr(a, "ndim", 0) == 4 and getattr(a, "shape", None) == getattr(b, "shape", None) and \
+            is_channels_last(a) and is_channels_last(b):
         return fn(a.transpose(0, 2, 3, 1), b.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     return fn(a, b)
 
@@ -69,6 +70,7 @@ class ArrayBackend:
 
     def __init__(self, xp, device, erf):
         self.xp = xp
+        self.ndarray = xp.ndarray  # read by every op: what needs no wrapping into an array
         self.device = device
         self._erf = erf  # NumPy has no erf; SciPy's and CuPy's (cupyx) serve GELU
         self.seed(0)
@@ -116,8 +118,11 @@ class ArrayBackend:
         out = self.xp.matmul(a, b)
         return out if out.dtype == a.dtype else out.astype(a.dtype)
 
+    records_graphs = False  # whether `capture_graph` can record (GPUs only)
+
     def capture_graph(self, fn):
-        """Record one call of `fn` for cheap replay; only GPUs have such graphs."""
+        """Record one call of `fn` for cheap replay: an object with `outputs` (what `fn` returned) and
+        `replay()`, which reruns the recorded device work, rewriting the outputs. Only GPUs have such graphs."""
         raise RuntimeError(f"graph capture needs a CUDA device, not {self.device}")
 
     # ----------------------------------------------------------- convolution

@@ -24,7 +24,7 @@ from collections import OrderedDict, deque
 
 import numpy as np
 
-from . import matmul_precision
+from . import capture, matmul_precision
 from .array_backend import LOW_PRECISION, ArrayBackend, conv_output_size, is_channels_last
 from .device import Device
 
@@ -55,8 +55,8 @@ _KERNEL_FILES = {
 }
 _SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"])  # tensor-core kernels: no float/double
 _SIXTEEN_BIT = frozenset(_KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"] + _KERNEL_FILES["batch_norm.cu"]
-                         + _KERNEL_FILES["augment.cu"] + ("relu_forward", "relu_backward", "gelu_forward",
-                                                          "gelu_backward")) | _SIXTEEN_BIT_ONLY
+                         + _KERNEL_FILES["augment.cu"] + _KERNEL_FILES["dropout.cu"]
+                         + ("relu_forward", "relu_backward", "gelu_forward", "gelu_backward")) | _SIXTEEN_BIT_ONLY
 _EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",)}
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
            LOW_PRECISION[0]: "half_t", LOW_PRECISION[1]: "bf16_t"}  # (names from common.cuh)
@@ -225,8 +225,13 @@ class CUDAGraph:
             rt.streamBeginCapture(stream.ptr, rt.streamCaptureModeRelaxed)
             try:
                 self.outputs = fn()
-            finally:
-                graph = rt.streamEndCapture(stream.ptr)
+            except BaseException:
+                try:
+                    rt.graphDestroy(rt.streamEndCapture(stream.ptr))
+                except rt.CUDARuntimeError:
+                    pass  # CUDA invalidated the capture: there is no graph to destroy
+                raise
+            graph = rt.streamEndCapture(stream.ptr)
         try:
             self._exec = rt.graphInstantiate(graph)
         finally:
@@ -311,16 +316,28 @@ class CUDABackend(ArrayBackend):
         return out
 
     def to_numpy(self, arr):
+        capture.forbid("reading a tensor's value on the host (.item(), .tolist(), .numpy(), float(), print, "
+                       "`if tensor:`)", "Return the tensor from the function and read it after the call.")
         return self.cupy.asnumpy(arr)
 
     def synchronize(self):
+        capture.forbid("waiting for the GPU (synchronize)", "Synchronize after the call.")
         self._cp_device.synchronize()
+
+    records_graphs = True
 
     def capture_graph(self, fn):
         outer, self._graph_buffers = self._graph_buffers, []
         try:
-            with self._cp_device:
+            with self._cp_device, capture.recording():
                 graph = CUDAGraph(self.cupy, fn)
+        except self.cupy.cuda.runtime.CUDARuntimeError as e:
+            if "Capture" not in str(e):
+                raise
+            raise capture.GraphCaptureError(
+                f"CUDA could not record the function as a graph ({e}): it did something that waits for the GPU "
+                f"or reads from it, such as boolean-mask indexing, nonzero() or a copy to the host. Keep such "
+                f"steps out of the function.") from e
         finally:
             buffers, self._graph_buffers = self._graph_buffers, outer
         graph.buffers = buffers  # the pinned and device memory its copies use, kept with it
@@ -346,12 +363,17 @@ class CUDABackend(ArrayBackend):
     # ---------------------------------------------------------------- random
     def seed(self, seed):
         """Seed CuPy's generator (rand, randn, ...) and the Philox stream of dropout."""
+        capture.forbid("setting a seed", "Seed before the call.")
         if seed is None:
             seed = int.from_bytes(os.urandom(8), "little")
         with self._cp_device:
             self.rng = self.cupy.random.default_rng(seed)
-        self._philox_seed = int(seed) & _MASK64
-        self._philox_offset = 0  # counters used so far; advanced on the host, never read back
+            # dropout.cu's {offset, blocks done, seed}, on the device: the kernel moves the offset on
+            # itself, so graphs replay fresh masks. One array for the backend's life (graphs keep
+            # its address); a new seed is copied in, ordered after the work queued so far.
+            if getattr(self, "_philox_state", None) is None:
+                self._philox_state = self.cupy.zeros(3, dtype=np.uint64)
+            self._philox_state[...] = self.asarray(np.array([0, 0, int(seed) & _MASK64], dtype=np.uint64))
 
     def permutation(self, n):
         if hasattr(self.rng, "permutation"):
@@ -359,18 +381,16 @@ class CUDABackend(ArrayBackend):
         return self.cupy.argsort(self.rng.random(n))  # uniform random order
 
     def dropout_mask(self, shape, p, dtype):
-        """Zeros with probability p, else 1/(1-p): Philox4x32-10 on (seed, offset + i/4)."""
+        """Zeros with probability p, else 1/(1-p): Philox4x32-10 on (seed, offset + i/4), both read
+        from the device, where the kernel moves the offset on by ceil(n/4)."""
         dtype = np.dtype(dtype)
-        if dtype not in _WIDE:
+        if dtype not in _CTYPES:
             return super().dropout_mask(shape, p, dtype)
-        scale = dtype.type(1.0 / (1.0 - p))
+        scale = (dtype.type if dtype in _WIDE else np.float32)(1.0 / (1.0 - p))  # the kernel's acc_t<T>
         out = self._empty(shape, dtype)
         n = out.size
-        groups = (n + 3) // 4
-        self._launch("dropout.cu", "dropout_mask", dtype, groups,
-                     (out, np.int64(n), np.uint64(self._philox_seed), np.uint64(self._philox_offset),
-                      np.float32(p), scale))
-        self._philox_offset = (self._philox_offset + groups) & _MASK64
+        self._launch("dropout.cu", "dropout_mask", dtype, (n + 3) // 4,
+                     (out, np.int64(n), self._philox_state, np.float32(p), scale))
         return out
 
     # --------------------------------------------------------------- helpers

@@ -5,7 +5,7 @@ from ..backend import get_backend, to_host
 from ..backend.array_backend import keep_layout
 from ..tensor import Tensor
 from . import autocast_policy
-from .util import as_operands, broadcast_shapes, float_unary, scalar_operand, unbroadcast, wide
+from .util import as_operands, broadcast_shapes, float_unary, scalar_operand, wide
 
 __all__ = ["to_copy", "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos",
            "maximum", "minimum", "clamp", "where", "sign", "square", "reciprocal",
@@ -25,8 +25,8 @@ class ToCopy(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        out_backend = getattr(ctx, "out_backend", ctx.backend)
-        return _move(grad, out_backend, ctx.backend).astype(ctx.src_dtype, copy=False), None, None, None
+        grad = _move(grad, ctx.out_backend or ctx.backend, ctx.backend)
+        return grad.astype(ctx.src_dtype, copy=False), None, None, None
 
 
 def _move(arr, src, dst):
@@ -46,28 +46,26 @@ def to_copy(x, dtype=None, device=None, copy=False):
 
 
 # ------------------------------------------------------------- arithmetic
+# The backwards of broadcasting ops return gradients of the broadcast shape: the engine sums
+# each back to its input's shape.
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
         return keep_layout(ctx.xp.add, a, b)
 
     @staticmethod
     def backward(ctx, grad):
-        sa, sb = ctx.shapes
-        return unbroadcast(grad, sa), unbroadcast(grad, sb)
+        return grad, grad
 
 
 class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
         return keep_layout(ctx.xp.subtract, a, b)
 
     @staticmethod
     def backward(ctx, grad):
-        sa, sb = ctx.shapes
-        return unbroadcast(grad, sa), unbroadcast(-grad, sb)
+        return grad, -grad if ctx.needs_input_grad[1] else None
 
 
 def _shape(a):
@@ -79,7 +77,6 @@ class Mul(Function):
     def forward(ctx, a, b):
         # save only what a needed gradient reads, so `(y * 2)` doesn't pin y against in-place changes
         need_a, need_b = ctx.needs_input_grad
-        ctx.shapes = (_shape(a), _shape(b))
         ctx.save_for_backward(a if need_b else None, b if need_a else None)
         return keep_layout(ctx.xp.multiply, a, b)
 
@@ -87,15 +84,13 @@ class Mul(Function):
     def backward(ctx, grad):
         a, b = (None if v is None else wide(v) for v in ctx.saved)  # 16-bit: in float32, as PyTorch
         grad = wide(grad)
-        sa, sb = ctx.shapes
-        return (unbroadcast(grad * b, sa) if ctx.needs_input_grad[0] else None,
-                unbroadcast(grad * a, sb) if ctx.needs_input_grad[1] else None)
+        return (grad * b if ctx.needs_input_grad[0] else None,
+                grad * a if ctx.needs_input_grad[1] else None)
 
 
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (_shape(a), _shape(b))
         ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
         return ctx.xp.true_divide(a, b)
 
@@ -103,9 +98,8 @@ class Div(Function):
     def backward(ctx, grad):
         a, b = (None if v is None else wide(v) for v in ctx.saved)  # 16-bit: in float32, as PyTorch
         grad = wide(grad)
-        sa, sb = ctx.shapes
-        return (unbroadcast(grad / b, sa) if ctx.needs_input_grad[0] else None,
-                unbroadcast(-grad * a / (b * b), sb) if ctx.needs_input_grad[1] else None)
+        return (grad / b if ctx.needs_input_grad[0] else None,
+                -grad * a / (b * b) if ctx.needs_input_grad[1] else None)
 
 
 class Pow(Function):
@@ -125,11 +119,9 @@ class Pow(Function):
         ga = gb = None
         # PyTorch's conventions: d/da is 0 where b == 0 (even at a == 0), d/db is 0 where a == 0 and b >= 0
         if ctx.needs_input_grad[0]:
-            ga = unbroadcast(xp.where(b == 0, 0, grad * b * xp.power(a, b - 1)).astype(grad.dtype, copy=False),
-                             _shape(a))
+            ga = xp.where(b == 0, 0, grad * b * xp.power(a, b - 1)).astype(grad.dtype, copy=False)
         if ctx.needs_input_grad[1]:
-            gb = unbroadcast(xp.where((a == 0) & (b >= 0), 0, grad * out * xp.log(a)).astype(grad.dtype, copy=False),
-                             _shape(b))
+            gb = xp.where((a == 0) & (b >= 0), 0, grad * out * xp.log(a)).astype(grad.dtype, copy=False)
         return ga, gb
 
 
@@ -142,6 +134,9 @@ def _in(dtype, out):
 def _binary(fn):
     """Promote dtypes, then apply the Function: the user-facing binary op."""
     def op(a, b):
+        if isinstance(a, Tensor) and isinstance(b, Tensor) and a._data.shape == b._data.shape and \
+                a._data.dtype == b._data.dtype and a._data.dtype.kind == "f":
+            return fn.apply(a, b)  # floats of one dtype and shape, the common case: nothing to promote or check
         (a, b), dtype = as_operands(a, b)
         _check_broadcast(a, b)
         return _in(dtype, fn.apply(a, b))
@@ -154,16 +149,21 @@ pow = autocast_policy.float32(_binary(Pow))
 
 
 def sub(a, b):
-    if any(x is True or x is False or (isinstance(x, Tensor) and x.dtype is dtypes.bool_) for x in (a, b)):
+    if _is_bool(a) or _is_bool(b):
         raise TypeError("subtraction with a bool tensor is not supported; use ~ or logical_not() to invert a mask")
     return _sub(a, b)
 
 
+def _is_bool(x):
+    return x is True or x is False or (isinstance(x, Tensor) and x._data.dtype == bool)
+
+
 def _check_broadcast(*operands):
-    shapes = [t.shape for t in operands if isinstance(t, Tensor)]
+    shapes = [t._data.shape for t in operands if isinstance(t, Tensor)]
     if not shapes:
         raise TypeError("at least one operand must be a tensor")
-    broadcast_shapes(*shapes)
+    if len(set(shapes)) > 1:
+        broadcast_shapes(*shapes)
 
 
 def div(a, b, rounding_mode=None):
@@ -329,15 +329,13 @@ class Where(Function):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
-        ctx.shapes = (_shape(a), _shape(b))
         return ctx.xp.where(cond, a, b)
 
     @staticmethod
     def backward(ctx, grad):
         (cond,) = ctx.saved
         zero = grad.dtype.type(0)
-        sa, sb = ctx.shapes
-        return None, unbroadcast(ctx.xp.where(cond, grad, zero), sa), unbroadcast(ctx.xp.where(cond, zero, grad), sb)
+        return None, ctx.xp.where(cond, grad, zero), ctx.xp.where(cond, zero, grad)
 
 
 def where(condition, input, other):
@@ -376,7 +374,7 @@ class _Extremum(Function):
         wa = (a == out).astype(grad.dtype)
         wb = (b == out).astype(grad.dtype)
         total = wa + wb
-        return unbroadcast(grad * wa / total, a.shape), unbroadcast(grad * wb / total, b.shape), None
+        return grad * wa / total, grad * wb / total, None
 
 
 class Clamp(Function):

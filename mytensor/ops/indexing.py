@@ -71,16 +71,15 @@ class IndexPut(Function):
     def forward(ctx, x, value, index):
         out = x.copy()
         out[index] = value
-        ctx.args = (index, ctx.xp.shape(value))
+        ctx.index = index
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        from .util import unbroadcast
-        index, vshape = ctx.args
+        index = ctx.index
         gx = grad.copy()
         gx[index] = 0
-        gv = unbroadcast(grad[index], vshape) if ctx.needs_input_grad[1] else None
+        gv = grad[index] if ctx.needs_input_grad[1] else None  # summed to the value's shape by the engine
         return gx, gv, None
 
 

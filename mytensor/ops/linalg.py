@@ -1,7 +1,8 @@
 """Matrix products, batched and broadcast like `numpy.matmul`."""
 from ..autograd.function import Function
 from . import autocast_policy
-from .util import as_operands, unbroadcast
+from ..autograd.engine import unbroadcast
+from .util import as_operands
 
 __all__ = ["matmul", "mm", "bmm", "dot", "einsum", "outer"]
 

@@ -1,20 +1,10 @@
-"""Helpers for writing ops: broadcasting and its gradient, operand promotion, dimension
-checks. Shared by the op modules and by nn.functional, whose Functions are ops too."""
+"""Helpers for writing ops: broadcasting, operand promotion, dimension checks (the gradient of a
+broadcast is the engine's: `autograd.engine.unbroadcast`). Shared by the op modules and by
+nn.functional, whose Functions are ops too."""
 import numpy as np
 
 from .. import dtypes
 from ..tensor import Tensor
-
-
-def unbroadcast(grad, shape):
-    """Sum a gradient over the dimensions broadcasting added or stretched."""
-    if tuple(grad.shape) == tuple(shape):
-        return grad
-    extra = grad.ndim - len(shape)
-    axes = tuple(range(extra)) + tuple(i + extra for i, s in enumerate(shape) if s == 1 and grad.shape[i + extra] != 1)
-    if axes:
-        grad = grad.sum(axis=axes, keepdims=True, dtype=dtypes.sum_dtype(grad.dtype)).astype(grad.dtype, copy=False)
-    return grad.reshape(shape)
 
 
 def wide(arr):
@@ -37,6 +27,7 @@ def broadcast_shapes(*shapes):
 
 
 NUMBERS = (bool, int, float, np.bool_, np.integer, np.floating)  # what ops take besides tensors
+OPERANDS = (Tensor, *NUMBERS)
 
 
 def as_operands(*args):
@@ -46,8 +37,11 @@ def as_operands(*args):
     Python numbers so NumPy/CuPy treat them as weakly typed. An integer that the
     integer result type can't hold wraps around (`uint8 - 2` is `uint8 + 254`), as
     in PyTorch, where NumPy would raise."""
+    dtype = _one_float_dtype(args)
+    if dtype is not None:
+        return args, dtype
     for a in args:
-        if not isinstance(a, (Tensor, *NUMBERS)):
+        if not isinstance(a, OPERANDS):
             raise TypeError(f"expected a tensor or a number, got {type(a).__name__}")
     args = [a.item() if isinstance(a, np.generic) else a for a in args]  # NumPy scalars act as Python numbers
     dtype = dtypes.result_type(*args)
@@ -61,6 +55,23 @@ def as_operands(*args):
             a = scalar_operand(a, dtype)
         out.append(a)
     return out, dtype
+
+
+def _one_float_dtype(args):
+    """The common case, promoted at a glance: tensors of one float dtype (bfloat16 aside, whose
+    numbers need converting), with or without Python floats and ints. Else None."""
+    dtype = None
+    for a in args:
+        if isinstance(a, Tensor):
+            if dtype is None:
+                dtype = a._data.dtype
+            elif a._data.dtype != dtype:
+                return None
+        elif type(a) is not float and type(a) is not int:
+            return None
+    if dtype is None or dtype.kind != "f" or dtype == dtypes.bfloat16.np:
+        return None
+    return dtypes.from_numpy_dtype(dtype)
 
 
 def scalar_operand(value, dtype):

@@ -18,6 +18,8 @@ class Adam(Optimizer):
     scale of its gradient; the (1 - beta^t) terms undo the bias of m and v
     towards their zero start.
     """
+    capturable = True  # its hyperparameters are read from the device (`_step_scalars`)
+
     decoupled_weight_decay = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0):

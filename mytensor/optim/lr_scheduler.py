@@ -9,10 +9,16 @@ import math
 from bisect import bisect_right
 from collections import Counter
 
+from ..backend import capture
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "CosineAnnealingLR", "LinearLR", "SequentialLR", "OneCycleLR",
            "ExponentialLR", "LambdaLR", "ReduceLROnPlateau"]
+
+
+def _forbid_in_graphs():
+    capture.forbid("scheduler.step()", "Step the scheduler after the call: the next call's optimizer step "
+                   "writes the new learning rate into the memory the graph reads.")
 
 
 class LRScheduler:
@@ -54,6 +60,7 @@ class LRScheduler:
         self._update_lr()
 
     def _update_lr(self, epoch=None):
+        _forbid_in_graphs()
         if epoch is None:
             self.last_epoch += 1
             values = self.get_lr()
@@ -150,6 +157,7 @@ class ReduceLROnPlateau:
         return a > (self.best * (1 + self.threshold) if self.threshold_mode == "rel" else self.best + self.threshold)
 
     def step(self, metrics):
+        _forbid_in_graphs()
         current = float(metrics)
         self.last_epoch += 1
         if self._better(current):

@@ -31,6 +31,7 @@ class Muon(Optimizer):
     orthogonalised as the matrix (shape[0], the rest), as in Keller Jordan's CIFAR-10 Muon;
     PyTorch's takes matrices only. Biases and gains belong to another optimizer, as in PyTorch.
     """
+    capturable = True  # its hyperparameters are read from the device (`_step_scalars`)
 
     def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
                  ns_coefficients=(3.4445, -4.775, 2.0315), eps=1e-7, ns_steps=5, adjust_lr_fn=None):

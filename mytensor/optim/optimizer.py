@@ -13,6 +13,7 @@ half changes from step to step, so it can be captured in a CUDA graph and
 replayed after each `prepare_step()`. Neither half reads a value back from
 the device.
 """
+import contextlib
 import copy
 
 import numpy as np
@@ -22,7 +23,27 @@ from ..backend import to_host
 from ..tensor import Tensor
 
 
+_stepping = []  # lists collecting the optimizers that apply a step (see `stepped`)
+
+
+@contextlib.contextmanager
+def stepped():
+    """The optimizers that apply a step inside the block, in order (`mytensor.cuda.graphed` asks, to
+    run their host halves before each replay)."""
+    found = []
+    _stepping.append(found)
+    try:
+        yield found
+    finally:
+        _stepping.remove(found)
+
+
 class Optimizer:
+    # whether a CUDA graph can replay `apply_step`: every hyperparameter that can change between
+    # steps is read from device memory that `prepare_step` writes (`_step_scalars`), not baked
+    # into the launches
+    capturable = False
+
     def __init__(self, params, defaults):
         self.defaults = defaults
         self.state = {}  # parameter -> dict of its state (tensors hash by identity)
@@ -75,6 +96,9 @@ class Optimizer:
         """The device half of a step: the launches `prepare_step` chose. With `found_inf`
         (a device scalar, `amp.GradScaler`'s), the updates leave everything as it was
         when it is not 0: the step is skipped without the host ever reading the flag."""
+        for found in _stepping:
+            if not any(o is self for o in found):
+                found.append(self)
         for update in self._updates:
             update(found_inf)
 

@@ -13,6 +13,7 @@ class SGD(Optimizer):
         g = g + momentum * buf  if nesterov  else  buf
         p = p - lr * g
     """
+    capturable = True  # its hyperparameters are read from the device (`_step_scalars`)
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False):
         if lr < 0:

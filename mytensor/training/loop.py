@@ -3,16 +3,17 @@
 Loss, correct predictions (top-1 and top-5) and the image count are summed on
 the device and read back only every `log_every` steps and at the end, so a step
 never waits for the GPU; each read also checks that the loss is still finite.
-On the GPU the sums are part of the step replayed from a CUDA graph, so they
-cost no Python at all. Evaluation can average the logits of several views of
-each test image (test-time augmentation, `tta_logits`).
+On the GPU the step, sums included, is recorded once as a CUDA graph and replayed
+(`mytensor.cuda.graphed`), so the sums cost no Python at all. Evaluation can
+average the logits of several views of each test image (test-time augmentation,
+`tta_logits`).
 """
 import math
 import time
 
 from .. import arange, cat, no_grad, zeros
+from ..cuda import graphed
 from ..nn import functional as F
-from .graphed_step import GraphedTrainStep
 from .precision import autocast_region
 
 TOP_K = 5  # the second accuracy reported: the target among the 5 highest scores
@@ -62,21 +63,44 @@ class RunningTotals:
         return self.loss_sum.item() / count, self.correct.item() / count, self.correct_top_k.item() / count
 
 
+def train_step(model, optimizer, label_smoothing=0.0, totals=None, precision="fp32", scaler=None):
+    """`step(images, targets) -> (logits, loss)`: forward and the loss in the autocast region of
+    `precision` (see `training.precision`), backward, the optimizer step (with `scaler`, an
+    `amp.GradScaler`: the loss scaled, the update skipped on the device when the gradients
+    overflow) and, with `totals` (a `RunningTotals`), the loss and correct predictions added to
+    them. Nothing in it waits for the GPU, so `mytensor.cuda.graphed` can record it."""
+    def step(images, targets):
+        with autocast_region(precision, images.device):
+            logits = model(images)
+            loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+        optimizer.zero_grad()
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+        if totals is not None:
+            totals.add(logits, targets, loss)
+        return logits, loss
+    return step
+
+
 def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per_batch=False,
                     progress=None, log_every=50, label_smoothing=0.0, cuda_graph=False, precision="fp32",
                     scaler=None, lookahead=None):
-    """Train for one pass over `loader`. With `cuda_graph`, the step is
-    captured once and replayed (see `graphed_step`); `scaler`: an
-    `amp.GradScaler` for float16 steps; `lookahead`: an `optim.Lookahead`
-    stepped after every optimizer step. A loss that is no longer
-    finite (a diverging learning rate) raises FloatingPointError at the next
-    read, instead of training on NaN weights."""
+    """Train for one pass over `loader`. With `cuda_graph`, the step is recorded once as
+    a CUDA graph and replayed (`mytensor.cuda.graphed`; a batch of another size, the last,
+    and a step that cannot be recorded run eagerly); `scaler`: an `amp.GradScaler` for
+    float16 steps; `lookahead`: an `optim.Lookahead` stepped after every optimizer step.
+    A loss that is no longer finite (a diverging learning rate) raises FloatingPointError
+    at the next read, instead of training on NaN weights."""
     model.train()
     totals = RunningTotals()
     start = time.perf_counter()
-    step_fn = GraphedTrainStep(model, optimizer, label_smoothing, totals, precision, scaler)
-    if not cuda_graph:
-        step_fn = step_fn.eager
+    step_fn = train_step(model, optimizer, label_smoothing, totals, precision, scaler)
+    if cuda_graph:
+        step_fn = graphed(step_fn, fallback=True)
     for step, (images, targets) in enumerate(loader, 1):
         step_fn(images, targets)
         if lookahead is not None:

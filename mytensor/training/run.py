@@ -34,7 +34,6 @@ from ..data.dataset import to_float
 from ..optim import lr_scheduler
 from ..serialization import atomic_write, remove_temporaries
 from .checkpoint import load_checkpoint, save_checkpoint
-from .graphed_step import graph_capturable
 from .loop import TTA, evaluate, train_one_epoch
 from .plots import plot_curves
 from .precision import PRECISIONS, matmul_precision_of, resolve_precision
@@ -495,11 +494,11 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
     """Epochs `done + 1` to `config.epochs`, each saved as it ends; an interruption
     or a failure leaves the folder as it was after the last finished epoch. A new run
     first fits the model's data-dependent layers (`fit_to_data`), part of its time."""
-    use_graph = config.cuda_graph and graph_capturable(model, optimizer, device(config.resolved_device))
+    use_graph = config.cuda_graph and device(config.resolved_device).type == "cuda"
     print(f"Training {config.model} on {config.dataset} ({len(train_loader.dataset)} images) on "
           f"{config.resolved_device} in {config.resolved_precision}"
           + (f" with the {config.recipe} recipe" if config.recipe else "")
-          + (" (each step replayed from a CUDA graph)" if use_graph else "")
+          + (" (each step replayed from a CUDA graph where it can be)" if use_graph else "")
           + f", into {out}", flush=True)
     start = epoch = done
     elapsed = rows[-1].get("elapsed", 0.0) if rows else 0.0

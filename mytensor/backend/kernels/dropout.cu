@@ -4,9 +4,16 @@
 //
 // Each output element i is a pure function of (seed, offset, i): the 128-bit
 // counter is (offset + i/4, 0) and the key is the 64-bit seed; word i%4 of
-// the output block becomes a uniform u in [0, 1) with 24 random bits. The
-// host advances `offset` by ceil(n/4) after each call, so successive masks
-// use disjoint counters and nothing is read back from the device.
+// the output block becomes a uniform u in [0, 1) with 24 random bits.
+//
+// seed and offset live in device memory, in `state` = {offset, blocks done, seed}, and the
+// kernel itself moves the offset on by ceil(n/4) once every block has read it: successive
+// masks use disjoint counters, the host never tracks (or reads) the offset, and a launch
+// recorded in a CUDA graph draws a fresh mask at every replay. The last block to finish does
+// the move (its ticket from `blocks done` says so), as in CUDA's threadFenceReduction sample.
+// Masks of every float type: the 16-bit ones get the scale rounded once from float.
+
+#include "common.cuh"
 
 struct Philox4 {
     unsigned int x, y, z, w;
@@ -35,10 +42,13 @@ __host__ __device__ __forceinline__ Philox4 philox4x32_10(Philox4 ctr, unsigned 
 
 // out[i] = scale if u_i >= p else 0   (scale = 1/(1-p), the inverted-dropout mask)
 template <typename T>
-__global__ void dropout_mask(T* __restrict__ out, long long n, unsigned long long seed, unsigned long long offset,
-                             float p, T scale) {
+__global__ void dropout_mask(T* __restrict__ out, long long n, unsigned long long* state, float p,
+                             acc_t<T> scale) {
     const long long groups = (n + 3) / 4;
+    const volatile unsigned long long* shared_state = state;  // read from memory: another block may move it
+    const unsigned long long offset = shared_state[0], seed = shared_state[2];
     const unsigned int k0 = (unsigned int)seed, k1 = (unsigned int)(seed >> 32);
+    const T kept = T(scale), dropped = T(acc_t<T>(0));
     for (long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x; g < groups;
          g += (long long)blockDim.x * gridDim.x) {
         unsigned long long c = offset + (unsigned long long)g;
@@ -50,14 +60,25 @@ __global__ void dropout_mask(T* __restrict__ out, long long n, unsigned long lon
             long long i = g * 4 + k;
             if (i < n) {
                 float u = (float)(words[k] >> 8) * (1.0f / 16777216.0f);
-                out[i] = u >= p ? scale : T(0);
+                out[i] = u >= p ? kept : dropped;
             }
+        }
+    }
+    __syncthreads();  // every thread of this block has read the offset
+    if (threadIdx.x == 0) {
+        __threadfence();
+        unsigned long long ticket = atomicAdd(&state[1], 1ull);
+        if (ticket == gridDim.x - 1) {  // the last block: all have read it
+            state[0] = offset + (unsigned long long)groups;
+            state[1] = 0;
         }
     }
 }
 
 #define MT_INSTANTIATE(T) \
-    template __global__ void dropout_mask<T>(T*, long long, unsigned long long, unsigned long long, float, T);
+    template __global__ void dropout_mask<T>(T*, long long, unsigned long long*, float, acc_t<T>);
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
+MT_INSTANTIATE(bf16_t)
+MT_INSTANTIATE(half_t)

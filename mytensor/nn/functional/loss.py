@@ -18,7 +18,7 @@ import numpy as np
 from ... import dtypes
 from ...autograd.function import Function
 from ...ops import autocast_policy
-from ...ops.util import broadcast_shapes, contiguous, unbroadcast
+from ...ops.util import broadcast_shapes, contiguous
 from .activation import log_softmax
 from .util import (check_float, check_reduction, check_same_device, check_same_dtype, check_tensor, reduce_loss,
                    reduction_from_legacy)
@@ -380,7 +380,7 @@ class BinaryCrossEntropyWithLogits(Function):
         if need_t:
             gt = -grad * x if pw is None else grad * ((pw - 1) * sp - x)
         if need_pw:
-            gpw = unbroadcast(grad * t * sp, pw.shape)
+            gpw = grad * t * sp  # summed to pos_weight's shape by the engine
         return gx, gt, gpw
 
 

@@ -2,6 +2,7 @@
 them (a Conv2d parses its arguments as conv2d does), and the reduction of a loss."""
 import numbers
 
+from ...dtypes import FLOATING
 from ...tensor import Tensor
 
 
@@ -12,7 +13,7 @@ def check_tensor(x, name, fn):
 
 def check_float(x, name, fn):
     check_tensor(x, name, fn)
-    if not x.dtype.is_floating_point:
+    if x._data.dtype not in FLOATING:
         raise TypeError(f"{fn}(): '{name}' must be a floating point tensor, got {x.dtype}")
 
 
@@ -20,14 +21,14 @@ def check_same_dtype(fn, input, **others):
     """Parameters must have the input's dtype, as in PyTorch (no silent promotion
     that would, say, run a float32 model in float64)."""
     for name, t in others.items():
-        if t is not None and t.dtype is not input.dtype:
+        if t is not None and t._data.dtype != input._data.dtype:
             raise TypeError(f"{fn}(): input has dtype {input.dtype} but {name} has dtype {t.dtype}; "
                             f"convert one of them with .to(dtype)")
 
 
 def check_same_device(fn, input, **others):
     for name, t in others.items():
-        if t is not None and t.device != input.device:
+        if t is not None and t._backend is not input._backend:  # one backend per device
             raise RuntimeError(f"{fn}(): input is on {input.device} but {name} is on {t.device}; "
                                f"move them to one device with .to(device)")
 

@@ -3,11 +3,15 @@
 mytensor runs on NVIDIA GPUs through CuPy. `"cuda"` means `cuda:0`; other GPUs
 are named explicitly (`.to("cuda:1")`). Without CuPy or a GPU, `is_available()`
 is False and the queries answer as PyTorch's do on a machine without one.
+
+`graphed` (graphed_function.py) records a function, a whole training step, as a CUDA graph.
 """
 from collections import namedtuple
 
-from . import unsupported
-from .backend import Device, cuda_is_available, get_backend
+from .. import unsupported
+from ..backend import Device, cuda_is_available, get_backend
+from ..backend.capture import GraphCaptureError  # noqa: F401
+from .graphed_function import GraphedFunction, graphed  # noqa: F401
 
 __getattr__ = unsupported.module_getattr("torch.cuda", __name__)
 
@@ -27,7 +31,7 @@ def device_count():
 
 
 def is_initialized():
-    from .backend import loaded_backends
+    from ..backend import loaded_backends
     return any(b.device.type == "cuda" for b in loaded_backends())
 
 
