@@ -256,12 +256,12 @@ def assert_close(actual, expected, dtype, what):
                                err_msg=what)
 
 
-def normwise_error(actual, expected):
-    """||actual - expected|| / ||expected|| over the finite entries (which must agree)."""
-    actual, expected = actual.astype(np.float64), np.asarray(expected, dtype=np.float64)
+def error_norm(actual, expected):
+    """||actual - expected|| over the finite entries (which must agree)."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     assert np.array_equal(np.isfinite(actual), np.isfinite(expected))
     finite = np.isfinite(expected)
-    return np.linalg.norm(actual[finite] - expected[finite]) / max(np.linalg.norm(expected[finite]), 1e-30)
+    return np.linalg.norm(actual[finite] - expected[finite])
 
 
 def run_case(L, case, xs, upstream_seed, dtype, device=None):
@@ -283,9 +283,10 @@ def run_case(L, case, xs, upstream_seed, dtype, device=None):
 def compare(case, dtype, device, seed, layouts=None):
     """Forward values, dtypes and gradients of `case` against PyTorch in `dtype`. bfloat16 is
     measured against PyTorch in float64 on the same (bfloat16-rounded) inputs, by the normwise
-    relative error, which must be under 3e-2 or no more than twice PyTorch's own in bfloat16:
-    element by element, a rounding at another step or a sum that cancels can leave two right
-    bfloat16 results an ulp or more apart."""
+    relative error, which must be under 3e-2 or no more than twice PyTorch's own in bfloat16,
+    both summed over three upstream gradients: element by element, a rounding at another step
+    can leave two right bfloat16 results an ulp or more apart, and where a sum cancels, one
+    draw's relative error is a matter of luck."""
     rng = np.random.default_rng(seed)
     for shapes in case.shapes:
         arrays = [draw(rng, s, d) for s, d in zip(shapes, case.domain)]
@@ -321,13 +322,24 @@ def compare(case, dtype, device, seed, layouts=None):
                 for g, w, part in pairs:
                     assert_close(to_np(g), to_np(w), dtype, f"{what} ({part})")
                 continue
-            exact = [torch.tensor(a, dtype=torch.float64, requires_grad=grad) for a in arrays]
-            ref, ref_grads = run_case(torch, case, exact, upstream_seed, dtype)
-            refs = ref + [r for r, w in zip(ref_grads, want_grads) if w is not None]
-            for (g, w, part), r in zip(pairs, refs):
-                ours, theirs = normwise_error(to_np(g), to_np(r)), normwise_error(to_np(w), to_np(r))
-                assert ours <= max(3e-2, 2 * theirs), \
-                    f"{what} ({part}): relative error {ours:.3g} (PyTorch bfloat16: {theirs:.3g})"
+            ours, theirs, size = np.sum([bfloat16_errors(case, arrays, layout, device, grad, s) for s in
+                                         (upstream_seed, *rng.integers(2 ** 32, size=2))], axis=0)
+            for (_, _, part), e, e_torch, n in zip(pairs, ours, theirs, size):
+                assert e <= max(3e-2 * n, 2 * e_torch), \
+                    f"{what} ({part}): relative error {e / n:.3g} (PyTorch bfloat16: {e_torch / n:.3g})"
+
+
+def bfloat16_errors(case, arrays, layout, device, grad, upstream_seed):
+    """Norms of mytensor's and of PyTorch's errors in bfloat16, and of the float64 results
+    (outputs, then the gradients PyTorch gives)."""
+    ours = run_case(mt, case, [mt_input(a, "bfloat16", device, layout, grad) for a in arrays], upstream_seed,
+                    "bfloat16", device)
+    theirs, exact = (run_case(torch, case, [torch.tensor(a, dtype=dt, requires_grad=grad) for a in arrays],
+                              upstream_seed, "bfloat16") for dt in (torch.bfloat16, torch.float64))
+    kept = [i for i, w in enumerate(theirs[1]) if w is not None]
+    results = [r[0] + [r[1][i] for i in kept] for r in (ours, theirs, exact)]
+    return [[error_norm(to_np(g), to_np(r)) for g, r in zip(got, results[2])] for got in results[:2]] + \
+        [[max(np.linalg.norm(to_np(r)[np.isfinite(to_np(r))]), 1e-30) for r in results[2]]]
 
 
 # ------------------------------------------------------------------------------ tests
