@@ -1,15 +1,18 @@
-"""The implicit-GEMM convolution kernels on ResNet-9's layers, for each tile configuration
-(BK, STAGES) of implicit_gemm.cu, beside cuDNN (PyTorch, bf16 channels-last) on the same
-shapes: milliseconds and TFLOP/s of the forward (fprop), input-gradient (dgrad, an fprop of
-the flipped kernel) and weight-gradient (wgrad) passes.
+"""The implicit-GEMM convolution kernels on ResNet-9's layers, for each configuration, beside
+cuDNN (PyTorch, bf16 channels-last) on the same shapes: milliseconds and TFLOP/s of the
+forward (fprop), input-gradient (dgrad, an fprop of the flipped kernel) and weight-gradient
+(wgrad) passes. A configuration is `mma:BKxSTAGES` (implicit_gemm.cu's mma.sync kernels),
+`wgmma:STAGES` (implicit_gemm_wgmma.cu on Hopper; its weight gradient from the backend's
+`wgmma_wgrad_min_channels` output channels on) or `wgmma:auto` (the backend's own choices).
 
-    python scripts/tune_implicit_gemm.py [--batch 512] [--tiles 32x4 64x3]
+    python scripts/tune_implicit_gemm.py [--batch 512] [--configs mma:64x3 wgmma:auto wgmma:4]
 """
 import argparse
 
 import numpy as np
 
 import mytensor as mt
+from mytensor.backend import get_backend
 
 LAYERS = [  # (C, O, H = W) of ResNet-9's 3x3 convolutions on 32x32 images
     (8, 64, 32), (64, 128, 32), (128, 128, 16), (128, 256, 16), (256, 512, 8), (512, 512, 4)]
@@ -32,11 +35,11 @@ def timed(cupy, fn, reps=20):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--batch", type=int, default=512)
-    p.add_argument("--tiles", nargs="+", default=["32x4", "64x3", "64x4", "32x6"])
+    p.add_argument("--configs", nargs="+", default=["mma:64x3", "wgmma:auto", "wgmma:3", "wgmma:4"])
     args = p.parse_args()
     import cupy
     import torch
-    backend = mt.tensor([0.0], device="cuda")._backend
+    backend = get_backend("cuda")
     dt = mt.bfloat16.np
     rng = cupy.random.default_rng(0)
     rows = []
@@ -48,8 +51,13 @@ def main():
         g = rng.standard_normal((n, h, h, o), dtype=np.float32).astype(dt)
         wf = cupy.ascontiguousarray(w[:, ::-1, ::-1, :].transpose(3, 1, 2, 0))
         row = {"layer": f"{c}->{o} @{h}"}
-        for tile in args.tiles:
-            backend.implicit_gemm_tile = tuple(int(v) for v in tile.split("x"))
+        for tile in args.configs:
+            family, sizes = tile.split(":")
+            backend.use_wgmma = family == "wgmma"
+            if backend.use_wgmma:
+                backend.wgmma_stages = None if sizes == "auto" else int(sizes)
+            else:
+                backend.implicit_gemm_tile = tuple(int(v) for v in sizes.split("x"))
             row[f"fprop {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc(x, w, None, (1, 1), (1, 1), (1, 1)))
             row[f"dgrad {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc(g, wf, None, (1, 1), (1, 1), (1, 1)))
             row[f"wgrad {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc_weight_grad(

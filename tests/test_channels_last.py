@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import mytensor as mt
+from mytensor.backend import get_backend
 import mytensor.nn as nn
 import mytensor.nn.functional as F
 
@@ -74,6 +75,7 @@ CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
     ((2, 40, 8, 8), 8, 5, 1, 2, 1),
     ((2, 24, 13, 10), 16, 3, 1, 2, 2),
     ((5, 128, 6, 6), 256, 3, 1, 1, 1),
+    ((3, 72, 10, 11), 328, 3, 1, 1, 1),  # N tiles of 256 with a ragged last one
     ((4, 32, 7, 9), 48, (3, 1), (2, 1), (0, 1), 1),
     ((4, 3, 10, 9), 16, 3, 1, 1, 1),  # an RGB image: zero channels added up to 8
     ((2, 12, 9, 8), 8, 3, 2, 1, 1),
@@ -85,10 +87,16 @@ CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
 @pytest.mark.parametrize("dtype", sorted(SIXTEEN))
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[0]}-o{c[1]}-k{c[2]}-s{c[3]}")
 @pytest.mark.parametrize("input_format", ["contiguous", "channels_last"])
-def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format):
+@pytest.mark.parametrize("kernels", ["mma.sync", "wgmma"])
+def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, kernels, monkeypatch):
     """The implicit-GEMM convolution (16-bit operands, float32 accumulation) and its input,
-    weight and bias gradients, against PyTorch in float64 on the same rounded values; the
-    output and the input gradient come out channels-last."""
+    weight and bias gradients, against PyTorch in float64 on the same rounded values, by each
+    family of kernels (wgmma on Hopper only); the output and the input gradient come out
+    channels-last."""
+    backend = get_backend("cuda")
+    if kernels == "wgmma" and backend.compute_capability != (9, 0):
+        pytest.skip("wgmma needs a Hopper GPU (sm_90)")
+    monkeypatch.setattr(backend, "use_wgmma", kernels == "wgmma")
     ours_dt, torch_dt, tol = SIXTEEN[dtype]
     shape, o, k, stride, padding, dilation = case
     rng = np.random.default_rng()

@@ -20,6 +20,7 @@ saying what to install when CuPy or a GPU is missing.
 """
 import ctypes
 import os
+import re
 from collections import OrderedDict, deque
 
 import numpy as np
@@ -43,6 +44,7 @@ _KERNEL_FILES = {
                       "gelu_forward", "gelu_backward"),
     "conv.cu": ("im2col", "col2im", "swap_leading"),
     "implicit_gemm.cu": ("conv_fprop", "conv_wgrad", "conv_wgrad_sum"),
+    "implicit_gemm_wgmma.cu": ("conv_fprop_wgmma", "conv_wgrad_wgmma"),
     "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "max_pool2d_nhwc_forward", "max_pool2d_nhwc_backward",
                 "max_pool2d_nhwc_backward_disjoint", "avg_pool2d_forward", "avg_pool2d_backward"),
     "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),
@@ -53,15 +55,17 @@ _KERNEL_FILES = {
     "optim.cu": ("set_scalars", "sgd_multi_tensor", "adam_multi_tensor"),
     "augment.cu": ("augment_images",),
 }
-_SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"])  # tensor-core kernels: no float/double
+_SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"]  # tensor-core kernels: no float/double
+                              + _KERNEL_FILES["implicit_gemm_wgmma.cu"])
 _SIXTEEN_BIT = frozenset(_KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"] + _KERNEL_FILES["batch_norm.cu"]
                          + _KERNEL_FILES["augment.cu"] + _KERNEL_FILES["dropout.cu"]
                          + ("relu_forward", "relu_backward", "gelu_forward", "gelu_backward")) | _SIXTEEN_BIT_ONLY
-_EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",)}
+# wgmma exists only on sm_90a, Hopper's own target, which NVRTC builds for when asked by name
+_EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",), "implicit_gemm_wgmma.cu": ("-arch=sm_90a",)}
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
            LOW_PRECISION[0]: "half_t", LOW_PRECISION[1]: "bf16_t"}  # (names from common.cuh)
 _WIDE = (np.dtype(np.float32), np.dtype(np.float64))
-_HEADER = "common.cuh"
+_INCLUDE = re.compile(r'^#include "(\w+\.cuh)"$', re.M)
 
 _BLOCK = 256
 _MASK64 = (1 << 64) - 1
@@ -85,6 +89,13 @@ def is_available():
         return False
 
 
+def _read_kernel_file(name):
+    """A file of the kernels folder. Its headers are pasted in where it includes them, since
+    CuPy's compile cache keys on the code alone."""
+    with open(os.path.join(KERNEL_DIR, name)) as f:
+        return f.read()
+
+
 class _KernelModules:
     """Loads each .cu file once (per process) and hands out its kernels by name."""
 
@@ -97,10 +108,7 @@ class _KernelModules:
         """The compiled `filename`; `defines` (NVRTC -D options) make variants of it."""
         mod = self.modules.get((filename, defines))
         if mod is None:
-            with open(os.path.join(KERNEL_DIR, filename)) as f:
-                code = f.read()
-            with open(os.path.join(KERNEL_DIR, _HEADER)) as f:  # pasted in: CuPy's cache keys on the code
-                code = code.replace(f'#include "{_HEADER}"', f.read())
+            code = _INCLUDE.sub(lambda m: _read_kernel_file(m.group(1)), _read_kernel_file(filename))
             names = tuple(f"{k}<{t}>" for k in _KERNEL_FILES[filename] for t in _CTYPES.values()
                           if (k in _SIXTEEN_BIT if t in ("half_t", "bf16_t") else k not in _SIXTEEN_BIT_ONLY))
             options = ("-std=c++17",) + _EXTRA_OPTIONS.get(filename, ()) + defines
@@ -264,6 +272,8 @@ class CUDABackend(ArrayBackend):
         self._cp_device = cupy.cuda.Device(device.index)
         self._kernels = _kernel_modules(cupy)
         self._max_blocks = 32 * self._cp_device.attributes["MultiProcessorCount"]
+        # Hopper (sm_90) runs implicit_gemm_wgmma.cu's warpgroup instructions; others implicit_gemm.cu
+        self.use_wgmma = self.compute_capability == (9, 0)
         self._tables = OrderedDict()  # optimizer pointer tables, keyed by pointers and sizes
         self._staging = deque()  # (event, pinned buffer) of host-to-device copies in flight
         # what the copies recorded in a graph read: `capture_graph` hands them to its graph; those of
@@ -331,8 +341,10 @@ class CUDABackend(ArrayBackend):
         try:
             with self._cp_device, capture.recording():
                 graph = CUDAGraph(self.cupy, fn)
-        except self.cupy.cuda.runtime.CUDARuntimeError as e:
-            if "Capture" not in str(e):
+        except capture.GraphCaptureError:
+            raise
+        except RuntimeError as e:  # CUDA's refusal (a CUDARuntimeError), or CuPy's of a copy to the host
+            if "captur" not in str(e).lower():  # "...Capture..." from CUDA, "...is capturing..." from CuPy
                 raise
             raise capture.GraphCaptureError(
                 f"CUDA could not record the function as a graph ({e}): it did something that waits for the GPU "
@@ -490,16 +502,39 @@ class CUDABackend(ArrayBackend):
         return (dtype in LOW_PRECISION and groups == 1 and in_channels % 8 == 0 and out_channels % 8 == 0
                 and self.compute_capability >= (8, 0))
 
+    # implicit_gemm_wgmma.cu (Hopper): BM x N tiles, BM = 128 and N from _wgmma_n_tile, BK = 64;
+    # 3 stages for N <= 128, so that two blocks share a multiprocessor, 4 for N = 256 (one block).
+    # Its weight gradient (N = 256) beats implicit_gemm.cu's from 256 output channels on, where
+    # the N tile's width pays for the multiply it waits on (docs/gpu-performance.md, v6).
+    wgmma_stages = None  # or a number of stages for every N tile
+    wgmma_wgrad_min_channels = 256
+
     def _launch_tiles(self, kernel, dtype, grid, args, n_tile=_TILE):
-        """One launch of an implicit_gemm.cu kernel: 256 threads a block, and shared memory for
-        STAGES tiles of both operands (the fprop's N tile `n_tile` wide)."""
+        """One launch of an implicit_gemm.cu kernel: shared memory for STAGES tiles of both
+        operands (the fprop's N tile `n_tile` wide)."""
         bk, stages = self.implicit_gemm_tile
-        smem = stages * (self._TILE + n_tile) * bk * 2
+        self._launch_gemm("implicit_gemm.cu", kernel, dtype, grid, args, self._tile_defines(n_tile),
+                          stages * (self._TILE + n_tile) * bk * 2)
+
+    def _launch_wgmma(self, kernel, dtype, grid, args, n_tile):
+        """One launch of an implicit_gemm_wgmma.cu kernel with N tile `n_tile`: shared memory for
+        its stages, and 1 KiB more to start them on the 1024-byte period of the swizzle."""
+        stages = self.wgmma_stages or (3 if n_tile <= 128 else 4)
+        self._launch_gemm("implicit_gemm_wgmma.cu", kernel, dtype, grid, args,
+                          (f"-DWG_BN={n_tile}", f"-DWG_STAGES={stages}"), stages * (self._TILE + n_tile) * 64 * 2 + 1024)
+
+    def _launch_gemm(self, filename, kernel, dtype, grid, args, defines, smem):
+        """256 threads a block, `smem` bytes of dynamic shared memory (opted in above 48 KiB)."""
         with self._cp_device:
-            fn = self._kernels.get("implicit_gemm.cu", kernel, dtype, self._tile_defines(n_tile))
-            if fn.max_dynamic_shared_size_bytes < smem:  # above the default 48 KiB: opt in
+            fn = self._kernels.get(filename, kernel, dtype, defines)
+            if fn.max_dynamic_shared_size_bytes < smem:
                 fn.max_dynamic_shared_size_bytes = smem
             fn(grid, (256,), args, shared_mem=smem)
+
+    @staticmethod
+    def _wgmma_n_tile(n):
+        """The narrowest N tile of 64, 128 and 256 that covers n columns, 256 past that."""
+        return 64 if n <= 64 else 128 if n <= 128 else 256
 
     def _tile_defines(self, n_tile=_TILE):
         bk, stages = self.implicit_gemm_tile
@@ -521,9 +556,14 @@ class CUDABackend(ArrayBackend):
         (n, oh, ow), ints = self._nhwc_args(x.shape, (kh, kw), stride, padding, dilation, o)
         y = self._empty((n, oh, ow, o), x.dtype)
         bias = np.uint64(0) if bias is None else self._contig(bias, np.float32)
+        args = (x, weight, bias, y, *ints)
+        if self.use_wgmma:
+            n_tile = self._wgmma_n_tile(o)
+            self._launch_wgmma("conv_fprop_wgmma", x.dtype, (-(-o // n_tile), -(-n * oh * ow // self._TILE)),
+                               args, n_tile)
+            return y
         n_tile = 64 if o <= 64 else self._TILE  # a 128-wide tile would idle half its columns
-        grid = (-(-o // n_tile), -(-n * oh * ow // self._TILE))
-        self._launch_tiles("conv_fprop", x.dtype, grid, (x, weight, bias, y, *ints), n_tile)
+        self._launch_tiles("conv_fprop", x.dtype, (-(-o // n_tile), -(-n * oh * ow // self._TILE)), args, n_tile)
         return y
 
     def conv2d_nhwc_weight_grad(self, x, grad, kernel, stride, padding, dilation, channels_last):
@@ -532,13 +572,19 @@ class CUDABackend(ArrayBackend):
         among enough blocks to fill the GPU; the float partial sums are added in a fixed order."""
         (kh, kw), o, c = kernel, int(grad.shape[3]), int(x.shape[3])
         (n, oh, ow), ints = self._nhwc_args(x.shape, kernel, stride, padding, dilation, o)
-        k, pixel_tiles = kh * kw * c, -(-n * oh * ow // self.implicit_gemm_tile[0])
-        grid_mn = (-(-k // self._TILE), -(-o // self._TILE))
+        k, wgmma = kh * kw * c, self.use_wgmma and o >= self.wgmma_wgrad_min_channels
+        pixel_tiles = -(-n * oh * ow // (64 if wgmma else self.implicit_gemm_tile[0]))
+        n_tile = 256 if wgmma else self._TILE
+        grid_mn = (-(-k // n_tile), -(-o // self._TILE))
         splits = max(1, min(pixel_tiles // 8, -(-self._max_blocks // (8 * grid_mn[0] * grid_mn[1]))))
         tiles = -(-pixel_tiles // splits)
         splits = -(-pixel_tiles // tiles)
         partial = self._empty((splits, o, k), np.float32)
-        self._launch_tiles("conv_wgrad", x.dtype, grid_mn + (splits,), (x, grad, partial, *ints, np.int32(tiles)))
+        args = (x, grad, partial, *ints, np.int32(tiles))
+        if wgmma:
+            self._launch_wgmma("conv_wgrad_wgmma", x.dtype, grid_mn + (splits,), args, n_tile)
+        else:
+            self._launch_tiles("conv_wgrad", x.dtype, grid_mn + (splits,), args)
         dw = self._empty((o, kh, kw, c) if channels_last else (o, c, kh, kw), x.dtype)
         self._launch("implicit_gemm.cu", "conv_wgrad_sum", x.dtype, dw.size,
                      (partial, dw, np.int32(o), np.int32(c), np.int32(kh * kw), np.int32(splits),

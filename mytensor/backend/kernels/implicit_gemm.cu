@@ -15,6 +15,7 @@
 // XOR-swizzled shared memory so that neither the copies nor ldmatrix meet bank conflicts.
 // The host checks C % 8 == 0 and O % 8 == 0: a 16-byte run of k then lies in one tap.
 #include "common.cuh"
+#include "tile_copy.cuh"
 
 // BK and STAGES come from the host (NVRTC -D options), which sizes the shared memory to match.
 #ifndef IGEMM_BK
@@ -36,19 +37,6 @@ constexpr int TILE_BYTES = (BM + BN) * BK * 2;  // one stage of both operands
 constexpr int FBN = IGEMM_FPROP_BN, F_WARPS_N = FBN / 32, FWM = BM * F_WARPS_N / 8, FMT = FWM / 16;
 constexpr int F_TILE_BYTES = (BM + FBN) * BK * 2;
 }  // namespace igemm
-
-__device__ __forceinline__ unsigned smem_address(const void* p) {
-    unsigned a;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-    return a;
-}
-
-// 16 bytes global -> shared, or 16 zero bytes when !valid (the source is then not read)
-__device__ __forceinline__ void copy16(unsigned dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void copy_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N> __device__ __forceinline__ void copy_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
 template <bool TRANS> __device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
     if (TRANS)
@@ -114,19 +102,6 @@ __device__ __forceinline__ void warp_mma(float (&acc)[MT][NT][4], ALoad a_load, 
     for (int i = 0; i < MT; ++i)
 #pragma unroll
         for (int j = 0; j < NT; ++j) mma16816<T>(acc[i][j], a[i], b[j][0], b[j][1]);
-}
-
-template <typename T> __device__ __forceinline__ unsigned pack2(float a, float b) {
-    return (unsigned)T(a).bits | ((unsigned)T(b).bits << 16);
-}
-
-// Shared-memory byte offset of 16-byte chunk `chunk` of row `row`, rows of CHUNKS chunks: the
-// chunk is XORed with the row (bits 1-2 for rows of 4 chunks, two rows to a 128-byte line;
-// bits 0-2 for longer rows), so the 8 rows an ldmatrix reads, and the rows a warp's copies
-// write, fall in 8 different bank groups.
-template <int CHUNKS> __device__ __forceinline__ int swizzle(int row, int chunk) {
-    if (CHUNKS == 4) return row * 64 + ((chunk ^ (row >> 1)) & 3) * 16;
-    return row * CHUNKS * 16 + (chunk ^ (row & 7)) * 16;
 }
 
 // y = conv(x, w) (+ bias), one BM x BN tile of (pixels, output channels) per block.

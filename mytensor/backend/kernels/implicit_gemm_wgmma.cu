@@ -1,0 +1,274 @@
+// 2-D convolution as implicit GEMM on Hopper's warpgroup tensor-core instructions (wgmma,
+// sm_90a), channels-last, 16-bit operands: the same products as implicit_gemm.cu,
+//
+//   fprop  y[p][o]  = sum_k  patch(x)[p][k] * w[o][k]      M = N*OH*OW pixels, N = O
+//   wgrad  dw[o][k] = sum_p  dy[p][o] * patch(x)[p][k]     M = O, N = K, reduced over pixels
+//
+// with k = (kh * KW + kw) * C + c. A block of 256 threads (two warpgroups) gathers its tiles
+// into shared memory with cp.async exactly as the mma.sync kernels do (the im2col columns never
+// exist), in rows of 64 16-bit values laid out in the tensor cores' 128-byte swizzle; each
+// warpgroup then multiplies its 64 rows of the A tile by the whole B tile with wgmma, which
+// reads both operands straight from shared memory through matrix descriptors and accumulates
+// in registers, asynchronously: the copies of later tiles are issued while it runs.
+// The host checks C % 8 == 0 and O % 8 == 0.
+#include "common.cuh"
+#include "tile_copy.cuh"
+
+#ifndef WG_BN  // the N tile: 64, 128 or 256
+#define WG_BN 128
+#endif
+#ifndef WG_STAGES
+#define WG_STAGES 4
+#endif
+
+namespace wg {
+constexpr int BM = 128, BN = WG_BN, BK = 64, STAGES = WG_STAGES, THREADS = 256;
+constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BN) * BK * 2;
+constexpr int ROW = BK * 2, ATOM = 8 * ROW;  // a 128-byte row of the tile, and 8 of them
+}  // namespace wg
+
+// The matrix descriptor wgmma reads a shared-memory operand through: the start address, the
+// byte offset between 64-wide blocks of the leading dimension (MN-major operands), the byte
+// offset between groups of 8 rows, and the 128-byte swizzle (mode 1, bits 62-63).
+__device__ __forceinline__ unsigned long long matrix_desc(unsigned addr, unsigned leading, unsigned stride) {
+    return (unsigned long long)((addr & 0x3FFFF) >> 4) | (unsigned long long)((leading >> 4) & 0x3FFF) << 16 |
+           (unsigned long long)((stride >> 4) & 0x3FFF) << 32 | 1ull << 62;
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+// what cp.async wrote (the generic proxy) becomes visible to wgmma (the async proxy)
+__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+// d (64 x N, float, spread over the warpgroup) += A (64 x 16) B (16 x N), both from shared
+// memory; TA / TB say the operand is MN-major (transposed) rather than K-major.
+#define WG_REGS64  /* the accumulators, then the operands after them */ \
+    "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" "}, %32, %33, p, 1, 1, %35, %36;"
+#define WG_SCALE64 "%34"
+#define WG_REGS128  /* the accumulators, then the operands after them */ \
+    "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" "}, %64, %65, p, 1, 1, %67, %68;"
+#define WG_SCALE128 "%66"
+#define WG_REGS256  /* the accumulators, then the operands after them */ \
+    "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+    "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+    "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+    "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+    "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" "}, %128, %129, p, 1, 1, %131, %132;"
+#define WG_SCALE256 "%130"
+#define WG_F4(d, i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+#define WG_F16(d, i) WG_F4(d, i), WG_F4(d, i + 4), WG_F4(d, i + 8), WG_F4(d, i + 12)
+#define WG_F64(d, i) WG_F16(d, i), WG_F16(d, i + 16), WG_F16(d, i + 32), WG_F16(d, i + 48)
+#define WG_OPS64(d) WG_F16(d, 0), WG_F16(d, 16)
+#define WG_OPS128(d) WG_F64(d, 0)
+#define WG_OPS256(d) WG_F64(d, 0), WG_F64(d, 64)
+#define WG_MMA(N, T, TY)                                                                                         \
+    template <int TA, int TB>                                                                                    \
+    __device__ __forceinline__ void wgmma(float (&d)[N / 2], unsigned long long a, unsigned long long b, T*) {  \
+        asm volatile("{ .reg .pred p; setp.ne.b32 p, " WG_SCALE##N ", 0;\n"                                     \
+                     "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " WG_REGS##N "}"             \
+                     : WG_OPS##N(d)                                                                              \
+                     : "l"(a), "l"(b), "r"(1), "n"(TA), "n"(TB));                                              \
+    }
+WG_MMA(64, bf16_t, "bf16")
+WG_MMA(128, bf16_t, "bf16")
+WG_MMA(256, bf16_t, "bf16")
+WG_MMA(64, half_t, "f16")
+WG_MMA(128, half_t, "f16")
+WG_MMA(256, half_t, "f16")
+
+// The pipeline over KT k-tiles: load(stage, kt) copies tile kt into a stage, mma(stage) issues
+// the wgmma of one that has landed. STAGES - 2 tiles are in flight behind the one multiplied and
+// one multiply is left running while the next tile's copies are issued, so a stage is refilled
+// only two tiles after its multiply was issued, when every warpgroup has waited for it.
+template <typename Load, typename Mma>
+__device__ __forceinline__ void wgmma_pipelined(int KT, Load load, Mma mma) {
+    using namespace wg;
+#pragma unroll
+    for (int s = 0; s < STAGES - 2; ++s) {
+        if (s < KT) load(s, s);
+        copy_commit();
+    }
+    for (int kt = 0; kt < KT; ++kt) {
+        copy_wait<STAGES - 3>();
+        fence_async_shared();
+        __syncthreads();  // tile kt has landed; every warpgroup is done with tile kt - 2's stage
+        wgmma_fence();
+        mma(kt % STAGES);
+        wgmma_commit();
+        if (kt + STAGES - 2 < KT) load((kt + STAGES - 2) % STAGES, kt + STAGES - 2);
+        copy_commit();
+        wgmma_wait<1>();
+    }
+    wgmma_wait<0>();
+}
+
+// y = conv(x, w) (+ bias), one BM x BN tile of (pixels, output channels) per block; the
+// operands are K-major: rows of 64 consecutive k, as x and w hold them.
+template <typename T>
+__global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(const T* __restrict__ x, const T* __restrict__ w,
+                                                   const float* __restrict__ bias, T* __restrict__ y, int N, int H,
+                                                   int W, int C, int O, int KH, int KW, int SH, int SW, int PH,
+                                                   int PW, int DH, int DW, int OH, int OW) {
+    using namespace wg;
+    extern __shared__ unsigned char smem[];
+    const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;  // the swizzle repeats every 1024 bytes
+    const int M = N * OH * OW, K = KH * KW * C, KT = (K + BK - 1) / BK;
+    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = warp >> 2;
+
+    // what this thread copies each stage: chunk `cc` (8 values of k) of rows cr + 32 i of both
+    // tiles; the pixel of each A row is decoded once
+    constexpr int CH = BK / 8, RP = THREADS / CH, PASSES = BM / RP, B_PASSES = BN / RP;
+    const int cc = tid % CH, cr = tid / CH;
+    long long a_base[PASSES];
+    int a_h[PASSES], a_w[PASSES];
+#pragma unroll
+    for (int i = 0; i < PASSES; ++i) {
+        const int m = m0 + cr + RP * i;
+        const int mm = m < M ? m : 0, n = mm / (OH * OW), r = mm - n * OH * OW, oh = r / OW, ow = r - oh * OW;
+        a_base[i] = (long long)n * H * W * C;
+        a_h[i] = m < M ? oh * SH - PH : -(1 << 28);  // a row past M reads only padding
+        a_w[i] = ow * SW - PW;
+    }
+    auto load_stage = [&](int stage, int kt) {
+        const int k = kt * BK + cc * 8, tap = k / C, c = k - tap * C, kh = tap / KW, kw = tap - kh * KW;
+        const bool k_ok = k < K;
+        const unsigned sa = sbase + stage * STAGE_BYTES, sb = sa + A_BYTES;
+#pragma unroll
+        for (int i = 0; i < PASSES; ++i) {
+            const int ih = a_h[i] + kh * DH, iw = a_w[i] + kw * DW;
+            const bool ok = k_ok && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
+            const T* src = ok ? x + a_base[i] + ((long long)ih * W + iw) * C + c : x;
+            copy16(sa + swizzle<CH>(cr + RP * i, cc), src, ok);
+        }
+#pragma unroll
+        for (int i = 0; i < B_PASSES; ++i) {
+            const int o = n0 + cr + RP * i;
+            const bool ok = k_ok && o < O;
+            copy16(sb + swizzle<CH>(cr + RP * i, cc), ok ? w + (long long)o * K + k : w, ok);
+        }
+    };
+
+    float acc[BN / 2] = {};
+    wgmma_pipelined(KT, load_stage, [&](int stage) {
+        const unsigned sa = sbase + stage * STAGE_BYTES + group * 64 * ROW, sb = sbase + stage * STAGE_BYTES + A_BYTES;
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk)  // k16 steps: 32 bytes further along the swizzled rows
+            wgmma<0, 0>(acc, matrix_desc(sa + kk * 32, 16, ATOM), matrix_desc(sb + kk * 32, 16, ATOM), (T*)nullptr);
+    });
+
+    // the warpgroup's accumulators: (4 j + 2 h + e) holds row 16 * warp + lane / 4 + 8 h of its
+    // 64, column 8 j + 2 (lane % 4) + e
+    const int row = m0 + group * 64 + (warp & 3) * 16 + (lane >> 2);
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+        const int col = n0 + j * 8 + (lane & 3) * 2;
+        if (col >= O) continue;
+        const float b0 = bias ? bias[col] : 0.f, b1 = bias ? bias[col + 1] : 0.f;
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+            if (row + 8 * h < M)
+                *reinterpret_cast<unsigned*>(y + (long long)(row + 8 * h) * O + col) =
+                    pack2<T>(acc[4 * j + 2 * h] + b0, acc[4 * j + 2 * h + 1] + b1);
+    }
+}
+
+#ifndef WG_MN_LEADING  // MN-major operands: the byte offset between 64-wide blocks (1), or between
+#define WG_MN_LEADING 1  // groups of 8 rows (0), goes in the descriptor's leading-offset field
+#endif
+
+// Partial weight gradients, as conv_wgrad in implicit_gemm.cu: block (x, y, z) computes the
+// BM x BN tile (output channels, k) over the pixel tiles [z * tiles, (z + 1) * tiles) into
+// split z of `partial` (splits, O, K). Both operands arrive with the pixel as the row (dy (P, O),
+// the patches (P, K)): MN-major, each 64-wide block of columns a swizzled 64 x 64 tile of its own.
+template <typename T>
+__global__ void __launch_bounds__(wg::THREADS) conv_wgrad_wgmma(const T* __restrict__ x, const T* __restrict__ dy,
+                                                   float* __restrict__ partial, int N, int H, int W, int C, int O,
+                                                   int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
+                                                   int OH, int OW, int tiles) {
+    using namespace wg;
+    extern __shared__ unsigned char smem[];
+    const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;
+    const int P = N * OH * OW, K = KH * KW * C, OHW = OH * OW;
+    const int k0 = blockIdx.x * BN, o0 = blockIdx.y * BM;
+    const int kt0 = blockIdx.z * tiles, KT = min((P + BK - 1) / BK - kt0, tiles);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = warp >> 2;
+    constexpr int BLOCK = BK * ROW;  // one 64-column block of a tile
+
+    // this thread copies 16-byte chunk `cc` (8 output channels) of dy and chunks cc + 16 j
+    // (8 values of k) of the patches, of pixel rows cr + 16 i
+    constexpr int A_CHUNKS = BM / 8, B_CHUNKS = BN / 8, RP = THREADS / A_CHUNKS, PASSES = BK / RP;
+    constexpr int B_COLS = (B_CHUNKS + A_CHUNKS - 1) / A_CHUNKS;
+    const int cc = tid % A_CHUNKS, cr = tid / A_CHUNKS;
+    const int o = o0 + cc * 8;
+    const bool o_ok = o < O;
+    int hoff[B_COLS], woff[B_COLS], koff[B_COLS];
+    bool k_ok[B_COLS];
+#pragma unroll
+    for (int j = 0; j < B_COLS; ++j) {
+        const int k = k0 + (cc + A_CHUNKS * j) * 8, tap = k / C, c = k - tap * C, kh = tap / KW, kw = tap - kh * KW;
+        k_ok[j] = cc + A_CHUNKS * j < B_CHUNKS && k < K;
+        hoff[j] = kh * DH - PH, woff[j] = kw * DW - PW, koff[j] = c;
+    }
+    auto load_stage = [&](int stage, int kt) {
+        const unsigned sa = sbase + stage * STAGE_BYTES, sb = sa + A_BYTES;
+#pragma unroll
+        for (int i = 0; i < PASSES; ++i) {
+            const int r = cr + RP * i, p = (kt0 + kt) * BK + r;
+            const bool p_ok = p < P;
+            copy16(sa + (cc >> 3) * BLOCK + swizzle<8>(r, cc & 7), p_ok && o_ok ? dy + (long long)p * O + o : dy,
+                   p_ok && o_ok);
+            const int pp = p_ok ? p : 0, n = pp / OHW, rem = pp - n * OHW, oh = rem / OW, ow = rem - oh * OW;
+#pragma unroll
+            for (int j = 0; j < B_COLS; ++j) {
+                const int chunk = cc + A_CHUNKS * j, ih = oh * SH + hoff[j], iw = ow * SW + woff[j];
+                const bool ok = p_ok && k_ok[j] && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
+                if (chunk < B_CHUNKS)
+                    copy16(sb + (chunk >> 3) * BLOCK + swizzle<8>(r, chunk & 7),
+                           ok ? x + (((long long)n * H + ih) * W + iw) * C + koff[j] : x, ok);
+            }
+        }
+    };
+
+    float acc[BN / 2] = {};
+    const unsigned leading = WG_MN_LEADING ? BLOCK : ATOM, stride = WG_MN_LEADING ? ATOM : BLOCK;
+    wgmma_pipelined(KT, load_stage, [&](int stage) {
+        const unsigned sa = sbase + stage * STAGE_BYTES + group * BLOCK, sb = sbase + stage * STAGE_BYTES + A_BYTES;
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk)  // k16 steps over the pixels: 16 rows further on
+            wgmma<1, 1>(acc, matrix_desc(sa + kk * 16 * ROW, leading, stride),
+                        matrix_desc(sb + kk * 16 * ROW, leading, stride), (T*)nullptr);
+    });
+
+    float* out = partial + (long long)blockIdx.z * O * K;
+    const int row = o0 + group * 64 + (warp & 3) * 16 + (lane >> 2);
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+        const int col = k0 + j * 8 + (lane & 3) * 2;
+        if (col >= K) continue;
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+            if (row + 8 * h < O)
+                *reinterpret_cast<float2*>(out + (long long)(row + 8 * h) * K + col) =
+                    make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+    }
+}
+
+#define MT_INSTANTIATE(T)                                                                                    \
+    template __global__ void conv_fprop_wgmma<T>(const T*, const T*, const float*, T*, int, int, int, int, int, \
+                                                 int, int, int, int, int, int, int, int, int, int);             \
+    template __global__ void conv_wgrad_wgmma<T>(const T*, const T*, float*, int, int, int, int, int, int, int, \
+                                                 int, int, int, int, int, int, int, int, int);
+
+MT_INSTANTIATE(bf16_t)
+MT_INSTANTIATE(half_t)
