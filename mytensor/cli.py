@@ -17,7 +17,8 @@ def _train_parser(sub, common):
     p.add_argument("--model", help=f"{', '.join(available_models())} (default: {D.model})")
     p.add_argument("--recipe", choices=list(RECIPES),
                    help="a named way to train: its settings are the defaults of the options left out, and it adds "
-                        "what no option says (parameter groups, its schedule, slow weights; docs/time-to-accuracy.md)")
+                        "what no option says (parameter groups, its schedule or OneCycle's rise, slow weights; "
+                        "docs/time-to-accuracy.md)")
     p.add_argument("--epochs", type=int, help=f"default: {D.epochs}; with --resume, a larger value extends the run")
     p.add_argument("--batch-size", type=int, help=f"default: {D.batch_size}")
     p.add_argument("--drop-last", action="store_true", default=None,
@@ -30,7 +31,7 @@ def _train_parser(sub, common):
     p.add_argument("--weight-decay", type=float, help=f"default: {D.weight_decay}")
     p.add_argument("--schedule", choices=SCHEDULES, help=f"default: {D.schedule}")
     p.add_argument("--warmup", type=int, help="epochs of linear learning-rate warm-up (onecycle: of its rise; "
-                                              "default: none, onecycle: 30%% of the run)")
+                                              "default: none, onecycle: the recipe's share of the run, else 30%%)")
     p.add_argument("--label-smoothing", type=float, help=f"default: {D.label_smoothing}")
     p.add_argument("--tta", choices=TTA, help="test-time augmentation: average the logits of the image and its mirror "
                                               "(flip), and of both shifted by a pixel (translate); default: none")

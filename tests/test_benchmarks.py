@@ -39,6 +39,27 @@ def test_torch_twin_has_the_same_parameters(name, dataset):
             tuple(b.shape) for b in twin.buffers() if b.ndim > 0)
 
 
+def test_resnet18_gives_its_twin_s_logits_with_the_same_weights():
+    """Tiny ImageNet's ResNet-18 (64x64 images, 200 classes): the same logits as its PyTorch twin in training
+    mode (batch statistics, which update the running ones) and then in eval mode (the running statistics)."""
+    import numpy as np
+
+    import mytensor as mt
+    from mytensor.models import get_model
+    mt.manual_seed(0)
+    mine = get_model("resnet18", num_classes=200, in_channels=3, image_size=64)
+    twin = torch_models.get_model("resnet18", num_classes=200, in_channels=3, image_size=64)
+    twin.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in mine.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    for training in (True, False):
+        mine.train(training)
+        twin.train(training)
+        with mt.no_grad(), torch.no_grad():
+            got, want = mine(mt.tensor(x)).numpy(), twin(torch.tensor(x)).numpy()
+        assert got.shape == (2, 200)
+        assert np.linalg.norm(got - want) <= 1e-4 * np.linalg.norm(want), training
+
+
 def test_every_e2e_model_has_a_twin():
     for cfg in CONFIGS:
         torch_models.get_model(cfg["model"])

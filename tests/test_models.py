@@ -107,9 +107,22 @@ def test_resnet_small_structure():
     assert tiny.fc.weight.shape == (200, 128)
 
 
+def resnet18_parameters(num_classes):
+    """ResNet-18's parameters counted from its architecture: a 3x3 stem, two BasicBlocks per width,
+    a 1x1 shortcut where the width changes, each conv without bias and followed by a BN (2 per channel)."""
+    def conv_bn(cin, cout, k=3):
+        return cin * cout * k * k + 2 * cout
+    total, cin = conv_bn(3, 64), 64
+    for width in (64, 128, 256, 512):
+        shortcut = conv_bn(cin, width, 1) if cin != width else 0
+        total += conv_bn(cin, width) + conv_bn(width, width) + shortcut + 2 * conv_bn(width, width)
+        cin = width
+    return total + 512 * num_classes + num_classes
+
+
 def test_resnet18_structure():
     net = models.get_model("resnet18", num_classes=10, in_channels=3, image_size=32)
-    assert count(net) == 11173962  # the CIFAR form of ResNet-18 (3x3 stem), 10 classes
+    assert count(net) == resnet18_parameters(10) == 11173962  # the CIFAR form of ResNet-18 (3x3 stem), 10 classes
     assert net.stem[0].weight.shape == (64, 3, 3, 3) and net.stem[0].stride == (1, 1)
     assert not any(isinstance(m, nn.MaxPool2d) for m in net.modules())
     blocks = [m for m in net.modules() if isinstance(m, models.BasicBlock)]
@@ -118,10 +131,11 @@ def test_resnet18_structure():
     shortcuts = [b.shortcut for b in blocks if not isinstance(b.shortcut, nn.Identity)]
     assert [(s[0].kernel_size, s[0].stride, type(s[1])) for s in shortcuts] == [((1, 1), (2, 2), nn.BatchNorm2d)] * 3
     tiny = models.get_model("resnet18", num_classes=200, in_channels=3, image_size=64)
-    assert tiny.fc.weight.shape == (200, 512)
-    x = mt.randn(1, 3, 64, 64)
+    assert tiny.fc.weight.shape == (200, 512) and count(tiny) == resnet18_parameters(200)
+    x = mt.randn(2, 3, 64, 64)
     with mt.no_grad():
-        assert tiny.layers(tiny.stem(x)).shape == (1, 512, 8, 8)  # 64 -> 8 over the three stride-2 stages
+        assert tiny.layers(tiny.stem(x)).shape == (2, 512, 8, 8)  # 64 -> 8 over the three stride-2 stages
+        assert tiny(x).shape == (2, 200)
 
 
 def test_resnet9_structure():

@@ -1,7 +1,12 @@
-"""Recipes (`--recipe airbench94`, `--recipe resnet9`) and the training pieces they add: their
-defaults, parameter groups, schedule and slow weights, test-time augmentation, time to accuracy,
---runs, and resuming a recipe run exactly. On the CPU with 32x32 images."""
+"""Recipes (`--recipe airbench94`, `--recipe resnet9`, `--recipe tinyimagenet-resnet18`) and the
+training pieces they add: their defaults, parameter groups, schedule and slow weights, test-time
+augmentation, time to accuracy, --runs, and resuming a recipe run exactly. On the CPU with 32x32
+images, and 64x64 ones in a small Tiny ImageNet tarball."""
+import csv
 import json
+import sys
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +19,10 @@ from mytensor.nn.modules.whitening import whitening_weight
 from mytensor.training.checkpoint import load_checkpoint
 from mytensor.training.loop import tta_logits
 from mytensor.training.recipes import RECIPES, warmup_linear_decay
-from mytensor.training.run import RunConfig, build_optimizer, build_scheduler, fit_to_data, train
+from mytensor.training.run import RunConfig, _print_milestones, build_optimizer, build_scheduler, fit_to_data, train
+
+sys.path.insert(0, str(Path(__file__).parent / "data"))
+from data_helpers import write_tiny_imagenet  # noqa: E402
 
 
 @pytest.fixture
@@ -171,3 +179,62 @@ def test_airbench_recipe_on_the_gpu_replays_its_steps(folder32, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "replayed from a CUDA graph" in printed and "in bf16" in printed
     assert rows[-1]["test_acc"] > 0.9
+
+
+@pytest.fixture
+def tiny_imagenet(tmp_path, monkeypatch):
+    """A data folder holding tiny-imagenet-200.tar.gz: 2 classes, 4 train and 3 val JPEGs of 64x64."""
+    monkeypatch.setenv("MYTENSOR_CACHE", str(tmp_path / "cache"))
+    src = write_tiny_imagenet(tmp_path / "src" / "tiny-imagenet-200", np.random.default_rng(0))
+    (tmp_path / "data").mkdir()
+    with tarfile.open(tmp_path / "data" / "tiny-imagenet-200.tar.gz", "w:gz") as t:
+        t.add(src, "tiny-imagenet-200")
+    return tmp_path / "data"
+
+
+def test_the_tiny_imagenet_recipe_schedules_as_pytorch_s_onecycle():
+    config = RunConfig.from_options({"recipe": "tinyimagenet-resnet18"})
+    assert (config.dataset, config.model, config.epochs, config.batch_size, config.lr, config.weight_decay) == \
+        ("tiny-imagenet", "resnet18", 18, 256, 0.2, 5e-4)
+    assert config.nesterov and config.momentum == 0.9 and config.label_smoothing == 0.1 and config.augment
+    assert config.data_on_device and config.drop_last and config.schedule == "onecycle"
+    assert RECIPES["tinyimagenet-resnet18"].augmentation == {"translate": 4, "padding_mode": "reflect",
+                                                             "flip": "random"}
+    ours = build_optimizer(config, nn.Linear(2, 2))
+    scheduler, per_batch = build_scheduler(config, ours, steps_per_epoch=5)
+    theirs = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.2, momentum=0.9, nesterov=True,
+                             weight_decay=5e-4)
+    reference = torch.optim.lr_scheduler.OneCycleLR(theirs, max_lr=0.2, total_steps=90, pct_start=0.25)
+    assert per_batch
+    for _ in range(89):
+        for key in ("lr", "momentum"):
+            assert ours.param_groups[0][key] == pytest.approx(theirs.param_groups[0][key], rel=1e-12), key
+        scheduler.step()
+        theirs.step()  # no gradients: only PyTorch's order of calls
+        reference.step()
+
+
+def test_milestones_are_the_recipe_s(capsys):
+    _print_milestones(RECIPES["tinyimagenet-resnet18"].milestones, [{"test_acc": 0.52}], {"acc": 0.61, "time": 0.5},
+                      10.0, 3)
+    assert capsys.readouterr().out.startswith("Reached 55%, 60% test accuracy in 10.50 s (epoch 3:")
+
+
+def test_tiny_imagenet_trains_from_its_tarball_with_the_recipe_and_without(tiny_imagenet, tmp_path, capsys):
+    """`--recipe tinyimagenet-resnet18` (the data on the device, reflected crops) and the plain
+    `--dataset tiny-imagenet --model resnet18` (loader threads) train and report top-5."""
+    main(["train", "--recipe", "tinyimagenet-resnet18", "--data-dir", str(tiny_imagenet), "--epochs", "1",
+          "--batch-size", "2", "--device", "cpu", "--out", str(tmp_path / "recipe"), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert "Training resnet18 on tiny-imagenet (4 images) on cpu in fp32 with the tinyimagenet-resnet18 recipe" \
+        in printed
+    assert "Epoch 1: train_loss=" in printed and " train_acc5=1.0000 " in printed and " test_acc5=1.0000 " in printed
+    saved = json.loads((tmp_path / "recipe" / "config.json").read_text())
+    assert (saved["model"], saved["batch_size"], saved["data_on_device"], saved["drop_last"]) == \
+        ("resnet18", 2, True, True)
+    main(["train", "--dataset", "tiny-imagenet", "--model", "resnet18", "--data-dir", str(tiny_imagenet),
+          "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "plain"), "--no-progress"])
+    assert "Training resnet18 on tiny-imagenet (4 images) on cpu in fp32, into" in capsys.readouterr().out
+    with open(tmp_path / "plain" / "metrics.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["test_acc5"]) == 1.0 and 0 <= float(row["test_acc"]) <= 1

@@ -70,7 +70,8 @@ def resnet_small(num_classes=10, in_channels=3, image_size=32):
 @register_model("resnet18")
 def resnet18(num_classes=200, in_channels=3, image_size=64):
     """ResNet-18 for 32x32 and 64x64 images: the standard stages (widths 64, 128, 256, 512,
-    two BasicBlocks each), with a 3x3 stride-1 stem and no max-pool (see `ResNet`)."""
+    two BasicBlocks each), with a 3x3 stride-1 stem and no max-pool (see `ResNet`), so a
+    64x64 image reaches the last stage at 8x8, where the ImageNet stem would leave 2x2."""
     return ResNet(num_classes, in_channels, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2))
 
 

@@ -46,7 +46,6 @@ METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "e
 RUN_FILES = ("config.json", "metrics.csv", "last.ckpt", "best.ckpt", "curves.png")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "multistep", "cosine", "onecycle", "recipe")
-MILESTONES = (0.85, 0.90, 0.907, 0.91, 0.93, 0.94)  # test accuracies whose time a run prints when it reaches them
 NO_RECIPE = Recipe(defaults={})
 ONECYCLE_MOMENTUM_SPREAD = 0.05  # OneCycle moves SGD's momentum to --momentum -/+ this (0.85..0.95 around 0.9)
 
@@ -316,8 +315,8 @@ def build_optimizer(config, model):
 def build_scheduler(config, optimizer, steps_per_epoch):
     """(scheduler or None, whether it steps per batch). Warm-up is linear over
     `warmup` epochs, then the chosen schedule takes over; OneCycle's own rise takes
-    `warmup` epochs when given (else 30% of the run), and cycles SGD's momentum
-    around `--momentum`."""
+    `warmup` epochs when given (else the recipe's share of the run, 30% without one),
+    and cycles SGD's momentum around `--momentum`."""
     name, epochs, warmup = config.schedule, config.epochs, config.warmup
     if name == "recipe":
         return recipe_of(config).scheduler(config, optimizer, steps_per_epoch), True
@@ -328,7 +327,8 @@ def build_scheduler(config, optimizer, steps_per_epoch):
                         "base_momentum": config.momentum - ONECYCLE_MOMENTUM_SPREAD,
                         "max_momentum": config.momentum + ONECYCLE_MOMENTUM_SPREAD}
         return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=epochs * steps_per_epoch,
-                                       pct_start=warmup / epochs if warmup else 0.3, **momentum), True
+                                       pct_start=warmup / epochs if warmup else recipe_of(config).onecycle_rise,
+                                       **momentum), True
     main = {
         "none": None,
         "step": lambda: lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1),
@@ -525,7 +525,7 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
             if scheduler is not None and not per_batch:
                 scheduler.step()
             elapsed += tr["time"]
-            _print_milestones(rows, te, elapsed, epoch)
+            _print_milestones(recipe_of(config).milestones, rows, te, elapsed, epoch)
             best = _record_epoch(config, out, model, optimizer, scaler, lookahead, rows, epoch, tr, te, lr, elapsed,
                                  best)
             done = epoch
@@ -540,11 +540,11 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
     return rows
 
 
-def _print_milestones(rows, te, elapsed, epoch):
-    """A line naming the MILESTONES the test accuracy reaches for the first time: the time to them is
+def _print_milestones(milestones, rows, te, elapsed, epoch):
+    """A line naming the `milestones` the test accuracy reaches for the first time: the time to them is
     the training so far and the evaluation that measured it."""
     before = max((r["test_acc"] for r in rows), default=0.0)
-    reached = [f"{100 * m:g}%" for m in MILESTONES if before < m <= te["acc"]]
+    reached = [f"{100 * m:g}%" for m in milestones if before < m <= te["acc"]]
     if reached:
         print(f"Reached {', '.join(reached)} test accuracy in {elapsed + te['time']:.2f} s (epoch {epoch}: "
               f"{elapsed:.2f} s of training, {te['time']:.2f} s evaluating)", flush=True)

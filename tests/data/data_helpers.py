@@ -45,3 +45,26 @@ def write_image(path, array, fmt=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, format=fmt)
     return path
+
+
+TINY_IMAGENET_WNIDS = ["n02", "n01"]  # deliberately unsorted in wnids.txt
+
+
+def write_tiny_imagenet(root, rng):
+    """A Tiny ImageNet layout with 2 classes, 2 train images each (one of them a
+    grayscale JPEG, as Tiny ImageNet has), 3 val images."""
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(TINY_IMAGENET_WNIDS) + "\n")
+    (root / "words.txt").write_text("n01\tgoldfish, Carassius auratus\nn02\ttabby, tabby cat\nn03\tother\n")
+    for w in TINY_IMAGENET_WNIDS:
+        for i in range(2):
+            shape = (64, 64) if (w, i) == ("n01", 1) else (64, 64, 3)
+            write_image(root / "train" / w / "images" / f"{w}_{i}.JPEG", rng.integers(0, 256, shape, np.uint8),
+                        "JPEG")
+        (root / "train" / w / f"{w}_boxes.txt").write_text("")
+    lines = []
+    for i, w in enumerate(["n02", "n01", "n02"]):
+        write_image(root / "val" / "images" / f"val_{i}.JPEG", rng.integers(0, 256, (64, 64, 3), np.uint8), "JPEG")
+        lines.append(f"val_{i}.JPEG\t{w}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return root

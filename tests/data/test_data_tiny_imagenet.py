@@ -8,34 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import write_image
+from data_helpers import write_image, write_tiny_imagenet
 from PIL import Image
 
 from mytensor.data import TinyImageNet, load_dataset
 from mytensor.data import image_folder as image_folder_module
-
-WNIDS = ["n02", "n01"]  # deliberately unsorted in wnids.txt
-
-
-def write_tiny(root, rng):
-    """A Tiny ImageNet layout with 2 classes, 2 train images each (one of them a
-    grayscale JPEG, as Tiny ImageNet has), 3 val images."""
-    (root / "val" / "images").mkdir(parents=True)
-    (root / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
-    (root / "words.txt").write_text("n01\tgoldfish, Carassius auratus\nn02\ttabby, tabby cat\nn03\tother\n")
-    for w in WNIDS:
-        for i in range(2):
-            shape = (64, 64) if (w, i) == ("n01", 1) else (64, 64, 3)
-            write_image(root / "train" / w / "images" / f"{w}_{i}.JPEG", rng.integers(0, 256, shape, np.uint8),
-                        "JPEG")
-        (root / "train" / w / f"{w}_boxes.txt").write_text("")
-    lines = []
-    for i, w in enumerate(["n02", "n01", "n02"]):
-        write_image(root / "val" / "images" / f"val_{i}.JPEG", rng.integers(0, 256, (64, 64, 3), np.uint8), "JPEG")
-        lines.append(f"val_{i}.JPEG\t{w}\t0\t0\t63\t63")
-    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
-    return root
-
 
 def files_of(root):
     return sorted(p for p in Path(root).rglob("*") if p.is_file())
@@ -62,7 +39,7 @@ def pil_decode(path):
 @pytest.fixture
 def copies(tmp_path):
     """The same random data set as a folder, a zip and a tar.gz, each in a data folder of its own."""
-    src = write_tiny(tmp_path / "folder" / "tiny-imagenet-200", np.random.default_rng())
+    src = write_tiny_imagenet(tmp_path / "folder" / "tiny-imagenet-200", np.random.default_rng())
     (tmp_path / "zip").mkdir()
     (tmp_path / "tar").mkdir()
     write_zip(src, tmp_path / "zip" / "tiny-imagenet-200.zip")
@@ -138,7 +115,7 @@ def test_a_jpeg_that_does_not_decode_is_named(copies, kind):
     ("val/images/val_2.JPEG", False, r"tiny-imagenet-200/val/images/val_2\.JPEG is missing \(line 3 of "),
 ])
 def test_a_missing_file_is_named(tmp_path, kind, missing, train, message):
-    src = write_tiny(tmp_path / "src" / "tiny-imagenet-200", np.random.default_rng())
+    src = write_tiny_imagenet(tmp_path / "src" / "tiny-imagenet-200", np.random.default_rng())
     for f in files_of(src / missing) if (src / missing).is_dir() else [src / missing]:
         f.unlink()
     if (src / missing).is_dir():
@@ -154,7 +131,7 @@ def test_a_missing_file_is_named(tmp_path, kind, missing, train, message):
 
 
 def test_an_annotation_with_an_unknown_wnid_is_named(tmp_path):
-    root = write_tiny(tmp_path / "tiny-imagenet-200", np.random.default_rng())
+    root = write_tiny_imagenet(tmp_path / "tiny-imagenet-200", np.random.default_rng())
     with open(root / "val" / "val_annotations.txt", "a") as f:
         f.write("val_9.JPEG\tn99\t0\t0\t1\t1\n")
     with pytest.raises(ValueError, match=r"val_annotations\.txt, line 4: .*wnid from wnids\.txt"):
