@@ -1,7 +1,6 @@
 """Data-parallel training on the CPU: the environment a process group reads, the rendezvous, the
 collectives, DistributedDataParallel over ranks simulated by threads (`thread_group.py`: its averaged
 gradients are those of the combined batch) and DistributedSampler against PyTorch's."""
-import socket
 import threading
 import types
 
@@ -16,16 +15,11 @@ from mytensor.data import DeviceLoader, DistributedSampler
 from mytensor.distributed.data_parallel import MB, bucket_assignment
 from mytensor.distributed.process_group import environment
 from mytensor.distributed.rendezvous import share
+from mytensor.distributed.run import free_port
 from mytensor.nn.parallel import DistributedDataParallel
 from thread_group import run_ranks
 
 ENV = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_environment_is_read_and_each_problem_names_its_variable(monkeypatch):

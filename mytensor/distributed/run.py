@@ -11,6 +11,7 @@ once one fails, it ends the others and exits with the failed one's status (128 +
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -91,6 +92,13 @@ def end(procs):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def free_port():
+    """A TCP port no process of this machine listens on now (for a rendezvous on one machine)."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 def main(argv=None):
