@@ -82,10 +82,9 @@ def _gpus(args):
 def _cmd_train(args, argv):
     from .distributed import launched
     from .distributed.run import free_port, launch, parse
-    gpus = _gpus(args)
-    if gpus > 1 and not launched():  # this command again, once per GPU
-        raise SystemExit(launch(parse(["--nproc-per-node", str(gpus), "--master-port", str(free_port()), "-m",
-                                       "mytensor", *argv])))
+    if not launched() and _gpus(args) > 1:  # this command again, once per GPU
+        raise SystemExit(launch(parse(["--nproc-per-node", str(_gpus(args)), "--master-port", str(free_port()),
+                                       "-m", "mytensor", *argv])))
     from .training.run import RunConfig, train, train_runs
     given = {k: getattr(args, k) for k in RunConfig.field_names() if getattr(args, k, None) is not None}
     if args.runs != 1:
