@@ -34,7 +34,7 @@ half, float, double, long = float16, float32, float64, int64
 
 # the PyTorch module layout, so `torch.nn.functional.relu` and friends resolve after `import mytensor as torch`
 from .random import Generator  # noqa: E402,F401
-from . import autograd, nn, optim, data, utils, cuda, backends, accelerator  # noqa: E402,F401
+from . import autograd, nn, optim, data, utils, cuda, backends, accelerator, distributed  # noqa: E402,F401
 from .nn.functional import softmax, log_softmax  # noqa: E402,F401
 
 __getattr__ = _unsupported.module_getattr("torch", __name__)

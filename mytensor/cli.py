@@ -1,6 +1,8 @@
 """The `mytensor` command: `train`, `eval` and `predict` (also `python -m mytensor`)."""
 import argparse
 import pickle
+import sys
+from pathlib import Path
 
 
 def _train_parser(sub, common):
@@ -20,7 +22,10 @@ def _train_parser(sub, common):
                         "what no option says (parameter groups, its schedule or OneCycle's rise, slow weights; "
                         "docs/time-to-accuracy.md)")
     p.add_argument("--epochs", type=int, help=f"default: {D.epochs}; with --resume, a larger value extends the run")
-    p.add_argument("--batch-size", type=int, help=f"default: {D.batch_size}")
+    p.add_argument("--batch-size", type=int, help=f"per GPU with --gpus (default: {D.batch_size})")
+    p.add_argument("--gpus", type=int, help="train on N GPUs of this machine, one process each, the gradients "
+                                            "averaged (a step takes N x --batch-size images; --lr is not scaled); "
+                                            f"default: {D.gpus}, with --resume the run's own")
     p.add_argument("--drop-last", action="store_true", default=None,
                    help="leave out the last training batch of an epoch when it is smaller")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default: {D.optimizer}")
@@ -67,7 +72,20 @@ def _train_parser(sub, common):
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
-def _cmd_train(args):
+def _gpus(args):
+    """The processes a `train` runs in: --gpus, or with --resume the run's own number."""
+    if args.gpus is not None or not (args.resume and args.out):
+        return args.gpus or 1
+    from .training.run import RunConfig
+    return RunConfig.load(Path(args.out).expanduser() / "config.json").gpus
+
+
+def _cmd_train(args, argv):
+    from .distributed import launched
+    from .distributed.run import free_port, launch, parse
+    if not launched() and _gpus(args) > 1:  # this command again, once per GPU
+        raise SystemExit(launch(parse(["--nproc-per-node", str(_gpus(args)), "--master-port", str(free_port()),
+                                       "-m", "mytensor", *argv])))
     from .training.run import RunConfig, train, train_runs
     given = {k: getattr(args, k) for k in RunConfig.field_names() if getattr(args, k, None) is not None}
     if args.runs != 1:
@@ -127,9 +145,13 @@ def main(argv=None):
     p = _run_parser(sub, "predict", common, "print the top classes of an image")
     p.add_argument("image")
     p.add_argument("--top", type=int, default=5)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
-        {"train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict}[args.command](args)
+        if args.command == "train":
+            _cmd_train(args, argv)
+        else:
+            {"eval": _cmd_eval, "predict": _cmd_predict}[args.command](args)
     except (ValueError, TypeError, RuntimeError, OSError, ArithmeticError, MemoryError,
             pickle.UnpicklingError) as e:
         if getattr(args, "traceback", False):

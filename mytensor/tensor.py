@@ -289,6 +289,17 @@ class Tensor:
         hooks.append(hook)
         return _HookHandle(hooks, hook)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call `hook(tensor)` on a leaf once backward has added its gradient to `.grad`, e.g. to
+        send the gradient to other processes while backward goes on (DistributedDataParallel)."""
+        if not self.is_leaf:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        hooks = self._edge()[0].post_hooks
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
     def retain_grad(self):
         """Keep `.grad` on a non-leaf tensor too (the gradient after all its hooks)."""
         self._sync_view()

@@ -19,8 +19,6 @@ ALTERNATIVES = {
     "torch.cuda.graphs": "mytensor.cuda.graphed records a function (a whole training step) as a CUDA graph",
     "torch.cuda.CUDAGraph": "mytensor.cuda.graphed records a function (a whole training step) as a CUDA graph",
     "torch.cuda.nccl": "",
-    "torch.distributed": "",
-    "torch.nn.parallel.DistributedDataParallel": "",
     "torch.autograd.gradgradcheck": "mytensor.autograd.gradcheck (first derivatives)",
     "torch.autograd.functional": "",
     "torch.autograd.forward_ad": "",

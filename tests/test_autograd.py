@@ -110,6 +110,22 @@ def hooks(L, dev):
     return grads + [a.grad, y.grad, seen[0]]
 
 
+def post_accumulate_grad_hooks(L, dev):
+    """Called once per backward with the leaf, after its gradient is summed into `.grad`."""
+    a = leaf(L, A, dev)
+    seen = []
+
+    def double(p):
+        p.grad.mul_(2)
+
+    a.register_post_accumulate_grad_hook(lambda p: seen.append(p.grad.clone()))
+    handle = a.register_post_accumulate_grad_hook(double)
+    (a * a + a).sum().backward()
+    handle.remove()
+    (a * 3).sum().backward()
+    return [a.grad, L.tensor(float(len(seen)))] + seen
+
+
 def retain_grad_leaf_and_twice(L, dev):
     a = leaf(L, A, dev)
     a.retain_grad()
@@ -233,6 +249,7 @@ def manual_sgd(L, dev):
 
 SCENARIOS = [manual_sgd, backward_with_gradient, accumulation, diamond, shared_inputs, retain_graph,
              twice_without_saved_arrays, partially_used_outputs, no_grad_blocks, detach_cuts, hooks,
+             post_accumulate_grad_hooks,
              retain_grad_leaf_and_twice, inplace_chain, inplace_relu_keeps_graph, setitem, inplace_through_views,
              stale_view_after_base_change, copy_and_fill, saved_then_modified_scalar_mul, leaf_grad_is_writable,
              scalar_leaf]

@@ -14,7 +14,7 @@ LAYERS = [  # lowest first; a module belongs to the longest name that prefixes i
     ["tensor", "autograd", "creation", "random"],
     ["ops", "tensor_methods"],
     ["nn.functional"],
-    ["nn", "optim", "amp", "backends", "cuda", "accelerator", "serialization"],
+    ["nn", "optim", "amp", "backends", "cuda", "accelerator", "serialization", "distributed"],
     ["data", "vision", "utils", "models"],
     ["training", "cli", "__main__"],
 ]

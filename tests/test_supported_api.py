@@ -15,8 +15,9 @@ from mytensor.unsupported import ALTERNATIVES, NotSupportedError
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "supported.md"
 NAMESPACES = ["torch", "torch.Tensor", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.nn.utils",
-              "torch.nn.parallel", "torch.optim", "torch.optim.lr_scheduler", "torch.utils.data", "torch.autograd",
-              "torch.autograd.graph", "torch.cuda", "torch.backends.cudnn", "torch.backends.mps", "torch.accelerator"]
+              "torch.nn.parallel", "torch.optim", "torch.optim.lr_scheduler", "torch.utils.data", "torch.distributed",
+              "torch.autograd", "torch.autograd.graph", "torch.cuda", "torch.backends.cudnn", "torch.backends.mps",
+              "torch.accelerator"]
 VISION = ["torchvision.datasets", "torchvision.transforms", "torchvision.utils"]
 # attributes that are not callables or that instances carry
 FLAGS = {"torch.backends.cudnn": {"benchmark", "deterministic", "enabled"}, "torch.Tensor": {"grad", "requires_grad"}}

@@ -98,6 +98,7 @@ class AccumulateGrad:
 
     def __init__(self, leaf):
         self.leaf = leaf
+        self.post_hooks = []  # called with the leaf once its `.grad` holds the new sum
 
     @property
     def variable(self):
@@ -113,6 +114,8 @@ class AccumulateGrad:
             leaf.grad = Tensor._wrap(leaf._backend.xp.array(grad, copy=True), leaf._backend)
         else:
             leaf.grad._data += grad
+        for hook in self.post_hooks:
+            hook(leaf)
 
 
 class Function:

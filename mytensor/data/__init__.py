@@ -15,7 +15,7 @@ from .datasets import DATASETS, NORMALIZATION, load_dataset  # noqa: F401
 from .image_folder import ImageFolder, read_image  # noqa: F401
 from .loader import DataLoader, default_collate  # noqa: F401
 from .mnist import MNIST, FashionMNIST  # noqa: F401
-from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler,  # noqa: F401
-                      WeightedRandomSampler)
+from .sampler import (BatchSampler, DistributedSampler, RandomSampler, Sampler, SequentialSampler,  # noqa: F401
+                      SubsetRandomSampler, WeightedRandomSampler)
 from .sources import DatasetNotFoundError  # noqa: F401
 from .tiny_imagenet import TinyImageNet  # noqa: F401

@@ -18,6 +18,7 @@ import numpy as np
 from .. import dtypes
 from ..backend import get_backend
 from ..ops import as_tensor
+from .sampler import shard_positions
 from .transforms import Normalize, crop_padding
 
 FLIPS = (None, "random", "alternating")
@@ -48,11 +49,13 @@ class DeviceLoader:
         "alternating" (airbench's: each image gets a random side once, and every other epoch
         shows the other, so each pair of epochs sees both sides of every image);
     cutout: the side of a square set to 0 (the mean colour) around a random centre, 0 for none;
-    dtype: of the images yielded (float32; bfloat16 or float16 halve the memory traffic).
+    dtype: of the images yielded (float32; bfloat16 or float16 halve the memory traffic);
+    num_replicas, rank: yield only rank `rank`'s share of each epoch, as DistributedSampler's (every
+        rank draws the whole epoch alike and keeps its places of it).
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=0, device=None, translate=0,
-                 padding_mode="zeros", flip=None, cutout=0, dtype=dtypes.float32):
+                 padding_mode="zeros", flip=None, cutout=0, dtype=dtypes.float32, num_replicas=1, rank=0):
         images = np.ascontiguousarray(dataset.images)  # decoded once (a Subset gathers its images here)
         _, _, h, w = images.shape
         if batch_size < 1:
@@ -75,9 +78,11 @@ class DeviceLoader:
         std, mean = np.array(self.normalize.std, np.float32), np.array(self.normalize.mean, np.float32)
         self.scale = self.backend.asarray(1 / (255 * std))  # pixel * scale + shift = (pixel / 255 - mean) / std
         self.shift = self.backend.asarray(-mean / std)
+        self.positions = None if num_replicas == 1 else self.backend.asarray(
+            shard_positions(len(images), num_replicas, rank))
 
     def __len__(self):
-        n = len(self.images)
+        n = len(self.images) if self.positions is None else len(self.positions)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def set_epoch(self, epoch):
@@ -110,7 +115,8 @@ class DeviceLoader:
         if self.cutout:
             centres = xp.stack([rng.integers(0, h, size=n), rng.integers(0, w, size=n)], axis=1)
             corners = (centres - self.cutout // 2).astype(np.int32)
-        return order, shifts, flips, corners
+        draws = order, shifts, flips, corners
+        return draws if self.positions is None else tuple(None if a is None else a[self.positions] for a in draws)
 
     def __iter__(self):
         epoch = self.epoch

@@ -112,9 +112,12 @@ class DataLoader:
 
     # ---------------------------------------------------------------- order and resuming
     def set_epoch(self, epoch):
-        """Choose the epoch (and so the shuffle and augmentation) of the next iteration.
-        Iterating without calling it runs epochs 0, 1, 2, ..."""
+        """Choose the epoch (and so the shuffle and augmentation) of the next iteration, the
+        sampler's too if it has epochs (a DistributedSampler). Iterating without calling it runs
+        epochs 0, 1, 2, ..."""
         self.epoch = int(epoch)
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
 
     def state_dict(self):
         return {"seed": self.seed, "epoch": self.epoch}

@@ -6,6 +6,7 @@ backend's generator, so `mytensor.manual_seed` makes them repeat.
 """
 import numpy as np
 
+from .. import distributed
 from ..random import default_rng
 
 
@@ -77,6 +78,40 @@ class WeightedRandomSampler(Sampler):
 
     def __len__(self):
         return self.num_samples
+
+
+def shard_positions(n, num_replicas, rank, drop_last=False):
+    """The places in an epoch of `n` that rank `rank` of `num_replicas` takes, as PyTorch's
+    DistributedSampler: every num_replicas-th from `rank`, the epoch first cut to a multiple of
+    num_replicas (drop_last) or lengthened to one by starting it over (so every rank gets as many)."""
+    if not 0 <= rank < num_replicas:
+        raise ValueError(f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]")
+    per_rank = n // num_replicas if drop_last else -(-n // num_replicas)
+    return (np.arange(per_rank * num_replicas) % max(n, 1))[rank::num_replicas]
+
+
+class DistributedSampler(Sampler):
+    """Rank `rank`'s share of a dataset split among `num_replicas` processes (default: those of the
+    process group). Every rank draws the same permutation, from `seed + epoch` (call `set_epoch`
+    before each epoch), and takes its places of it (`shard_positions`), so the shards are equal and
+    disjoint up to the few indices that pad them."""
+
+    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
+        self.num_replicas = distributed.get_world_size() if num_replicas is None else int(num_replicas)
+        self.rank = distributed.get_rank() if rank is None else int(rank)
+        self.dataset, self.shuffle, self.seed, self.drop_last, self.epoch = dataset, shuffle, int(seed), drop_last, 0
+        self.positions = shard_positions(len(dataset), self.num_replicas, self.rank, drop_last)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = np.random.default_rng(self.seed + self.epoch).permutation(n) if self.shuffle else np.arange(n)
+        return iter(order[self.positions].tolist())
+
+    def __len__(self):
+        return len(self.positions)
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
 
 
 class BatchSampler(Sampler):

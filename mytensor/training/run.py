@@ -8,6 +8,10 @@ over epochs, writing everything a user needs into the run folder:
     RUN_DIR/curves.png    loss and accuracy curves
     RUN_DIR/.lock         locked by the one process training into the folder
 
+With `gpus` above 1, one process per GPU trains (started by `mytensor.distributed.run`), each on
+its shard of every epoch with the gradients averaged (`DistributedDataParallel`); rank 0 alone
+evaluates, prints and writes the folder.
+
 Every file is written atomically (`atomic_write`), so a run killed at any moment
 leaves a folder that `eval` reads and `--resume` continues. A new run refuses a
 folder that holds files (unless `overwrite`); a failed start-up writes nothing.
@@ -29,8 +33,11 @@ from tqdm import tqdm
 from .. import channels_last, cuda_is_available, device, manual_seed, models, nn, optim, tensor
 from ..amp import GradScaler
 from ..backend import get_backend
-from ..data import DataLoader, DeviceLoader, declared_augmentation, load_dataset, transforms
+from ..data import DataLoader, DeviceLoader, DistributedSampler, declared_augmentation, load_dataset, transforms
 from ..data.dataset import to_float
+from ..distributed import init_process_group, is_initialized, launched
+from ..distributed.process_group import default_group
+from ..nn.parallel import DistributedDataParallel
 from ..optim import lr_scheduler
 from ..serialization import atomic_write, remove_temporaries
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -60,7 +67,8 @@ class RunConfig:
     model: str = "lenet5"
     recipe: str | None = None  # see `training.recipes`: its defaults fill the options not given
     epochs: int = 3
-    batch_size: int = 64
+    batch_size: int = 64  # per process (GPU): a step of `gpus` processes takes gpus x batch_size images
+    gpus: int = 1  # processes training together, one per GPU (the learning rate is not scaled with them)
     drop_last: bool = False  # leave out the last training batch when it is smaller
     optimizer: str = "sgd"
     lr: float | None = None  # None: 0.05 for sgd, 0.001 for adam and adamw
@@ -115,6 +123,7 @@ class RunConfig:
         _require(_whole(self.epochs) and self.epochs >= 1, f"--epochs must be 1 or more, got {self.epochs!r}")
         _require(_whole(self.batch_size) and self.batch_size >= 1,
                  f"--batch-size must be 1 or more, got {self.batch_size!r}")
+        _require(_whole(self.gpus) and self.gpus >= 1, f"--gpus must be 1 or more, got {self.gpus!r}")
         _require(_finite(self.lr) and self.lr > 0, f"--lr must be a finite number above 0, got {self.lr!r}")
         _require(_finite(self.momentum) and 0 <= self.momentum < 1,
                  f"--momentum must be at least 0 and below 1, got {self.momentum!r}")
@@ -264,21 +273,39 @@ def cpu_threads(threads=None, workers=None):
     return max(1, cores - workers), workers
 
 
-def build_data(config, train, workers=0):
+def process_group_of(config, group=None):
+    """The process group of a data-parallel run, or None for one process: `group` if given, else
+    in a process that `mytensor.distributed.run` started, the NCCL group of them all."""
+    if group is not None or not launched():
+        _require(group is not None or config.gpus == 1, f"--gpus {config.gpus} trains in one process per GPU: "
+                 f"start it with `mytensor train --gpus {config.gpus}` or `python -m mytensor.distributed.run`")
+        return group
+    _require(device(config.resolved_device).type == "cuda",
+             f"--device {config.device}: training in several processes runs on GPUs (their gradients go over NCCL)")
+    if not is_initialized():
+        init_process_group("nccl")
+    return default_group()
+
+
+def build_data(config, train, workers=0, group=None):
     """The dataset of a config and its loader: a `DeviceLoader` with `data_on_device` (the
-    recipe's augmentation, else the dataset's), else a `DataLoader` with the dataset's transforms."""
+    recipe's augmentation, else the dataset's), else a `DataLoader` with the dataset's transforms.
+    With a process `group`, each rank's training loader yields its shard of every epoch."""
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, train=train, image_size=config.image_size,
                            skip_bad_images=config.skip_bad_images)
     augment, drop_last = train and config.augment, train and config.drop_last
+    rank, ranks = (group.rank, group.size) if train and group is not None else (0, 1)
     if config.data_on_device:
         augmentation = (recipe_of(config).augmentation or declared_augmentation(dataset)) if augment else {}
         return dataset, DeviceLoader(dataset, batch_size=config.batch_size, shuffle=train, drop_last=drop_last,
-                                     seed=config.seed, device=config.resolved_device, **augmentation)
+                                     seed=config.seed, device=config.resolved_device, num_replicas=ranks, rank=rank,
+                                     **augmentation)
     steps = transforms.augmentation(dataset) if augment else []
     steps.append(transforms.Normalize(*dataset.normalization))
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=train, drop_last=drop_last,
-                        transform=transforms.Compose(steps), seed=config.seed, num_workers=workers,
-                        device=config.resolved_device)
+    shard = {"sampler": DistributedSampler(dataset, ranks, rank, seed=config.seed)} if ranks > 1 else \
+        {"shuffle": train}
+    loader = DataLoader(dataset, batch_size=config.batch_size, drop_last=drop_last, transform=transforms.Compose(steps),
+                        seed=config.seed + rank, num_workers=workers, device=config.resolved_device, **shard)
     return dataset, loader
 
 
@@ -418,11 +445,12 @@ def _check_new_run(folder, overwrite):
     _require(not files, f"{folder} is not empty ({', '.join(files[:5])}); choose an empty or new --out")
 
 
-def train(options, resume=False, overwrite=False, show_progress=True, stop_after=None):
+def train(options, resume=False, overwrite=False, show_progress=True, stop_after=None, group=None):
     """Train a new run, or with `resume` continue the one in `options["out"]`; returns
     the metric rows. `options`: a RunConfig, or a dict of the settings given (the
     rest default; with `resume`, the saved ones). `stop_after` ends the process's work
-    after that many epochs, as an interruption would."""
+    after that many epochs, as an interruption would. `group`: the process group of a
+    data-parallel run (default: see `process_group_of`); its other ranks return no rows."""
     given = dataclasses.asdict(options) if isinstance(options, RunConfig) else dict(options)
     _require(not (resume and overwrite), "--resume continues a run and --overwrite replaces it: choose one")
     if resume:
@@ -430,15 +458,17 @@ def train(options, resume=False, overwrite=False, show_progress=True, stop_after
         config = RunConfig.load(Path(given["out"]).expanduser() / "config.json").resumed_with(given)
     else:
         config = options if isinstance(options, RunConfig) else RunConfig.from_options(given)
-        if config.out is not None:
-            _check_new_run(Path(config.out), overwrite)  # fail before the slow start-up, not after
     blas_threads, workers = cpu_threads(config.threads, config.workers)
     with threadpool_limits(blas_threads, user_api="blas"):
         config = dataclasses.replace(config, resolved_device=resolve_device(config.device))
         config = dataclasses.replace(config, resolved_precision=resolve_precision(
             config.precision, device(config.resolved_device)))
+        group = process_group_of(config, group)
+        primary = group is None or group.rank == 0  # the one process that evaluates, prints and writes
+        if primary and not resume and config.out is not None:
+            _check_new_run(Path(config.out), overwrite)  # fail before the slow start-up, not after
         manual_seed(config.seed)
-        train_set, train_loader = build_data(config, train=True, workers=workers)
+        train_set, train_loader = build_data(config, train=True, workers=workers, group=group)
         _, test_loader = build_data(config, train=False, workers=workers)
         model = build_model(config, train_set)
         optimizer = build_optimizer(config, model)
@@ -447,11 +477,15 @@ def train(options, resume=False, overwrite=False, show_progress=True, stop_after
         make_lookahead = recipe_of(config).lookahead
         lookahead = make_lookahead(model, config.epochs * len(train_loader)) if make_lookahead else None
 
-        out = Path(config.out) if config.out is not None else _new_run_folder(config)
-        out.mkdir(parents=True, exist_ok=True)
-        config = dataclasses.replace(config, out=str(out))
-        with _locked(out):
-            remove_temporaries(out)
+        if primary:
+            out = Path(config.out) if config.out is not None else _new_run_folder(config)
+            out.mkdir(parents=True, exist_ok=True)
+            config = dataclasses.replace(config, out=str(out))
+        else:  # reads the run folder to resume, never writes it
+            out = Path(config.out) if config.out is not None else None
+        with _locked(out) if primary else contextlib.nullcontext():
+            if primary:
+                remove_temporaries(out)
             rows, done, best = [], 0, -1.0
             if resume and (out / "last.ckpt").exists():
                 state = load_checkpoint(out / "last.ckpt")
@@ -459,17 +493,20 @@ def train(options, resume=False, overwrite=False, show_progress=True, stop_after
                 _require(done < config.epochs, f"{out} has trained {done} epochs and its --epochs is "
                          f"{config.epochs}: give --epochs N with N above {done} to train it further")
                 _restore(state, model, optimizer, scheduler, per_batch, len(train_loader), scaler, lookahead)
-                print(f"Resuming {out} after epoch {done} of {config.epochs}")
-            elif not resume:
+                if primary:
+                    print(f"Resuming {out} after epoch {done} of {config.epochs}")
+            elif not resume and primary:
                 _check_new_run(out, overwrite)  # again, now that no other process can write here
                 for name in RUN_FILES:
                     (out / name).unlink(missing_ok=True)
-            config.save(out / "config.json")
+            if primary:
+                config.save(out / "config.json")
             with matmul_precision_of(config.resolved_precision):
                 rows = _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loader, test_loader,
-                                     rows, done, best, show_progress, stop_after, scaler, lookahead)
-    print(f"Run folder: {out}")
-    return rows
+                                     rows, done, best, show_progress, stop_after, scaler, lookahead, group)
+    if primary:
+        print(f"Run folder: {out}")
+    return rows if primary else []
 
 
 def train_runs(options, runs, overwrite=False, show_progress=True):
@@ -490,44 +527,57 @@ def train_runs(options, runs, overwrite=False, show_progress=True):
 
 
 def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loader, test_loader, rows, done,
-                  best, show_progress, stop_after, scaler, lookahead):
+                  best, show_progress, stop_after, scaler, lookahead, group=None):
     """Epochs `done + 1` to `config.epochs`, each saved as it ends; an interruption
     or a failure leaves the folder as it was after the last finished epoch. A new run
-    first fits the model's data-dependent layers (`fit_to_data`), part of its time."""
-    use_graph = config.cuda_graph and device(config.resolved_device).type == "cuda"
-    print(f"Training {config.model} on {config.dataset} ({len(train_loader.dataset)} images) on "
-          f"{config.resolved_device} in {config.resolved_precision}"
-          + (f" with the {config.recipe} recipe" if config.recipe else "")
-          + (" (each step replayed from a CUDA graph where it can be)" if use_graph else "")
-          + f", into {out}", flush=True)
+    first fits the model's data-dependent layers (`fit_to_data`), part of its time.
+    With a process `group`, every rank trains and rank 0 alone evaluates and records."""
+    rank, ranks = (group.rank, group.size) if group is not None else (0, 1)
+    # NCCL's collectives are not recorded into the step's CUDA graph: several processes step eagerly
+    use_graph = config.cuda_graph and device(config.resolved_device).type == "cuda" and group is None
+    if not rank:
+        print(f"Training {config.model} on {config.dataset} ({len(train_loader.dataset)} images) on "
+              f"{config.resolved_device} in {config.resolved_precision}"
+              + (f" with the {config.recipe} recipe" if config.recipe else "")
+              + (" (each step replayed from a CUDA graph where it can be)" if use_graph else "")
+              + f", into {out}", flush=True)
+    if ranks > 1 and not rank:
+        print(f"Data parallel over {ranks} processes: a step takes {ranks} x {config.batch_size} = "
+              f"{ranks * config.batch_size} images (--batch-size is per process) at --lr {config.lr:g}, not scaled "
+              f"with the processes; train metrics are rank 0's shard, test metrics the whole test set", flush=True)
     start = epoch = done
     elapsed = rows[-1].get("elapsed", 0.0) if rows else 0.0
     if not done:
         began = time.perf_counter()
         fit_to_data(model, train_loader.dataset)
         elapsed += time.perf_counter() - began
+    net = model if group is None else DistributedDataParallel(model, process_group=group)  # from rank 0's weights
     try:
         for epoch in range(start + 1, config.epochs + 1):
             if stop_after is not None and epoch > start + stop_after:
                 break
-            # every epoch's randomness comes from (seed, epoch), so a resumed run repeats it exactly
-            manual_seed(config.seed * 1000 + epoch)
+            # every epoch's randomness comes from (seed, epoch, rank), so a resumed run repeats it exactly
+            manual_seed((config.seed * 1000 + epoch) * ranks + rank)
             train_loader.set_epoch(epoch)
-            with tqdm(total=len(train_loader), desc=f"Epoch {epoch}", disable=not show_progress, leave=False) as bar:
-                tr = train_one_epoch(model, train_loader, optimizer, scheduler, per_batch, progress=bar,
+            with tqdm(total=len(train_loader), desc=f"Epoch {epoch}", disable=not show_progress or rank,
+                      leave=False) as bar:
+                tr = train_one_epoch(net, train_loader, optimizer, scheduler, per_batch, progress=bar,
                                      label_smoothing=config.label_smoothing, cuda_graph=use_graph,
                                      precision=config.resolved_precision, scaler=scaler, lookahead=lookahead)
             if lookahead is not None and epoch == config.epochs:
                 lookahead.finish()  # the run ends on the slow weights
-            with tqdm(total=len(test_loader), desc="  eval", disable=not show_progress, leave=False) as bar:
-                te = evaluate(model, test_loader, progress=bar, precision=config.resolved_precision, tta=config.tta)
+            if not rank:
+                with tqdm(total=len(test_loader), desc="  eval", disable=not show_progress, leave=False) as bar:
+                    te = evaluate(model, test_loader, progress=bar, precision=config.resolved_precision,
+                                  tta=config.tta)
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None and not per_batch:
                 scheduler.step()
             elapsed += tr["time"]
-            _print_milestones(recipe_of(config).milestones, rows, te, elapsed, epoch)
-            best = _record_epoch(config, out, model, optimizer, scaler, lookahead, rows, epoch, tr, te, lr, elapsed,
-                                 best)
+            if not rank:
+                _print_milestones(recipe_of(config).milestones, rows, te, elapsed, epoch)
+                best = _record_epoch(config, out, model, optimizer, scaler, lookahead, rows, epoch, tr, te, lr,
+                                     elapsed, best)
             done = epoch
     except FloatingPointError as e:
         raise FloatingPointError(f"training stopped in epoch {epoch}: {e} (--lr {config.lr}: try a lower one). "
