@@ -23,6 +23,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -151,8 +152,8 @@ def cached_decode(fingerprint, list_images, mode="RGB", size=None, cache=True, s
         try:
             meta = json.loads((folder / "meta.json").read_text())
             return np.load(folder / "images.npy", mmap_mode="r"), np.load(folder / "targets.npy"), meta
-        except (OSError, ValueError):
-            pass  # a damaged cache entry: decode again
+        except (OSError, ValueError):  # a damaged cache entry: decode again
+            shutil.rmtree(folder, ignore_errors=True)
 
     paths, labels, classes = list_images()
     labels = np.asarray(labels, dtype=np.int64)
@@ -177,9 +178,12 @@ def _decode_and_cache(folder, paths, labels, classes, mode, size, cache, left_ou
     if not cache:
         images = decode_all(paths, mode, size)
         return images, labels, {"classes": classes, "left_out": list(left_out), **channel_stats(images)}
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    tmp = None
     try:
-        tmp.mkdir(parents=True, exist_ok=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # a folder of its own for each writer, so that processes (or threads) decoding the same
+        # data at once never write into one file
+        tmp = Path(tempfile.mkdtemp(prefix=f"{folder.name}.tmp-", dir=folder.parent))
         # decode straight into the file on disk: a big dataset is never in memory twice
         images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, shape)
         decode_all(paths, mode, size, out=images)
@@ -188,16 +192,21 @@ def _decode_and_cache(folder, paths, labels, classes, mode, size, cache, left_ou
         meta = {"classes": classes, "left_out": list(left_out), **channel_stats(images)}
         (tmp / "meta.json").write_text(json.dumps(meta))  # written last: marks the entry complete
         del images
-        if folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not (folder / "meta.json").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another writer finished first, with the same images
     except OSError as e:  # e.g. a read-only home: work without the cache
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         warnings.warn(f"cannot write the decoded-image cache in {folder.parent} ({e}); "
                       f"set MYTENSOR_CACHE to a writable folder to make the next run faster")
         return _decode_and_cache(folder, paths, labels, classes, mode, size, False, left_out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return np.load(folder / "images.npy", mmap_mode="r"), labels, meta
 

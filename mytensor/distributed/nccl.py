@@ -1,7 +1,5 @@
 """The NCCL process group: one communicator over all ranks, through CuPy's binding of NCCL
 (imported here, when a group is made, so CPU machines never need CuPy)."""
-import json
-
 from .rendezvous import share
 
 # NCCL's ncclDataType_t by NumPy dtype name (bool travels as bytes)
@@ -21,9 +19,10 @@ class NcclGroup:
             raise RuntimeError(f"rank {env.rank} sees {visible} GPUs and mytensor's 'cuda' is the first of them: give "
                                f"each process one GPU (CUDA_VISIBLE_DEVICES), as `python -m mytensor.distributed.run` "
                                f"does")
-        uid = json.dumps(list(nccl.get_unique_id())).encode() if env.rank == 0 else b""
+        # NCCL's unique id: 128 bytes (CuPy hands them out as bytes, or as signed chars in older versions)
+        uid = bytes(v & 0xFF for v in nccl.get_unique_id()) if env.rank == 0 else b""
         uid = share(uid, env.master_addr, env.master_port, env.rank, env.world_size, timeout)
-        self.comm = nccl.NcclCommunicator(self.size, tuple(json.loads(uid)), self.rank)
+        self.comm = nccl.NcclCommunicator(self.size, uid, self.rank)
 
     def all_reduce(self, array, stream=None):
         self._run(array, stream, lambda ptr, n, kind, s: self.comm.allReduce(ptr, ptr, n, kind, self.nccl.NCCL_SUM, s))
