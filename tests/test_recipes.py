@@ -42,8 +42,11 @@ def folder32(tmp_path, monkeypatch):
 
 
 def small(folder, out, **changes):
-    return {"recipe": "airbench94", "dataset": f"folder:{folder}", "epochs": 2, "batch_size": 16, "device": "cpu",
-            "out": str(out), **changes}
+    """The airbench94 recipe on `folder`, batches of 16. Its lr (1.5) is for batches of 1024: at 16
+    the first steps overshoot, and where training lands after that is chaotic (the same weights
+    part between the CPU and the GPU by float rounding alone), so these runs take a stable 0.2."""
+    return {"recipe": "airbench94", "dataset": f"folder:{folder}", "epochs": 2, "batch_size": 16, "lr": 0.2,
+            "device": "cpu", "out": str(out), **changes}
 
 
 def test_a_recipe_fills_the_options_not_given():

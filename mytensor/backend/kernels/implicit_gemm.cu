@@ -118,42 +118,12 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int warp_m = warp / F_WARPS_N, warp_n = warp % F_WARPS_N;
 
-    // what this thread copies each stage: chunk `cc` (8 values of k) of rows cr + i * RP of both
-    // tiles; the pixel of each A row is decoded once
-    constexpr int CH = BK / 8, RP = THREADS / CH, PASSES = BM / RP, B_PASSES = FBN / RP;
-    const int cc = tid % CH, cr = tid / CH;
-    long long a_base[PASSES];
-    int a_h[PASSES], a_w[PASSES];
-    const T* b_row[B_PASSES];
-    bool b_ok[B_PASSES];
-#pragma unroll
-    for (int i = 0; i < PASSES; ++i) {
-        const int m = m0 + cr + RP * i;
-        const int mm = m < M ? m : 0, n = mm / (OH * OW), r = mm - n * OH * OW, oh = r / OW, ow = r - oh * OW;
-        a_base[i] = (long long)n * H * W * C;
-        a_h[i] = m < M ? oh * SH - PH : -(1 << 28);  // a row past M reads only padding
-        a_w[i] = ow * SW - PW;
-    }
-#pragma unroll
-    for (int i = 0; i < B_PASSES; ++i) {
-        const int o = n0 + cr + RP * i;
-        b_ok[i] = o < O;
-        b_row[i] = w + (long long)(o < O ? o : 0) * K;
-    }
+    constexpr int CH = BK / 8, RP = THREADS / CH;
+    const FpropCopies<T, CH, RP, BM / RP, FBN / RP> copies(x, w, m0, n0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW,
+                                                           DH, DW, OH, OW);
     auto load_stage = [&](int stage, int kt) {
-        const int k = kt * BK + cc * 8, tap = k / C, c = k - tap * C, kh = tap / KW, kw = tap - kh * KW;
-        const bool k_ok = k < K;
-        const unsigned sa = sbase + stage * F_TILE_BYTES, sb = sa + BM * BK * 2;
-#pragma unroll
-        for (int i = 0; i < PASSES; ++i) {
-            const int ih = a_h[i] + kh * DH, iw = a_w[i] + kw * DW;
-            const bool ok = k_ok && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
-            const T* src = ok ? x + a_base[i] + ((long long)ih * W + iw) * C + c : x;
-            copy16(sa + swizzle<CH>(cr + RP * i, cc), src, ok);
-        }
-#pragma unroll
-        for (int i = 0; i < B_PASSES; ++i)
-            copy16(sb + swizzle<CH>(cr + RP * i, cc), k_ok && b_ok[i] ? b_row[i] + k : w, k_ok && b_ok[i]);
+        const unsigned sa = sbase + stage * F_TILE_BYTES;
+        copies.load(sa, sa + BM * BK * 2, kt);
     };
 
     float acc[FMT][NT][4] = {};

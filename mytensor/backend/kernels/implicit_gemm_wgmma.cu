@@ -126,37 +126,12 @@ __global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(const T* __restr
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = warp >> 2;
 
-    // what this thread copies each stage: chunk `cc` (8 values of k) of rows cr + 32 i of both
-    // tiles; the pixel of each A row is decoded once
-    constexpr int CH = BK / 8, RP = THREADS / CH, PASSES = BM / RP, B_PASSES = BN / RP;
-    const int cc = tid % CH, cr = tid / CH;
-    long long a_base[PASSES];
-    int a_h[PASSES], a_w[PASSES];
-#pragma unroll
-    for (int i = 0; i < PASSES; ++i) {
-        const int m = m0 + cr + RP * i;
-        const int mm = m < M ? m : 0, n = mm / (OH * OW), r = mm - n * OH * OW, oh = r / OW, ow = r - oh * OW;
-        a_base[i] = (long long)n * H * W * C;
-        a_h[i] = m < M ? oh * SH - PH : -(1 << 28);  // a row past M reads only padding
-        a_w[i] = ow * SW - PW;
-    }
+    constexpr int RP = THREADS / 8;  // rows of 8 chunks: 32 rows a pass
+    const FpropCopies<T, 8, RP, BM / RP, BN / RP> copies(x, w, m0, n0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH,
+                                                         DW, OH, OW);
     auto load_stage = [&](int stage, int kt) {
-        const int k = kt * BK + cc * 8, tap = k / C, c = k - tap * C, kh = tap / KW, kw = tap - kh * KW;
-        const bool k_ok = k < K;
-        const unsigned sa = sbase + stage * STAGE_BYTES, sb = sa + A_BYTES;
-#pragma unroll
-        for (int i = 0; i < PASSES; ++i) {
-            const int ih = a_h[i] + kh * DH, iw = a_w[i] + kw * DW;
-            const bool ok = k_ok && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
-            const T* src = ok ? x + a_base[i] + ((long long)ih * W + iw) * C + c : x;
-            copy16(sa + swizzle<CH>(cr + RP * i, cc), src, ok);
-        }
-#pragma unroll
-        for (int i = 0; i < B_PASSES; ++i) {
-            const int o = n0 + cr + RP * i;
-            const bool ok = k_ok && o < O;
-            copy16(sb + swizzle<CH>(cr + RP * i, cc), ok ? w + (long long)o * K + k : w, ok);
-        }
+        const unsigned sa = sbase + stage * STAGE_BYTES;
+        copies.load(sa, sa + A_BYTES, kt);
     };
 
     float acc[BN / 2] = {};
