@@ -76,6 +76,7 @@ CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
     ((2, 24, 13, 10), 16, 3, 1, 2, 2),
     ((5, 128, 6, 6), 256, 3, 1, 1, 1),
     ((3, 72, 10, 11), 328, 3, 1, 1, 1),  # N tiles of 256 with a ragged last one
+    ((2, 136, 7, 9), 120, 3, 1, 1, 1),  # a long reduction (warp-specialized on Hopper), ragged tiles
     ((4, 32, 7, 9), 48, (3, 1), (2, 1), (0, 1), 1),
     ((4, 3, 10, 9), 16, 3, 1, 1, 1),  # an RGB image: zero channels added up to 8
     ((2, 12, 9, 8), 8, 3, 2, 1, 1),

@@ -44,7 +44,7 @@ _KERNEL_FILES = {
                       "gelu_forward", "gelu_backward"),
     "conv.cu": ("im2col", "col2im", "swap_leading"),
     "implicit_gemm.cu": ("conv_fprop", "conv_wgrad", "conv_wgrad_sum"),
-    "implicit_gemm_wgmma.cu": ("conv_fprop_wgmma", "conv_wgrad_wgmma"),
+    "implicit_gemm_wgmma.cu": ("conv_fprop_wgmma", "conv_fprop_wgmma_specialized", "conv_wgrad_wgmma"),
     "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "max_pool2d_nhwc_forward", "max_pool2d_nhwc_backward",
                 "max_pool2d_nhwc_backward_disjoint", "avg_pool2d_forward", "avg_pool2d_backward"),
     "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),
@@ -502,12 +502,28 @@ class CUDABackend(ArrayBackend):
         return (dtype in LOW_PRECISION and groups == 1 and in_channels % 8 == 0 and out_channels % 8 == 0
                 and self.compute_capability >= (8, 0))
 
-    # implicit_gemm_wgmma.cu (Hopper): BM x N tiles, BM = 128 and N from _wgmma_n_tile, BK = 64;
-    # 3 stages for N <= 128, so that two blocks share a multiprocessor, 4 for N = 256 (one block).
-    # Its weight gradient (N = 256) beats implicit_gemm.cu's from 256 output channels on, where
-    # the N tile's width pays for the multiply it waits on (docs/gpu-performance.md, v6).
-    wgmma_stages = None  # or a number of stages for every N tile
+    # implicit_gemm_wgmma.cu (Hopper): BM x N tiles, BM = 128 and N from _wgmma_n_tile, BK = 64.
+    # The forward's short reductions run in blocks of two warpgroups that copy and multiply in
+    # turn (3 stages for N <= 128, so that two blocks share a multiprocessor; 4 for N = 256), its
+    # long ones (K >= wgmma_specialized_min_k) with N >= 128 warp-specialized: a copying warpgroup
+    # and two multiplying ones, a block a multiprocessor with as many stages as fit. The weight
+    # gradient runs its 256-wide N tile in 4 stages and beats implicit_gemm.cu's from 256 output
+    # channels on (docs/gpu-performance.md, v6 and v7).
+    wgmma_stages = None  # or a number of stages for every wgmma launch
     wgmma_wgrad_min_channels = 256
+    wgmma_specialized_min_k = 1152
+    _SPECIALIZED_STAGES = {128: 5, 256: 4}
+
+    def _launch_wgmma(self, kernel, dtype, grid, args, n_tile):
+        """One launch of an implicit_gemm_wgmma.cu kernel with N tile `n_tile`: shared memory for
+        its stages (and the specialized kernel's barriers), and 1 KiB more to start the stages on the
+        1024-byte period of the swizzle."""
+        specialized = kernel == "conv_fprop_wgmma_specialized"
+        stages = self.wgmma_stages or (self._SPECIALIZED_STAGES[n_tile] if specialized else
+                                       3 if n_tile <= 128 and kernel == "conv_fprop_wgmma" else 4)
+        self._launch_gemm("implicit_gemm_wgmma.cu", kernel, dtype, grid, args,
+                          (f"-DWG_BN={n_tile}", f"-DWG_STAGES={stages}"),
+                          stages * ((self._TILE + n_tile) * 64 * 2 + 16) + 1024, threads=384 if specialized else 256)
 
     def _launch_tiles(self, kernel, dtype, grid, args, n_tile=_TILE):
         """One launch of an implicit_gemm.cu kernel: shared memory for STAGES tiles of both
@@ -516,20 +532,13 @@ class CUDABackend(ArrayBackend):
         self._launch_gemm("implicit_gemm.cu", kernel, dtype, grid, args, self._tile_defines(n_tile),
                           stages * (self._TILE + n_tile) * bk * 2)
 
-    def _launch_wgmma(self, kernel, dtype, grid, args, n_tile):
-        """One launch of an implicit_gemm_wgmma.cu kernel with N tile `n_tile`: shared memory for
-        its stages, and 1 KiB more to start them on the 1024-byte period of the swizzle."""
-        stages = self.wgmma_stages or (3 if n_tile <= 128 else 4)
-        self._launch_gemm("implicit_gemm_wgmma.cu", kernel, dtype, grid, args,
-                          (f"-DWG_BN={n_tile}", f"-DWG_STAGES={stages}"), stages * (self._TILE + n_tile) * 64 * 2 + 1024)
-
-    def _launch_gemm(self, filename, kernel, dtype, grid, args, defines, smem):
-        """256 threads a block, `smem` bytes of dynamic shared memory (opted in above 48 KiB)."""
+    def _launch_gemm(self, filename, kernel, dtype, grid, args, defines, smem, threads=256):
+        """`threads` a block, `smem` bytes of dynamic shared memory (opted in above 48 KiB)."""
         with self._cp_device:
             fn = self._kernels.get(filename, kernel, dtype, defines)
             if fn.max_dynamic_shared_size_bytes < smem:
                 fn.max_dynamic_shared_size_bytes = smem
-            fn(grid, (256,), args, shared_mem=smem)
+            fn(grid, (threads,), args, shared_mem=smem)
 
     @staticmethod
     def _wgmma_n_tile(n):
@@ -559,8 +568,9 @@ class CUDABackend(ArrayBackend):
         args = (x, weight, bias, y, *ints)
         if self.use_wgmma:
             n_tile = self._wgmma_n_tile(o)
-            self._launch_wgmma("conv_fprop_wgmma", x.dtype, (-(-o // n_tile), -(-n * oh * ow // self._TILE)),
-                               args, n_tile)
+            specialized = n_tile >= 128 and kh * kw * int(x.shape[3]) >= self.wgmma_specialized_min_k
+            self._launch_wgmma("conv_fprop_wgmma_specialized" if specialized else "conv_fprop_wgmma", x.dtype,
+                               (-(-o // n_tile), -(-n * oh * ow // self._TILE)), args, n_tile)
             return y
         n_tile = 64 if o <= 64 else self._TILE  # a 128-wide tile would idle half its columns
         self._launch_tiles("conv_fprop", x.dtype, (-(-o // n_tile), -(-n * oh * ow // self._TILE)), args, n_tile)

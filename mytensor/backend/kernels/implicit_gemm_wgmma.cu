@@ -22,7 +22,7 @@
 #endif
 
 namespace wg {
-constexpr int BM = 128, BN = WG_BN, BK = 64, STAGES = WG_STAGES, THREADS = 256;
+constexpr int BM = 128, BN = WG_BN, BK = 64, STAGES = WG_STAGES, THREADS = 256, SPECIALIZED_THREADS = 384;
 constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BN) * BK * 2;
 constexpr int ROW = BK * 2, ATOM = 8 * ROW;  // a 128-byte row of the tile, and 8 of them
 }  // namespace wg
@@ -112,41 +112,76 @@ __device__ __forceinline__ void wgmma_pipelined(int KT, Load load, Mma mma) {
     wgmma_wait<0>();
 }
 
-// y = conv(x, w) (+ bias), one BM x BN tile of (pixels, output channels) per block; the
-// operands are K-major: rows of 64 consecutive k, as x and w hold them.
-template <typename T>
-__global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(const T* __restrict__ x, const T* __restrict__ w,
-                                                   const float* __restrict__ bias, T* __restrict__ y, int N, int H,
-                                                   int W, int C, int O, int KH, int KW, int SH, int SW, int PH,
-                                                   int PW, int DH, int DW, int OH, int OW) {
+// mbarriers in shared memory (8 bytes each): a phase completes when `count` arrivals are in
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {  // until phase `parity` completed
+    asm volatile("{ .reg .pred done;\n"
+                 "WAIT: mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "@!done bra WAIT; }" ::"r"(bar), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("{ .reg .b64 state; mbarrier.arrive.shared::cta.b64 state, [%0]; }" ::"r"(bar) : "memory");
+}
+// an arrival on `bar` made once every cp.async this thread issued so far has landed
+__device__ __forceinline__ void copies_arrive(unsigned bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
+}
+
+// The warp-specialized pipeline over KT k-tiles, for blocks of three warpgroups: the first (the
+// producer) only copies, load(stage, kt) into STAGES stages, each stage's `full` barrier
+// completing when its copies have landed; the other two (the consumers) only multiply, mma(stage)
+// on each full stage, and hand a stage back through its `empty` barrier once the multiply that
+// read it is done. No barrier of the whole block stands between the copies and the multiplies.
+// `bars` is the shared address of 2 * STAGES mbarriers.
+template <typename Load, typename Mma>
+__device__ __forceinline__ void specialized_pipeline(unsigned bars, int KT, bool producer, Load load, Mma mma) {
     using namespace wg;
-    extern __shared__ unsigned char smem[];
-    const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;  // the swizzle repeats every 1024 bytes
-    const int M = N * OH * OW, K = KH * KW * C, KT = (K + BK - 1) / BK;
-    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = warp >> 2;
+    const unsigned full = bars, empty = bars + 8 * STAGES;
+    if (producer) {
+        for (int kt = 0; kt < KT; ++kt) {
+            const int s = kt % STAGES;
+            if (kt >= STAGES) mbar_wait(empty + 8 * s, (kt / STAGES - 1) & 1);
+            load(s, kt);
+            copies_arrive(full + 8 * s);
+        }
+        copy_wait<0>();
+    } else {
+        for (int kt = 0; kt < KT; ++kt) {
+            const int s = kt % STAGES;
+            mbar_wait(full + 8 * s, (kt / STAGES) & 1);
+            fence_async_shared();
+            wgmma_fence();
+            mma(s);
+            wgmma_commit();
+            wgmma_wait<1>();  // the multiply of tile kt - 1 is done: its stage can be refilled
+            if (kt > 0) mbar_arrive(empty + 8 * ((kt - 1) % STAGES));
+        }
+        wgmma_wait<0>();
+    }
+}
 
-    constexpr int RP = THREADS / 8;  // rows of 8 chunks: 32 rows a pass
-    const FpropCopies<T, 8, RP, BM / RP, BN / RP> copies(x, w, m0, n0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH,
-                                                         DW, OH, OW);
-    auto load_stage = [&](int stage, int kt) {
-        const unsigned sa = sbase + stage * STAGE_BYTES;
-        copies.load(sa, sa + A_BYTES, kt);
-    };
-
-    float acc[BN / 2] = {};
-    wgmma_pipelined(KT, load_stage, [&](int stage) {
-        const unsigned sa = sbase + stage * STAGE_BYTES + group * 64 * ROW, sb = sbase + stage * STAGE_BYTES + A_BYTES;
+// The forward's multiply of one stage by warpgroup `group`: its 64 rows of the patch tile by the
+// weight tile, both K-major (rows of 64 consecutive k, as x and w hold them), in k16 steps of 32
+// bytes along the swizzled rows.
+template <typename T> __device__ __forceinline__ void fprop_stage_mma(float (&acc)[wg::BN / 2], unsigned stage_base,
+                                                                      int group) {
+    using namespace wg;
+    const unsigned sa = stage_base + group * 64 * ROW, sb = stage_base + A_BYTES;
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk)  // k16 steps: 32 bytes further along the swizzled rows
-            wgmma<0, 0>(acc, matrix_desc(sa + kk * 32, 16, ATOM), matrix_desc(sb + kk * 32, 16, ATOM), (T*)nullptr);
-    });
+    for (int kk = 0; kk < BK / 16; ++kk)
+        wgmma<0, 0>(acc, matrix_desc(sa + kk * 32, 16, ATOM), matrix_desc(sb + kk * 32, 16, ATOM), (T*)nullptr);
+}
 
-    // the warpgroup's accumulators: (4 j + 2 h + e) holds row 16 * warp + lane / 4 + 8 h of its
-    // 64, column 8 j + 2 (lane % 4) + e
-    const int row = m0 + group * 64 + (warp & 3) * 16 + (lane >> 2);
+// y[row][col] = acc (+ bias) for warpgroup `group`'s 64 rows of the tile at (m0, n0):
+// accumulator (4 j + 2 h + e) holds row 16 * warp + lane / 4 + 8 h, column 8 j + 2 (lane % 4) + e
+template <typename T>
+__device__ __forceinline__ void fprop_store(const float (&acc)[wg::BN / 2], const float* __restrict__ bias,
+                                            T* __restrict__ y, int m0, int n0, int group, int M, int O) {
+    const int lane = threadIdx.x & 31, row = m0 + group * 64 + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
 #pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
+    for (int j = 0; j < wg::BN / 8; ++j) {
         const int col = n0 + j * 8 + (lane & 3) * 2;
         if (col >= O) continue;
         const float b0 = bias ? bias[col] : 0.f, b1 = bias ? bias[col + 1] : 0.f;
@@ -156,6 +191,59 @@ __global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(const T* __restr
                 *reinterpret_cast<unsigned*>(y + (long long)(row + 8 * h) * O + col) =
                     pack2<T>(acc[4 * j + 2 * h] + b0, acc[4 * j + 2 * h + 1] + b1);
     }
+}
+
+#define FPROP_PARAMS(T)                                                                                          \
+    const T *__restrict__ x, const T *__restrict__ w, const float *__restrict__ bias, T *__restrict__ y, int N, \
+        int H, int W, int C, int O, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW
+#define FPROP_COPIES(threads)                                                                                     \
+    FpropCopies<T, 8, threads / 8, BM * 8 / threads, BN * 8 / threads> copies(                                  \
+        x, w, m0, n0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+
+// y = conv(x, w) (+ bias), one BM x BN tile of (pixels, output channels) per block of two
+// warpgroups, which copy and multiply in turn (wgmma_pipelined); small enough for two blocks to
+// share a multiprocessor, which suits short reductions.
+template <typename T>
+__global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(FPROP_PARAMS(T)) {
+    using namespace wg;
+    extern __shared__ unsigned char smem[];
+    const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;  // the swizzle repeats every 1024 bytes
+    const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK;
+    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x;
+    const FPROP_COPIES(THREADS);
+    float acc[BN / 2] = {};
+    wgmma_pipelined(
+        KT, [&](int stage, int kt) { copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt); },
+        [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
+    fprop_store(acc, bias, y, m0, n0, tid / 128, M, O);
+}
+
+// The same product by a block of three warpgroups (specialized_pipeline): one copies, two
+// multiply, one block a multiprocessor with more stages; it wins on long reductions and wide N.
+template <typename T>
+__global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_specialized(FPROP_PARAMS(T)) {
+    using namespace wg;
+    extern __shared__ unsigned char smem[];
+    const unsigned bars = smem_address(smem);
+    const unsigned sbase = (bars + 16 * STAGES + 1023) & ~1023u;
+    const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK;
+    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x, group = tid / 128 - 1;
+    if (tid < STAGES) {
+        mbar_init(bars + 8 * tid, 128);             // full: the producer's threads
+        mbar_init(bars + 8 * (STAGES + tid), 256);  // empty: the consumers' threads
+    }
+    __syncthreads();
+    if (group < 0) {  // the producer
+        const FPROP_COPIES(128);
+        specialized_pipeline(bars, KT, true, [&](int stage, int kt) {
+            copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt);
+        }, [](int) {});
+        return;
+    }
+    float acc[BN / 2] = {};
+    specialized_pipeline(bars, KT, false, [](int, int) {},
+                         [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
+    fprop_store(acc, bias, y, m0, n0, group, M, O);
 }
 
 #ifndef WG_MN_LEADING  // MN-major operands: the byte offset between 64-wide blocks (1), or between
@@ -242,6 +330,9 @@ __global__ void __launch_bounds__(wg::THREADS) conv_wgrad_wgmma(const T* __restr
 #define MT_INSTANTIATE(T)                                                                                    \
     template __global__ void conv_fprop_wgmma<T>(const T*, const T*, const float*, T*, int, int, int, int, int, \
                                                  int, int, int, int, int, int, int, int, int, int);             \
+    template __global__ void conv_fprop_wgmma_specialized<T>(const T*, const T*, const float*, T*, int, int, int, \
+                                                             int, int, int, int, int, int, int, int, int, int, int, \
+                                                             int);                                                  \
     template __global__ void conv_wgrad_wgmma<T>(const T*, const T*, float*, int, int, int, int, int, int, int, \
                                                  int, int, int, int, int, int, int, int, int);
 

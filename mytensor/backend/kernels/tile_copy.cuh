@@ -33,34 +33,28 @@ template <typename T> __device__ __forceinline__ unsigned pack2(float a, float b
 // The cp.async copies of one stage of a convolution's forward GEMM (y = patch(x) w^T, see
 // implicit_gemm.cu): this thread's chunk `cc` (8 values of k, one tap's channels) of rows
 // row0 + STEP * i of the patch tile (A_PASSES rows: pixels m0 + row) and of the weight tile
-// (B_PASSES rows: output channels n0 + row), rows of CH chunks in swizzle<CH>. The pixel of
-// each patch row is decoded once, here; rows past M or O, the padding and k past K read zeros.
+// (B_PASSES rows: output channels n0 + row), rows of CH chunks in swizzle<CH>, from `threads`
+// threads. The pixel of each patch row is decoded once, here (offsets fit in 32 bits: the host
+// checks); rows past M or O, the padding and k past K read zeros.
 template <typename T, int CH, int STEP, int A_PASSES, int B_PASSES> struct FpropCopies {
     const T* x;
-    int H, W, C, KW, DH, DW, K, cc, row0;
-    long long a_base[A_PASSES];
-    int a_h[A_PASSES], a_w[A_PASSES];
-    const T* b_row[B_PASSES];
-    bool b_ok[B_PASSES];
+    const T* w;
+    int H, W, C, O, KW, DH, DW, K, cc, row0, n0;
+    int a_base[A_PASSES], a_h[A_PASSES], a_w[A_PASSES];
 
-    __device__ __forceinline__ FpropCopies(const T* x_, const T* w, int m0, int n0, int tid, int N, int H_, int W_,
-                                           int C_, int O, int KH, int KW_, int SH, int SW, int PH, int PW, int DH_,
+    __device__ __forceinline__ FpropCopies(const T* x_, const T* w_, int m0, int n0_, int tid, int N, int H_, int W_,
+                                           int C_, int O_, int KH, int KW_, int SH, int SW, int PH, int PW, int DH_,
                                            int DW_, int OH, int OW)
-        : x(x_), H(H_), W(W_), C(C_), KW(KW_), DH(DH_), DW(DW_), K(KH * KW_ * C_), cc(tid % CH), row0(tid / CH) {
+        : x(x_), w(w_), H(H_), W(W_), C(C_), O(O_), KW(KW_), DH(DH_), DW(DW_), K(KH * KW_ * C_), cc(tid % CH),
+          row0(tid / CH), n0(n0_) {
         const int M = N * OH * OW;
 #pragma unroll
         for (int i = 0; i < A_PASSES; ++i) {
             const int m = m0 + row0 + STEP * i;
             const int mm = m < M ? m : 0, n = mm / (OH * OW), r = mm - n * OH * OW, oh = r / OW, ow = r - oh * OW;
-            a_base[i] = (long long)n * H * W * C;
+            a_base[i] = n * H * W * C;
             a_h[i] = m < M ? oh * SH - PH : -(1 << 28);  // a row past M reads only padding
             a_w[i] = ow * SW - PW;
-        }
-#pragma unroll
-        for (int i = 0; i < B_PASSES; ++i) {
-            const int o = n0 + row0 + STEP * i;
-            b_ok[i] = o < O;
-            b_row[i] = w + (long long)(o < O ? o : 0) * K;
         }
     }
 
@@ -72,11 +66,13 @@ template <typename T, int CH, int STEP, int A_PASSES, int B_PASSES> struct Fprop
         for (int i = 0; i < A_PASSES; ++i) {
             const int ih = a_h[i] + kh * DH, iw = a_w[i] + kw * DW;
             const bool ok = k_ok && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
-            copy16(sa + swizzle<CH>(row0 + STEP * i, cc), ok ? x + a_base[i] + ((long long)ih * W + iw) * C + c : x,
-                   ok);
+            copy16(sa + swizzle<CH>(row0 + STEP * i, cc), x + (ok ? a_base[i] + (ih * W + iw) * C + c : 0), ok);
         }
 #pragma unroll
-        for (int i = 0; i < B_PASSES; ++i)
-            copy16(sb + swizzle<CH>(row0 + STEP * i, cc), k_ok && b_ok[i] ? b_row[i] + k : b_row[0], k_ok && b_ok[i]);
+        for (int i = 0; i < B_PASSES; ++i) {
+            const int o = n0 + row0 + STEP * i;
+            const bool ok = k_ok && o < O;
+            copy16(sb + swizzle<CH>(row0 + STEP * i, cc), w + (ok ? (long long)o * K + k : 0), ok);
+        }
     }
 };
