@@ -16,7 +16,7 @@ KERNEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 CU_FILES = sorted(glob.glob(os.path.join(KERNEL_DIR, "*.cu")))
 NVCC = shutil.which("nvcc")
 
-# the extra flags cuda.py gives NVRTC for some files, and the files built for Hopper's sm_90a alone
+# the extra flags backend/cuda/kernels.py gives NVRTC for some files, and the files built for Hopper's sm_90a alone
 EXTRA = {"optim.cu": ["--fmad=false"]}
 SM90A_ONLY = {"implicit_gemm_wgmma.cu"}
 

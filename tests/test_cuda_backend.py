@@ -128,7 +128,7 @@ def test_philox_reference_known_answers():
 
 
 def test_module_imports_without_cupy():
-    """cuda.py imports anywhere; without CuPy the backend says what to install."""
+    """backend.cuda imports anywhere; without CuPy the backend says what to install."""
     spec_name = backend.__name__ + ".cuda"
     mod = importlib.import_module(spec_name)
     assert hasattr(mod, "CUDABackend") and hasattr(mod, "is_available")

@@ -1,71 +1,18 @@
-"""The CUDA backend: CuPy arrays, plus our own kernels for the hot operations.
-
-`CUDABackend` is `ArrayBackend` on CuPy: everything it does not override runs
-the generic array code through CuPy. The overrides launch kernels written in
-CUDA C++ under `kernels/*.cu`, compiled at first use by NVRTC through
-`cupy.RawModule` (CuPy keeps the compiled modules in its on-disk kernel cache,
-`~/.cupy/kernel_cache` or $CUPY_CACHE_DIR, so a second start compiles nothing).
-
-Every kernel exists for float32 and float64, and those that mixed-precision
-training runs (convolution columns, pooling, ReLU, batch norm) also for float16
-and bfloat16, computing in float32; other dtypes fall back to the generic code.
-Matrix products go through cuBLAS (`cublasGemmStridedBatchedEx`): 16-bit
-operands on the tensor cores with float32 accumulation, float32 operands in
-strict FP32 or, when `set_float32_matmul_precision("high")` allows it, TF32. None of the overrides synchronises the host
-with the device (no `.item()`, no copies back), so a training step built from
-them can be captured in a CUDA graph.
-
-This module imports without CuPy; `CUDABackend(...)` raises a RuntimeError
-saying what to install when CuPy or a GPU is missing.
-"""
-import ctypes
+"""`CUDABackend`: `ArrayBackend` on CuPy, its hot operations launched as our own kernels."""
 import os
-import re
 from collections import OrderedDict, deque
 
 import numpy as np
 
-from . import capture, matmul_precision
-from .array_backend import LOW_PRECISION, ArrayBackend, conv_output_size, is_channels_last
-from .device import Device
-
-KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+from .. import capture
+from ..array_backend import LOW_PRECISION, ArrayBackend, conv_output_size, is_channels_last
+from ..device import Device
+from .cublas import _Cublas
+from .graphs import CUDAGraph
+from .kernels import _CTYPES, _WIDE, _kernel_modules
 
 _INSTALL_HINT = ("device='cuda' needs CuPy: pip install mytensor[cuda] (CUDA 12) or mytensor[cuda13] "
                  "(CUDA 13), on a machine with an NVIDIA GPU and driver")
-
-# The kernels of each .cu file (templates over the element type) and extra
-# NVRTC options. optim.cu turns off multiply-add contraction so its rounding
-# matches the generic update step by step. `_SIXTEEN_BIT` kernels also exist
-# for the 2-byte types.
-_KERNEL_FILES = {
-    "activation.cu": ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
-                      "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
-                      "gelu_forward", "gelu_backward"),
-    "conv.cu": ("im2col", "col2im", "swap_leading"),
-    "implicit_gemm.cu": ("conv_fprop", "conv_wgrad", "conv_wgrad_sum"),
-    "implicit_gemm_wgmma.cu": ("conv_fprop_wgmma", "conv_fprop_wgmma_specialized", "conv_wgrad_wgmma"),
-    "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "max_pool2d_nhwc_forward", "max_pool2d_nhwc_backward",
-                "max_pool2d_nhwc_backward_disjoint", "avg_pool2d_forward", "avg_pool2d_backward"),
-    "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),
-    "batch_norm.cu": ("bn_partial_sums", "bn_partial_sums_rows", "bn_forward_finish", "bn_scale_shift",
-                      "bn_backward_partial_sums", "bn_backward_partial_sums_rows", "bn_backward_finish",
-                      "bn_backward_dx"),
-    "dropout.cu": ("dropout_mask",),
-    "optim.cu": ("set_scalars", "sgd_multi_tensor", "adam_multi_tensor"),
-    "augment.cu": ("augment_images",),
-}
-_SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"]  # tensor-core kernels: no float/double
-                              + _KERNEL_FILES["implicit_gemm_wgmma.cu"])
-_SIXTEEN_BIT = frozenset(_KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"] + _KERNEL_FILES["batch_norm.cu"]
-                         + _KERNEL_FILES["augment.cu"] + _KERNEL_FILES["dropout.cu"]
-                         + ("relu_forward", "relu_backward", "gelu_forward", "gelu_backward")) | _SIXTEEN_BIT_ONLY
-# wgmma exists only on sm_90a, Hopper's own target, which NVRTC builds for when asked by name
-_EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",), "implicit_gemm_wgmma.cu": ("-arch=sm_90a",)}
-_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
-           LOW_PRECISION[0]: "half_t", LOW_PRECISION[1]: "bf16_t"}  # (names from common.cuh)
-_WIDE = (np.dtype(np.float32), np.dtype(np.float64))
-_INCLUDE = re.compile(r'^#include "(\w+\.cuh)"$', re.M)
 
 _BLOCK = 256
 _MASK64 = (1 << 64) - 1
@@ -87,170 +34,6 @@ def is_available():
         return cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:  # ImportError, missing driver or libraries, no device
         return False
-
-
-def _read_kernel_file(name):
-    """A file of the kernels folder. Its headers are pasted in where it includes them, since
-    CuPy's compile cache keys on the code alone."""
-    with open(os.path.join(KERNEL_DIR, name)) as f:
-        return f.read()
-
-
-class _KernelModules:
-    """Loads each .cu file once (per process) and hands out its kernels by name."""
-
-    def __init__(self, cupy):
-        self.cupy = cupy
-        self.modules = {}
-        self.functions = {}
-
-    def module(self, filename, defines=()):
-        """The compiled `filename`; `defines` (NVRTC -D options) make variants of it."""
-        mod = self.modules.get((filename, defines))
-        if mod is None:
-            code = _INCLUDE.sub(lambda m: _read_kernel_file(m.group(1)), _read_kernel_file(filename))
-            names = tuple(f"{k}<{t}>" for k in _KERNEL_FILES[filename] for t in _CTYPES.values()
-                          if (k in _SIXTEEN_BIT if t in ("half_t", "bf16_t") else k not in _SIXTEEN_BIT_ONLY))
-            options = ("-std=c++17",) + _EXTRA_OPTIONS.get(filename, ()) + defines
-            mod = self.cupy.RawModule(code=code, options=options, name_expressions=names)
-            self.modules[(filename, defines)] = mod
-        return mod
-
-    def get(self, filename, kernel, dtype, defines=()):
-        key = (self.cupy.cuda.runtime.getDevice(), filename, kernel, dtype, defines)
-        fn = self.functions.get(key)
-        if fn is None:
-            fn = self.module(filename, defines).get_function(f"{kernel}<{_CTYPES[dtype]}>")
-            self.functions[key] = fn
-        return fn
-
-
-_modules = None
-
-
-def _kernel_modules(cupy):
-    global _modules
-    if _modules is None:
-        _modules = _KernelModules(cupy)
-    return _modules
-
-
-class _Cublas:
-    """Batched GEMM through a cuBLAS handle of our own, called directly.
-
-    CuPy refuses to call cuBLAS while a stream is being captured into a CUDA
-    graph; cuBLAS itself allows it once it has a workspace it need not
-    allocate. So the matrix products of a training step go through this handle,
-    and the whole step can be captured. One entry point serves every dtype:
-    `cublasGemmStridedBatchedEx`, told the operands' type and the compute type.
-    """
-    OP_N, OP_T = 0, 1
-    WORKSPACE_BYTES = 32 << 20
-    # cudaDataType and cublasComputeType_t values (library_types.h, cublas_api.h)
-    DATA_TYPE = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, LOW_PRECISION[0]: 2, LOW_PRECISION[1]: 14}
-    COMPUTE_32F, COMPUTE_32F_FAST_TF32, COMPUTE_64F = 68, 77, 70
-    GEMM_DEFAULT = -1
-
-    def __init__(self, cupy):
-        cupy.cuda.device.get_cublas_handle()  # makes CuPy load the cuBLAS library
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if os.path.basename(line.split()[-1]).startswith("libcublas.so")}
-        if not paths:
-            raise RuntimeError("cuBLAS is not loaded in this process")
-        lib = ctypes.CDLL(paths.pop())
-        self.handle = ctypes.c_void_p()
-        self._check(lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
-        self.workspace = cupy.empty(self.WORKSPACE_BYTES, dtype=np.uint8)
-        self._check(lib.cublasSetWorkspace_v2(self.handle, ctypes.c_void_p(self.workspace.data.ptr),
-                                              ctypes.c_size_t(self.WORKSPACE_BYTES)), "cublasSetWorkspace")
-        self.set_stream = lib.cublasSetStream_v2
-        self.set_stream.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        self.gemm = lib.cublasGemmStridedBatchedEx
-        i, ll, p = ctypes.c_int, ctypes.c_longlong, ctypes.c_void_p
-        self.gemm.argtypes = [p, i, i, i, i, i, p, p, i, i, ll, p, i, i, ll, p, p, i, i, ll, i, i, i]
-        self.scalars = {False: (ctypes.c_float(1), ctypes.c_float(0)), True: (ctypes.c_double(1), ctypes.c_double(0))}
-
-    @staticmethod
-    def _check(status, what):
-        if status != 0:
-            raise RuntimeError(f"{what} failed with cuBLAS status {status}")
-
-    @staticmethod
-    def operand(x):
-        """(array, op, leading dimension, batch stride) of a stack of matrices
-        that cuBLAS (column-major) reads as x^T, copying only when the last two
-        dims are neither row- nor column-contiguous."""
-        item, (r, c) = x.itemsize, x.shape[-2:]
-        batch_stride = x.strides[0] // item if x.ndim == 3 and x.shape[0] > 1 else 0
-        if x.strides[-1] == item and (x.strides[-2] == c * item or r == 1):
-            return x, _Cublas.OP_N, max(c, 1), batch_stride
-        if x.strides[-2] == item and (x.strides[-1] == r * item or c == 1):
-            return x, _Cublas.OP_T, max(r, 1), batch_stride
-        x = x.copy()  # C order
-        return x, _Cublas.OP_N, max(c, 1), x.strides[0] // item if x.ndim == 3 and x.shape[0] > 1 else 0
-
-    def compute_type(self, dtype):
-        if dtype == np.float64:
-            return self.COMPUTE_64F
-        if dtype == np.float32 and matmul_precision.allows_tf32():
-            return self.COMPUTE_32F_FAST_TF32
-        return self.COMPUTE_32F  # strict FP32, and the accumulation of 16-bit products
-
-    def matmul(self, cupy, a, b):
-        """a @ b for (m, k) or (batch, m, k) by (k, n) or (batch, n, k), row-major:
-        computed as the column-major product b^T a^T, which is (a b)^T."""
-        m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-        batch = max(a.shape[0] if a.ndim == 3 else 1, b.shape[0] if b.ndim == 3 else 1)
-        out_shape = (batch, m, n) if max(a.ndim, b.ndim) == 3 else (m, n)
-        out = cupy.empty(out_shape, dtype=a.dtype)
-        a, op_a, lda, stride_a = self.operand(a)
-        b, op_b, ldb, stride_b = self.operand(b)
-        dt = self.DATA_TYPE[a.dtype]
-        one, zero = self.scalars[a.dtype == np.float64]
-        self._check(self.set_stream(self.handle, cupy.cuda.get_current_stream().ptr), "cublasSetStream")
-        self._check(self.gemm(self.handle, op_b, op_a, n, m, k, ctypes.byref(one), b.data.ptr, dt, ldb, stride_b,
-                              a.data.ptr, dt, lda, stride_a, ctypes.byref(zero), out.data.ptr, dt, n, m * n, batch,
-                              self.compute_type(a.dtype), self.GEMM_DEFAULT), "cublasGemmStridedBatchedEx")
-        return out
-
-
-class CUDAGraph:
-    """One call of `fn` recorded as a CUDA graph: `replay()` reruns every
-    kernel it launched with a single launch, on the same memory.
-
-    Arrays allocated while recording come from a memory pool of the graph's
-    own, so the memory its kernels reuse between replays is never handed to
-    anything else. `outputs` holds what `fn` returned; each replay rewrites it.
-    """
-
-    def __init__(self, cupy, fn):
-        self.cupy = cupy
-        rt = cupy.cuda.runtime
-        self.pool = cupy.cuda.MemoryPool()
-        stream = cupy.cuda.Stream(non_blocking=True)
-        stream.wait_event(cupy.cuda.get_current_stream().record())  # start after the queued work
-        with cupy.cuda.using_allocator(self.pool.malloc), stream:
-            rt.streamBeginCapture(stream.ptr, rt.streamCaptureModeRelaxed)
-            try:
-                self.outputs = fn()
-            except BaseException:
-                try:
-                    rt.graphDestroy(rt.streamEndCapture(stream.ptr))
-                except rt.CUDARuntimeError:
-                    pass  # CUDA invalidated the capture: there is no graph to destroy
-                raise
-            graph = rt.streamEndCapture(stream.ptr)
-        try:
-            self._exec = rt.graphInstantiate(graph)
-        finally:
-            rt.graphDestroy(graph)
-
-    def replay(self):
-        self.cupy.cuda.runtime.graphLaunch(self._exec, self.cupy.cuda.get_current_stream().ptr)
-
-    def __del__(self):
-        if getattr(self, "_exec", None) is not None:
-            self.cupy.cuda.runtime.graphExecDestroy(self._exec)
 
 
 class CUDABackend(ArrayBackend):
