@@ -1,5 +1,5 @@
-"""python -m benchmarks --device cpu|cuda [--quick] [--out DIR] [--only host|ops|e2e|precision|memory] [--models a,b]
-    [--threads N]
+"""python -m benchmarks --device cpu|cuda [--quick] [--out DIR] [--only host|ops|e2e|precision|memory|time]
+    [--models a,b] [--threads N]
 
 Runs mytensor against PyTorch (if installed) on one device and writes
 results.json, table.txt, table.md and PNG plots to DIR/<device-tag>/
@@ -27,11 +27,11 @@ def _threads_from_argv(argv):
 if _threads_from_argv(sys.argv[1:]):
     os.environ.update({var: _threads_from_argv(sys.argv[1:]) for var in THREAD_VARS})
 
-from . import e2e, host, memory, ops, precision, report  # noqa: E402
+from . import e2e, host, memory, ops, precision, report, time_to_accuracy  # noqa: E402
 from .common import (Framework, configure_torch, device_tag, load_average, machine_info, short_error,  # noqa: E402
                      torch_available)
 
-SECTIONS = ("host", "ops", "e2e", "precision", "memory")
+SECTIONS = ("host", "ops", "e2e", "precision", "memory", "time")
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -128,8 +128,10 @@ def main(argv=None):
                 results["e2e"] = e2e.run(args.device, frameworks, quick=args.quick, models=models, log=log)
             elif section == "precision":
                 results["precision"] = precision.run(args.device, frameworks, quick=args.quick, log=log)
-            else:
+            elif section == "memory":
                 results["memory"] = memory.run(args.device, frameworks, quick=args.quick, models=models, log=log)
+            else:
+                results["time"] = time_to_accuracy.run(args.device, frameworks, quick=args.quick, log=log)
         except Exception as e:  # keep what the other sections measured
             results[section] = {"error": short_error(e)}
             log(f"[{section}] failed: {short_error(e)}")

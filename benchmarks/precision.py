@@ -4,8 +4,9 @@ SGD with Nesterov momentum, on random CIFAR-sized images resident on the GPU.
 Both frameworks replay the whole step from a CUDA graph, each in its best ordinary
 mode for the precision: fp32 is strict FP32 for both (PyTorch's TF32 switches off,
 cuDNN's too); tf32 lets float32 matrix products and convolutions use TF32 tensor
-cores; bf16 is autocast to bfloat16, and PyTorch also gets channels-last tensors
-(cuDNN's fastest layout; mytensor's convolutions are NCHW im2col + GEMM).
+cores; bf16 is autocast to bfloat16 with channels-last tensors on both sides (cuDNN's fastest
+layout, and the one mytensor's implicit-GEMM convolutions read, as `mytensor train` lays out a
+16-bit GPU model).
 """
 import traceback
 
@@ -35,10 +36,12 @@ def _mytensor_step(fw, precision):
     import mytensor
     import mytensor.optim as optim
     from mytensor.training.loop import train_step
-    model = fw.model(MODEL, num_classes=10, in_channels=3, image_size=32)
+    fmt = mytensor.channels_last if precision == "bf16" else mytensor.contiguous_format
+    model = fw.model(MODEL, num_classes=10, in_channels=3, image_size=32).to(memory_format=fmt)
     opt = optim.SGD(model.parameters(), lr=LR, momentum=0.9, nesterov=True, weight_decay=5e-4)
     graphed = mytensor.cuda.graphed(train_step(model, opt, precision=precision))
-    batches = [(fw.randn(BATCH, 3, 32, 32), fw.randint(10, (BATCH,))) for _ in range(POOL)]
+    batches = [(fw.randn(BATCH, 3, 32, 32).contiguous(memory_format=fmt), fw.randint(10, (BATCH,)))
+               for _ in range(POOL)]
     return (lambda x, y: graphed(x, y)), batches
 
 

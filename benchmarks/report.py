@@ -81,6 +81,13 @@ def table_rows(results):
     for r in _get(results, "precision", "rows") or []:
         ms = [_scale(_get(r, fw, "s_per_step"), 1e3) for fw in ("mytensor", "torch")]
         rows.append(_row("step ms (graph)", r["model"], f"bs{r['batch']} {r['precision']}", "ms", *ms))
+    for r in _get(results, "time", "rows") or []:
+        detail = f"cifar10 jpeg, {r['runs']} runs, target {100 * r['target']:g}%"
+        rows.append(_row("time to accuracy", "airbench94 recipe", detail, "s", _get(r, "mytensor", "s_mean"),
+                         _get(r, "airbench94", "s_mean"), baseline="airbench94"))
+        rows.append(_row("final accuracy", "airbench94 recipe", detail, "%",
+                         _scale(_get(r, "mytensor", "acc_mean"), 100), _scale(_get(r, "airbench94", "acc_mean"), 100),
+                         baseline="airbench94"))
     for r in _get(results, "memory", "rows") or []:
         detail = f"{r['dataset']} bs{r['batch']} {r['optimizer']}"
         mem = [_scale(_get(r, fw, "peak_bytes"), 1 / MiB) for fw in ("mytensor", "torch")]
@@ -96,10 +103,13 @@ def _fmt(v):
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
+BASELINE_NOTES = {"torch_graph": " (graph)", "airbench94": " (airbench94)"}  # a baseline other than PyTorch eager
+
+
 def format_table(rows, markdown=False):
     head = ["section", "name", "config", "unit", "mytensor", "pytorch", "ratio"]
     body = [[r["section"], r["name"], r["detail"], r["unit"], _fmt(r["mytensor"]),
-             _fmt(r[r["baseline"]]) + (" (graph)" if r["baseline"] == "torch_graph" else ""),
+             _fmt(r[r["baseline"]]) + BASELINE_NOTES.get(r["baseline"], ""),
              "-" if r["ratio"] is None else f"{r['ratio']:.2f}"] for r in rows]
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]

@@ -110,3 +110,32 @@ def test_cpu_memory_child_process():
     # the gradients of 784-512-256-10 alone are 2.1 MB (RSS may reuse pages freed
     # before, so parameters and momentum buffers need not show up as growth)
     assert 2e6 < out["peak_bytes"] < 200e6, out
+
+
+def test_time_to_accuracy_reads_airbench_s_table_and_compares(monkeypatch):
+    """The time section: airbench94's printed table read back (its final rows carry the TTA accuracy
+    and the run's seconds), the warm runs' mean time, the table row, and a clear skip without a GPU,
+    the anchors or the data."""
+    from benchmarks import time_to_accuracy as tta
+
+    def row(*cells):  # one line as airbench94 prints it: '|  cell  ' per column, then '|'
+        return "".join(f"|  {c}  " for c in cells) + "|"
+    text = "\n".join(["-" * 20, row("run   ", "epoch", "train_loss", "train_acc", "val_acc", "tta_val_acc",
+                                    "total_time_seconds"), "-" * 20,
+                      row("     0", "    1", "    1.2000", "   0.5000", " 0.6000", "           ", "            0.2500"),
+                      row("      ", " eval", "          ", "   0.9000", " 0.9050", "     0.9100", "            2.5000"),
+                      row("     1", "    1", "    1.1000", "   0.5500", " 0.6100", "           ", "            0.2000"),
+                      row("      ", " eval", "          ", "   0.9100", " 0.9010", "     0.9060", "            1.9000"),
+                      "Mean: 0.9080    Std: 0.0028"])
+    runs = tta.parse_airbench(text)
+    assert runs == [(0.91, 2.5), (0.906, 1.9)]
+    theirs = tta.summary(runs)
+    assert theirs["s_mean"] == 1.9 and theirs["acc_mean"] == pytest.approx(0.908) and theirs["reached"]
+    results = {"time": {"rows": [{"target": tta.TARGET, "runs": 2, "airbench94": theirs,
+                                  "mytensor": tta.summary([(0.905, 9.0), (0.907, 3.8)])}]}}
+    time_row, acc_row = report.table_rows(results)
+    assert time_row["ratio"] == pytest.approx(3.8 / 1.9) and acc_row["mytensor"] == pytest.approx(90.6)
+    assert "(airbench94)" in report.format_table([time_row, acc_row])
+    assert "GPU only" in tta.run("cpu", {})["skipped"]
+    monkeypatch.delenv("MYTENSOR_ANCHORS", raising=False)
+    assert "MYTENSOR_ANCHORS" in tta.run("cuda", {})["skipped"]

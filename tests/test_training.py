@@ -42,7 +42,8 @@ def test_cli_train_writes_run_folder_then_eval_and_predict(tiny_folder, tmp_path
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert list(rows[0])[-3:] == ["train_acc5", "test_acc5", "elapsed"] and float(rows[1]["test_acc5"]) == 1.0
+    assert list(rows[0])[-4:] == ["train_acc5", "test_acc5", "elapsed", "test_time"] and \
+        float(rows[1]["test_acc5"]) == 1.0 and float(rows[0]["test_time"]) > 0
     assert 0 < float(rows[0]["elapsed"]) < float(rows[1]["elapsed"])
     best = max(float(r["test_acc"]) for r in rows)
 

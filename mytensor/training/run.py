@@ -47,9 +47,10 @@ from .precision import PRECISIONS, matmul_precision_of, resolve_precision
 from .recipes import RECIPES, Recipe
 
 # top-5 and the total time came later: their columns follow the others, so each older column keeps its place.
-# elapsed: the seconds of training up to the end of the epoch (`fit_to_data` included, evaluations left out)
+# elapsed: the seconds of training up to the end of the epoch (`fit_to_data` included, evaluations left out);
+# test_time: the seconds the epoch's evaluation took
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr", "train_acc5",
-                 "test_acc5", "elapsed"]
+                 "test_acc5", "elapsed", "test_time"]
 RUN_FILES = ("config.json", "metrics.csv", "last.ckpt", "best.ckpt", "curves.png")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "multistep", "cosine", "onecycle", "recipe")
@@ -605,7 +606,7 @@ def _record_epoch(config, out, model, optimizer, scaler, lookahead, rows, epoch,
     the best test accuracy so far."""
     row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "test_loss": te["loss"],
            "test_acc": te["acc"], "epoch_time": tr["time"], "lr": lr, "train_acc5": tr["acc5"],
-           "test_acc5": te["acc5"], "elapsed": elapsed}
+           "test_acc5": te["acc5"], "elapsed": elapsed, "test_time": te["time"]}
     rows.append(row)
     print(f"Epoch {epoch}: train_loss={tr['loss']:.4f} train_acc={tr['acc']:.4f} train_acc5={tr['acc5']:.4f} "
           f"test_loss={te['loss']:.4f} test_acc={te['acc']:.4f} test_acc5={te['acc5']:.4f} "
