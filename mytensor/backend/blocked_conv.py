@@ -22,6 +22,7 @@ else):
     dW       (g, O/g, K)    = sum over the block of (columns @ dY^T)^T
     dX       col2im of weight^T @ dY (b, g, K, L): kh*kw adds
 """
+import functools
 import threading
 
 import numpy as np
@@ -80,11 +81,73 @@ def _offsets(x_shape, kernel, out_shape, stride, padding, dilation):
                 yield i, j, (rows[0], cols[0]), (rows[1], cols[1])
 
 
-def _zeroed_columns(b, shape, dtype):
-    """The reused columns buffer (b, *shape), zeroed: the windows leave the padding's entries as they are."""
-    cols = _scratch.get("columns", (b,) + shape, dtype)
-    cols.fill(0)
-    return cols
+class _Windows:
+    """The geometry of a convolution's per-offset windows: output size, blocks, and for each
+    kernel offset (i, j) that reads the input, (i, j, column slices, input slices).
+
+    At stride 1 with OW = W (the 'same' padding) a window's rows sit as far apart in the
+    columns as in the input: the window is one flat run shifted by a constant (`runs`: i, j,
+    shift = input index - column index, first and last column index), copied or added back
+    whole, and the entries that wrap across a row's end (`wrapped`: j, column slice) are
+    zeroed, for all i at once."""
+
+    def __init__(self, x_shape, w_shape, itemsize, stride, padding, dilation):
+        n, c, h, w = x_shape
+        _, _, kh, kw = w_shape
+        self.oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+        self.ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+        self.shape = (c, kh, kw, self.oh, self.ow)
+        self.blocks = _blocks(n, COLUMNS_BYTES // (c * kh * kw * self.oh * self.ow * itemsize))
+        self.offsets = list(_offsets(x_shape, (kh, kw), (self.oh, self.ow), stride, padding, dilation))
+        self.runs = self.wrapped = None
+        if stride == (1, 1) and self.ow == w:
+            self.runs, wrapped = [], {}
+            for i, j, dst, src in self.offsets:
+                shift = (src[0].start - dst[0].start) * w + src[1].start - dst[1].start
+                self.runs.append((i, j, shift, max(dst[0].start * w, -shift), min(dst[0].stop * w, h * w - shift)))
+                wrapped[j] = [sl for sl in (slice(0, dst[1].start), slice(dst[1].stop, w)) if sl.stop > sl.start]
+            self.wrapped = [(j, sl) for j, slices in wrapped.items() for sl in slices]
+
+    def columns(self, x, cols):
+        """The columns (b, C, kh, kw, OH, OW) of the samples x (b, C, H, W) into `cols`, whose
+        padding entries are zero already."""
+        if self.runs is None:
+            for i, j, dst, src in self.offsets:
+                cols[:, :, i, j, dst[0], dst[1]] = x[:, :, src[0], src[1]]
+            return cols
+        b, c = x.shape[:2]
+        flat_x, flat_cols = x.reshape(b, c, -1), cols.reshape(cols.shape[:4] + (-1,))
+        for i, j, shift, first, last in self.runs:
+            flat_cols[:, :, i, j, first:last] = flat_x[:, :, first + shift: last + shift]
+        for j, sl in self.wrapped:
+            cols[:, :, :, j, :, sl] = 0
+        return cols
+
+    def add_back(self, dcols, dx):
+        """col2im: every entry of dcols (b, C, kh, kw, OH, OW) added to the entry of dx (b, C, H, W)
+        its column read (dcols' wrapped entries are zeroed on the way)."""
+        if self.runs is None:
+            for i, j, dst, src in self.offsets:
+                dx[:, :, src[0], src[1]] += dcols[:, :, i, j, dst[0], dst[1]]
+            return dx
+        for j, sl in self.wrapped:
+            dcols[:, :, :, j, :, sl] = 0
+        b, c = dx.shape[:2]
+        flat_dx, flat_dcols = dx.reshape(b, c, -1), dcols.reshape(dcols.shape[:4] + (-1,))
+        for i, j, shift, first, last in self.runs:
+            flat_dx[:, :, first + shift: last + shift] += flat_dcols[:, :, i, j, first:last]
+        return dx
+
+    def zeroed_columns(self, dtype):
+        """The reused columns buffer of a block, zeroed: the windows leave the padding's entries as they are."""
+        cols = _scratch.get("columns", (self.blocks[0][1],) + self.shape, dtype)
+        cols.fill(0)
+        return cols
+
+
+@functools.lru_cache(maxsize=256)
+def _windows(x_shape, w_shape, itemsize, stride, padding, dilation):
+    return _Windows(x_shape, w_shape, itemsize, stride, padding, dilation)
 
 
 class _Wide:
@@ -140,6 +203,15 @@ class _Wide:
         return wide.reshape(b, o, self.length)
 
 
+@functools.lru_cache(maxsize=256)
+def _wide(x_shape, w_shape, itemsize, stride, padding, dilation):
+    """The wide-row geometry of this convolution, or None where windows serve better."""
+    if stride != (1, 1) or w_shape[2] * w_shape[3] < WIDE_TAPS:
+        return None
+    wide = _Wide(x_shape, w_shape, padding, dilation, itemsize)
+    return wide if wide.ow > 0 and wide.oh > 0 and wide.wp <= WIDE_EXTRA * wide.ow else None
+
+
 class BlockedConv:
     """conv2d and its gradients, mixed into a backend whose array module is NumPy."""
     conv_in_blocks = True
@@ -151,52 +223,13 @@ class BlockedConv:
         out[...] = self.matmul(a, b)
         return out
 
-    @staticmethod
-    def _wide(x_shape, w_shape, dtype, stride, padding, dilation):
-        """The wide-row geometry of this convolution, or None where windows serve better."""
-        if stride != (1, 1) or w_shape[2] * w_shape[3] < WIDE_TAPS:
-            return None
-        wide = _Wide(x_shape, w_shape, padding, dilation, dtype.itemsize)
-        return wide if wide.ow > 0 and wide.oh > 0 and wide.wp <= WIDE_EXTRA * wide.ow else None
-
-    def _geometry(self, x_shape, w_shape, dtype, stride, padding, dilation):
-        """(OH, OW, blocks, kernel offsets) of the per-offset windows."""
-        n, c, h, w = x_shape
-        _, _, kh, kw = w_shape
-        oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
-        ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
-        blocks = _blocks(n, COLUMNS_BYTES // (c * kh * kw * oh * ow * dtype.itemsize))
-        return oh, ow, blocks, list(_offsets(x_shape, (kh, kw), (oh, ow), stride, padding, dilation))
-
-    def _columns(self, x, cols, offsets, stride):
-        """The columns (b, C, kh, kw, OH, OW) of the samples x (b, C, H, W), their zeros kept.
-        At stride 1 with OW = W (the 'same' padding), a window's rows sit as far apart in the
-        columns as in the input: the window is one flat run shifted by a constant, copied
-        whole, and the few entries that wrap across a row's end are zeroed after."""
-        b, c, h, w = x.shape
-        if stride != (1, 1) or cols.shape[-1] != w:
-            for i, j, dst, src in offsets:
-                cols[:, :, i, j, dst[0], dst[1]] = x[:, :, src[0], src[1]]
-            return cols
-        flat_x, flat_cols = x.reshape(b, c, h * w), cols.reshape(b, c, cols.shape[2], cols.shape[3], -1)
-        for i, j, dst, src in offsets:
-            shift = (src[0].start - dst[0].start) * w + src[1].start - dst[1].start  # input index - column index
-            first, last = dst[0].start * w, dst[0].stop * w
-            first, last = max(first, -shift), min(last, h * w - shift)
-            flat_cols[:, :, i, j, first:last] = flat_x[:, :, first + shift: last + shift]
-            if dst[1].start:  # a window that starts right of the row's start: its left columns are padding
-                cols[:, :, i, j, dst[0], :dst[1].start] = 0
-            if dst[1].stop < w:
-                cols[:, :, i, j, dst[0], dst[1].stop:] = 0
-        return cols
-
     def conv2d(self, x, weight, stride, padding, dilation, groups):
         """y (N, O, OH, OW), C-contiguous, without bias."""
         xp = self.xp
         n, c, _, _ = x.shape
         o, cg, kh, kw = weight.shape
         wmat = weight.reshape(groups, o // groups, cg * kh * kw)
-        wide = self._wide(x.shape, weight.shape, x.dtype, stride, padding, dilation)
+        wide = _wide(x.shape, weight.shape, x.dtype.itemsize, stride, padding, dilation)
         if wide is not None:
             out = xp.empty((n, o, wide.oh, wide.ow), dtype=x.dtype)
             for start, stop in wide.blocks:
@@ -205,13 +238,13 @@ class BlockedConv:
                 self._matmul_into(wmat, cols, y)
                 out[start:stop] = y.reshape(stop - start, o, wide.oh, wide.wp)[..., :wide.ow]
             return out
-        oh, ow, blocks, offsets = self._geometry(x.shape, weight.shape, x.dtype, stride, padding, dilation)
-        cols = _zeroed_columns(blocks[0][1], (c, kh, kw, oh, ow), x.dtype)
-        out = xp.empty((n, groups, o // groups, oh * ow), dtype=x.dtype)
-        for start, stop in blocks:
-            block = self._columns(x[start:stop], cols[:stop - start], offsets, stride)
-            self._matmul_into(wmat, block.reshape(-1, groups, cg * kh * kw, oh * ow), out[start:stop])
-        return out.reshape(n, o, oh, ow)
+        win = _windows(x.shape, weight.shape, x.dtype.itemsize, stride, padding, dilation)
+        cols = win.zeroed_columns(x.dtype)
+        out = xp.empty((n, groups, o // groups, win.oh * win.ow), dtype=x.dtype)
+        for start, stop in win.blocks:
+            block = win.columns(x[start:stop], cols[:stop - start])
+            self._matmul_into(wmat, block.reshape(-1, groups, cg * kh * kw, win.oh * win.ow), out[start:stop])
+        return out.reshape(n, o, win.oh, win.ow)
 
     def conv2d_weight_grad(self, x, grad, w_shape, stride, padding, dilation, groups):
         """dW (O, C/g, kh, kw) from the input x and dY (N, O, OH, OW)."""
@@ -220,19 +253,18 @@ class BlockedConv:
         o, cg, kh, kw = w_shape
         k = cg * kh * kw
         gw_t = xp.zeros((groups, k, o // groups), dtype=x.dtype)  # columns @ dY^T: OpenBLAS's faster form
-        wide = self._wide(x.shape, w_shape, x.dtype, stride, padding, dilation)
+        wide = _wide(x.shape, w_shape, x.dtype.itemsize, stride, padding, dilation)
         if wide is not None:
             for start, stop in wide.blocks:
                 cols = wide.columns(wide.padded(x[start:stop])).reshape(stop - start, groups, k, wide.length)
                 g = wide.widened(grad[start:stop]).reshape(stop - start, groups, o // groups, wide.length)
                 gw_t += self.matmul(cols, g.swapaxes(2, 3)).sum(axis=0)
             return xp.ascontiguousarray(gw_t.swapaxes(1, 2)).reshape(w_shape)
-        oh, ow, blocks, offsets = self._geometry(x.shape, w_shape, x.dtype, stride, padding, dilation)
-        g = grad.reshape(n, groups, o // groups, oh * ow)
-        cols = _zeroed_columns(blocks[0][1], (c, kh, kw, oh, ow), x.dtype)
-        for start, stop in blocks:
-            block = self._columns(x[start:stop], cols[:stop - start], offsets, stride)
-            block = block.reshape(-1, groups, k, oh * ow)
+        win = _windows(x.shape, w_shape, x.dtype.itemsize, stride, padding, dilation)
+        g = grad.reshape(n, groups, o // groups, win.oh * win.ow)
+        cols = win.zeroed_columns(x.dtype)
+        for start, stop in win.blocks:
+            block = win.columns(x[start:stop], cols[:stop - start]).reshape(-1, groups, k, win.oh * win.ow)
             gw_t += self.matmul(block, g[start:stop].swapaxes(2, 3)).sum(axis=0)
         return xp.ascontiguousarray(gw_t.swapaxes(1, 2)).reshape(w_shape)
 
@@ -243,7 +275,7 @@ class BlockedConv:
         o, cg, kh, kw = weight.shape
         k = cg * kh * kw
         wmat_t = xp.ascontiguousarray(weight.reshape(groups, o // groups, k).swapaxes(1, 2))  # small
-        wide = self._wide(x_shape, weight.shape, grad.dtype, stride, padding, dilation)
+        wide = _wide(x_shape, weight.shape, grad.dtype.itemsize, stride, padding, dilation)
         if wide is not None:
             dx = xp.empty(x_shape, dtype=grad.dtype)
             dh, dw = dilation
@@ -261,13 +293,11 @@ class BlockedConv:
                         planes[:, :, s: s + wide.length] += dcols[:, :, i, j]
                 dx[start:stop] = wide.interior(planes)
             return dx
-        oh, ow, blocks, offsets = self._geometry(x_shape, weight.shape, grad.dtype, stride, padding, dilation)
-        g = grad.reshape(n, groups, o // groups, oh * ow)
+        win = _windows(x_shape, weight.shape, grad.dtype.itemsize, stride, padding, dilation)
+        g = grad.reshape(n, groups, o // groups, win.oh * win.ow)
         dx = xp.zeros(x_shape, dtype=grad.dtype)
-        for start, stop in blocks:
-            dcols = _scratch.get("columns", (stop - start, groups, k, oh * ow), grad.dtype)
-            dcols = self._matmul_into(wmat_t, g[start:stop], dcols).reshape(-1, c, kh, kw, oh, ow)
-            block = dx[start:stop]
-            for i, j, dst, src in offsets:
-                block[:, :, src[0], src[1]] += dcols[:, :, i, j, dst[0], dst[1]]
+        for start, stop in win.blocks:
+            dcols = _scratch.get("columns", (stop - start, groups, k, win.oh * win.ow), grad.dtype)
+            dcols = self._matmul_into(wmat_t, g[start:stop], dcols)
+            win.add_back(dcols.reshape((-1,) + win.shape), dx[start:stop])
         return dx
