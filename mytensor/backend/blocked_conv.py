@@ -54,10 +54,11 @@ _scratch = _Scratch()
 
 
 def _blocks(n, per_block):
-    """(start, stop) of blocks of at most `per_block` samples, as even as they come."""
+    """(start, stop) of the fewest blocks of at most `per_block` samples, their sizes within one."""
     count = -(-n // max(1, per_block))
-    size = -(-n // count)
-    return [(start, min(n, start + size)) for start in range(0, n, size)]
+    base, extra = divmod(n, count)
+    stops = [base * k + min(k, extra) for k in range(count + 1)]
+    return list(zip(stops[:-1], stops[1:]))
 
 
 def _span(size, out_size, offset, stride, padding):
