@@ -123,9 +123,11 @@ def main(argv=None):
             if section == "host":
                 results["host"] = host.run(args.device, frameworks, quick=args.quick, log=log)
             elif section == "ops":
-                results["ops"] = ops.run(args.device, frameworks, quick=args.quick, log=log)
+                results["ops"] = ops.run(args.device, frameworks, quick=args.quick, log=log,
+                                         alternate=args.threads == 1)
             elif section == "e2e":
-                results["e2e"] = e2e.run(args.device, frameworks, quick=args.quick, models=models, log=log)
+                results["e2e"] = e2e.run(args.device, frameworks, quick=args.quick, models=models, log=log,
+                                         alternate=args.threads == 1)
             elif section == "precision":
                 results["precision"] = precision.run(args.device, frameworks, quick=args.quick, log=log)
             else:
