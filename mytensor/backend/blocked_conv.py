@@ -6,14 +6,16 @@ writing and reading them back runs at memory speed. A block of samples whose col
 product of one sample, W (O, K) @ columns (K, L), is already the (O, L) slice of the
 output: no transpose of the result either.
 
-At stride 1 the columns are wide rows: each sample's input is copied once into a
-zero-bordered plane (Hp x Wp, plus kw-1 trailing zeros), and the column of kernel offset
-(i, j) is that flat plane from i*Wp + j on, OH*Wp floats long. An output row then holds Wp
-values of which the first OW are the convolution (the rest read across the row's end and
-are dropped), so the columns of a whole block are one copy of contiguous runs of OH*Wp
-floats, where per-offset windows copy runs of OW: 2x to 4x the copying speed for the
-short rows of small images, for (Wp / OW - 1) more arithmetic. Other strides copy
-each kernel offset's window (`_offsets`), the input never padded.
+Kernels of `WIDE_TAPS` or more at stride 1 (LeNet-5's 5x5) take wide rows: each sample's
+input is copied once into a zero-bordered plane (Hp x Wp, plus kw-1 trailing zeros), and
+the column of kernel offset (i, j) is that flat plane from i*Wp + j on, OH*Wp floats long.
+An output row then holds Wp values of which the first OW are the convolution (the rest
+read across the row's end and are dropped), so the columns of a whole block are one copy
+of contiguous runs of OH*Wp floats, where per-offset windows copy runs of OW: 2x to 4x the
+copying speed for the short rows of small images, for (Wp / OW - 1) more arithmetic, which
+3x3 kernels (9 offsets) do not earn back. Other convolutions copy each kernel offset's
+window (`_Windows`), the input never padded; with 'same' padding at stride 1 a window is
+the input shifted by a constant, copied (and added back by col2im) as one flat run.
 
 Shapes of a block of b samples (g = groups, K = C/g * kh * kw, L = OH * Wp wide, OH * OW
 else):
@@ -30,6 +32,7 @@ import numpy as np
 from .array_backend import conv_output_size
 
 COLUMNS_BYTES = 2 << 20  # about the L2 + a share of L3 of one core
+SCRATCH_BYTES = 8 * COLUMNS_BYTES  # the largest buffer kept between calls
 WIDE_TAPS = 16  # the kernels with enough offsets for wide rows to pay (measured: 5x5 yes, 3x3 no)
 WIDE_EXTRA = 1.5  # the wide rows' arithmetic (Wp / OW) that their faster copies still pay for
 
@@ -43,6 +46,8 @@ class _Scratch(threading.local):
 
     def get(self, role, shape, dtype):
         size = int(np.prod(shape))
+        if size * np.dtype(dtype).itemsize > SCRATCH_BYTES:  # one sample's columns of a large image: not kept
+            return np.empty(shape, dtype=dtype)
         key = (role, np.dtype(dtype).str)
         buf = self.buffers.get(key)
         if buf is None or buf.size < size:
