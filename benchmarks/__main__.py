@@ -73,7 +73,9 @@ def notes(args, results):
            "host: median time per call of a small op, the frameworks alternating block by block "
            + ("(the host's time to queue it)" if args.device == "cuda" else "(one thread each)"),
            "ops: median of repetitions after warm-up " + ("(CUDA events after a device sync)" if args.device ==
-                                                          "cuda" else "(perf_counter)")]
+                                                          "cuda" else "(perf_counter)")
+           + (", the frameworks alternating repetition by repetition (e2e: block of steps by block)"
+              if args.device == "cpu" and args.threads == 1 else "")]
     if "e2e" in results and "policy" in results["e2e"]:
         p = results["e2e"]["policy"]
         out.append(f"e2e s/epoch is EXTRAPOLATED: {p['min_steps']}-{p['max_steps']} timed steps (as many as fit "
@@ -123,9 +125,11 @@ def main(argv=None):
             if section == "host":
                 results["host"] = host.run(args.device, frameworks, quick=args.quick, log=log)
             elif section == "ops":
-                results["ops"] = ops.run(args.device, frameworks, quick=args.quick, log=log)
+                results["ops"] = ops.run(args.device, frameworks, quick=args.quick, log=log,
+                                         alternate=args.threads == 1)
             elif section == "e2e":
-                results["e2e"] = e2e.run(args.device, frameworks, quick=args.quick, models=models, log=log)
+                results["e2e"] = e2e.run(args.device, frameworks, quick=args.quick, models=models, log=log,
+                                         alternate=args.threads == 1)
             elif section == "precision":
                 results["precision"] = precision.run(args.device, frameworks, quick=args.quick, log=log)
             elif section == "memory":

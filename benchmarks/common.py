@@ -145,6 +145,25 @@ def measure(fw, fn, warmup=2, min_reps=3, max_reps=50, budget_s=1.0):
     return out
 
 
+def measure_alternating(fws, fns, warmup=2, min_reps=3, max_reps=50, budget_s=2.0):
+    """`measure` of several CPU callables at once, one repetition of each in turn: a busy
+    machine then slows them alike, where timing one after the other lets a burst of
+    load land on one. For single-threaded runs only (a thread pool spinning after its
+    call would slow the next framework's). Returns one `measure`-style dict per callable."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    began = time.perf_counter()
+    while len(times[0]) < max_reps and (len(times[0]) < min_reps or time.perf_counter() - began < budget_s):
+        for fn, out in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return [{"median_s": statistics.median(t), "min_s": min(t), "reps": len(t), "warmup": warmup, "times_s": t,
+             "alternating": True} for t in times]
+
+
 def settle(fw, seconds=0.3):
     """Before timing `fw` on the CPU, let the other framework's worker threads
     (OpenBLAS for NumPy, OpenMP for PyTorch), which spin a while after each

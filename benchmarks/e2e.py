@@ -17,6 +17,7 @@ the whole step captured in one CUDA graph, and count the GPU kernels one step
 launches (through torch.profiler, whose CUPTI tracing also sees CuPy's kernels).
 """
 import math
+import statistics
 import time
 import traceback
 
@@ -143,6 +144,34 @@ def time_steps(fw, step, batches, warmup, min_steps, max_steps, budget_s):
             "warmup_steps": warmup + 1, "first_timed_estimate_s": estimate}
 
 
+ALTERNATING_BLOCKS = 6  # blocks of steps per framework when the frameworks take turns
+
+
+def time_steps_alternating(steps, batches, warmup, min_steps, max_steps, budget_s):
+    """`time_steps` of the CPU step of each framework at once (one thread each): the timed
+    steps split into blocks that the frameworks run in turn, s/step the median over the
+    blocks, so load on a shared machine slows both alike."""
+    estimates = []
+    for step, data in zip(steps, batches):
+        for i in range(warmup):
+            step(*data[i % len(data)])
+        t0 = time.perf_counter()
+        step(*data[0])
+        estimates.append(time.perf_counter() - t0)
+    counts = [max(min_steps, min(max_steps, int(budget_s / max(e, 1e-6)))) for e in estimates]
+    per_block = [max(1, -(-n // ALTERNATING_BLOCKS)) for n in counts]
+    blocks = [[] for _ in steps]
+    for _ in range(ALTERNATING_BLOCKS):
+        for step, data, k, out in zip(steps, batches, per_block, blocks):
+            t0 = time.perf_counter()
+            for i in range(k):
+                step(*data[i % len(data)])
+            out.append((time.perf_counter() - t0) / k)
+    return [{"s_per_step": statistics.median(b), "host_s_per_step": statistics.median(b),
+             "timed_steps": k * ALTERNATING_BLOCKS, "warmup_steps": warmup + 1, "first_timed_estimate_s": e,
+             "alternating_blocks_s_per_step": b} for b, k, e in zip(blocks, per_block, estimates)]
+
+
 def count_kernels(fw, step, batch):
     """GPU activities of one step seen by torch.profiler (CUPTI): kernels, and
     memcpy/memset separately. None if that is not measurable here."""
@@ -171,7 +200,8 @@ def params_of(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def run(device, frameworks, quick=False, models=None, log=print):
+def run(device, frameworks, quick=False, models=None, log=print, alternate=False):
+    """With `alternate` (the CPU with one thread each) the frameworks take turns, block of steps by block."""
     key = "quick" if quick else ("cuda" if device.startswith("cuda") else "cpu")
     warmup, min_steps, max_steps, budget = POLICY[key]
     configs = [c for c in CONFIGS if (models is None or c["model"] in models)
@@ -186,7 +216,25 @@ def run(device, frameworks, quick=False, models=None, log=print):
     for cfg in configs:
         images = DATASETS[cfg["dataset"]][0]
         row = {**cfg, "images_per_epoch": images, "steps_per_epoch": math.ceil(images / cfg["batch"])}
-        for variant, fw_name in variants:
+        if alternate and not cuda:
+            try:
+                built = [setup(frameworks[name], cfg) for name, _ in variants]
+                steps = [eager_step(frameworks[name], model, opt) for (name, _), (model, opt, _) in zip(variants, built)]
+                timed = time_steps_alternating(steps, [b for _, _, b in built], warmup, min_steps, max_steps, budget)
+                for (variant, _), res, (model, _, _) in zip(variants, timed, built):
+                    res.update(cuda_graph=False, s_per_epoch=res["s_per_step"] * row["steps_per_epoch"],
+                               params=params_of(model))
+                    row[variant] = res
+                    log(f"  e2e: {cfg['model']:<13} {variant:<12} {res['s_per_step'] * 1e3:9.2f} ms/step "
+                        f"({res['timed_steps']} steps, the frameworks alternating) -> {res['s_per_epoch']:.1f} s/epoch")
+                del built, steps
+            except Exception as e:
+                for variant, _ in variants:
+                    row[variant] = {"error": short_error(e)}
+                log(f"  e2e: {cfg['model']} failed: {short_error(e)}")
+                if not quick:
+                    traceback.print_exc()
+        for variant, fw_name in (() if alternate and not cuda else variants):
             fw = frameworks[fw_name]
             settle(fw)
             if hurry(device) and (warmup, min_steps, max_steps, budget) != POLICY["quick"]:

@@ -18,7 +18,7 @@ them (batch norm with float32 parameters; softmax_ce stays float32, as autocast 
 """
 import traceback
 
-from .common import hurry, measure, settle, short_error
+from .common import hurry, measure, measure_alternating, settle, short_error
 
 OPS = ("conv2d", "max_pool2d", "linear", "softmax_ce", "batch_norm")
 
@@ -94,12 +94,14 @@ def applies(op, axis):
     return not (op == "softmax_ce" and axis in ("size", "bf16"))
 
 
-def run(device, frameworks, quick=False, log=print):
+def run(device, frameworks, quick=False, log=print, alternate=False):
     """Rows of {op, axis, value, n, size, cin, cout, mytensor: {...}, torch: {...}, ratio}.
 
     For each op, one framework runs its whole sweep, then the other: their
     thread pools (OpenBLAS for NumPy, OpenMP for PyTorch) spin for a while after
-    each call, and alternating at every point would let one slow the other."""
+    each call, and alternating at every point would let one slow the other. With
+    `alternate` (the CPU with one thread each: no pool to spin) the two take turns
+    repetition by repetition at every point, so load on a shared machine hits both."""
     key = "quick" if quick else ("cuda" if device.startswith("cuda") else "cpu")
     sweep, (warmup, min_reps, max_reps, budget) = SWEEPS[key], REPS[key]
     rows = []
@@ -107,7 +109,22 @@ def run(device, frameworks, quick=False, log=print):
         points = [(axis, value, cfg) for axis, value, cfg in configs(sweep) if applies(op, axis)]
         unique = list(dict.fromkeys(cfg for _, _, cfg in points))
         results = {cfg: {} for cfg in unique}
-        for name, fw in frameworks.items():
+        if alternate and not device.startswith("cuda"):
+            for cfg in unique:
+                if hurry(device) and (warmup, min_reps, max_reps, budget) != REPS["quick"]:
+                    log("  ops: running out of time: minimum repetitions from here on")
+                    warmup, min_reps, max_reps, budget = REPS["quick"]
+                try:
+                    fws = list(frameworks.values())
+                    timed = measure_alternating(fws, [make_step(fw, op, cfg) for fw in fws], warmup, min_reps,
+                                                max_reps, budget * len(fws))
+                    results[cfg] = dict(zip(frameworks, timed))
+                except Exception as e:  # one failing configuration must not end the suite
+                    results[cfg] = {name: {"error": short_error(e)} for name in frameworks}
+                    log(f"  ops: {op} {cfg} failed: {short_error(e)}")
+                    if not quick:
+                        traceback.print_exc()
+        for name, fw in (() if alternate and not device.startswith("cuda") else frameworks.items()):
             settle(fw)
             for cfg in unique:
                 if hurry(device) and (warmup, min_reps, max_reps, budget) != REPS["quick"]:

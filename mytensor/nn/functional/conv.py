@@ -69,12 +69,13 @@ def _flippable(w_shape, stride, padding, dilation):
     return stride == (1, 1) and dilation == (1, 1) and padding[0] < w_shape[2] and padding[1] < w_shape[3]
 
 
-def _input_grad_by_flipped_kernel(x_shape, w_shape, grad_shape, stride, padding, dilation, groups):
+def _input_grad_by_flipped_kernel(x_shape, w_shape, grad_shape, stride, padding, dilation, groups, ratio=2):
     """Whether dX is better the convolution of dY with the flipped kernel than col2im: its columns
     (O*kh*kw, N*H*W) against col2im's (C*kh*kw, N*OH*OW), the first the faster kernel, col2im the
-    smaller input where the padding is less than 'same'."""
+    smaller input where the padding is less than 'same'. On the CPU (`ratio` 1) col2im adds
+    back in cache, and the flipped kernel pays only for columns no larger than the input's."""
     (_, c, h, w), o, (oh, ow) = x_shape, w_shape[0], grad_shape[2:]
-    return groups == 1 and _flippable(w_shape, stride, padding, dilation) and o * h * w <= 2 * c * oh * ow
+    return groups == 1 and _flippable(w_shape, stride, padding, dilation) and o * h * w <= ratio * c * oh * ow
 
 
 def _flipped_view(weight):
@@ -169,7 +170,8 @@ def _blocked_backward(ctx, grad):
     gx = gw = gb = None
     if need_w:
         gw = backend.conv2d_weight_grad(x, grad, w_shape, stride, padding, dilation, groups)
-    if need_x and _input_grad_by_flipped_kernel(x_shape, w_shape, grad.shape, stride, padding, dilation, groups):
+    if need_x and _input_grad_by_flipped_kernel(x_shape, w_shape, grad.shape, stride, padding, dilation, groups,
+                                                ratio=1):
         gx = backend.conv2d(grad, _flipped(ctx.xp, weight), (1, 1), _flipped_padding(w_shape, padding), (1, 1), 1)
     elif need_x:
         gx = backend.conv2d_input_grad(grad, weight, x_shape, stride, padding, dilation, groups)
