@@ -1,7 +1,8 @@
 """Every CUDA kernel file compiles with the local nvcc, for Ampere and Hopper.
 
 Runs without a GPU: `nvcc --ptx` only needs the toolkit. The .cu files
-instantiate their templates for float and double explicitly, so this
+instantiate their templates explicitly (float and double, the 16-bit types
+where they have them; the tensor-core files the 16-bit types alone), so this
 compiles every kernel the CUDA backend can load.
 """
 import glob

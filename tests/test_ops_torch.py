@@ -337,9 +337,11 @@ def bfloat16_errors(case, arrays, layout, device, grad, upstream_seed):
     theirs, exact = (run_case(torch, case, [torch.tensor(a, dtype=dt, requires_grad=grad) for a in arrays],
                               upstream_seed, "bfloat16") for dt in (torch.bfloat16, torch.float64))
     kept = [i for i, w in enumerate(theirs[1]) if w is not None]
-    results = [r[0] + [r[1][i] for i in kept] for r in (ours, theirs, exact)]
-    return [[error_norm(to_np(g), to_np(r)) for g, r in zip(got, results[2])] for got in results[:2]] + \
-        [[max(np.linalg.norm(to_np(r)[np.isfinite(to_np(r))]), 1e-30) for r in results[2]]]
+    ours, theirs, exact = ([*out, *(grads[i] for i in kept)] for out, grads in (ours, theirs, exact))
+    refs = [to_np(r) for r in exact]
+    return ([error_norm(to_np(g), r) for g, r in zip(ours, refs)],
+            [error_norm(to_np(g), r) for g, r in zip(theirs, refs)],
+            [max(np.linalg.norm(r[np.isfinite(r)]), 1e-30) for r in refs])
 
 
 # ------------------------------------------------------------------------------ tests

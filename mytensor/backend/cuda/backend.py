@@ -344,19 +344,17 @@ class CUDABackend(ArrayBackend):
     def conv2d_nhwc(self, x, weight, bias, stride, padding, dilation):
         """y (N, OH, OW, O) of x (N, H, W, C) and weight (O, KH, KW, C), contiguous 16-bit
         arrays, by implicit GEMM on the tensor cores; `bias` (O,) or None, added in float."""
-        o, kh, kw, _ = (int(s) for s in weight.shape)
+        o, kh, kw, c = (int(s) for s in weight.shape)
         (n, oh, ow), ints = self._nhwc_args(x.shape, (kh, kw), stride, padding, dilation, o)
         y = self._empty((n, oh, ow, o), x.dtype)
         bias = np.uint64(0) if bias is None else self._contig(bias, np.float32)
-        args = (x, weight, bias, y, *ints)
         if self.use_wgmma:
-            n_tile = self._wgmma_n_tile(o)
-            specialized = n_tile >= 128 and kh * kw * int(x.shape[3]) >= self.wgmma_specialized_min_k
-            self._launch_wgmma("conv_fprop_wgmma_specialized" if specialized else "conv_fprop_wgmma", x.dtype,
-                               (-(-o // n_tile), -(-n * oh * ow // self._TILE)), args, n_tile)
-            return y
-        n_tile = 64 if o <= 64 else self._TILE  # a 128-wide tile would idle half its columns
-        self._launch_tiles("conv_fprop", x.dtype, (-(-o // n_tile), -(-n * oh * ow // self._TILE)), args, n_tile)
+            n_tile, launch = self._wgmma_n_tile(o), self._launch_wgmma
+            long_reduction = n_tile >= 128 and kh * kw * c >= self.wgmma_specialized_min_k
+            kernel = "conv_fprop_wgmma_specialized" if long_reduction else "conv_fprop_wgmma"
+        else:  # a 128-wide tile would idle half its columns below 64 output channels
+            n_tile, launch, kernel = 64 if o <= 64 else self._TILE, self._launch_tiles, "conv_fprop"
+        launch(kernel, x.dtype, (-(-o // n_tile), -(-n * oh * ow // self._TILE)), (x, weight, bias, y, *ints), n_tile)
         return y
 
     def conv2d_nhwc_weight_grad(self, x, grad, kernel, stride, padding, dilation, channels_last):

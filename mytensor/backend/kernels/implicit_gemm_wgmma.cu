@@ -130,36 +130,47 @@ __device__ __forceinline__ void copies_arrive(unsigned bar) {
 }
 
 // The warp-specialized pipeline over KT k-tiles, for blocks of three warpgroups: the first (the
-// producer) only copies, load(stage, kt) into STAGES stages, each stage's `full` barrier
-// completing when its copies have landed; the other two (the consumers) only multiply, mma(stage)
-// on each full stage, and hand a stage back through its `empty` barrier once the multiply that
-// read it is done. No barrier of the whole block stands between the copies and the multiplies.
-// `bars` is the shared address of 2 * STAGES mbarriers.
-template <typename Load, typename Mma>
-__device__ __forceinline__ void specialized_pipeline(unsigned bars, int KT, bool producer, Load load, Mma mma) {
+// producer) only copies, the other two (the consumers) only multiply. Stage s has two mbarriers
+// at the shared address `bars`: full[s] completes when the producer's copies into it have landed,
+// empty[s] when the consumers' multiply that read it is done. No barrier of the whole block
+// stands between the copies and the multiplies.
+__device__ __forceinline__ void specialized_barriers_init(unsigned bars) {
+    using namespace wg;
+    if (threadIdx.x < STAGES) {
+        mbar_init(bars + 8 * threadIdx.x, 128);             // full: the producer's threads
+        mbar_init(bars + 8 * (STAGES + threadIdx.x), 256);  // empty: the consumers' threads
+    }
+    __syncthreads();
+}
+
+// The producer: load(stage, kt) copies tile kt into a stage once the consumers have emptied it.
+template <typename Load> __device__ __forceinline__ void specialized_produce(unsigned bars, int KT, Load load) {
     using namespace wg;
     const unsigned full = bars, empty = bars + 8 * STAGES;
-    if (producer) {
-        for (int kt = 0; kt < KT; ++kt) {
-            const int s = kt % STAGES;
-            if (kt >= STAGES) mbar_wait(empty + 8 * s, (kt / STAGES - 1) & 1);
-            load(s, kt);
-            copies_arrive(full + 8 * s);
-        }
-        copy_wait<0>();
-    } else {
-        for (int kt = 0; kt < KT; ++kt) {
-            const int s = kt % STAGES;
-            mbar_wait(full + 8 * s, (kt / STAGES) & 1);
-            fence_async_shared();
-            wgmma_fence();
-            mma(s);
-            wgmma_commit();
-            wgmma_wait<1>();  // the multiply of tile kt - 1 is done: its stage can be refilled
-            if (kt > 0) mbar_arrive(empty + 8 * ((kt - 1) % STAGES));
-        }
-        wgmma_wait<0>();
+    for (int kt = 0; kt < KT; ++kt) {
+        const int s = kt % STAGES;
+        if (kt >= STAGES) mbar_wait(empty + 8 * s, (kt / STAGES - 1) & 1);
+        load(s, kt);
+        copies_arrive(full + 8 * s);
     }
+    copy_wait<0>();
+}
+
+// A consumer: mma(stage) issues the multiply of each full stage; one multiply stays in flight.
+template <typename Mma> __device__ __forceinline__ void specialized_consume(unsigned bars, int KT, Mma mma) {
+    using namespace wg;
+    const unsigned full = bars, empty = bars + 8 * STAGES;
+    for (int kt = 0; kt < KT; ++kt) {
+        const int s = kt % STAGES;
+        mbar_wait(full + 8 * s, (kt / STAGES) & 1);
+        fence_async_shared();
+        wgmma_fence();
+        mma(s);
+        wgmma_commit();
+        wgmma_wait<1>();  // the multiply of tile kt - 1 is done: its stage can be refilled
+        if (kt > 0) mbar_arrive(empty + 8 * ((kt - 1) % STAGES));
+    }
+    wgmma_wait<0>();
 }
 
 // The forward's multiply of one stage by warpgroup `group`: its 64 rows of the patch tile by the
@@ -218,8 +229,9 @@ __global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(FPROP_PARAMS(T))
     fprop_store(acc, bias, y, m0, n0, tid / 128, M, O);
 }
 
-// The same product by a block of three warpgroups (specialized_pipeline): one copies, two
-// multiply, one block a multiprocessor with more stages; it wins on long reductions and wide N.
+// The same product by a block of three warpgroups (specialized_produce / specialized_consume): one
+// copies, two multiply, one block a multiprocessor with more stages; it wins on long reductions
+// and wide N.
 template <typename T>
 __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_specialized(FPROP_PARAMS(T)) {
     using namespace wg;
@@ -228,21 +240,17 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_s
     const unsigned sbase = (bars + 16 * STAGES + 1023) & ~1023u;
     const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x, group = tid / 128 - 1;
-    if (tid < STAGES) {
-        mbar_init(bars + 8 * tid, 128);             // full: the producer's threads
-        mbar_init(bars + 8 * (STAGES + tid), 256);  // empty: the consumers' threads
-    }
-    __syncthreads();
+    specialized_barriers_init(bars);
     if (group < 0) {  // the producer
         const FPROP_COPIES(128);
-        specialized_pipeline(bars, KT, true, [&](int stage, int kt) {
+        specialized_produce(bars, KT, [&](int stage, int kt) {
             copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt);
-        }, [](int) {});
+        });
         return;
     }
     float acc[BN / 2] = {};
-    specialized_pipeline(bars, KT, false, [](int, int) {},
-                         [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
+    specialized_consume(bars, KT,
+                        [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
     fprop_store(acc, bias, y, m0, n0, group, M, O);
 }
 
