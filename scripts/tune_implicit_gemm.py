@@ -1,11 +1,13 @@
 """The implicit-GEMM convolution kernels on ResNet-9's layers, for each configuration, beside
 cuDNN (PyTorch, bf16 channels-last) on the same shapes: milliseconds and TFLOP/s of the
 forward (fprop), input-gradient (dgrad, an fprop of the flipped kernel) and weight-gradient
-(wgrad) passes. A configuration is `mma:BKxSTAGES` (implicit_gemm.cu's mma.sync kernels),
-`wgmma:STAGES` (implicit_gemm_wgmma.cu on Hopper; its weight gradient from the backend's
-`wgmma_wgrad_min_channels` output channels on) or `wgmma:auto` (the backend's own choices).
+(wgrad) passes. A configuration is `rule` (the backend's fixed choice), `benchmark` (each
+shape's fastest candidate, timed as `backends.cudnn.benchmark` does; the kernels it chose are
+printed) or `FAMILY:N[:WGRAD_N]`, one kernel family (mma, wgmma, wgmma_specialized) with
+N-tile widths for every pass (the weight gradient's by default 128 for mma, 256 for the others).
+`--mma-tile BKxSTAGES` sets implicit_gemm.cu's k tile and stages.
 
-    python scripts/tune_implicit_gemm.py [--batch 512] [--configs mma:64x3 wgmma:auto wgmma:4]
+    python scripts/tune_implicit_gemm.py [--batch 512] [--configs rule benchmark wgmma_specialized:256]
 """
 import argparse
 
@@ -13,6 +15,7 @@ import numpy as np
 
 import mytensor as mt
 from mytensor.backend import get_backend
+from mytensor.backend.cuda.implicit_gemm import ConvKernel
 
 LAYERS = [  # (C, O, H = W) of ResNet-9's 3x3 convolutions on 32x32 images
     (8, 64, 32), (64, 128, 32), (128, 128, 16), (128, 256, 16), (256, 512, 8), (512, 512, 4)]
@@ -35,11 +38,14 @@ def timed(cupy, fn, reps=20):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--batch", type=int, default=512)
-    p.add_argument("--configs", nargs="+", default=["mma:64x3", "wgmma:auto", "wgmma:3", "wgmma:4"])
+    p.add_argument("--configs", nargs="+", default=["rule", "benchmark", "mma:128", "wgmma:256",
+                                                    "wgmma_specialized:256"])
+    p.add_argument("--mma-tile", default="64x3")
     args = p.parse_args()
     import cupy
     import torch
     backend = get_backend("cuda")
+    backend.implicit_gemm_tile = tuple(int(v) for v in args.mma_tile.split("x"))
     dt = mt.bfloat16.np
     rng = cupy.random.default_rng(0)
     rows = []
@@ -52,12 +58,8 @@ def main():
         wf = cupy.ascontiguousarray(w[:, ::-1, ::-1, :].transpose(3, 1, 2, 0))
         row = {"layer": f"{c}->{o} @{h}"}
         for tile in args.configs:
-            family, sizes = tile.split(":")
-            backend.use_wgmma = family == "wgmma"
-            if backend.use_wgmma:
-                backend.wgmma_stages = None if sizes == "auto" else int(sizes)
-            else:
-                backend.implicit_gemm_tile = tuple(int(v) for v in sizes.split("x"))
+            backend.conv_kernels = kernels_of(tile)
+            mt.backends.cudnn.benchmark = tile == "benchmark"
             row[f"fprop {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc(x, w, None, (1, 1), (1, 1), (1, 1)))
             row[f"dgrad {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc(g, wf, None, (1, 1), (1, 1), (1, 1)))
             row[f"wgrad {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc_weight_grad(
@@ -73,6 +75,7 @@ def main():
         row["wgrad cudnn"] = timed(cupy, lambda: conv_bwd(tg, tx, tw, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1,
                                                           (False, True, False)))
         rows.append((flop, row))
+    mt.backends.cudnn.benchmark = False
     names = [k for k in rows[0][1] if k != "layer"]
     print(f"batch {args.batch}, bf16; ms (TFLOP/s)")
     print(f"{'layer':<16}" + "".join(f"{k:>18}" for k in names))
@@ -82,6 +85,17 @@ def main():
         for k in names:
             totals[k] += row[k]
     print(f"{'all (ms)':<16}" + "".join(f"{totals[k]:>18.3f}" for k in names))
+    for key, kernel in backend._conv_choices.items():
+        print(f"benchmark chose {kernel.family}:{kernel.n_tile} for {key[0]} of {key[2]} x {key[3]}")
+
+
+def kernels_of(config):
+    """The backend's `conv_kernels` for a configuration: none for `rule` and `benchmark`."""
+    if config in ("rule", "benchmark"):
+        return {}
+    family, *tiles = config.split(":")
+    wgrad = int(tiles[1]) if len(tiles) > 1 else 128 if family == "mma" else 256
+    return {"fprop": ConvKernel(family, int(tiles[0])), "wgrad": ConvKernel(family, wgrad)}
 
 
 if __name__ == "__main__":

@@ -83,21 +83,26 @@ CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
 ]
 
 
+# the N tiles of each kernel family: (forward and input gradient, weight gradient)
+N_TILES = {"mma": ((64, 128), (128,)), "wgmma": ((64, 128, 256), (128, 256)),
+           "wgmma_specialized": ((64, 128, 256), (128, 256))}
+
+
 @gpu
 @needs_gpu
 @pytest.mark.parametrize("dtype", sorted(SIXTEEN))
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[0]}-o{c[1]}-k{c[2]}-s{c[3]}")
 @pytest.mark.parametrize("input_format", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("kernels", ["mma.sync", "wgmma"])
-def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, kernels, monkeypatch):
+@pytest.mark.parametrize("family", sorted(N_TILES))
+def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family, monkeypatch):
     """The implicit-GEMM convolution (16-bit operands, float32 accumulation) and its input,
     weight and bias gradients, against PyTorch in float64 on the same rounded values, by each
-    family of kernels (wgmma on Hopper only); the output and the input gradient come out
-    channels-last."""
+    kernel of a family, every N tile (the wgmma families on Hopper only); the output and the
+    input gradient come out channels-last."""
+    from mytensor.backend.cuda.implicit_gemm import ConvKernel
     backend = get_backend("cuda")
-    if kernels == "wgmma" and backend.compute_capability != (9, 0):
+    if family != "mma" and backend.compute_capability != (9, 0):
         pytest.skip("wgmma needs a Hopper GPU (sm_90)")
-    monkeypatch.setattr(backend, "use_wgmma", kernels == "wgmma")
     ours_dt, torch_dt, tol = SIXTEEN[dtype]
     shape, o, k, stride, padding, dilation = case
     rng = np.random.default_rng()
@@ -110,19 +115,55 @@ def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, kernels
     g = torch.tensor(rng.standard_normal(ref.shape)).to(torch_dt).double()
     ref.backward(g)
 
-    xs = mt.tensor(x.numpy(), device="cuda", dtype=ours_dt)
-    if input_format == "channels_last":
-        xs = xs.to(memory_format=mt.channels_last)
-    xs.requires_grad_()
-    ws = mt.tensor(wt.numpy(), device="cuda", dtype=ours_dt, requires_grad=True)
-    bs = mt.tensor(b.numpy(), device="cuda", dtype=ours_dt, requires_grad=True)
-    y = F.conv2d(xs, ws, bs, stride, padding, dilation)
-    assert y.dtype is ours_dt and y.is_contiguous(memory_format=mt.channels_last)
-    y.backward(mt.tensor(g.numpy(), device="cuda", dtype=ours_dt))
-    assert rel_err(host(y), ref.detach().numpy()) < tol
-    assert rel_err(host(xs.grad), xr.grad.numpy()) < tol
-    assert rel_err(host(ws.grad), wr.grad.numpy()) < tol and ws.grad.is_contiguous()
-    assert rel_err(host(bs.grad), br.grad.numpy()) < tol
+    fprop_tiles, wgrad_tiles = N_TILES[family]
+    for i in range(len(fprop_tiles)):
+        monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel(family, fprop_tiles[i]),
+                                                      "wgrad": ConvKernel(family, wgrad_tiles[i % len(wgrad_tiles)])})
+        xs = mt.tensor(x.numpy(), device="cuda", dtype=ours_dt)
+        if input_format == "channels_last":
+            xs = xs.to(memory_format=mt.channels_last)
+        xs.requires_grad_()
+        ws = mt.tensor(wt.numpy(), device="cuda", dtype=ours_dt, requires_grad=True)
+        bs = mt.tensor(b.numpy(), device="cuda", dtype=ours_dt, requires_grad=True)
+        y = F.conv2d(xs, ws, bs, stride, padding, dilation)
+        assert y.dtype is ours_dt and y.is_contiguous(memory_format=mt.channels_last)
+        y.backward(mt.tensor(g.numpy(), device="cuda", dtype=ours_dt))
+        where = f"{backend.conv_kernels}"
+        assert rel_err(host(y), ref.detach().numpy()) < tol, where
+        assert rel_err(host(xs.grad), xr.grad.numpy()) < tol, where
+        assert rel_err(host(ws.grad), wr.grad.numpy()) < tol and ws.grad.is_contiguous(), where
+        assert rel_err(host(bs.grad), br.grad.numpy()) < tol, where
+
+
+@gpu
+@needs_gpu
+def test_conv_benchmark_mode_keeps_the_fastest_kernel_per_shape(monkeypatch):
+    """With `backends.cudnn.benchmark`, the first call of a shape times its candidates and records
+    one of them for that shape, which later calls reuse; the result is the same convolution; under
+    a graph capture no timing happens (nothing new is recorded)."""
+    backend = get_backend("cuda")
+    monkeypatch.setattr(backend, "_conv_choices", {})
+    rng = np.random.default_rng()
+    x = mt.tensor(rng.standard_normal((4, 64, 9, 9)), device="cuda", dtype=mt.bfloat16)
+    x = x.to(memory_format=mt.channels_last).requires_grad_()
+    w = mt.tensor(rng.standard_normal((256, 64, 3, 3)) / 24, device="cuda", dtype=mt.bfloat16, requires_grad=True)
+    plain = F.conv2d(x, w, padding=1)
+    with mt.backends.cudnn.flags(enabled=True, benchmark=True):
+        tuned = F.conv2d(x, w, padding=1)
+        tuned.sum().backward()
+        passes = sorted(key[0] for key in backend._conv_choices)
+        assert passes == ["fprop", "fprop", "wgrad"]  # the forward, the input gradient, the weight gradient
+        fprop = next(k for key, k in backend._conv_choices.items() if key[0] == "fprop")
+        assert fprop in backend._fprop_candidates(256, 9 * 64)
+        before = dict(backend._conv_choices)
+        assert rel_err(host(F.conv2d(x, w, padding=1)), host(plain)) < 1e-2
+        assert backend._conv_choices == before
+        x2 = mt.tensor(rng.standard_normal((2, 64, 5, 5)), device="cuda", dtype=mt.bfloat16)
+        x2 = x2.to(memory_format=mt.channels_last)
+        with mt.no_grad():
+            backend.capture_graph(lambda: F.conv2d(x2, w, padding=1))  # a new shape, the rule's kernel
+        assert backend._conv_choices == before
+    assert rel_err(host(tuned), host(plain)) < 1e-2
 
 
 @gpu

@@ -52,10 +52,16 @@ def test_cuda_queries_on_a_gpu():
 
 
 def test_backends_flags_are_accepted():
+    from mytensor.backend.cuda.implicit_gemm import benchmarking
     mt.backends.cudnn.benchmark = True
     mt.backends.cudnn.deterministic = True
     assert mt.backends.cudnn.enabled and not mt.backends.cudnn.is_available()
+    assert mt.backends.cudnn.benchmark is True and benchmarking()  # the convolution kernels' switch
     mt.backends.cudnn.benchmark = mt.backends.cudnn.deterministic = False
+    assert mt.backends.cudnn.benchmark is False and not benchmarking()
+    with mt.backends.cudnn.flags(enabled=True, benchmark=True):
+        assert benchmarking()
+    assert not benchmarking()
     assert not mt.backends.mps.is_available() and not mt.backends.mps.is_built()
 
 

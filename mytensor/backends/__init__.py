@@ -1,6 +1,6 @@
 """`mytensor.backends`: the `torch.backends` switches programs set, with what they mean here.
 
-    torch.backends.cudnn.benchmark = True      # accepted; see cudnn.py
+    torch.backends.cudnn.benchmark = True      # the GPU convolutions pick kernels by timing; see cudnn.py
     torch.backends.mps.is_available()          # False: mytensor runs on the CPU and NVIDIA GPUs
 
     torch.backends.cuda.matmul.allow_tf32 = True   # float32 products on TF32 tensor cores; see cuda.py

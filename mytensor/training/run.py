@@ -33,6 +33,7 @@ from tqdm import tqdm
 from .. import channels_last, cuda_is_available, device, manual_seed, models, nn, optim, tensor
 from ..amp import GradScaler
 from ..backend import get_backend
+from ..backends import cudnn
 from ..data import DataLoader, DeviceLoader, DistributedSampler, declared_augmentation, load_dataset, transforms
 from ..data.dataset import to_float
 from ..distributed import init_process_group, is_initialized, launched
@@ -502,7 +503,8 @@ def train(options, resume=False, overwrite=False, show_progress=True, stop_after
                     (out / name).unlink(missing_ok=True)
             if primary:
                 config.save(out / "config.json")
-            with matmul_precision_of(config.resolved_precision):
+            # the convolutions time their candidate kernels at each new shape (the first steps run eagerly)
+            with matmul_precision_of(config.resolved_precision), cudnn.flags(enabled=True, benchmark=True):
                 rows = _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loader, test_loader,
                                      rows, done, best, show_progress, stop_after, scaler, lookahead, group)
     if primary:

@@ -16,7 +16,8 @@ with the device (no `.item()`, no copies back), so a training step built from
 them can be captured in a CUDA graph.
 
 The package: `kernels` (which kernels each .cu file holds, and loading them), `cublas` (the
-matrix products), `graphs` (CUDA graphs) and `backend` (the backend class). It imports without
+matrix products), `graphs` (CUDA graphs), `implicit_gemm` (the tensor-core convolutions and the
+choice of kernel for each shape) and `backend` (the backend class). It imports without
 CuPy; `CUDABackend(...)` raises a RuntimeError saying what to install when CuPy or a GPU is
 missing.
 """

@@ -9,6 +9,7 @@ from ..array_backend import LOW_PRECISION, ArrayBackend, conv_output_size, is_ch
 from ..device import Device
 from .cublas import _Cublas
 from .graphs import CUDAGraph
+from .implicit_gemm import ImplicitGemmConvolutions
 from .kernels import _CTYPES, _WIDE, _kernel_modules
 
 _INSTALL_HINT = ("device='cuda' needs CuPy: pip install mytensor[cuda] (CUDA 12) or mytensor[cuda13] "
@@ -36,7 +37,7 @@ def is_available():
         return False
 
 
-class CUDABackend(ArrayBackend):
+class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
     name = "cuda"
 
     def __init__(self, device=None):
@@ -57,6 +58,7 @@ class CUDABackend(ArrayBackend):
         self._max_blocks = 32 * self._cp_device.attributes["MultiProcessorCount"]
         # Hopper (sm_90) runs implicit_gemm_wgmma.cu's warpgroup instructions; others implicit_gemm.cu
         self.use_wgmma = self.compute_capability == (9, 0)
+        self._conv_choices = {}  # convolution shape -> the kernel benchmark mode found fastest
         self._tables = OrderedDict()  # optimizer pointer tables, keyed by pointers and sizes
         self._staging = deque()  # (event, pinned buffer) of host-to-device copies in flight
         # what the copies recorded in a graph read: `capture_graph` hands them to its graph; those of
@@ -274,113 +276,6 @@ class CUDABackend(ArrayBackend):
         self._launch("conv.cu", "swap_leading", dt, x.size // run,
                      (x, out, np.int64(a), np.int64(b), np.int64(length), np.int32(run > 1)))
         return out
-
-    # ------------------------------------------- convolution by implicit GEMM
-    # implicit_gemm.cu's block tile is 128 x 128 x BK with STAGES pipeline stages: (BK, STAGES),
-    # chosen by scripts/tune_implicit_gemm.py (see docs/gpu-performance.md)
-    _TILE = 128
-    implicit_gemm_tile = (64, 3)
-
-    def supports_implicit_gemm(self, dtype, in_channels, out_channels, groups):
-        return (dtype in LOW_PRECISION and groups == 1 and in_channels % 8 == 0 and out_channels % 8 == 0
-                and self.compute_capability >= (8, 0))
-
-    # implicit_gemm_wgmma.cu (Hopper): BM x N tiles, BM = 128 and N from _wgmma_n_tile, BK = 64.
-    # The forward's short reductions run in blocks of two warpgroups that copy and multiply in
-    # turn (3 stages for N <= 128, so that two blocks share a multiprocessor; 4 for N = 256), its
-    # long ones (K >= wgmma_specialized_min_k) with N >= 128 warp-specialized: a copying warpgroup
-    # and two multiplying ones, a block a multiprocessor with as many stages as fit. The weight
-    # gradient runs its 256-wide N tile in 4 stages and beats implicit_gemm.cu's from 256 output
-    # channels on (docs/gpu-performance.md, v6 and v7).
-    wgmma_stages = None  # or a number of stages for every wgmma launch
-    wgmma_wgrad_min_channels = 256
-    wgmma_specialized_min_k = 1152
-    _SPECIALIZED_STAGES = {128: 5, 256: 4}
-
-    def _launch_wgmma(self, kernel, dtype, grid, args, n_tile):
-        """One launch of an implicit_gemm_wgmma.cu kernel with N tile `n_tile`: shared memory for
-        its stages (and the specialized kernel's barriers), and 1 KiB more to start the stages on the
-        1024-byte period of the swizzle."""
-        specialized = kernel == "conv_fprop_wgmma_specialized"
-        stages = self.wgmma_stages or (self._SPECIALIZED_STAGES[n_tile] if specialized else
-                                       3 if n_tile <= 128 and kernel == "conv_fprop_wgmma" else 4)
-        self._launch_gemm("implicit_gemm_wgmma.cu", kernel, dtype, grid, args,
-                          (f"-DWG_BN={n_tile}", f"-DWG_STAGES={stages}"),
-                          stages * ((self._TILE + n_tile) * 64 * 2 + 16) + 1024, threads=384 if specialized else 256)
-
-    def _launch_tiles(self, kernel, dtype, grid, args, n_tile=_TILE):
-        """One launch of an implicit_gemm.cu kernel: shared memory for STAGES tiles of both
-        operands (the fprop's N tile `n_tile` wide)."""
-        bk, stages = self.implicit_gemm_tile
-        self._launch_gemm("implicit_gemm.cu", kernel, dtype, grid, args, self._tile_defines(n_tile),
-                          stages * (self._TILE + n_tile) * bk * 2)
-
-    def _launch_gemm(self, filename, kernel, dtype, grid, args, defines, smem, threads=256):
-        """`threads` a block, `smem` bytes of dynamic shared memory (opted in above 48 KiB)."""
-        with self._cp_device:
-            fn = self._kernels.get(filename, kernel, dtype, defines)
-            if fn.max_dynamic_shared_size_bytes < smem:
-                fn.max_dynamic_shared_size_bytes = smem
-            fn(grid, (threads,), args, shared_mem=smem)
-
-    @staticmethod
-    def _wgmma_n_tile(n):
-        """The narrowest N tile of 64, 128 and 256 that covers n columns, 256 past that."""
-        return 64 if n <= 64 else 128 if n <= 128 else 256
-
-    def _tile_defines(self, n_tile=_TILE):
-        bk, stages = self.implicit_gemm_tile
-        return f"-DIGEMM_BK={bk}", f"-DIGEMM_STAGES={stages}", f"-DIGEMM_FPROP_BN={n_tile}"
-
-    def _nhwc_args(self, x_shape, kernel, stride, padding, dilation, out_channels):
-        n, h, w, c = (int(s) for s in x_shape)
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-        oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
-        if max(n * h * w * c, n * oh * ow * out_channels) >= 2 ** 31 or -(-n * oh * ow // self._TILE) > 65535:
-            raise ValueError(f"conv2d_nhwc(): input (N, H, W, C) = {tuple(x_shape)} is too large for one launch")
-        ints = [np.int32(v) for v in (n, h, w, c, out_channels, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)]
-        return (n, oh, ow), ints
-
-    def conv2d_nhwc(self, x, weight, bias, stride, padding, dilation):
-        """y (N, OH, OW, O) of x (N, H, W, C) and weight (O, KH, KW, C), contiguous 16-bit
-        arrays, by implicit GEMM on the tensor cores; `bias` (O,) or None, added in float."""
-        o, kh, kw, c = (int(s) for s in weight.shape)
-        (n, oh, ow), ints = self._nhwc_args(x.shape, (kh, kw), stride, padding, dilation, o)
-        y = self._empty((n, oh, ow, o), x.dtype)
-        bias = np.uint64(0) if bias is None else self._contig(bias, np.float32)
-        if self.use_wgmma:
-            n_tile, launch = self._wgmma_n_tile(o), self._launch_wgmma
-            long_reduction = n_tile >= 128 and kh * kw * c >= self.wgmma_specialized_min_k
-            kernel = "conv_fprop_wgmma_specialized" if long_reduction else "conv_fprop_wgmma"
-        else:  # a 128-wide tile would idle half its columns below 64 output channels
-            n_tile, launch, kernel = 64 if o <= 64 else self._TILE, self._launch_tiles, "conv_fprop"
-        launch(kernel, x.dtype, (-(-o // n_tile), -(-n * oh * ow // self._TILE)), (x, weight, bias, y, *ints), n_tile)
-        return y
-
-    def conv2d_nhwc_weight_grad(self, x, grad, kernel, stride, padding, dilation, channels_last):
-        """dW of conv2d_nhwc from x (N, H, W, C) and the output gradient (N, OH, OW, O):
-        (O, C, KH, KW) contiguous, or (O, KH, KW, C) with `channels_last`. The pixels are split
-        among enough blocks to fill the GPU; the float partial sums are added in a fixed order."""
-        (kh, kw), o, c = kernel, int(grad.shape[3]), int(x.shape[3])
-        (n, oh, ow), ints = self._nhwc_args(x.shape, kernel, stride, padding, dilation, o)
-        k, wgmma = kh * kw * c, self.use_wgmma and o >= self.wgmma_wgrad_min_channels
-        pixel_tiles = -(-n * oh * ow // (64 if wgmma else self.implicit_gemm_tile[0]))
-        n_tile = 256 if wgmma else self._TILE
-        grid_mn = (-(-k // n_tile), -(-o // self._TILE))
-        splits = max(1, min(pixel_tiles // 8, -(-self._max_blocks // (8 * grid_mn[0] * grid_mn[1]))))
-        tiles = -(-pixel_tiles // splits)
-        splits = -(-pixel_tiles // tiles)
-        partial = self._empty((splits, o, k), np.float32)
-        args = (x, grad, partial, *ints, np.int32(tiles))
-        if wgmma:
-            self._launch_wgmma("conv_wgrad_wgmma", x.dtype, grid_mn + (splits,), args, n_tile)
-        else:
-            self._launch_tiles("conv_wgrad", x.dtype, grid_mn + (splits,), args)
-        dw = self._empty((o, kh, kw, c) if channels_last else (o, c, kh, kw), x.dtype)
-        self._launch("implicit_gemm.cu", "conv_wgrad_sum", x.dtype, dw.size,
-                     (partial, dw, np.int32(o), np.int32(c), np.int32(kh * kw), np.int32(splits),
-                      np.int32(not channels_last)), defines=self._tile_defines())
-        return dw
 
     @staticmethod
     def _run(dtype, length):

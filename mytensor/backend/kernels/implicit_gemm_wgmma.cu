@@ -258,47 +258,44 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_s
 #define WG_MN_LEADING 1  // groups of 8 rows (0), goes in the descriptor's leading-offset field
 #endif
 
-// Partial weight gradients, as conv_wgrad in implicit_gemm.cu: block (x, y, z) computes the
-// BM x BN tile (output channels, k) over the pixel tiles [z * tiles, (z + 1) * tiles) into
-// split z of `partial` (splits, O, K). Both operands arrive with the pixel as the row (dy (P, O),
-// the patches (P, K)): MN-major, each 64-wide block of columns a swizzled 64 x 64 tile of its own.
-template <typename T>
-__global__ void __launch_bounds__(wg::THREADS) conv_wgrad_wgmma(const T* __restrict__ x, const T* __restrict__ dy,
-                                                   float* __restrict__ partial, int N, int H, int W, int C, int O,
-                                                   int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
-                                                   int OH, int OW, int tiles) {
-    using namespace wg;
-    extern __shared__ unsigned char smem[];
-    const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;
-    const int P = N * OH * OW, K = KH * KW * C, OHW = OH * OW;
-    const int k0 = blockIdx.x * BN, o0 = blockIdx.y * BM;
-    const int kt0 = blockIdx.z * tiles, KT = min((P + BK - 1) / BK - kt0, tiles);
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, group = warp >> 2;
-    constexpr int BLOCK = BK * ROW;  // one 64-column block of a tile
-
-    // this thread copies 16-byte chunk `cc` (8 output channels) of dy and chunks cc + 16 j
-    // (8 values of k) of the patches, of pixel rows cr + 16 i
-    constexpr int A_CHUNKS = BM / 8, B_CHUNKS = BN / 8, RP = THREADS / A_CHUNKS, PASSES = BK / RP;
-    constexpr int B_COLS = (B_CHUNKS + A_CHUNKS - 1) / A_CHUNKS;
-    const int cc = tid % A_CHUNKS, cr = tid / A_CHUNKS;
-    const int o = o0 + cc * 8;
-    const bool o_ok = o < O;
+// The cp.async copies of one stage of the weight gradient's GEMM, dw[o][k] = sum_p dy[p][o] patch(x)[p][k],
+// from `threads` threads. Both operands arrive with the pixel as the row (dy (P, O), the patches
+// (P, K)): MN-major, each 64-wide block of columns a swizzled 64 x 64 tile of its own. This
+// thread copies 16-byte chunk `cc` (8 output channels) of dy and chunks cc + A_CHUNKS j (8 values
+// of k, one tap's channels) of the patches, of pixel rows cr + RP i; rows past P, the padding and
+// columns past O or K read zeros.
+template <typename T, int THREADS_> struct WgradCopies {
+    static constexpr int A_CHUNKS = wg::BM / 8, B_CHUNKS = wg::BN / 8, RP = THREADS_ / A_CHUNKS,
+                         PASSES = wg::BK / RP, B_COLS = (B_CHUNKS + A_CHUNKS - 1) / A_CHUNKS,
+                         BLOCK = wg::BK * wg::ROW;  // one 64-column block of a tile
+    const T* x;
+    const T* dy;
+    int H, W, C, O, SH, SW, OW, OHW, P, p0, cc, cr, o;
     int hoff[B_COLS], woff[B_COLS], koff[B_COLS];
     bool k_ok[B_COLS];
+
+    // the tile (o0, k0) over the pixel tiles from kt0 on
+    __device__ __forceinline__ WgradCopies(const T* x_, const T* dy_, int o0, int k0, int kt0, int tid, int N, int H_,
+                                           int W_, int C_, int O_, int KH, int KW, int SH_, int SW_, int PH, int PW,
+                                           int DH, int DW, int OH, int OW_)
+        : x(x_), dy(dy_), H(H_), W(W_), C(C_), O(O_), SH(SH_), SW(SW_), OW(OW_), OHW(OH * OW_), P(N * OH * OW_),
+          p0(kt0 * wg::BK), cc(tid % A_CHUNKS), cr(tid / A_CHUNKS), o(o0 + cc * 8) {
+        const int K = KH * KW * C;
 #pragma unroll
-    for (int j = 0; j < B_COLS; ++j) {
-        const int k = k0 + (cc + A_CHUNKS * j) * 8, tap = k / C, c = k - tap * C, kh = tap / KW, kw = tap - kh * KW;
-        k_ok[j] = cc + A_CHUNKS * j < B_CHUNKS && k < K;
-        hoff[j] = kh * DH - PH, woff[j] = kw * DW - PW, koff[j] = c;
+        for (int j = 0; j < B_COLS; ++j) {
+            const int k = k0 + (cc + A_CHUNKS * j) * 8, tap = k / C, c = k - tap * C, kh = tap / KW, kw = tap - kh * KW;
+            k_ok[j] = cc + A_CHUNKS * j < B_CHUNKS && k < K;
+            hoff[j] = kh * DH - PH, woff[j] = kw * DW - PW, koff[j] = c;
+        }
     }
-    auto load_stage = [&](int stage, int kt) {
-        const unsigned sa = sbase + stage * STAGE_BYTES, sb = sa + A_BYTES;
+
+    // pixel tile kt (counted from kt0) into the tiles at shared addresses sa (dy) and sb (patches)
+    __device__ __forceinline__ void load(unsigned sa, unsigned sb, int kt) const {
 #pragma unroll
         for (int i = 0; i < PASSES; ++i) {
-            const int r = cr + RP * i, p = (kt0 + kt) * BK + r;
-            const bool p_ok = p < P;
-            copy16(sa + (cc >> 3) * BLOCK + swizzle<8>(r, cc & 7), p_ok && o_ok ? dy + (long long)p * O + o : dy,
-                   p_ok && o_ok);
+            const int r = cr + RP * i, p = p0 + kt * wg::BK + r;
+            const bool p_ok = p < P, a_ok = p_ok && o < O;
+            copy16(sa + (cc >> 3) * BLOCK + swizzle<8>(r, cc & 7), a_ok ? dy + (long long)p * O + o : dy, a_ok);
             const int pp = p_ok ? p : 0, n = pp / OHW, rem = pp - n * OHW, oh = rem / OW, ow = rem - oh * OW;
 #pragma unroll
             for (int j = 0; j < B_COLS; ++j) {
@@ -309,22 +306,32 @@ __global__ void __launch_bounds__(wg::THREADS) conv_wgrad_wgmma(const T* __restr
                            ok ? x + (((long long)n * H + ih) * W + iw) * C + koff[j] : x, ok);
             }
         }
-    };
+    }
+};
 
-    float acc[BN / 2] = {};
-    const unsigned leading = WG_MN_LEADING ? BLOCK : ATOM, stride = WG_MN_LEADING ? ATOM : BLOCK;
-    wgmma_pipelined(KT, load_stage, [&](int stage) {
-        const unsigned sa = sbase + stage * STAGE_BYTES + group * BLOCK, sb = sbase + stage * STAGE_BYTES + A_BYTES;
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk)  // k16 steps over the pixels: 16 rows further on
-            wgmma<1, 1>(acc, matrix_desc(sa + kk * 16 * ROW, leading, stride),
-                        matrix_desc(sb + kk * 16 * ROW, leading, stride), (T*)nullptr);
-    });
+#ifndef WG_MN_LEADING  // MN-major operands: the byte offset between 64-wide blocks (1), or between
+#define WG_MN_LEADING 1  // groups of 8 rows (0), goes in the descriptor's leading-offset field
+#endif
 
-    float* out = partial + (long long)blockIdx.z * O * K;
-    const int row = o0 + group * 64 + (warp & 3) * 16 + (lane >> 2);
+// The weight gradient's multiply of one stage by warpgroup `group`: its 64 output channels (a
+// 64-column block of the dy tile) by the patch tile, in k16 steps over the pixels, 16 rows on.
+template <typename T> __device__ __forceinline__ void wgrad_stage_mma(float (&acc)[wg::BN / 2], unsigned stage_base,
+                                                                      int group) {
+    using namespace wg;
+    constexpr unsigned BLOCK = BK * ROW, leading = WG_MN_LEADING ? BLOCK : ATOM, stride = WG_MN_LEADING ? ATOM : BLOCK;
+    const unsigned sa = stage_base + group * BLOCK, sb = stage_base + A_BYTES;
 #pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
+    for (int kk = 0; kk < BK / 16; ++kk)
+        wgmma<1, 1>(acc, matrix_desc(sa + kk * 16 * ROW, leading, stride), matrix_desc(sb + kk * 16 * ROW, leading, stride),
+                    (T*)nullptr);
+}
+
+// out[row][col] = acc, float, for warpgroup `group`'s 64 rows of the (O, K) tile at (o0, k0)
+__device__ __forceinline__ void wgrad_store(const float (&acc)[wg::BN / 2], float* __restrict__ out, int o0, int k0,
+                                            int group, int O, int K) {
+    const int lane = threadIdx.x & 31, row = o0 + group * 64 + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
+#pragma unroll
+    for (int j = 0; j < wg::BN / 8; ++j) {
         const int col = k0 + j * 8 + (lane & 3) * 2;
         if (col >= K) continue;
 #pragma unroll
@@ -335,6 +342,56 @@ __global__ void __launch_bounds__(wg::THREADS) conv_wgrad_wgmma(const T* __restr
     }
 }
 
+// Partial weight gradients, as conv_wgrad in implicit_gemm.cu: block (x, y, z) computes the
+// BM x BN tile (output channels, k) over the pixel tiles [z * tiles, (z + 1) * tiles) into
+// split z of `partial` (splits, O, K).
+#define WGRAD_PARAMS(T)                                                                                            \
+    const T *__restrict__ x, const T *__restrict__ dy, float *__restrict__ partial, int N, int H, int W, int C, int O, \
+        int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW, int tiles
+#define WGRAD_SETUP                                                                                \
+    const int K = KH * KW * C, k0 = blockIdx.x * BN, o0 = blockIdx.y * BM, kt0 = blockIdx.z * tiles; \
+    const int KT = min((N * OH * OW + BK - 1) / BK - kt0, tiles), tid = threadIdx.x;                 \
+    float* out = partial + (long long)blockIdx.z * O * K
+#define WGRAD_COPIES(threads) \
+    WgradCopies<T, threads> copies(x, dy, o0, k0, kt0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+
+// ... by a block of two warpgroups that copy and multiply in turn (wgmma_pipelined)
+template <typename T> __global__ void __launch_bounds__(wg::THREADS) conv_wgrad_wgmma(WGRAD_PARAMS(T)) {
+    using namespace wg;
+    extern __shared__ unsigned char smem[];
+    const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;
+    WGRAD_SETUP;
+    const WGRAD_COPIES(THREADS);
+    float acc[BN / 2] = {};
+    wgmma_pipelined(
+        KT, [&](int stage, int kt) { copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt); },
+        [&](int stage) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
+    wgrad_store(acc, out, o0, k0, tid / 128, O, K);
+}
+
+// ... by a block of three warpgroups, one copying and two multiplying (specialized_produce /
+// specialized_consume), one block a multiprocessor with more stages
+template <typename T>
+__global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_specialized(WGRAD_PARAMS(T)) {
+    using namespace wg;
+    extern __shared__ unsigned char smem[];
+    const unsigned bars = smem_address(smem);
+    const unsigned sbase = (bars + 16 * STAGES + 1023) & ~1023u;
+    WGRAD_SETUP;
+    const int group = tid / 128 - 1;
+    specialized_barriers_init(bars);
+    if (group < 0) {  // the producer
+        const WGRAD_COPIES(128);
+        specialized_produce(bars, KT, [&](int stage, int kt) {
+            copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt);
+        });
+        return;
+    }
+    float acc[BN / 2] = {};
+    specialized_consume(bars, KT, [&](int stage) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
+    wgrad_store(acc, out, o0, k0, group, O, K);
+}
+
 #define MT_INSTANTIATE(T)                                                                                    \
     template __global__ void conv_fprop_wgmma<T>(const T*, const T*, const float*, T*, int, int, int, int, int, \
                                                  int, int, int, int, int, int, int, int, int, int);             \
@@ -342,7 +399,9 @@ __global__ void __launch_bounds__(wg::THREADS) conv_wgrad_wgmma(const T* __restr
                                                              int, int, int, int, int, int, int, int, int, int, int, \
                                                              int);                                                  \
     template __global__ void conv_wgrad_wgmma<T>(const T*, const T*, float*, int, int, int, int, int, int, int, \
-                                                 int, int, int, int, int, int, int, int, int);
+                                                 int, int, int, int, int, int, int, int, int);             \
+    template __global__ void conv_wgrad_wgmma_specialized<T>(const T*, const T*, float*, int, int, int, int, int, \
+                                                             int, int, int, int, int, int, int, int, int, int, int);
 
 MT_INSTANTIATE(bf16_t)
 MT_INSTANTIATE(half_t)

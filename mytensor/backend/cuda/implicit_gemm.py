@@ -1,0 +1,184 @@
+"""Convolutions by implicit GEMM on the tensor cores (channels-last, 16-bit operands), and the
+choice of kernel for each shape.
+
+Three families of kernels compute the same products (docs/gpu-performance.md tells their story):
+`mma` (implicit_gemm.cu, mma.sync, any GPU from sm_80), `wgmma` (implicit_gemm_wgmma.cu, Hopper's
+warpgroup instructions; two warpgroups copy and multiply in turn) and `wgmma_specialized` (the same
+file; one warpgroup copies, two multiply). Which is fastest depends on the shape: a fixed rule,
+drawn from measurements on ResNet-9's layers, picks one; with `set_benchmark(True)` (what
+`torch.backends.cudnn.benchmark = True` sets) the first call of each shape times every candidate
+instead, and later calls reuse the fastest, as cuDNN's benchmark mode does.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from ..array_backend import LOW_PRECISION, conv_output_size
+
+_benchmark = [False]
+
+
+def set_benchmark(on):
+    """Time the candidate kernels of each new convolution shape (True) or follow the rule (False)."""
+    _benchmark[0] = bool(on)
+
+
+def benchmarking():
+    return _benchmark[0]
+
+
+class ConvKernel(NamedTuple):
+    """One way to launch a convolution pass: the kernel family and the width of its N tile."""
+    family: str  # "mma", "wgmma" or "wgmma_specialized"
+    n_tile: int
+
+
+class ImplicitGemmConvolutions:
+    """The implicit-GEMM part of `CUDABackend` (which provides `_kernels`, `_empty`, `_launch`,
+    `_contig`, `_cp_device`, `_max_blocks`, `cupy`, `use_wgmma` and `_conv_choices`, the kernel
+    chosen for each shape in benchmark mode)."""
+
+    # M tiles of 128 rows; implicit_gemm.cu's k tile and stages (BK, STAGES), chosen by
+    # scripts/tune_implicit_gemm.py
+    _TILE = 128
+    implicit_gemm_tile = (64, 3)
+    # implicit_gemm_wgmma.cu's stages: the forward's 3 for N <= 128 let two blocks share a
+    # multiprocessor, the specialized kernels fill one with as many as fit (docs/gpu-performance.md)
+    _SPECIALIZED_STAGES = {64: 6, 128: 5, 256: 4}
+    wgmma_specialized_min_k = 1152  # the rule: reductions from this long on warp-specialized
+    wgmma_wgrad_min_channels = 256  # the rule: the weight gradient by wgmma from this many outputs on
+    conv_kernels = {}  # pass ("fprop", "wgrad") -> a ConvKernel to run whatever the shape (tests, tuning)
+    _REPS = 3  # timed launches of each candidate in benchmark mode
+
+    def supports_implicit_gemm(self, dtype, in_channels, out_channels, groups):
+        return (dtype in LOW_PRECISION and groups == 1 and in_channels % 8 == 0 and out_channels % 8 == 0
+                and self.compute_capability >= (8, 0))
+
+    # ------------------------------------------------------------ candidates
+    def _candidates(self, rule, others):
+        """The rule's kernel first, then the others; off Hopper, mma alone."""
+        out = []
+        for k in (rule, *others):
+            if (k.family == "mma" or self.use_wgmma) and k not in out:
+                out.append(k)
+        return out
+
+    def _fprop_candidates(self, o, k):
+        wide = 64 if o <= 64 else 128 if o <= 128 else 256  # the narrowest of 64, 128, 256 covering o
+        rule = ConvKernel("wgmma_specialized" if wide >= 128 and k >= self.wgmma_specialized_min_k else "wgmma", wide)
+        narrower = [ConvKernel(f, 128) for f in ("wgmma", "wgmma_specialized")] if wide == 256 else []
+        mma = ConvKernel("mma", 64 if o <= 64 else self._TILE)  # a 128-wide tile idles half below 64 outputs
+        return self._candidates(rule if self.use_wgmma else mma,
+                                [ConvKernel("wgmma", wide), ConvKernel("wgmma_specialized", wide), *narrower, mma])
+
+    def _wgrad_candidates(self, o):
+        rule = ConvKernel("wgmma", 256) if self.use_wgmma and o >= self.wgmma_wgrad_min_channels else \
+            ConvKernel("mma", self._TILE)
+        return self._candidates(rule, [ConvKernel(f, n) for f in ("wgmma_specialized", "wgmma") for n in (256, 128)]
+                                + [ConvKernel("mma", self._TILE)])
+
+    def _choose_and_run(self, key, candidates, run):
+        """run(kernel) for the kernel chosen for `key`. In benchmark mode the first call of a key
+        (outside a graph capture, which cannot wait for timings) times each candidate by CUDA
+        events, keeps the fastest for later calls, and runs it last, so its result is the one left."""
+        chosen = self.conv_kernels.get(key[0]) or self._conv_choices.get(key)
+        if chosen is None and benchmarking() and len(candidates) > 1 \
+                and not self.cupy.cuda.get_current_stream().is_capturing():
+            chosen = self._conv_choices[key] = min(candidates, key=lambda k: self._time(run, k))
+        run(chosen or candidates[0])
+
+    def _time(self, run, kernel):
+        """Milliseconds of run(kernel), the best of a few launches after one that compiles it."""
+        cupy = self.cupy
+        run(kernel)
+        best = float("inf")
+        for _ in range(self._REPS):
+            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            run(kernel)
+            stop.record()
+            stop.synchronize()
+            best = min(best, cupy.cuda.get_elapsed_time(start, stop))
+        return best
+
+    # -------------------------------------------------------------- launches
+    def _launch_kernel(self, kernel, pass_name, dtype, grid, args):
+        """One launch of `pass_name` ("fprop" or "wgrad") by `kernel`, with shared memory for its
+        stages: implicit_gemm.cu's STAGES tiles of both operands; implicit_gemm_wgmma.cu's, the
+        specialized kernels' barriers, and 1 KiB more to start the stages on the 1024-byte period
+        of the swizzle."""
+        n = kernel.n_tile
+        if kernel.family == "mma":
+            bk, stages = self.implicit_gemm_tile
+            self._launch_gemm("implicit_gemm.cu", f"conv_{pass_name}", dtype, grid, args, self._mma_defines(n),
+                              stages * (self._TILE + n) * bk * 2)
+            return
+        specialized = kernel.family == "wgmma_specialized"
+        stages = self._SPECIALIZED_STAGES[n] if specialized else 3 if n <= 128 and pass_name == "fprop" else 4
+        self._launch_gemm("implicit_gemm_wgmma.cu", f"conv_{pass_name}_{kernel.family}", dtype, grid, args,
+                          (f"-DWG_BN={n}", f"-DWG_STAGES={stages}"),
+                          stages * ((self._TILE + n) * 64 * 2 + 16) + 1024, threads=384 if specialized else 256)
+
+    def _mma_defines(self, n_tile):
+        bk, stages = self.implicit_gemm_tile
+        return f"-DIGEMM_BK={bk}", f"-DIGEMM_STAGES={stages}", f"-DIGEMM_FPROP_BN={n_tile}"
+
+    def _launch_gemm(self, filename, kernel, dtype, grid, args, defines, smem, threads=256):
+        """`threads` a block, `smem` bytes of dynamic shared memory (opted in above 48 KiB)."""
+        with self._cp_device:
+            fn = self._kernels.get(filename, kernel, dtype, defines)
+            if fn.max_dynamic_shared_size_bytes < smem:
+                fn.max_dynamic_shared_size_bytes = smem
+            fn(grid, (threads,), args, shared_mem=smem)
+
+    def _nhwc_args(self, x_shape, kernel, stride, padding, dilation, out_channels):
+        n, h, w, c = (int(s) for s in x_shape)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+        oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
+        if max(n * h * w * c, n * oh * ow * out_channels) >= 2 ** 31 or -(-n * oh * ow // self._TILE) > 65535:
+            raise ValueError(f"conv2d_nhwc(): input (N, H, W, C) = {tuple(x_shape)} is too large for one launch")
+        ints = [np.int32(v) for v in (n, h, w, c, out_channels, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)]
+        return (n, oh, ow), ints
+
+    # ---------------------------------------------------------------- passes
+    def conv2d_nhwc(self, x, weight, bias, stride, padding, dilation):
+        """y (N, OH, OW, O) of x (N, H, W, C) and weight (O, KH, KW, C), contiguous 16-bit
+        arrays, by implicit GEMM on the tensor cores; `bias` (O,) or None, added in float."""
+        o, kh, kw, c = (int(s) for s in weight.shape)
+        (n, oh, ow), ints = self._nhwc_args(x.shape, (kh, kw), stride, padding, dilation, o)
+        y = self._empty((n, oh, ow, o), x.dtype)
+        args = (x, weight, np.uint64(0) if bias is None else self._contig(bias, np.float32), y, *ints)
+
+        def run(kernel):
+            grid = (-(-o // kernel.n_tile), -(-n * oh * ow // self._TILE))
+            self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
+        key = ("fprop", x.dtype, x.shape, weight.shape, stride, padding, dilation)
+        self._choose_and_run(key, self._fprop_candidates(o, kh * kw * c), run)
+        return y
+
+    def conv2d_nhwc_weight_grad(self, x, grad, kernel, stride, padding, dilation, channels_last):
+        """dW of conv2d_nhwc from x (N, H, W, C) and the output gradient (N, OH, OW, O):
+        (O, C, KH, KW) contiguous, or (O, KH, KW, C) with `channels_last`. The pixels are split
+        among enough blocks to fill the GPU (two a multiprocessor for the specialized kernels,
+        which take one each, four for the others); the float partial sums are added in a fixed
+        order."""
+        (kh, kw), o, c = kernel, int(grad.shape[3]), int(x.shape[3])
+        (n, oh, ow), ints = self._nhwc_args(x.shape, kernel, stride, padding, dilation, o)
+        k = kh * kw * c
+        dw = self._empty((o, kh, kw, c) if channels_last else (o, c, kh, kw), x.dtype)
+
+        def run(kern):
+            pixel_tiles = -(-n * oh * ow // (self.implicit_gemm_tile[0] if kern.family == "mma" else 64))
+            grid_mn = (-(-k // kern.n_tile), -(-o // self._TILE))
+            blocks = self._max_blocks // (16 if kern.family == "wgmma_specialized" else 8)
+            splits = max(1, min(pixel_tiles // 8, -(-blocks // (grid_mn[0] * grid_mn[1]))))
+            tiles = -(-pixel_tiles // splits)
+            splits = -(-pixel_tiles // tiles)
+            partial = self._empty((splits, o, k), np.float32)
+            self._launch_kernel(kern, "wgrad", x.dtype, grid_mn + (splits,), (x, grad, partial, *ints, np.int32(tiles)))
+            self._launch("implicit_gemm.cu", "conv_wgrad_sum", x.dtype, dw.size,
+                         (partial, dw, np.int32(o), np.int32(c), np.int32(kh * kw), np.int32(splits),
+                          np.int32(not channels_last)), defines=self._mma_defines(self._TILE))
+        key = ("wgrad", x.dtype, x.shape, grad.shape, kernel, stride, padding, dilation)
+        self._choose_and_run(key, self._wgrad_candidates(o), run)
+        return dw
