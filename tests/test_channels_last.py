@@ -80,12 +80,15 @@ CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
     ((4, 32, 7, 9), 48, (3, 1), (2, 1), (0, 1), 1),
     ((4, 3, 10, 9), 16, 3, 1, 1, 1),  # an RGB image: zero channels added up to 8
     ((2, 12, 9, 8), 8, 3, 2, 1, 1),
+    ((40, 16, 32, 32), 24, 3, 1, 1, 1),  # 320 M tiles: a persistent grid's blocks take several
 ]
 
 
-# the N tiles of each kernel family: (forward and input gradient, weight gradient)
-N_TILES = {"mma": ((64, 128), (128,)), "wgmma": ((64, 128, 256), (128, 256)),
-           "wgmma_specialized": ((64, 128, 256), (128, 256))}
+# the kernels of each family, as ConvKernel fields: (forward and input gradient, weight gradient);
+# a third field is a persistent forward grid or the weight gradient's blocks a multiprocessor
+KERNELS = {"mma": ([(64,), (128,)], [(128, 4), (128, 2)])} | {
+    family: ([(64,), (128,), (256,), (128, 1), (64, 3)], [(128, 4), (256, 1), (256, 2)])
+    for family in ("wgmma", "wgmma_specialized")}
 
 
 @gpu
@@ -93,12 +96,12 @@ N_TILES = {"mma": ((64, 128), (128,)), "wgmma": ((64, 128, 256), (128, 256)),
 @pytest.mark.parametrize("dtype", sorted(SIXTEEN))
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[0]}-o{c[1]}-k{c[2]}-s{c[3]}")
 @pytest.mark.parametrize("input_format", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("family", sorted(N_TILES))
+@pytest.mark.parametrize("family", sorted(KERNELS))
 def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family, monkeypatch):
     """The implicit-GEMM convolution (16-bit operands, float32 accumulation) and its input,
     weight and bias gradients, against PyTorch in float64 on the same rounded values, by each
-    kernel of a family, every N tile (the wgmma families on Hopper only); the output and the
-    input gradient come out channels-last."""
+    kernel of a family (the wgmma families on Hopper only); the output and the input gradient
+    come out channels-last."""
     from mytensor.backend.cuda.implicit_gemm import ConvKernel
     backend = get_backend("cuda")
     if family != "mma" and backend.compute_capability != (9, 0):
@@ -115,10 +118,10 @@ def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family,
     g = torch.tensor(rng.standard_normal(ref.shape)).to(torch_dt).double()
     ref.backward(g)
 
-    fprop_tiles, wgrad_tiles = N_TILES[family]
-    for i in range(len(fprop_tiles)):
-        monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel(family, fprop_tiles[i]),
-                                                      "wgrad": ConvKernel(family, wgrad_tiles[i % len(wgrad_tiles)])})
+    fprops, wgrads = KERNELS[family]
+    for i, fprop in enumerate(fprops):
+        monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel(family, *fprop),
+                                                      "wgrad": ConvKernel(family, *wgrads[i % len(wgrads)])})
         xs = mt.tensor(x.numpy(), device="cuda", dtype=ours_dt)
         if input_format == "channels_last":
             xs = xs.to(memory_format=mt.channels_last)

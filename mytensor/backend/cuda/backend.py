@@ -55,7 +55,10 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
         self.cupy = cupy
         self._cp_device = cupy.cuda.Device(device.index)
         self._kernels = _kernel_modules(cupy)
-        self._max_blocks = 32 * self._cp_device.attributes["MultiProcessorCount"]
+        attributes = self._cp_device.attributes
+        self._multiprocessors = attributes["MultiProcessorCount"]
+        self._shared_per_multiprocessor = attributes["MaxSharedMemoryPerMultiprocessor"]
+        self._max_blocks = 32 * self._multiprocessors
         # Hopper (sm_90) runs implicit_gemm_wgmma.cu's warpgroup instructions; others implicit_gemm.cu
         self.use_wgmma = self.compute_capability == (9, 0)
         self._conv_choices = {}  # convolution shape -> the kernel benchmark mode found fastest

@@ -28,15 +28,21 @@ def benchmarking():
 
 
 class ConvKernel(NamedTuple):
-    """One way to launch a convolution pass: the kernel family and the width of its N tile."""
+    """One way to launch a convolution pass: the kernel family, the width of its N tile and how
+    many blocks a multiprocessor the grid aims at. In the forward, 0 is a block for each output
+    tile, and a number (wgmma families only) a persistent grid whose blocks take tile after tile,
+    each tile's store overlapping the next one's first copies. In the weight gradient it sets how
+    finely the pixels are split (0 meaning 4): more blocks keep more of the GPU busy, fewer leave
+    fewer partial sums to add."""
     family: str  # "mma", "wgmma" or "wgmma_specialized"
     n_tile: int
+    blocks_per_sm: int = 0
 
 
 class ImplicitGemmConvolutions:
     """The implicit-GEMM part of `CUDABackend` (which provides `_kernels`, `_empty`, `_launch`,
-    `_contig`, `_cp_device`, `_max_blocks`, `cupy`, `use_wgmma` and `_conv_choices`, the kernel
-    chosen for each shape in benchmark mode)."""
+    `_contig`, `_cp_device`, `_multiprocessors`, `_shared_per_multiprocessor`, `cupy`, `use_wgmma`
+    and `_conv_choices`, the kernel chosen for each shape in benchmark mode)."""
 
     # M tiles of 128 rows; implicit_gemm.cu's k tile and stages (BK, STAGES), chosen by
     # scripts/tune_implicit_gemm.py
@@ -66,16 +72,18 @@ class ImplicitGemmConvolutions:
     def _fprop_candidates(self, o, k):
         wide = 64 if o <= 64 else 128 if o <= 128 else 256  # the narrowest of 64, 128, 256 covering o
         rule = ConvKernel("wgmma_specialized" if wide >= 128 and k >= self.wgmma_specialized_min_k else "wgmma", wide)
-        narrower = [ConvKernel(f, 128) for f in ("wgmma", "wgmma_specialized")] if wide == 256 else []
+        tiles = [ConvKernel(f, n) for n in sorted({wide, min(wide, 128)}, reverse=True)
+                 for f in ("wgmma", "wgmma_specialized")]
+        persistent = [ConvKernel(f, wide, self._resident(ConvKernel(f, wide), "fprop"))
+                      for f in ("wgmma", "wgmma_specialized")]
         mma = ConvKernel("mma", 64 if o <= 64 else self._TILE)  # a 128-wide tile idles half below 64 outputs
-        return self._candidates(rule if self.use_wgmma else mma,
-                                [ConvKernel("wgmma", wide), ConvKernel("wgmma_specialized", wide), *narrower, mma])
+        return self._candidates(rule if self.use_wgmma else mma, [*tiles, *persistent, mma])
 
     def _wgrad_candidates(self, o):
-        rule = ConvKernel("wgmma", 256) if self.use_wgmma and o >= self.wgmma_wgrad_min_channels else \
-            ConvKernel("mma", self._TILE)
-        return self._candidates(rule, [ConvKernel(f, n) for f in ("wgmma_specialized", "wgmma") for n in (256, 128)]
-                                + [ConvKernel("mma", self._TILE)])
+        rule = ConvKernel("wgmma", 256, 4) if self.use_wgmma and o >= self.wgmma_wgrad_min_channels else \
+            ConvKernel("mma", self._TILE, 4)
+        return self._candidates(rule, [ConvKernel(f, n, b) for f in ("wgmma_specialized", "wgmma") for n in (256, 128)
+                                       for b in (4, 2, 1)] + [ConvKernel("mma", self._TILE, b) for b in (4, 2)])
 
     def _choose_and_run(self, key, candidates, run):
         """run(kernel) for the kernel chosen for `key`. In benchmark mode the first call of a key
@@ -102,22 +110,38 @@ class ImplicitGemmConvolutions:
         return best
 
     # -------------------------------------------------------------- launches
-    def _launch_kernel(self, kernel, pass_name, dtype, grid, args):
-        """One launch of `pass_name` ("fprop" or "wgrad") by `kernel`, with shared memory for its
-        stages: implicit_gemm.cu's STAGES tiles of both operands; implicit_gemm_wgmma.cu's, the
-        specialized kernels' barriers, and 1 KiB more to start the stages on the 1024-byte period
-        of the swizzle."""
-        n = kernel.n_tile
+    def _stages(self, kernel, pass_name):
         if kernel.family == "mma":
-            bk, stages = self.implicit_gemm_tile
-            self._launch_gemm("implicit_gemm.cu", f"conv_{pass_name}", dtype, grid, args, self._mma_defines(n),
-                              stages * (self._TILE + n) * bk * 2)
+            return self.implicit_gemm_tile[1]
+        if kernel.family == "wgmma_specialized":
+            return self._SPECIALIZED_STAGES[kernel.n_tile]
+        return 3 if kernel.n_tile <= 128 and pass_name == "fprop" else 4
+
+    def _shared_bytes(self, kernel, pass_name):
+        """Shared memory for the kernel's stages: implicit_gemm.cu's STAGES tiles of both operands;
+        implicit_gemm_wgmma.cu's, the specialized kernels' barriers, and 1 KiB more to start the
+        stages on the 1024-byte period of the swizzle."""
+        stages, n = self._stages(kernel, pass_name), kernel.n_tile
+        if kernel.family == "mma":
+            return stages * (self._TILE + n) * self.implicit_gemm_tile[0] * 2
+        return stages * ((self._TILE + n) * 64 * 2 + 16) + 1024
+
+    def _resident(self, kernel, pass_name):
+        """How many of the kernel's blocks fit in a multiprocessor's shared memory (1 KiB of
+        which each block reserves)."""
+        return max(1, self._shared_per_multiprocessor // (self._shared_bytes(kernel, pass_name) + 1024))
+
+    def _launch_kernel(self, kernel, pass_name, dtype, grid, args):
+        """One launch of `pass_name` ("fprop" or "wgrad") by `kernel`."""
+        smem = self._shared_bytes(kernel, pass_name)
+        if kernel.family == "mma":
+            self._launch_gemm("implicit_gemm.cu", f"conv_{pass_name}", dtype, grid, args,
+                              self._mma_defines(kernel.n_tile), smem)
             return
         specialized = kernel.family == "wgmma_specialized"
-        stages = self._SPECIALIZED_STAGES[n] if specialized else 3 if n <= 128 and pass_name == "fprop" else 4
         self._launch_gemm("implicit_gemm_wgmma.cu", f"conv_{pass_name}_{kernel.family}", dtype, grid, args,
-                          (f"-DWG_BN={n}", f"-DWG_STAGES={stages}"),
-                          stages * ((self._TILE + n) * 64 * 2 + 16) + 1024, threads=384 if specialized else 256)
+                          (f"-DWG_BN={kernel.n_tile}", f"-DWG_STAGES={self._stages(kernel, pass_name)}"), smem,
+                          threads=384 if specialized else 256)
 
     def _mma_defines(self, n_tile):
         bk, stages = self.implicit_gemm_tile
@@ -150,8 +174,10 @@ class ImplicitGemmConvolutions:
         args = (x, weight, np.uint64(0) if bias is None else self._contig(bias, np.float32), y, *ints)
 
         def run(kernel):
-            grid = (-(-o // kernel.n_tile), -(-n * oh * ow // self._TILE))
-            self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
+            columns, rows = -(-o // kernel.n_tile), -(-n * oh * ow // self._TILE)
+            if kernel.blocks_per_sm:  # a persistent grid (its blocks loop over the M tiles)
+                rows = min(rows, -(-self._multiprocessors * kernel.blocks_per_sm // columns))
+            self._launch_kernel(kernel, "fprop", x.dtype, (columns, rows), args)
         key = ("fprop", x.dtype, x.shape, weight.shape, stride, padding, dilation)
         self._choose_and_run(key, self._fprop_candidates(o, kh * kw * c), run)
         return y
@@ -159,9 +185,8 @@ class ImplicitGemmConvolutions:
     def conv2d_nhwc_weight_grad(self, x, grad, kernel, stride, padding, dilation, channels_last):
         """dW of conv2d_nhwc from x (N, H, W, C) and the output gradient (N, OH, OW, O):
         (O, C, KH, KW) contiguous, or (O, KH, KW, C) with `channels_last`. The pixels are split
-        among enough blocks to fill the GPU (two a multiprocessor for the specialized kernels,
-        which take one each, four for the others); the float partial sums are added in a fixed
-        order."""
+        among the kernel's `blocks_per_sm` blocks a multiprocessor, each taking at least 8 tiles
+        of 64 pixels; the float partial sums are added in a fixed order."""
         (kh, kw), o, c = kernel, int(grad.shape[3]), int(x.shape[3])
         (n, oh, ow), ints = self._nhwc_args(x.shape, kernel, stride, padding, dilation, o)
         k = kh * kw * c
@@ -170,7 +195,7 @@ class ImplicitGemmConvolutions:
         def run(kern):
             pixel_tiles = -(-n * oh * ow // (self.implicit_gemm_tile[0] if kern.family == "mma" else 64))
             grid_mn = (-(-k // kern.n_tile), -(-o // self._TILE))
-            blocks = self._max_blocks // (16 if kern.family == "wgmma_specialized" else 8)
+            blocks = self._multiprocessors * (kern.blocks_per_sm or 4)
             splits = max(1, min(pixel_tiles // 8, -(-blocks // (grid_mn[0] * grid_mn[1]))))
             tiles = -(-pixel_tiles // splits)
             splits = -(-pixel_tiles // tiles)
