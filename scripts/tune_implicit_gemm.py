@@ -86,7 +86,8 @@ def main():
             totals[k] += row[k]
     print(f"{'all (ms)':<16}" + "".join(f"{totals[k]:>18.3f}" for k in names))
     for key, kernel in backend._conv_choices.items():
-        print(f"benchmark chose {kernel.family}:{kernel.n_tile} for {key[0]} of {key[2]} x {key[3]}")
+        split = f", {kernel.blocks_per_sm} blocks a multiprocessor" if key[0] == "wgrad" else ""
+        print(f"benchmark chose {kernel.family}:{kernel.n_tile}{split} for {key[0]} of {key[2]} x {key[3]}")
 
 
 def kernels_of(config):

@@ -80,15 +80,12 @@ CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
     ((4, 32, 7, 9), 48, (3, 1), (2, 1), (0, 1), 1),
     ((4, 3, 10, 9), 16, 3, 1, 1, 1),  # an RGB image: zero channels added up to 8
     ((2, 12, 9, 8), 8, 3, 2, 1, 1),
-    ((40, 16, 32, 32), 24, 3, 1, 1, 1),  # 320 M tiles: a persistent grid's blocks take several
 ]
 
 
-# the kernels of each family, as ConvKernel fields: (forward and input gradient, weight gradient);
-# a third field is a persistent forward grid or the weight gradient's blocks a multiprocessor
+# the kernels of each family, as ConvKernel fields: (forward and input gradient, weight gradient)
 KERNELS = {"mma": ([(64,), (128,)], [(128, 4), (128, 2)])} | {
-    family: ([(64,), (128,), (256,), (128, 1), (64, 3)], [(128, 4), (256, 1), (256, 2)])
-    for family in ("wgmma", "wgmma_specialized")}
+    family: ([(64,), (128,), (256,)], [(128, 4), (256, 1), (256, 2)]) for family in ("wgmma", "wgmma_specialized")}
 
 
 @gpu

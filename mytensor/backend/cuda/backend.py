@@ -55,9 +55,7 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
         self.cupy = cupy
         self._cp_device = cupy.cuda.Device(device.index)
         self._kernels = _kernel_modules(cupy)
-        attributes = self._cp_device.attributes
-        self._multiprocessors = attributes["MultiProcessorCount"]
-        self._shared_per_multiprocessor = attributes["MaxSharedMemoryPerMultiprocessor"]
+        self._multiprocessors = self._cp_device.attributes["MultiProcessorCount"]
         self._max_blocks = 32 * self._multiprocessors
         # Hopper (sm_90) runs implicit_gemm_wgmma.cu's warpgroup instructions; others implicit_gemm.cu
         self.use_wgmma = self.compute_capability == (9, 0)

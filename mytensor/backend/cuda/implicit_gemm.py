@@ -28,21 +28,18 @@ def benchmarking():
 
 
 class ConvKernel(NamedTuple):
-    """One way to launch a convolution pass: the kernel family, the width of its N tile and how
-    many blocks a multiprocessor the grid aims at. In the forward, 0 is a block for each output
-    tile, and a number (wgmma families only) a persistent grid whose blocks take tile after tile,
-    each tile's store overlapping the next one's first copies. In the weight gradient it sets how
-    finely the pixels are split (0 meaning 4): more blocks keep more of the GPU busy, fewer leave
-    fewer partial sums to add."""
+    """One way to launch a convolution pass: the kernel family, the width of its N tile and, for
+    the weight gradient, how many blocks a multiprocessor its split of the pixels aims at (more
+    blocks keep more of the GPU busy; fewer leave fewer partial sums to add)."""
     family: str  # "mma", "wgmma" or "wgmma_specialized"
     n_tile: int
-    blocks_per_sm: int = 0
+    blocks_per_sm: int = 4
 
 
 class ImplicitGemmConvolutions:
     """The implicit-GEMM part of `CUDABackend` (which provides `_kernels`, `_empty`, `_launch`,
-    `_contig`, `_cp_device`, `_multiprocessors`, `_shared_per_multiprocessor`, `cupy`, `use_wgmma`
-    and `_conv_choices`, the kernel chosen for each shape in benchmark mode)."""
+    `_contig`, `_cp_device`, `_multiprocessors`, `cupy`, `use_wgmma` and `_conv_choices`, the kernel
+    chosen for each shape in benchmark mode)."""
 
     # M tiles of 128 rows; implicit_gemm.cu's k tile and stages (BK, STAGES), chosen by
     # scripts/tune_implicit_gemm.py
@@ -54,7 +51,7 @@ class ImplicitGemmConvolutions:
     wgmma_specialized_min_k = 1152  # the rule: reductions from this long on warp-specialized
     wgmma_wgrad_min_channels = 256  # the rule: the weight gradient by wgmma from this many outputs on
     conv_kernels = {}  # pass ("fprop", "wgrad") -> a ConvKernel to run whatever the shape (tests, tuning)
-    _REPS = 3  # timed launches of each candidate in benchmark mode
+    _ROUNDS = 5  # timed launches of each candidate in benchmark mode
 
     def supports_implicit_gemm(self, dtype, in_channels, out_channels, groups):
         return (dtype in LOW_PRECISION and groups == 1 and in_channels % 8 == 0 and out_channels % 8 == 0
@@ -74,40 +71,42 @@ class ImplicitGemmConvolutions:
         rule = ConvKernel("wgmma_specialized" if wide >= 128 and k >= self.wgmma_specialized_min_k else "wgmma", wide)
         tiles = [ConvKernel(f, n) for n in sorted({wide, min(wide, 128)}, reverse=True)
                  for f in ("wgmma", "wgmma_specialized")]
-        persistent = [ConvKernel(f, wide, self._resident(ConvKernel(f, wide), "fprop"))
-                      for f in ("wgmma", "wgmma_specialized")]
         mma = ConvKernel("mma", 64 if o <= 64 else self._TILE)  # a 128-wide tile idles half below 64 outputs
-        return self._candidates(rule if self.use_wgmma else mma, [*tiles, *persistent, mma])
+        return self._candidates(rule if self.use_wgmma else mma, [*tiles, mma])
 
     def _wgrad_candidates(self, o):
-        rule = ConvKernel("wgmma", 256, 4) if self.use_wgmma and o >= self.wgmma_wgrad_min_channels else \
-            ConvKernel("mma", self._TILE, 4)
+        rule = ConvKernel("wgmma", 256) if self.use_wgmma and o >= self.wgmma_wgrad_min_channels else \
+            ConvKernel("mma", self._TILE)
         return self._candidates(rule, [ConvKernel(f, n, b) for f in ("wgmma_specialized", "wgmma") for n in (256, 128)
                                        for b in (4, 2, 1)] + [ConvKernel("mma", self._TILE, b) for b in (4, 2)])
 
     def _choose_and_run(self, key, candidates, run):
         """run(kernel) for the kernel chosen for `key`. In benchmark mode the first call of a key
-        (outside a graph capture, which cannot wait for timings) times each candidate by CUDA
-        events, keeps the fastest for later calls, and runs it last, so its result is the one left."""
+        (outside a graph capture, which cannot wait for timings) times the candidates, keeps the
+        fastest for later calls, and runs it last, so its result is the one left."""
         chosen = self.conv_kernels.get(key[0]) or self._conv_choices.get(key)
         if chosen is None and benchmarking() and len(candidates) > 1 \
                 and not self.cupy.cuda.get_current_stream().is_capturing():
-            chosen = self._conv_choices[key] = min(candidates, key=lambda k: self._time(run, k))
+            chosen = self._conv_choices[key] = self._fastest(candidates, run)
         run(chosen or candidates[0])
 
-    def _time(self, run, kernel):
-        """Milliseconds of run(kernel), the best of a few launches after one that compiles it."""
+    def _fastest(self, candidates, run):
+        """The candidate with the shortest run(kernel), by CUDA events: each is launched once to
+        compile it, then all are timed in turn, round after round, keeping each one's best, so a
+        GPU still raising its clock does not favour the last ones."""
         cupy = self.cupy
-        run(kernel)
-        best = float("inf")
-        for _ in range(self._REPS):
-            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-            start.record()
+        for kernel in candidates:
             run(kernel)
-            stop.record()
-            stop.synchronize()
-            best = min(best, cupy.cuda.get_elapsed_time(start, stop))
-        return best
+        best = dict.fromkeys(candidates, float("inf"))
+        for _ in range(self._ROUNDS):
+            for kernel in candidates:
+                start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+                start.record()
+                run(kernel)
+                stop.record()
+                stop.synchronize()
+                best[kernel] = min(best[kernel], cupy.cuda.get_elapsed_time(start, stop))
+        return min(candidates, key=best.get)
 
     # -------------------------------------------------------------- launches
     def _stages(self, kernel, pass_name):
@@ -125,11 +124,6 @@ class ImplicitGemmConvolutions:
         if kernel.family == "mma":
             return stages * (self._TILE + n) * self.implicit_gemm_tile[0] * 2
         return stages * ((self._TILE + n) * 64 * 2 + 16) + 1024
-
-    def _resident(self, kernel, pass_name):
-        """How many of the kernel's blocks fit in a multiprocessor's shared memory (1 KiB of
-        which each block reserves)."""
-        return max(1, self._shared_per_multiprocessor // (self._shared_bytes(kernel, pass_name) + 1024))
 
     def _launch_kernel(self, kernel, pass_name, dtype, grid, args):
         """One launch of `pass_name` ("fprop" or "wgrad") by `kernel`."""
@@ -174,10 +168,8 @@ class ImplicitGemmConvolutions:
         args = (x, weight, np.uint64(0) if bias is None else self._contig(bias, np.float32), y, *ints)
 
         def run(kernel):
-            columns, rows = -(-o // kernel.n_tile), -(-n * oh * ow // self._TILE)
-            if kernel.blocks_per_sm:  # a persistent grid (its blocks loop over the M tiles)
-                rows = min(rows, -(-self._multiprocessors * kernel.blocks_per_sm // columns))
-            self._launch_kernel(kernel, "fprop", x.dtype, (columns, rows), args)
+            grid = (-(-o // kernel.n_tile), -(-n * oh * ow // self._TILE))
+            self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
         key = ("fprop", x.dtype, x.shape, weight.shape, stride, padding, dilation)
         self._choose_and_run(key, self._fprop_candidates(o, kh * kw * c), run)
         return y
@@ -195,7 +187,7 @@ class ImplicitGemmConvolutions:
         def run(kern):
             pixel_tiles = -(-n * oh * ow // (self.implicit_gemm_tile[0] if kern.family == "mma" else 64))
             grid_mn = (-(-k // kern.n_tile), -(-o // self._TILE))
-            blocks = self._multiprocessors * (kern.blocks_per_sm or 4)
+            blocks = self._multiprocessors * kern.blocks_per_sm
             splits = max(1, min(pixel_tiles // 8, -(-blocks // (grid_mn[0] * grid_mn[1]))))
             tiles = -(-pixel_tiles // splits)
             splits = -(-pixel_tiles // tiles)

@@ -43,10 +43,8 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 // what cp.async wrote (the generic proxy) becomes visible to wgmma (the async proxy)
 __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
-// d (64 x N, float, spread over the warpgroup) = A (64 x 16) B (16 x N) + (accumulate ? d : 0),
-// both operands from shared memory; TA / TB say the operand is MN-major (transposed) rather than
-// K-major. A tile's first multiply overwrites d, so no instruction but wgmma ever writes the
-// accumulators (zeroing them would make the compiler serialize the multiplies).
+// d (64 x N, float, spread over the warpgroup) += A (64 x 16) B (16 x N), both from shared
+// memory; TA / TB say the operand is MN-major (transposed) rather than K-major.
 #define WG_REGS64  /* the accumulators, then the operands after them */ \
     "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" "}, %32, %33, p, 1, 1, %35, %36;"
@@ -75,12 +73,11 @@ __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy
 #define WG_OPS256(d) WG_F64(d, 0), WG_F64(d, 64)
 #define WG_MMA(N, T, TY)                                                                                         \
     template <int TA, int TB>                                                                                    \
-    __device__ __forceinline__ void wgmma(float (&d)[N / 2], unsigned long long a, unsigned long long b, int accumulate, \
-                                          T*) {                                                                  \
+    __device__ __forceinline__ void wgmma(float (&d)[N / 2], unsigned long long a, unsigned long long b, T*) {  \
         asm volatile("{ .reg .pred p; setp.ne.b32 p, " WG_SCALE##N ", 0;\n"                                     \
                      "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " WG_REGS##N "}"             \
                      : WG_OPS##N(d)                                                                              \
-                     : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));                                     \
+                     : "l"(a), "l"(b), "r"(1), "n"(TA), "n"(TB));                                              \
     }
 WG_MMA(64, bf16_t, "bf16")
 WG_MMA(128, bf16_t, "bf16")
@@ -89,38 +86,30 @@ WG_MMA(64, half_t, "f16")
 WG_MMA(128, half_t, "f16")
 WG_MMA(256, half_t, "f16")
 
-// The pipeline over `tiles` output tiles of KT k-tiles each: load(stage, tile, kt) copies k-tile kt
-// of a tile into a stage, mma(stage, kt) issues the wgmma of one that has landed, finish(tile) stores
-// a tile once its last multiply is done, while the copies of the next tile's first k-tiles are
-// already in flight. Steps (a tile's k-tile) run in one flat sequence: STAGES - 2 are in flight
-// behind the one multiplied and one multiply is left running while the next step's copies are
-// issued, so a stage is refilled only two steps after its multiply was issued, when every
-// warpgroup has waited for it.
-template <typename Load, typename Mma, typename Finish>
-__device__ __forceinline__ void wgmma_pipelined(int tiles, int KT, Load load, Mma mma, Finish finish) {
+// The pipeline over KT k-tiles: load(stage, kt) copies tile kt into a stage, mma(stage) issues
+// the wgmma of one that has landed. STAGES - 2 tiles are in flight behind the one multiplied and
+// one multiply is left running while the next tile's copies are issued, so a stage is refilled
+// only two tiles after its multiply was issued, when every warpgroup has waited for it.
+template <typename Load, typename Mma>
+__device__ __forceinline__ void wgmma_pipelined(int KT, Load load, Mma mma) {
     using namespace wg;
-    const int steps = tiles * KT;
 #pragma unroll
     for (int s = 0; s < STAGES - 2; ++s) {
-        if (s < steps) load(s, s / KT, s % KT);
+        if (s < KT) load(s, s);
         copy_commit();
     }
-    for (int tile = 0, s = 0; tile < tiles; ++tile) {
-        for (int kt = 0; kt < KT; ++kt, ++s) {
-            copy_wait<STAGES - 3>();
-            fence_async_shared();
-            __syncthreads();  // step s has landed; every warpgroup is done with step s - 2's stage
-            wgmma_fence();
-            mma(s % STAGES, kt);
-            wgmma_commit();
-            const int next = s + STAGES - 2;
-            if (next < steps) load(next % STAGES, next / KT, next % KT);
-            copy_commit();
-            wgmma_wait<1>();
-        }
-        wgmma_wait<0>();
-        finish(tile);
+    for (int kt = 0; kt < KT; ++kt) {
+        copy_wait<STAGES - 3>();
+        fence_async_shared();
+        __syncthreads();  // tile kt has landed; every warpgroup is done with tile kt - 2's stage
+        wgmma_fence();
+        mma(kt % STAGES);
+        wgmma_commit();
+        if (kt + STAGES - 2 < KT) load((kt + STAGES - 2) % STAGES, kt + STAGES - 2);
+        copy_commit();
+        wgmma_wait<1>();
     }
+    wgmma_wait<0>();
 }
 
 // mbarriers in shared memory (8 bytes each): a phase completes when `count` arrivals are in
@@ -154,54 +143,46 @@ __device__ __forceinline__ void specialized_barriers_init(unsigned bars) {
     __syncthreads();
 }
 
-// Both run over the steps of `tiles` output tiles of KT k-tiles each, as wgmma_pipelined does.
-// The producer: load(stage, tile, kt) copies a k-tile into a stage once the consumers have emptied it.
-template <typename Load>
-__device__ __forceinline__ void specialized_produce(unsigned bars, int tiles, int KT, Load load) {
+// The producer: load(stage, kt) copies tile kt into a stage once the consumers have emptied it.
+template <typename Load> __device__ __forceinline__ void specialized_produce(unsigned bars, int KT, Load load) {
     using namespace wg;
     const unsigned full = bars, empty = bars + 8 * STAGES;
-    for (int step = 0; step < tiles * KT; ++step) {
-        const int s = step % STAGES;
-        if (step >= STAGES) mbar_wait(empty + 8 * s, (step / STAGES - 1) & 1);
-        load(s, step / KT, step % KT);
+    for (int kt = 0; kt < KT; ++kt) {
+        const int s = kt % STAGES;
+        if (kt >= STAGES) mbar_wait(empty + 8 * s, (kt / STAGES - 1) & 1);
+        load(s, kt);
         copies_arrive(full + 8 * s);
     }
     copy_wait<0>();
 }
 
-// A consumer: mma(stage, kt) issues the multiply of each full stage, one multiply staying in
-// flight; finish(tile) stores a tile once its last multiply is done.
-template <typename Mma, typename Finish>
-__device__ __forceinline__ void specialized_consume(unsigned bars, int tiles, int KT, Mma mma, Finish finish) {
+// A consumer: mma(stage) issues the multiply of each full stage; one multiply stays in flight.
+template <typename Mma> __device__ __forceinline__ void specialized_consume(unsigned bars, int KT, Mma mma) {
     using namespace wg;
     const unsigned full = bars, empty = bars + 8 * STAGES;
-    for (int tile = 0, step = 0; tile < tiles; ++tile) {
-        for (int kt = 0; kt < KT; ++kt, ++step) {
-            const int s = step % STAGES;
-            mbar_wait(full + 8 * s, (step / STAGES) & 1);
-            fence_async_shared();
-            wgmma_fence();
-            mma(s, kt);
-            wgmma_commit();
-            wgmma_wait<1>();  // the multiply of step - 1 is done: its stage can be refilled
-            if (step > 0) mbar_arrive(empty + 8 * ((step - 1) % STAGES));
-        }
-        wgmma_wait<0>();
-        finish(tile);
+    for (int kt = 0; kt < KT; ++kt) {
+        const int s = kt % STAGES;
+        mbar_wait(full + 8 * s, (kt / STAGES) & 1);
+        fence_async_shared();
+        wgmma_fence();
+        mma(s);
+        wgmma_commit();
+        wgmma_wait<1>();  // the multiply of tile kt - 1 is done: its stage can be refilled
+        if (kt > 0) mbar_arrive(empty + 8 * ((kt - 1) % STAGES));
     }
+    wgmma_wait<0>();
 }
 
 // The forward's multiply of one stage by warpgroup `group`: its 64 rows of the patch tile by the
 // weight tile, both K-major (rows of 64 consecutive k, as x and w hold them), in k16 steps of 32
 // bytes along the swizzled rows.
 template <typename T> __device__ __forceinline__ void fprop_stage_mma(float (&acc)[wg::BN / 2], unsigned stage_base,
-                                                                      int group, int kt) {
+                                                                      int group) {
     using namespace wg;
     const unsigned sa = stage_base + group * 64 * ROW, sb = stage_base + A_BYTES;
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk)
-        wgmma<0, 0>(acc, matrix_desc(sa + kk * 32, 16, ATOM), matrix_desc(sb + kk * 32, 16, ATOM), kt > 0 || kk > 0,
-                    (T*)nullptr);
+        wgmma<0, 0>(acc, matrix_desc(sa + kk * 32, 16, ATOM), matrix_desc(sb + kk * 32, 16, ATOM), (T*)nullptr);
 }
 
 // y[row][col] = acc (+ bias) for warpgroup `group`'s 64 rows of the tile at (m0, n0):
@@ -226,18 +207,11 @@ __device__ __forceinline__ void fprop_store(const float (&acc)[wg::BN / 2], cons
 #define FPROP_PARAMS(T)                                                                                          \
     const T *__restrict__ x, const T *__restrict__ w, const float *__restrict__ bias, T *__restrict__ y, int N, \
         int H, int W, int C, int O, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW
-// A block's output tiles: column blockIdx.x of N tiles, rows blockIdx.y, blockIdx.y + gridDim.y, ...
-// of M tiles (one each, unless the host launched fewer blocks than tiles, a persistent grid whose
-// blocks overlap one tile's store with the next one's first copies).
-#define FPROP_SETUP                                                                                  \
-    const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK, n0 = blockIdx.x * BN, tid = threadIdx.x; \
-    const int tiles = ((M + BM - 1) / BM - (int)blockIdx.y + (int)gridDim.y - 1) / (int)gridDim.y;       \
-    const auto m0_of = [&](int tile) { return ((int)blockIdx.y + tile * (int)gridDim.y) * BM; }
-#define FPROP_COPIES(threads, m0)                                                \
-    FpropCopies<T, 8, threads / 8, BM * 8 / threads, BN * 8 / threads>(x, w, m0, n0, tid, N, H, W, C, O, KH, KW, SH, \
-                                                                       SW, PH, PW, DH, DW, OH, OW)
+#define FPROP_COPIES(threads)                                                                                     \
+    FpropCopies<T, 8, threads / 8, BM * 8 / threads, BN * 8 / threads> copies(                                  \
+        x, w, m0, n0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
 
-// y = conv(x, w) (+ bias), BM x BN tiles of (pixels, output channels), by blocks of two
+// y = conv(x, w) (+ bias), one BM x BN tile of (pixels, output channels) per block of two
 // warpgroups, which copy and multiply in turn (wgmma_pipelined); small enough for two blocks to
 // share a multiprocessor, which suits short reductions.
 template <typename T>
@@ -245,20 +219,17 @@ __global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(FPROP_PARAMS(T))
     using namespace wg;
     extern __shared__ unsigned char smem[];
     const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;  // the swizzle repeats every 1024 bytes
-    FPROP_SETUP;
-    auto copies = FPROP_COPIES(THREADS, m0_of(0));
-    float acc[BN / 2];  // written first by the tile's first multiply
+    const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK;
+    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x;
+    const FPROP_COPIES(THREADS);
+    float acc[BN / 2] = {};
     wgmma_pipelined(
-        tiles, KT,
-        [&](int stage, int tile, int kt) {
-            if (kt == 0 && tile > 0) copies = FPROP_COPIES(THREADS, m0_of(tile));
-            copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt);
-        },
-        [&](int stage, int kt) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128, kt); },
-        [&](int tile) { fprop_store(acc, bias, y, m0_of(tile), n0, tid / 128, M, O); });
+        KT, [&](int stage, int kt) { copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt); },
+        [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
+    fprop_store(acc, bias, y, m0, n0, tid / 128, M, O);
 }
 
-// The same product by blocks of three warpgroups (specialized_produce / specialized_consume): one
+// The same product by a block of three warpgroups (specialized_produce / specialized_consume): one
 // copies, two multiply, one block a multiprocessor with more stages; it wins on long reductions
 // and wide N.
 template <typename T>
@@ -267,21 +238,20 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_s
     extern __shared__ unsigned char smem[];
     const unsigned bars = smem_address(smem);
     const unsigned sbase = (bars + 16 * STAGES + 1023) & ~1023u;
-    FPROP_SETUP;
-    const int group = tid / 128 - 1;
+    const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK;
+    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x, group = tid / 128 - 1;
     specialized_barriers_init(bars);
     if (group < 0) {  // the producer
-        auto copies = FPROP_COPIES(128, m0_of(0));
-        specialized_produce(bars, tiles, KT, [&](int stage, int tile, int kt) {
-            if (kt == 0 && tile > 0) copies = FPROP_COPIES(128, m0_of(tile));
+        const FPROP_COPIES(128);
+        specialized_produce(bars, KT, [&](int stage, int kt) {
             copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt);
         });
         return;
     }
-    float acc[BN / 2];  // written first by the tile's first multiply
-    specialized_consume(
-        bars, tiles, KT, [&](int stage, int kt) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group, kt); },
-        [&](int tile) { fprop_store(acc, bias, y, m0_of(tile), n0, group, M, O); });
+    float acc[BN / 2] = {};
+    specialized_consume(bars, KT,
+                        [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
+    fprop_store(acc, bias, y, m0, n0, group, M, O);
 }
 
 #ifndef WG_MN_LEADING  // MN-major operands: the byte offset between 64-wide blocks (1), or between
@@ -346,14 +316,14 @@ template <typename T, int THREADS_> struct WgradCopies {
 // The weight gradient's multiply of one stage by warpgroup `group`: its 64 output channels (a
 // 64-column block of the dy tile) by the patch tile, in k16 steps over the pixels, 16 rows on.
 template <typename T> __device__ __forceinline__ void wgrad_stage_mma(float (&acc)[wg::BN / 2], unsigned stage_base,
-                                                                      int group, int kt) {
+                                                                      int group) {
     using namespace wg;
     constexpr unsigned BLOCK = BK * ROW, leading = WG_MN_LEADING ? BLOCK : ATOM, stride = WG_MN_LEADING ? ATOM : BLOCK;
     const unsigned sa = stage_base + group * BLOCK, sb = stage_base + A_BYTES;
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk)
         wgmma<1, 1>(acc, matrix_desc(sa + kk * 16 * ROW, leading, stride), matrix_desc(sb + kk * 16 * ROW, leading, stride),
-                    kt > 0 || kk > 0, (T*)nullptr);
+                    (T*)nullptr);
 }
 
 // out[row][col] = acc, float, for warpgroup `group`'s 64 rows of the (O, K) tile at (o0, k0)
@@ -392,14 +362,11 @@ template <typename T> __global__ void __launch_bounds__(wg::THREADS) conv_wgrad_
     const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;
     WGRAD_SETUP;
     const WGRAD_COPIES(THREADS);
-    float acc[BN / 2];  // written first by the tile's first multiply
+    float acc[BN / 2] = {};
     wgmma_pipelined(
-        1, KT,
-        [&](int stage, int, int kt) {
-            copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt);
-        },
-        [&](int stage, int kt) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128, kt); },
-        [&](int) { wgrad_store(acc, out, o0, k0, tid / 128, O, K); });
+        KT, [&](int stage, int kt) { copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt); },
+        [&](int stage) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
+    wgrad_store(acc, out, o0, k0, tid / 128, O, K);
 }
 
 // ... by a block of three warpgroups, one copying and two multiplying (specialized_produce /
@@ -415,15 +382,14 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_s
     specialized_barriers_init(bars);
     if (group < 0) {  // the producer
         const WGRAD_COPIES(128);
-        specialized_produce(bars, 1, KT, [&](int stage, int, int kt) {
+        specialized_produce(bars, KT, [&](int stage, int kt) {
             copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt);
         });
         return;
     }
-    float acc[BN / 2];  // written first by the tile's first multiply
-    specialized_consume(
-        bars, 1, KT, [&](int stage, int kt) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group, kt); },
-        [&](int) { wgrad_store(acc, out, o0, k0, group, O, K); });
+    float acc[BN / 2] = {};
+    specialized_consume(bars, KT, [&](int stage) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
+    wgrad_store(acc, out, o0, k0, group, O, K);
 }
 
 #define MT_INSTANTIATE(T)                                                                                    \
