@@ -6,7 +6,7 @@ mode for the precision: fp32 is strict FP32 for both (PyTorch's TF32 switches of
 cuDNN's too); tf32 lets float32 matrix products and convolutions use TF32 tensor
 cores; bf16 is autocast to bfloat16 with channels-last tensors on both sides (cuDNN's fastest
 layout, and the one mytensor's implicit-GEMM convolutions read, as `mytensor train` lays out a
-16-bit GPU model).
+16-bit GPU model). Both pick their convolution kernels by timing them (`backends.cudnn.benchmark`).
 """
 import traceback
 
@@ -48,17 +48,19 @@ def _mytensor_step(fw, precision):
 def run(device, frameworks, quick=False, log=print):
     if not device.startswith("cuda"):
         return {"skipped": "precisions are compared on the GPU only"}
+    from mytensor.backends import cudnn
     from mytensor.training.precision import matmul_precision_of
     warmup, min_steps, max_steps, budget = POLICY["quick" if quick else "full"]
     rows = []
     if "torch" in frameworks:
         import torch
-        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True
     for precision in PRECISIONS:
         row = {"model": MODEL, "batch": BATCH, "optimizer": "sgd nesterov", "precision": precision}
         for name, fw in frameworks.items():
             try:
-                with matmul_precision_of(precision):
+                with matmul_precision_of(precision), cudnn.flags(enabled=True, benchmark=True):
                     step, batches = (_mytensor_step if name == "mytensor" else _torch_step)(fw, precision)
                     row[name] = time_steps(fw, step, batches, warmup, min_steps, max_steps, budget)
                 log(f"  precision: {MODEL} {precision:<5} {name:<9} {row[name]['s_per_step'] * 1e3:8.2f} ms/step")
@@ -68,6 +70,6 @@ def run(device, frameworks, quick=False, log=print):
                 traceback.print_exc()
         rows.append(row)
     if "torch" in frameworks:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved
     return {"data": f"random images resident on the device, a pool of {POOL} batches cycled; both steps replayed "
                     "from CUDA graphs", "rows": rows}
