@@ -186,6 +186,7 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_wgrad(const T* __restrict
     const bool o_ok = o < O, k_ok = k < K;
     const int tap = k / C, c = k - tap * C, kh = tap / KW, kw = tap - kh * KW;
     const int hoff = kh * DH - PH, woff = kw * DW - PW;
+    const FastDiv by_ohw(OHW), by_ow(OW);
     auto load_stage = [&](int stage, int kt) {
         const unsigned sa = sbase + stage * TILE_BYTES, sb = sa + BK * BM * 2;
 #pragma unroll
@@ -193,7 +194,7 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_wgrad(const T* __restrict
             const int r = cr + 16 * i, p = (kt0 + kt) * BK + r;
             const bool p_ok = p < P;
             copy16(sa + swizzle<16>(r, cc), p_ok && o_ok ? dy + (long long)p * O + o : dy, p_ok && o_ok);
-            const int pp = p_ok ? p : 0, n = pp / OHW, rem = pp - n * OHW, oh = rem / OW, ow = rem - oh * OW;
+            const int pp = p_ok ? p : 0, n = by_ohw(pp), rem = pp - n * OHW, oh = by_ow(rem), ow = rem - oh * OW;
             const int ih = oh * SH + hoff, iw = ow * SW + woff;
             const bool ok = p_ok && k_ok && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
             copy16(sb + swizzle<16>(r, cc), ok ? x + (((long long)n * H + ih) * W + iw) * C + c : x, ok);

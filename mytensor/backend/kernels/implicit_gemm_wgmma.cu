@@ -271,6 +271,7 @@ template <typename T, int THREADS_> struct WgradCopies {
     const T* x;
     const T* dy;
     int H, W, C, O, SH, SW, OW, OHW, P, p0, cc, cr, o;
+    FastDiv by_ohw, by_ow;
     int hoff[B_COLS], woff[B_COLS], koff[B_COLS];
     bool k_ok[B_COLS];
 
@@ -279,7 +280,7 @@ template <typename T, int THREADS_> struct WgradCopies {
                                            int W_, int C_, int O_, int KH, int KW, int SH_, int SW_, int PH, int PW,
                                            int DH, int DW, int OH, int OW_)
         : x(x_), dy(dy_), H(H_), W(W_), C(C_), O(O_), SH(SH_), SW(SW_), OW(OW_), OHW(OH * OW_), P(N * OH * OW_),
-          p0(kt0 * wg::BK), cc(tid % A_CHUNKS), cr(tid / A_CHUNKS), o(o0 + cc * 8) {
+          p0(kt0 * wg::BK), cc(tid % A_CHUNKS), cr(tid / A_CHUNKS), o(o0 + cc * 8), by_ohw(OH * OW_), by_ow(OW_) {
         const int K = KH * KW * C;
 #pragma unroll
         for (int j = 0; j < B_COLS; ++j) {
@@ -296,7 +297,7 @@ template <typename T, int THREADS_> struct WgradCopies {
             const int r = cr + RP * i, p = p0 + kt * wg::BK + r;
             const bool p_ok = p < P, a_ok = p_ok && o < O;
             copy16(sa + (cc >> 3) * BLOCK + swizzle<8>(r, cc & 7), a_ok ? dy + (long long)p * O + o : dy, a_ok);
-            const int pp = p_ok ? p : 0, n = pp / OHW, rem = pp - n * OHW, oh = rem / OW, ow = rem - oh * OW;
+            const int pp = p_ok ? p : 0, n = by_ohw(pp), rem = pp - n * OHW, oh = by_ow(rem), ow = rem - oh * OW;
 #pragma unroll
             for (int j = 0; j < B_COLS; ++j) {
                 const int chunk = cc + A_CHUNKS * j, ih = oh * SH + hoff[j], iw = ow * SW + woff[j];

@@ -26,6 +26,20 @@ template <int CHUNKS> __device__ __forceinline__ int swizzle(int row, int chunk)
     return row * CHUNKS * 16 + (chunk ^ (row & 7)) * 16;
 }
 
+// x / d for 0 <= x < 2^31 by a multiply and a shift instead of a division (Granlund and Montgomery's
+// magic number, set up once): the gathers decode pixel indices this way in their inner loops.
+struct FastDiv {
+    unsigned d, magic, shift;
+    __device__ __forceinline__ explicit FastDiv(int divisor) {
+        d = divisor;
+        shift = 32 - __clz((int)d - 1);  // ceil(log2 d)
+        magic = (unsigned)((((1ull << shift) - d) << 32) / d + 1);
+    }
+    __device__ __forceinline__ int operator()(int x) const {
+        return (int)((__umulhi((unsigned)x, magic) + (unsigned)x) >> shift);
+    }
+};
+
 template <typename T> __device__ __forceinline__ unsigned pack2(float a, float b) {
     return (unsigned)T(a).bits | ((unsigned)T(b).bits << 16);
 }
