@@ -83,11 +83,13 @@ def table_rows(results):
         rows.append(_row("step ms (graph)", r["model"], f"bs{r['batch']} {r['precision']}", "ms", *ms))
     for r in _get(results, "time", "rows") or []:
         detail = f"cifar10 jpeg, {r['runs']} runs, target {100 * r['target']:g}%"
-        rows.append(_row("time to accuracy", "airbench94 recipe", detail, "s", _get(r, "mytensor", "s_mean"),
-                         _get(r, "airbench94", "s_mean"), baseline="airbench94"))
-        rows.append(_row("final accuracy", "airbench94 recipe", detail, "%",
-                         _scale(_get(r, "mytensor", "acc_mean"), 100), _scale(_get(r, "airbench94", "acc_mean"), 100),
-                         baseline="airbench94"))
+        for program in ("airbench94", "airbench94_muon"):
+            if program not in r:
+                continue
+            rows.append(_row("time to accuracy", "airbench94 recipe", detail, "s", _get(r, "mytensor", "s_mean"),
+                             _get(r, program, "s_mean"), baseline=program))
+            rows.append(_row("final accuracy", "airbench94 recipe", detail, "%", _scale(_get(r, "mytensor", "acc_mean"),
+                             100), _scale(_get(r, program, "acc_mean"), 100), baseline=program))
     for r in _get(results, "memory", "rows") or []:
         detail = f"{r['dataset']} bs{r['batch']} {r['optimizer']}"
         mem = [_scale(_get(r, fw, "peak_bytes"), 1 / MiB) for fw in ("mytensor", "torch")]
@@ -103,7 +105,7 @@ def _fmt(v):
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
-BASELINE_NOTES = {"torch_graph": " (graph)", "airbench94": " (airbench94)"}  # a baseline other than PyTorch eager
+BASELINE_NOTES = {"torch_graph": " (graph)", "airbench94": " (airbench94)", "airbench94_muon": " (airbench94_muon)"}  # a baseline other than PyTorch eager
 
 
 def format_table(rows, markdown=False):

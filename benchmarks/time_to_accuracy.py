@@ -4,10 +4,12 @@ against airbench94 itself, in the same job, on the same data and GPU.
 airbench94 is its public program (KellerJordan/cifar10-airbench, legacy/airbench94.py), run as it
 is from the folder MYTENSOR_ANCHORS names, beside the `jpeg_to_pt.py` there that writes the
 cifar10/train.pt and test.pt it reads from `cifar10-jpeg.tar.gz` (in MYTENSOR_DATA, where mytensor
-finds it too). Without those the section is skipped. Each side makes `runs` runs (seeds 0, 1, ...
-for mytensor); reported are the mean final test accuracy and the mean seconds from the first step
-to the last evaluation (training and the final evaluation, as airbench times itself) over the runs
-after the first, which compiles kernels and records graphs on both sides.
+finds it too); airbench94_muon.py (Muon, torch.compile), the faster one, runs too when the folder
+has it (not with --quick: its compilation takes minutes). Without those the section is skipped.
+Each side makes `runs` runs (seeds 0, 1, ... for mytensor); reported are the mean final test
+accuracy and the mean seconds from the first step to the last evaluation (training and the final
+evaluation, as airbench times itself) over the runs after the first, which compiles kernels and
+records graphs on both sides (airbench94_muon also makes a warm-up run of its own first, left out).
 """
 import contextlib
 import io
@@ -23,18 +25,18 @@ JPEG = "cifar10-jpeg.tar.gz"
 
 
 def parse_airbench(text):
-    """(final accuracy, seconds) of each run in airbench94's printed table: its rows are
-    `| run | epoch | train_loss | train_acc | val_acc | tta_val_acc | total_time_seconds |`, and a
-    run's final row is the one whose tta_val_acc is filled."""
-    runs = []
+    """(final accuracy, seconds) of each run in an airbench program's printed table: its header row
+    names the columns (`| run | epoch | ... | tta_val_acc | total_time_seconds |`, the seconds last),
+    and a run's final row is the one whose tta_val_acc is filled."""
+    runs, header = [], None
     for line in text.splitlines():
+        if not line.startswith("|"):
+            continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 7 or not cells[5] or not cells[6]:
-            continue
-        try:
-            runs.append((float(cells[5]), float(cells[6])))
-        except ValueError:  # the header
-            continue
+        if "tta_val_acc" in cells:
+            header = cells
+        elif header is not None and len(cells) == len(header) and cells[header.index("tta_val_acc")] and cells[-1]:
+            runs.append((float(cells[header.index("tta_val_acc")]), float(cells[-1])))
     return runs
 
 
@@ -59,19 +61,24 @@ def mytensor_runs(data_dir, runs, log):
     return out
 
 
-def airbench_runs(anchors, tarball, runs, log):
+# the airbench programs: the runs each prints before the ones asked for (airbench94_muon's warm-up)
+PROGRAMS = {"airbench94": 0, "airbench94_muon": 1}
+
+
+def airbench_runs(anchors, tarball, runs, log, program="airbench94"):
     with tempfile.TemporaryDirectory() as work:
         subprocess.run([sys.executable, os.path.join(anchors, "jpeg_to_pt.py"), tarball,
                         os.path.join(work, "cifar10")], check=True, capture_output=True, text=True)
-        done = subprocess.run([sys.executable, os.path.join(anchors, "airbench94.py")], cwd=work, text=True,
+        done = subprocess.run([sys.executable, os.path.join(anchors, f"{program}.py")], cwd=work, text=True,
                               capture_output=True, env={**os.environ, "RUNS": str(runs)})
     found = parse_airbench(done.stdout)
-    if done.returncode or len(found) != runs:
-        raise RuntimeError(f"airbench94.py exited with {done.returncode} after {len(found)} of {runs} runs: "
+    extra = PROGRAMS[program]
+    if done.returncode or len(found) != runs + extra:
+        raise RuntimeError(f"{program}.py exited with {done.returncode} after {len(found)} of {runs + extra} runs: "
                            f"{(done.stderr or done.stdout).strip()[-300:]}")
-    for a, s in found:
-        log(f"  time: airbench94: {a:.4f} in {s:.2f} s")
-    return found
+    for a, s in found[extra:]:
+        log(f"  time: {program}: {a:.4f} in {s:.2f} s")
+    return found[extra:]
 
 
 def run(device, frameworks, quick=False, log=print):
@@ -84,7 +91,9 @@ def run(device, frameworks, quick=False, log=print):
                            f"MYTENSOR_DATA (a folder with {JPEG})"}
     runs = POLICY["quick" if quick else "full"]
     row = {"target": TARGET, "runs": runs, "mytensor": summary(mytensor_runs(data, runs, log))}
-    if "torch" in frameworks:  # airbench94 is PyTorch
+    if "torch" in frameworks:  # the airbench programs are PyTorch
         row["airbench94"] = summary(airbench_runs(anchors, tarball, runs, log))
+        if not quick and os.path.isfile(os.path.join(anchors, "airbench94_muon.py")):
+            row["airbench94_muon"] = summary(airbench_runs(anchors, tarball, runs, log, "airbench94_muon"))
     return {"data": f"the CIFAR-10 JPEG copy ({JPEG}); seconds from the first step to the last evaluation, "
                     f"the mean of the runs after the first", "rows": [row]}

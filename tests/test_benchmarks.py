@@ -131,11 +131,18 @@ def test_time_to_accuracy_reads_airbench_s_table_and_compares(monkeypatch):
     assert runs == [(0.91, 2.5), (0.906, 1.9)]
     theirs = tta.summary(runs)
     assert theirs["s_mean"] == 1.9 and theirs["acc_mean"] == pytest.approx(0.908) and theirs["reached"]
+    muon = "\n".join([row("run   ", "epoch", "train_acc", "val_acc", "tta_val_acc", "time_seconds"),
+                      row("warmup", " eval", "   0.1000", " 0.1000", "     0.1000", "      9.0000"),
+                      row("     0", " eval", "   0.9000", " 0.9050", "     0.9070", "      1.6000")])
+    assert tta.parse_airbench(muon) == [(0.1, 9.0), (0.907, 1.6)]  # airbench94_muon's columns, its warm-up first
     results = {"time": {"rows": [{"target": tta.TARGET, "runs": 2, "airbench94": theirs,
+                                  "airbench94_muon": tta.summary([(0.907, 1.7), (0.906, 1.6)]),
                                   "mytensor": tta.summary([(0.905, 9.0), (0.907, 3.8)])}]}}
-    time_row, acc_row = report.table_rows(results)
+    time_row, acc_row, muon_time, _ = report.table_rows(results)
     assert time_row["ratio"] == pytest.approx(3.8 / 1.9) and acc_row["mytensor"] == pytest.approx(90.6)
+    assert muon_time["ratio"] == pytest.approx(3.8 / 1.6)
     assert "(airbench94)" in report.format_table([time_row, acc_row])
+    assert "(airbench94_muon)" in report.format_table([muon_time])
     assert "GPU only" in tta.run("cpu", {})["skipped"]
     monkeypatch.delenv("MYTENSOR_ANCHORS", raising=False)
     assert "MYTENSOR_ANCHORS" in tta.run("cuda", {})["skipped"]
