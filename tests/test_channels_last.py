@@ -97,8 +97,8 @@ KERNELS = {"mma": ([(64,), (128,)], [(128, 4), (128, 2)])} | {
 def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family, monkeypatch):
     """The implicit-GEMM convolution (16-bit operands, float32 accumulation) and its input,
     weight and bias gradients, against PyTorch in float64 on the same rounded values, by each
-    kernel of a family (the wgmma families on Hopper only, their plain tiles by the bulk tensor
-    copy engine and by cp.async); the output and the input gradient come out channels-last."""
+    kernel of a family (the wgmma families on Hopper only, their weights by the bulk tensor copy
+    engine and by cp.async); the output and the input gradient come out channels-last."""
     from mytensor.backend.cuda.implicit_gemm import ConvKernel
     backend = get_backend("cuda")
     if family != "mma" and backend.compute_capability != (9, 0):
@@ -116,7 +116,7 @@ def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family,
     ref.backward(g)
 
     fprops, wgrads = KERNELS[family]
-    for i, fprop in enumerate(fprops * (1 if family == "mma" else 2)):  # wgmma: by TMA, then by cp.async
+    for i, fprop in enumerate(fprops * (1 if family == "mma" else 2)):  # wgmma: weights by TMA, then by cp.async
         monkeypatch.setattr(backend, "use_tma", i < len(fprops))
         monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel(family, *fprop),
                                                       "wgrad": ConvKernel(family, *wgrads[i % len(wgrads)])})

@@ -52,7 +52,7 @@ class ImplicitGemmConvolutions:
     wgmma_specialized_min_k = 1152  # the rule: reductions from this long on warp-specialized
     wgmma_wgrad_min_channels = 256  # the rule: the weight gradient by wgmma from this many outputs on
     conv_kernels = {}  # pass ("fprop", "wgrad") -> a ConvKernel to run whatever the shape (tests, tuning)
-    use_tma = True  # the wgmma kernels' plain tiles by the bulk tensor copy engine, where the arrays allow
+    use_tma = True  # the wgmma forward's weight tiles by the bulk tensor copy engine, where the weights allow
     _ROUNDS = 5  # timed launches of each candidate in benchmark mode
 
     def supports_implicit_gemm(self, dtype, in_channels, out_channels, groups):
@@ -192,8 +192,6 @@ class ImplicitGemmConvolutions:
         (n, oh, ow), ints = self._nhwc_args(x.shape, kernel, stride, padding, dilation, o)
         k = kh * kw * c
         dw = self._empty((o, kh, kw, c) if channels_last else (o, c, kh, kw), x.dtype)
-        grad_2d = grad.reshape(n * oh * ow, o)
-        bulk = self.use_tma and tensor_maps.can_map(grad_2d)
 
         def run(kern):
             pixel_tiles = -(-n * oh * ow // (self.implicit_gemm_tile[0] if kern.family == "mma" else 64))
@@ -203,13 +201,7 @@ class ImplicitGemmConvolutions:
             tiles = -(-pixel_tiles // splits)
             splits = -(-pixel_tiles // tiles)
             partial = self._empty((splits, o, k), np.float32)
-            args = (x, grad, partial, *ints, np.int32(tiles))
-            if kern.family == "mma":
-                self._launch_kernel(kern, "wgrad", x.dtype, grid_mn + (splits,), args)
-            else:  # the output gradient's 64-channel blocks of 64 pixels as boxes
-                dymap = tensor_maps.tiled_2d(grad_2d, 64, 64) if bulk else tensor_maps.NO_MAP
-                self._launch_kernel(kern, "wgrad", x.dtype, grid_mn + (splits,), args + (dymap,),
-                                    (f"-DWG_TMA={int(bulk)}",))
+            self._launch_kernel(kern, "wgrad", x.dtype, grid_mn + (splits,), (x, grad, partial, *ints, np.int32(tiles)))
             self._launch("implicit_gemm.cu", "conv_wgrad_sum", x.dtype, dw.size,
                          (partial, dw, np.int32(o), np.int32(c), np.int32(kh * kw), np.int32(splits),
                           np.int32(not channels_last)), defines=self._mma_defines(self._TILE))

@@ -10,9 +10,8 @@
 // warpgroup then multiplies its 64 rows of the A tile by the whole B tile with wgmma, which
 // reads both operands straight from shared memory through matrix descriptors and accumulates
 // in registers, asynchronously: the copies of later tiles are issued while it runs.
-// With WG_TMA the plain tiles (the forward's weights, the weight gradient's output gradient) come
-// by the bulk tensor copy engine instead (TMA: one thread issues a whole tile, described by a
-// tensor map the host makes), landing on an mbarrier.
+// With WG_TMA the forward's weight tile comes by the bulk tensor copy engine instead (TMA: one
+// thread issues a whole tile, described by a tensor map the host makes), landing on an mbarrier.
 // The host checks C % 8 == 0 and O % 8 == 0.
 #include "common.cuh"
 #include "tile_copy.cuh"
@@ -23,7 +22,7 @@
 #ifndef WG_STAGES
 #define WG_STAGES 4
 #endif
-#ifndef WG_TMA  // the plain tiles by the bulk tensor copy engine (1) or by cp.async (0)
+#ifndef WG_TMA  // the forward's weights by the bulk tensor copy engine (1) or by cp.async (0)
 #define WG_TMA 0
 #endif
 
@@ -240,15 +239,6 @@ __device__ __forceinline__ void fprop_store(const float (&acc)[wg::BN / 2], cons
     FpropCopies<T, 8, threads / 8, BM * 8 / threads, WG_TMA ? 0 : BN * 8 / threads> copies(                     \
         x, w, m0, n0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
 
-// The two-warpgroup kernels' stage mbarriers with WG_TMA: thread 0 arrives on one as it issues
-// the stage's bulk copies, whose bytes complete its phase.
-__device__ __forceinline__ void bulk_barriers_init(unsigned bars) {
-    if (!WG_TMA) return;
-    if (threadIdx.x < wg::STAGES) mbar_init(bars + 8 * threadIdx.x, 1);
-    fence_async_shared();
-    __syncthreads();
-}
-
 // The forward's copies of k-tile kt into a stage at shared address `stage_base`: the patches by
 // this thread's cp.async, the weights with them or, with WG_TMA, by one bulk copy that thread 0
 // issues, its bytes landing on the mbarrier `bar`.
@@ -265,7 +255,8 @@ __device__ __forceinline__ void fprop_load(const Copies& copies, const TensorMap
 
 // y = conv(x, w) (+ bias), one BM x BN tile of (pixels, output channels) per block of two
 // warpgroups, which copy and multiply in turn (wgmma_pipelined); small enough for two blocks to
-// share a multiprocessor, which suits short reductions.
+// share a multiprocessor, which suits short reductions. With WG_TMA each stage has an mbarrier
+// that thread 0 arrives on as it issues the stage's bulk copy.
 template <typename T>
 __global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(FPROP_PARAMS(T)) {
     using namespace wg;
@@ -274,7 +265,11 @@ __global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(FPROP_PARAMS(T))
     const unsigned sbase = (bars + 8 * STAGES + 1023) & ~1023u;  // the swizzle repeats every 1024 bytes
     const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x;
-    bulk_barriers_init(bars);
+    if (WG_TMA) {
+        if (tid < STAGES) mbar_init(bars + 8 * tid, 1);
+        fence_async_shared();
+        __syncthreads();
+    }
     const FPROP_COPIES(THREADS);
     float acc[BN / 2] = {};
     wgmma_pipelined<WG_TMA>(
@@ -320,8 +315,8 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_s
 // from `threads` threads. Both operands arrive with the pixel as the row (dy (P, O), the patches
 // (P, K)): MN-major, each 64-wide block of columns a swizzled 64 x 64 tile of its own. This
 // thread copies 16-byte chunk `cc` (8 output channels) of dy and chunks cc + A_CHUNKS j (8 values
-// of k, one tap's channels) of the patches, of pixel rows cr + RP i (with WG_TMA the patches
-// alone: wgrad_load brings dy); rows past P, the padding and columns past O or K read zeros.
+// of k, one tap's channels) of the patches, of pixel rows cr + RP i; rows past P, the padding and
+// columns past O or K read zeros.
 template <typename T, int THREADS_> struct WgradCopies {
     static constexpr int A_CHUNKS = wg::BM / 8, B_CHUNKS = wg::BN / 8, RP = THREADS_ / A_CHUNKS,
                          PASSES = wg::BK / RP, B_COLS = (B_CHUNKS + A_CHUNKS - 1) / A_CHUNKS,
@@ -354,7 +349,7 @@ template <typename T, int THREADS_> struct WgradCopies {
         for (int i = 0; i < PASSES; ++i) {
             const int r = cr + RP * i, p = p0 + kt * wg::BK + r;
             const bool p_ok = p < P, a_ok = p_ok && o < O;
-            if (!WG_TMA) copy16(sa + (cc >> 3) * BLOCK + swizzle<8>(r, cc & 7), a_ok ? dy + (long long)p * O + o : dy, a_ok);
+            copy16(sa + (cc >> 3) * BLOCK + swizzle<8>(r, cc & 7), a_ok ? dy + (long long)p * O + o : dy, a_ok);
             const int pp = p_ok ? p : 0, n = by_ohw(pp), rem = pp - n * OHW, oh = by_ow(rem), ow = rem - oh * OW;
 #pragma unroll
             for (int j = 0; j < B_COLS; ++j) {
@@ -406,8 +401,7 @@ __device__ __forceinline__ void wgrad_store(const float (&acc)[wg::BN / 2], floa
 // split z of `partial` (splits, O, K).
 #define WGRAD_PARAMS(T)                                                                                            \
     const T *__restrict__ x, const T *__restrict__ dy, float *__restrict__ partial, int N, int H, int W, int C, int O, \
-        int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW, int tiles,                  \
-        const __grid_constant__ TensorMap dymap
+        int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW, int tiles
 #define WGRAD_SETUP                                                                                \
     const int K = KH * KW * C, k0 = blockIdx.x * BN, o0 = blockIdx.y * BM, kt0 = blockIdx.z * tiles; \
     const int KT = min((N * OH * OW + BK - 1) / BK - kt0, tiles), tid = threadIdx.x;                 \
@@ -415,38 +409,16 @@ __device__ __forceinline__ void wgrad_store(const float (&acc)[wg::BN / 2], floa
 #define WGRAD_COPIES(threads) \
     WgradCopies<T, threads> copies(x, dy, o0, k0, kt0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
 
-// The weight gradient's copies of pixel tile kt into a stage at shared address `stage_base`: the
-// patches by this thread's cp.async, dy with them or, with WG_TMA, as one bulk copy of each
-// 64-channel block that thread 0 issues, its bytes landing on the mbarrier `bar`.
-template <typename Copies>
-__device__ __forceinline__ void wgrad_load(const Copies& copies, const TensorMap& dymap, unsigned stage_base, int kt,
-                                           int o0, unsigned bar) {
-    using namespace wg;
-    if (WG_TMA && threadIdx.x == 0) {
-        mbar_expect_bytes(bar, A_BYTES);
-#pragma unroll
-        for (int j = 0; j < BM / 64; ++j)
-            bulk_load_2d(stage_base + j * Copies::BLOCK, &dymap, o0 + 64 * j, copies.p0 + kt * BK, bar);
-    }
-    copies.load(stage_base, stage_base + A_BYTES, kt);
-}
-
 // ... by a block of two warpgroups that copy and multiply in turn (wgmma_pipelined)
 template <typename T> __global__ void __launch_bounds__(wg::THREADS) conv_wgrad_wgmma(WGRAD_PARAMS(T)) {
     using namespace wg;
     extern __shared__ unsigned char smem[];
-    const unsigned bars = smem_address(smem);
-    const unsigned sbase = (bars + 8 * STAGES + 1023) & ~1023u;
+    const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;
     WGRAD_SETUP;
-    bulk_barriers_init(bars);
     const WGRAD_COPIES(THREADS);
     float acc[BN / 2] = {};
-    wgmma_pipelined<WG_TMA>(
-        bars, KT,
-        [&](int stage, int kt) {
-            wgrad_load(copies, dymap, sbase + stage * STAGE_BYTES, kt, o0, bars + 8 * stage);
-            if (WG_TMA && tid == 0) mbar_arrive(bars + 8 * stage);  // after the bytes it expects
-        },
+    wgmma_pipelined<false>(
+        0, KT, [&](int stage, int kt) { copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt); },
         [&](int stage) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
     wgrad_store(acc, out, o0, k0, tid / 128, O, K);
 }
@@ -465,7 +437,7 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_s
     if (group < 0) {  // the producer
         const WGRAD_COPIES(128);
         specialized_produce(bars, KT, [&](int stage, int kt) {
-            wgrad_load(copies, dymap, sbase + stage * STAGE_BYTES, kt, o0, bars + 8 * stage);
+            copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt);
         });
         return;
     }
@@ -481,11 +453,9 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_s
                                                              int, int, int, int, int, int, int, int, int, int, int, \
                                                              int, const __grid_constant__ TensorMap);          \
     template __global__ void conv_wgrad_wgmma<T>(const T*, const T*, float*, int, int, int, int, int, int, int, \
-                                                 int, int, int, int, int, int, int, int, int,               \
-                                                 const __grid_constant__ TensorMap);                         \
+                                                 int, int, int, int, int, int, int, int, int);             \
     template __global__ void conv_wgrad_wgmma_specialized<T>(const T*, const T*, float*, int, int, int, int, int, \
-                                                             int, int, int, int, int, int, int, int, int, int, int, \
-                                                             const __grid_constant__ TensorMap);
+                                                             int, int, int, int, int, int, int, int, int, int, int);
 
 MT_INSTANTIATE(bf16_t)
 MT_INSTANTIATE(half_t)
