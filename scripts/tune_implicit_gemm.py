@@ -4,11 +4,10 @@ forward (fprop), input-gradient (dgrad, an fprop of the flipped kernel) and weig
 (wgrad) passes. A configuration is `rule` (the backend's fixed choice), `benchmark` (each
 shape's fastest candidate, timed as `backends.cudnn.benchmark` does; the kernels it chose are
 printed) or `FAMILY:N[:WGRAD_N]`, one kernel family (mma, wgmma, wgmma_specialized) with
-N-tile widths for every pass (the weight gradient's by default 128 for mma, 256 for the others);
-a configuration ending in `/cp.async` copies the wgmma forward's weights by cp.async instead of the
-bulk tensor copy engine. `--mma-tile BKxSTAGES` sets implicit_gemm.cu's k tile and stages.
+N-tile widths for every pass (the weight gradient's by default 128 for mma, 256 for the others).
+`--mma-tile BKxSTAGES` sets implicit_gemm.cu's k tile and stages.
 
-    python scripts/tune_implicit_gemm.py [--batch 512] [--configs rule rule/cp.async benchmark wgmma:256]
+    python scripts/tune_implicit_gemm.py [--batch 512] [--configs rule benchmark wgmma_specialized:256]
 """
 import argparse
 
@@ -59,10 +58,8 @@ def main():
         wf = cupy.ascontiguousarray(w[:, ::-1, ::-1, :].transpose(3, 1, 2, 0))
         row = {"layer": f"{c}->{o} @{h}"}
         for tile in args.configs:
-            config, _, copies = tile.partition("/")
-            backend.use_tma = copies != "cp.async"
-            backend.conv_kernels = kernels_of(config)
-            mt.backends.cudnn.benchmark = config == "benchmark"
+            backend.conv_kernels = kernels_of(tile)
+            mt.backends.cudnn.benchmark = tile == "benchmark"
             row[f"fprop {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc(x, w, None, (1, 1), (1, 1), (1, 1)))
             row[f"dgrad {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc(g, wf, None, (1, 1), (1, 1), (1, 1)))
             row[f"wgrad {tile}"] = timed(cupy, lambda: backend.conv2d_nhwc_weight_grad(

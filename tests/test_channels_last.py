@@ -97,8 +97,8 @@ KERNELS = {"mma": ([(64,), (128,)], [(128, 4), (128, 2)])} | {
 def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family, monkeypatch):
     """The implicit-GEMM convolution (16-bit operands, float32 accumulation) and its input,
     weight and bias gradients, against PyTorch in float64 on the same rounded values, by each
-    kernel of a family (the wgmma families on Hopper only, their weights by the bulk tensor copy
-    engine and by cp.async); the output and the input gradient come out channels-last."""
+    kernel of a family (the wgmma families on Hopper only); the output and the input gradient
+    come out channels-last."""
     from mytensor.backend.cuda.implicit_gemm import ConvKernel
     backend = get_backend("cuda")
     if family != "mma" and backend.compute_capability != (9, 0):
@@ -116,8 +116,7 @@ def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family,
     ref.backward(g)
 
     fprops, wgrads = KERNELS[family]
-    for i, fprop in enumerate(fprops * (1 if family == "mma" else 2)):  # wgmma: weights by TMA, then by cp.async
-        monkeypatch.setattr(backend, "use_tma", i < len(fprops))
+    for i, fprop in enumerate(fprops):
         monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel(family, *fprop),
                                                       "wgrad": ConvKernel(family, *wgrads[i % len(wgrads)])})
         xs = mt.tensor(x.numpy(), device="cuda", dtype=ours_dt)
@@ -129,7 +128,7 @@ def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family,
         y = F.conv2d(xs, ws, bs, stride, padding, dilation)
         assert y.dtype is ours_dt and y.is_contiguous(memory_format=mt.channels_last)
         y.backward(mt.tensor(g.numpy(), device="cuda", dtype=ours_dt))
-        where = f"{backend.conv_kernels}, TMA {backend.use_tma}"
+        where = f"{backend.conv_kernels}"
         assert rel_err(host(y), ref.detach().numpy()) < tol, where
         assert rel_err(host(xs.grad), xr.grad.numpy()) < tol, where
         assert rel_err(host(ws.grad), wr.grad.numpy()) < tol and ws.grad.is_contiguous(), where

@@ -17,11 +17,9 @@ KERNEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 CU_FILES = sorted(glob.glob(os.path.join(KERNEL_DIR, "*.cu")))
 NVCC = shutil.which("nvcc")
 
-# the extra flags backend/cuda/kernels.py gives NVRTC for some files, the files built for Hopper's sm_90a
-# alone, and the variants of a file the backend builds with defines
+# the extra flags backend/cuda/kernels.py gives NVRTC for some files, and the files built for Hopper's sm_90a alone
 EXTRA = {"optim.cu": ["--fmad=false"]}
 SM90A_ONLY = {"implicit_gemm_wgmma.cu"}
-VARIANTS = {"implicit_gemm_wgmma.cu": [[], ["-DWG_TMA=1"]]}
 
 
 def test_kernel_files_exist():
@@ -32,14 +30,13 @@ def test_kernel_files_exist():
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit compiler) is not on PATH, "
                                          "so the .cu files cannot be compiled here")
-@pytest.mark.parametrize("path, arch, defines", [(p, a, d) for p in CU_FILES for a in (
-    ["sm_90a"] if os.path.basename(p) in SM90A_ONLY else ["sm_80", "sm_90"])
-    for d in VARIANTS.get(os.path.basename(p), [[]])],
-    ids=lambda v: os.path.basename(v) if isinstance(v, str) and os.sep in v else " ".join(v) if isinstance(v, list) else v)
-def test_cu_compiles(path, arch, defines, tmp_path):
+@pytest.mark.parametrize("path, arch", [(p, a) for p in CU_FILES for a in (
+    ["sm_90a"] if os.path.basename(p) in SM90A_ONLY else ["sm_80", "sm_90"])],
+    ids=lambda v: os.path.basename(v) if os.sep in v else v)
+def test_cu_compiles(path, arch, tmp_path):
     out = tmp_path / (os.path.basename(path) + f".{arch}.ptx")
     cmd = [NVCC, "--ptx", f"-arch={arch.replace('sm_', 'compute_')}", "-std=c++17",
-           *EXTRA.get(os.path.basename(path), []), *defines, path, "-o", str(out)]
+           *EXTRA.get(os.path.basename(path), []), path, "-o", str(out)]
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout}\n{res.stderr}"
     ptx = out.read_text()

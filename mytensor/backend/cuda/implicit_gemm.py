@@ -14,7 +14,6 @@ from typing import NamedTuple
 import numpy as np
 
 from ..array_backend import LOW_PRECISION, conv_output_size
-from . import tensor_maps
 
 _benchmark = [False]
 
@@ -52,7 +51,6 @@ class ImplicitGemmConvolutions:
     wgmma_specialized_min_k = 1152  # the rule: reductions from this long on warp-specialized
     wgmma_wgrad_min_channels = 256  # the rule: the weight gradient by wgmma from this many outputs on
     conv_kernels = {}  # pass ("fprop", "wgrad") -> a ConvKernel to run whatever the shape (tests, tuning)
-    use_tma = True  # the wgmma forward's weight tiles by the bulk tensor copy engine, where the weights allow
     _ROUNDS = 5  # timed launches of each candidate in benchmark mode
 
     def supports_implicit_gemm(self, dtype, in_channels, out_channels, groups):
@@ -86,7 +84,7 @@ class ImplicitGemmConvolutions:
         """run(kernel) for the kernel chosen for `key`. In benchmark mode the first call of a key
         (outside a graph capture, which cannot wait for timings) times the candidates, keeps the
         fastest for later calls, and runs it last, so its result is the one left."""
-        chosen = self.conv_kernels.get(key[0]) or (self._conv_choices.get(key) if benchmarking() else None)
+        chosen = self.conv_kernels.get(key[0]) or self._conv_choices.get(key)
         if chosen is None and benchmarking() and len(candidates) > 1 \
                 and not self.cupy.cuda.get_current_stream().is_capturing():
             chosen = self._conv_choices[key] = self._fastest(candidates, run)
@@ -127,7 +125,7 @@ class ImplicitGemmConvolutions:
             return stages * (self._TILE + n) * self.implicit_gemm_tile[0] * 2
         return stages * ((self._TILE + n) * 64 * 2 + 16) + 1024
 
-    def _launch_kernel(self, kernel, pass_name, dtype, grid, args, defines=()):
+    def _launch_kernel(self, kernel, pass_name, dtype, grid, args):
         """One launch of `pass_name` ("fprop" or "wgrad") by `kernel`."""
         smem = self._shared_bytes(kernel, pass_name)
         if kernel.family == "mma":
@@ -136,8 +134,8 @@ class ImplicitGemmConvolutions:
             return
         specialized = kernel.family == "wgmma_specialized"
         self._launch_gemm("implicit_gemm_wgmma.cu", f"conv_{pass_name}_{kernel.family}", dtype, grid, args,
-                          (f"-DWG_BN={kernel.n_tile}", f"-DWG_STAGES={self._stages(kernel, pass_name)}", *defines),
-                          smem, threads=384 if specialized else 256)
+                          (f"-DWG_BN={kernel.n_tile}", f"-DWG_STAGES={self._stages(kernel, pass_name)}"), smem,
+                          threads=384 if specialized else 256)
 
     def _mma_defines(self, n_tile):
         bk, stages = self.implicit_gemm_tile
@@ -163,22 +161,15 @@ class ImplicitGemmConvolutions:
     # ---------------------------------------------------------------- passes
     def conv2d_nhwc(self, x, weight, bias, stride, padding, dilation):
         """y (N, OH, OW, O) of x (N, H, W, C) and weight (O, KH, KW, C), contiguous 16-bit
-        arrays, by implicit GEMM on the tensor cores; `bias` (O,) or None, added in float. The
-        wgmma kernels take the weights' tensor map (the rows of 64 k of each N tile as one box)."""
+        arrays, by implicit GEMM on the tensor cores; `bias` (O,) or None, added in float."""
         o, kh, kw, c = (int(s) for s in weight.shape)
         (n, oh, ow), ints = self._nhwc_args(x.shape, (kh, kw), stride, padding, dilation, o)
         y = self._empty((n, oh, ow, o), x.dtype)
         args = (x, weight, np.uint64(0) if bias is None else self._contig(bias, np.float32), y, *ints)
-        weights_2d = weight.reshape(o, kh * kw * c)
-        bulk = self.use_tma and tensor_maps.can_map(weights_2d)
 
         def run(kernel):
             grid = (-(-o // kernel.n_tile), -(-n * oh * ow // self._TILE))
-            if kernel.family == "mma":
-                self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
-                return
-            wmap = tensor_maps.tiled_2d(weights_2d, 64, kernel.n_tile) if bulk else tensor_maps.NO_MAP
-            self._launch_kernel(kernel, "fprop", x.dtype, grid, args + (wmap,), (f"-DWG_TMA={int(bulk)}",))
+            self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
         key = ("fprop", x.dtype, x.shape, weight.shape, stride, padding, dilation)
         self._choose_and_run(key, self._fprop_candidates(o, kh * kw * c), run)
         return y

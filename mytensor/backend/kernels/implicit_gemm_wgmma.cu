@@ -10,8 +10,6 @@
 // warpgroup then multiplies its 64 rows of the A tile by the whole B tile with wgmma, which
 // reads both operands straight from shared memory through matrix descriptors and accumulates
 // in registers, asynchronously: the copies of later tiles are issued while it runs.
-// With WG_TMA the forward's weight tile comes by the bulk tensor copy engine instead (TMA: one
-// thread issues a whole tile, described by a tensor map the host makes), landing on an mbarrier.
 // The host checks C % 8 == 0 and O % 8 == 0.
 #include "common.cuh"
 #include "tile_copy.cuh"
@@ -21,9 +19,6 @@
 #endif
 #ifndef WG_STAGES
 #define WG_STAGES 4
-#endif
-#ifndef WG_TMA  // the forward's weights by the bulk tensor copy engine (1) or by cp.async (0)
-#define WG_TMA 0
 #endif
 
 namespace wg {
@@ -91,6 +86,32 @@ WG_MMA(64, half_t, "f16")
 WG_MMA(128, half_t, "f16")
 WG_MMA(256, half_t, "f16")
 
+// The pipeline over KT k-tiles: load(stage, kt) copies tile kt into a stage, mma(stage) issues
+// the wgmma of one that has landed. STAGES - 2 tiles are in flight behind the one multiplied and
+// one multiply is left running while the next tile's copies are issued, so a stage is refilled
+// only two tiles after its multiply was issued, when every warpgroup has waited for it.
+template <typename Load, typename Mma>
+__device__ __forceinline__ void wgmma_pipelined(int KT, Load load, Mma mma) {
+    using namespace wg;
+#pragma unroll
+    for (int s = 0; s < STAGES - 2; ++s) {
+        if (s < KT) load(s, s);
+        copy_commit();
+    }
+    for (int kt = 0; kt < KT; ++kt) {
+        copy_wait<STAGES - 3>();
+        fence_async_shared();
+        __syncthreads();  // tile kt has landed; every warpgroup is done with tile kt - 2's stage
+        wgmma_fence();
+        mma(kt % STAGES);
+        wgmma_commit();
+        if (kt + STAGES - 2 < KT) load((kt + STAGES - 2) % STAGES, kt + STAGES - 2);
+        copy_commit();
+        wgmma_wait<1>();
+    }
+    wgmma_wait<0>();
+}
+
 // mbarriers in shared memory (8 bytes each): a phase completes when `count` arrivals are in
 __device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
@@ -103,56 +124,9 @@ __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {  // u
 __device__ __forceinline__ void mbar_arrive(unsigned bar) {
     asm volatile("{ .reg .b64 state; mbarrier.arrive.shared::cta.b64 state, [%0]; }" ::"r"(bar) : "memory");
 }
-// the phase of `bar` also waits for `bytes` more bytes of bulk copies to land
-__device__ __forceinline__ void mbar_expect_bytes(unsigned bar, unsigned bytes) {
-    asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
 // an arrival on `bar` made once every cp.async this thread issued so far has landed
 __device__ __forceinline__ void copies_arrive(unsigned bar) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
-}
-
-// A tensor map (the driver's CUtensorMap, 128 opaque bytes): how the bulk tensor copy engine sees
-// a global array. The host makes it (backend/cuda/tensor_maps.py) and passes it by value.
-struct __align__(64) TensorMap {
-    unsigned long long opaque[16];
-};
-
-// The box at (col, row) of the 2-D array `map` describes into shared memory at `dst`, in the
-// map's swizzle (here the 128-byte one, the same as swizzle<8>), its bytes landing on `bar`;
-// what lies outside the array reads as zeros.
-__device__ __forceinline__ void bulk_load_2d(unsigned dst, const TensorMap* map, int col, int row, unsigned bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
-        ::"r"(dst), "l"(map), "r"(col), "r"(row), "r"(bar) : "memory");
-}
-
-// The pipeline over KT k-tiles: load(stage, kt) copies tile kt into a stage, mma(stage) issues
-// the wgmma of one that has landed. STAGES - 2 tiles are in flight behind the one multiplied and
-// one multiply is left running while the next tile's copies are issued, so a stage is refilled
-// only two tiles after its multiply was issued, when every warpgroup has waited for it. With BULK
-// the loads also bring bulk copies that land on the stage's mbarrier at `bars` (bars_init).
-template <bool BULK, typename Load, typename Mma>
-__device__ __forceinline__ void wgmma_pipelined(unsigned bars, int KT, Load load, Mma mma) {
-    using namespace wg;
-#pragma unroll
-    for (int s = 0; s < STAGES - 2; ++s) {
-        if (s < KT) load(s, s);
-        copy_commit();
-    }
-    for (int kt = 0; kt < KT; ++kt) {
-        copy_wait<STAGES - 3>();
-        if (BULK) mbar_wait(bars + 8 * (kt % STAGES), (kt / STAGES) & 1);
-        fence_async_shared();
-        __syncthreads();  // tile kt has landed; every warpgroup is done with tile kt - 2's stage
-        wgmma_fence();
-        mma(kt % STAGES);
-        wgmma_commit();
-        if (kt + STAGES - 2 < KT) load((kt + STAGES - 2) % STAGES, kt + STAGES - 2);
-        copy_commit();
-        wgmma_wait<1>();
-    }
-    wgmma_wait<0>();
 }
 
 // The warp-specialized pipeline over KT k-tiles, for blocks of three warpgroups: the first (the
@@ -166,7 +140,6 @@ __device__ __forceinline__ void specialized_barriers_init(unsigned bars) {
         mbar_init(bars + 8 * threadIdx.x, 128);             // full: the producer's threads
         mbar_init(bars + 8 * (STAGES + threadIdx.x), 256);  // empty: the consumers' threads
     }
-    fence_async_shared();  // the copy engine sees them initialised
     __syncthreads();
 }
 
@@ -233,51 +206,25 @@ __device__ __forceinline__ void fprop_store(const float (&acc)[wg::BN / 2], cons
 
 #define FPROP_PARAMS(T)                                                                                          \
     const T *__restrict__ x, const T *__restrict__ w, const float *__restrict__ bias, T *__restrict__ y, int N, \
-        int H, int W, int C, int O, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW, \
-        const __grid_constant__ TensorMap wmap
+        int H, int W, int C, int O, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW
 #define FPROP_COPIES(threads)                                                                                     \
-    FpropCopies<T, 8, threads / 8, BM * 8 / threads, WG_TMA ? 0 : BN * 8 / threads> copies(                     \
+    FpropCopies<T, 8, threads / 8, BM * 8 / threads, BN * 8 / threads> copies(                                  \
         x, w, m0, n0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
-
-// The forward's copies of k-tile kt into a stage at shared address `stage_base`: the patches by
-// this thread's cp.async, the weights with them or, with WG_TMA, by one bulk copy that thread 0
-// issues, its bytes landing on the mbarrier `bar`.
-template <typename Copies>
-__device__ __forceinline__ void fprop_load(const Copies& copies, const TensorMap& wmap, unsigned stage_base, int kt,
-                                           int n0, unsigned bar) {
-    using namespace wg;
-    if (WG_TMA && threadIdx.x == 0) {
-        mbar_expect_bytes(bar, BN * ROW);
-        bulk_load_2d(stage_base + A_BYTES, &wmap, kt * BK, n0, bar);
-    }
-    copies.load(stage_base, stage_base + A_BYTES, kt);
-}
 
 // y = conv(x, w) (+ bias), one BM x BN tile of (pixels, output channels) per block of two
 // warpgroups, which copy and multiply in turn (wgmma_pipelined); small enough for two blocks to
-// share a multiprocessor, which suits short reductions. With WG_TMA each stage has an mbarrier
-// that thread 0 arrives on as it issues the stage's bulk copy.
+// share a multiprocessor, which suits short reductions.
 template <typename T>
 __global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(FPROP_PARAMS(T)) {
     using namespace wg;
     extern __shared__ unsigned char smem[];
-    const unsigned bars = smem_address(smem);
-    const unsigned sbase = (bars + 8 * STAGES + 1023) & ~1023u;  // the swizzle repeats every 1024 bytes
+    const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;  // the swizzle repeats every 1024 bytes
     const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x;
-    if (WG_TMA) {
-        if (tid < STAGES) mbar_init(bars + 8 * tid, 1);
-        fence_async_shared();
-        __syncthreads();
-    }
     const FPROP_COPIES(THREADS);
     float acc[BN / 2] = {};
-    wgmma_pipelined<WG_TMA>(
-        bars, KT,
-        [&](int stage, int kt) {
-            fprop_load(copies, wmap, sbase + stage * STAGE_BYTES, kt, n0, bars + 8 * stage);
-            if (WG_TMA && tid == 0) mbar_arrive(bars + 8 * stage);  // after the bytes it expects
-        },
+    wgmma_pipelined(
+        KT, [&](int stage, int kt) { copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt); },
         [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
     fprop_store(acc, bias, y, m0, n0, tid / 128, M, O);
 }
@@ -297,7 +244,7 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_s
     if (group < 0) {  // the producer
         const FPROP_COPIES(128);
         specialized_produce(bars, KT, [&](int stage, int kt) {
-            fprop_load(copies, wmap, sbase + stage * STAGE_BYTES, kt, n0, bars + 8 * stage);
+            copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt);
         });
         return;
     }
@@ -417,8 +364,8 @@ template <typename T> __global__ void __launch_bounds__(wg::THREADS) conv_wgrad_
     WGRAD_SETUP;
     const WGRAD_COPIES(THREADS);
     float acc[BN / 2] = {};
-    wgmma_pipelined<false>(
-        0, KT, [&](int stage, int kt) { copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt); },
+    wgmma_pipelined(
+        KT, [&](int stage, int kt) { copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt); },
         [&](int stage) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
     wgrad_store(acc, out, o0, k0, tid / 128, O, K);
 }
@@ -448,10 +395,10 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_s
 
 #define MT_INSTANTIATE(T)                                                                                    \
     template __global__ void conv_fprop_wgmma<T>(const T*, const T*, const float*, T*, int, int, int, int, int, \
-                                                 int, int, int, int, int, int, int, int, int, int, const __grid_constant__ TensorMap); \
+                                                 int, int, int, int, int, int, int, int, int, int);             \
     template __global__ void conv_fprop_wgmma_specialized<T>(const T*, const T*, const float*, T*, int, int, int, \
                                                              int, int, int, int, int, int, int, int, int, int, int, \
-                                                             int, const __grid_constant__ TensorMap);          \
+                                                             int);                                                  \
     template __global__ void conv_wgrad_wgmma<T>(const T*, const T*, float*, int, int, int, int, int, int, int, \
                                                  int, int, int, int, int, int, int, int, int);             \
     template __global__ void conv_wgrad_wgmma_specialized<T>(const T*, const T*, float*, int, int, int, int, int, \
