@@ -84,7 +84,7 @@ class ImplicitGemmConvolutions:
         """run(kernel) for the kernel chosen for `key`. In benchmark mode the first call of a key
         (outside a graph capture, which cannot wait for timings) times the candidates, keeps the
         fastest for later calls, and runs it last, so its result is the one left."""
-        chosen = self.conv_kernels.get(key[0]) or self._conv_choices.get(key)
+        chosen = self.conv_kernels.get(key[0]) or (self._conv_choices.get(key) if benchmarking() else None)
         if chosen is None and benchmarking() and len(candidates) > 1 \
                 and not self.cupy.cuda.get_current_stream().is_capturing():
             chosen = self._conv_choices[key] = self._fastest(candidates, run)
