@@ -1,5 +1,7 @@
 """Where a training step's GPU time goes: the kernels of a few eager mytensor steps,
-summed by name (torch.profiler's CUPTI tracing sees CuPy's and our kernels too).
+summed by name (torch.profiler's CUPTI tracing sees CuPy's and our kernels too). The model is
+laid out as `mytensor train` lays it out (channels-last in 16-bit precisions) and the
+convolutions pick their kernels by timing, as there.
 
     python scripts/profile_step.py --model resnet9 --batch 512 --precision bf16
 """
@@ -27,7 +29,10 @@ def main():
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     step = train_step(model, opt, precision=args.precision)
     x, y = mt.randn(args.batch, 3, 32, 32, device="cuda"), mt.randint(0, 10, (args.batch,), device="cuda")
-    with matmul_precision_of(args.precision):
+    if args.precision in ("bf16", "fp16"):
+        model.to(memory_format=mt.channels_last)
+        x = x.to(memory_format=mt.channels_last)
+    with matmul_precision_of(args.precision), mt.backends.cudnn.flags(enabled=True, benchmark=True):
         for _ in range(3):
             step(x, y)
         mt.backend.get_backend("cuda").synchronize()
