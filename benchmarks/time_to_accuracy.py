@@ -5,7 +5,7 @@ airbench94 is its public program (KellerJordan/cifar10-airbench, legacy/airbench
 is from the folder MYTENSOR_ANCHORS names, beside the `jpeg_to_pt.py` there that writes the
 cifar10/train.pt and test.pt it reads from `cifar10-jpeg.tar.gz` (in MYTENSOR_DATA, where mytensor
 finds it too); airbench94_muon.py (Muon, torch.compile), the faster one, runs too when the folder
-has it (not with --quick: its compilation takes minutes). Without those the section is skipped.
+has it (not with --quick, which skips its compilation). Without those the section is skipped.
 Each side makes `runs` runs (seeds 0, 1, ... for mytensor); reported are the mean final test
 accuracy and the mean seconds from the first step to the last evaluation (training and the final
 evaluation, as airbench times itself) over the runs after the first, which compiles kernels and
