@@ -346,7 +346,7 @@ def test_graph_is_freed():
     a = mt.ones(3, requires_grad=True)
     y = (a.exp() * a).sum()
     y.backward()
-    assert all(n.ctx.saved == () for n in [y.grad_fn.edges[0][0]])
+    assert all(n.saved == () for n in [y.grad_fn.edges[0][0]])
 
 
 def test_set_grad_enabled_and_nested_modes():

@@ -19,8 +19,8 @@ The `setup_context` style works too: `forward(*args)` without ctx, and
 
 This is a layer over the framework's own `autograd.function.Function`, whose ops work
 on raw NumPy/CuPy arrays to keep their host cost low. Here `apply` runs the user's
-forward under `no_grad`, then records one graph `Node` (the same class the built-in
-ops record) whose backward wraps the incoming gradient arrays as Tensors, calls the
+forward under `no_grad`, then records its context as the graph `Node` (a subclass of the
+built-in ops' contexts) whose backward wraps the incoming gradient arrays as Tensors, calls the
 user's backward and unwraps what it returns. Saved tensors are version-checked like
 the built-in ops' saved arrays, and dropped after backward unless `retain_graph`.
 """
@@ -29,10 +29,9 @@ from .grad_mode import is_grad_enabled, no_grad
 from .graph import increment_version
 
 
-class FunctionCtx:
-    """What forward leaves for backward: saved tensors, flags, and any attribute set on it."""
-
-    materialize_grads = True  # missing output gradients reach backward as zeros (False: as None)
+class FunctionCtx(Node):
+    """What forward leaves for backward: saved tensors, flags, and any attribute set on it; once
+    recorded, the graph node too (as the built-in ops' contexts are)."""
 
     def __init__(self, needs_input_grad, backend):
         self.needs_input_grad = needs_input_grad
@@ -147,8 +146,8 @@ class Function:
         edges = [a._edge() if isinstance(a, Tensor) and a.requires_grad else None for a in args]
         meta = [(a._data.shape, a._data.dtype) if isinstance(a, Tensor) else None for a in args]
         out_meta = [(o._data.shape, o._data.dtype) if isinstance(o, Tensor) else ((), "float64") for o in outs]
-        node = Node(_Backward(cls, backend, [m is not None for m in meta], is_tensor_out), ctx, edges, meta,
-                    out_meta)
+        node = ctx  # the context is the graph node
+        node.link(_Backward(cls, backend, [m is not None for m in meta], is_tensor_out), edges, meta, out_meta)
         node.saved_versions = [saved_version(t) for t in ctx.saved if t is not None]
         for i, o in enumerate(outs):
             if not isinstance(o, Tensor) or not o.dtype.is_floating_point or any(o is n for n in

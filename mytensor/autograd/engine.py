@@ -112,9 +112,9 @@ def _drain(ready, grads, pending, retain_graph, capture):
 
 def _apply_node(node, outs, retain_graph):
     if node.hooks or node.retained:
-        outs = [None if g is None else _run_hooks(node, i, g, node.ctx.backend) for i, g in enumerate(outs)]
-    if node.ctx.materialize_grads:
-        outs = [node.ctx.xp.zeros(*node.output_meta[i]) if g is None else g for i, g in enumerate(outs)]
+        outs = [None if g is None else _run_hooks(node, i, g, node.backend) for i, g in enumerate(outs)]
+    if node.materialize_grads:
+        outs = [node.xp.zeros(*node.output_meta[i]) if g is None else g for i, g in enumerate(outs)]
     in_grads = node.apply(outs)
     if len(in_grads) != len(node.edges):
         raise RuntimeError(f"{node.name} returned {len(in_grads)} gradients for {len(node.edges)} inputs")

@@ -4,46 +4,43 @@ An op subclasses `Function` and writes two static methods side by side:
 `forward(ctx, *args)` computes on raw arrays (NumPy or CuPy) and saves what
 backward needs with `ctx.save_for_backward`; `backward(ctx, *grads)` returns
 one gradient array (or None) per argument of forward. `Function.apply` wraps
-tensors in and out and records a `Node` in the graph; the engine knows nothing
-about any particular op.
+tensors in and out and records the op's context, a `Node`, in the graph; the
+engine knows nothing about any particular op.
 """
 from types import MappingProxyType
 
 from ..backend import fp_errors
 from ..dtypes import FLOATING, from_numpy_dtype
-from .grad_mode import _state as _grad_mode
+from .grad_mode import _enabled as _grad_enabled
 
 _new = object.__new__  # an instance without running __init__: the hot path sets the attributes itself
-
-
-class Context:
-    """What forward leaves for backward. `Function.apply` makes it and sets `backend`, `xp` (its
-    array module), `needs_input_grad` (per argument of forward: does it need a gradient), `saved`
-    (what save_for_backward keeps) and `out_backend` (set by an op whose output is on another device)."""
-
-    materialize_grads = True  # the engine passes zeros for outputs that got no gradient
-
-    def save_for_backward(self, *arrays):
-        """Arrays (or None) backward reads; those of input/output tensors are
-        version-checked, and all are dropped when the graph is freed."""
-        self.saved = arrays
 
 
 NO_HOOKS = MappingProxyType({})  # the hook tables of a node that has none (most): made on the first
 
 
 class Node:
-    """One recorded op: its context, and an edge per tensor input to the node
-    that produced it (an `AccumulateGrad` for leaves)."""
+    """One op's context and, once the op is recorded, its place in the graph. As in PyTorch, the
+    `ctx` that forward and backward get is the graph node itself: recording makes no second object.
 
+    `Function.apply` makes it and sets `backend`, `xp` (its array module), `needs_input_grad` (per
+    argument of forward: does it need a gradient), `saved` (what save_for_backward keeps) and
+    `out_backend` (set by an op whose output is on another device); `link` adds the graph's part."""
+
+    materialize_grads = True  # the engine passes zeros for outputs that got no gradient
     saved_versions = ()  # per saved array of a tensor: (version counter, version at save time, shape, dtype)
     hooks = NO_HOOKS     # output index -> [fn(grad) -> grad or None]
     retained = NO_HOOKS  # output index -> weakref of a tensor that retains its grad
     freed = False
 
-    def __init__(self, fn, ctx, edges, input_meta, output_meta):
+    def save_for_backward(self, *arrays):
+        """Arrays (or None) backward reads; those of input/output tensors are
+        version-checked, and all are dropped when the graph is freed."""
+        self.saved = arrays
+
+    def link(self, fn, edges, input_meta, output_meta):
+        """Put this op in the graph: `fn`'s backward runs on it, gradients go along `edges`."""
         self.fn = fn
-        self.ctx = ctx
         self.edges = edges              # per input: (node, output_index) or None
         self.input_meta = input_meta    # per input: (shape, np dtype) to shape grads
         self.output_meta = output_meta  # per output: (shape, np dtype) for missing grads
@@ -76,14 +73,14 @@ class Node:
                 f"trying to backward through the graph a second time ({self.name} has freed its saved "
                 f"arrays); pass retain_graph=True to the first backward() if you need to")
         self.check_versions()
-        result = self.fn.backward(self.ctx, *grads)  # (run_backward keeps floating-point errors quiet)
+        result = self.fn.backward(self, *grads)  # (run_backward keeps floating-point errors quiet)
         return result if isinstance(result, tuple) else (result,)
 
     def release(self):
         """Drop the saved arrays after backward; only a node that had some can't run again
         (as in PyTorch, where `(x + 1).sum()` can be differentiated twice)."""
-        if self.ctx.saved:
-            self.ctx.saved = ()
+        if self.saved:
+            self.saved = ()
             self.freed = True
 
 
@@ -131,9 +128,10 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        # Every op comes through here, so the path is kept short: one pass over the arguments,
-        # the context and a single output made inline. Its Python is most of a small op's time.
-        backend, raw, needs, grad_on = None, [], [], _grad_mode.enabled
+        # Every op comes through here, so the path is kept short: one pass over the arguments, one
+        # object for the context and the graph node, a single output made inline. Its Python is
+        # most of a small op's time.
+        backend, raw, needs, grad_on = None, [], [], _grad_enabled.get()
         for a in args:
             if isinstance(a, Tensor):
                 if a._base is not None and grad_on:
@@ -147,7 +145,7 @@ class Function:
             else:
                 raw.append(a)
                 needs.append(False)
-        ctx = _new(Context)
+        ctx = _new(Node)
         ctx.backend = backend = backend or common_backend([], cls.__name__)
         ctx.xp, ctx.needs_input_grad, ctx.saved, ctx.out_backend = backend.xp, tuple(needs), (), None
         token = fp_errors.ignore()
@@ -171,7 +169,7 @@ class Function:
 
 
 def _record(fn, ctx, args, results):
-    """Put the op's `Node` in the graph: its outputs point at it, it points at its inputs."""
+    """Put the op's node (its ctx) in the graph: its outputs point at it, it points at its inputs."""
     edges, meta = [], []
     for a in args:
         if isinstance(a, Tensor):
@@ -180,12 +178,15 @@ def _record(fn, ctx, args, results):
         else:
             edges.append(None)
             meta.append(None)
-    node = Node(fn, ctx, edges, meta, [(r._data.shape, r._data.dtype) for r in results])
+    out_meta = []
+    for r in results:  # (a loop, not a comprehension: that is a function call in Python 3.11)
+        out_meta.append((r._data.shape, r._data.dtype))
+    ctx.link(fn, edges, meta, out_meta)
     if ctx.saved:
-        node.saved_versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Tensor)], results)
+        ctx.saved_versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Tensor)], results)
     for i, r in enumerate(results):
         if r._data.dtype in FLOATING:
-            r.requires_grad, r._grad_fn, r._output_index = True, node, i
+            r.requires_grad, r._grad_fn, r._output_index = True, ctx, i
 
 
 def _make_view(view, src, redo):

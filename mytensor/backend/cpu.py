@@ -13,3 +13,8 @@ class CPUBackend(BlockedConv, ArrayBackend):
 
     def __init__(self):
         super().__init__(np, Device("cpu"), erf)
+
+    def relu(self, x):
+        """max(x, 0) taken against an array of zeros where that keeps the layout: NumPy's maximum
+        with a scalar operand runs a loop that is not vectorised, about twice as slow."""
+        return np.maximum(x, np.zeros(x.shape, x.dtype) if x.flags.c_contiguous else 0)

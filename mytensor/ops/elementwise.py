@@ -131,12 +131,21 @@ def _in(dtype, out):
     return out if out.dtype is dtype else to_copy(out, dtype)
 
 
+_PLAIN_FLOATS = (dtypes.float32.np, dtypes.float64.np, dtypes.float16.np)  # bfloat16 aside: see _in
+
+
 def _binary(fn):
     """Promote dtypes, then apply the Function: the user-facing binary op."""
     def op(a, b):
-        if isinstance(a, Tensor) and isinstance(b, Tensor) and a._data.shape == b._data.shape and \
-                a._data.dtype == b._data.dtype and a._data.dtype.kind == "f":
-            return fn.apply(a, b)  # floats of one dtype and shape, the common case: nothing to promote or check
+        if isinstance(a, Tensor) and isinstance(b, Tensor) and a._data.dtype is b._data.dtype and \
+                a._data.dtype in _PLAIN_FLOATS:
+            # floats of one dtype, the common case: nothing to promote, and the shapes are checked
+            # only when the array module can't broadcast them (to raise the error that names them)
+            try:
+                return fn.apply(a, b)
+            except ValueError:
+                _check_broadcast(a, b)
+                raise
         (a, b), dtype = as_operands(a, b)
         _check_broadcast(a, b)
         return _in(dtype, fn.apply(a, b))
