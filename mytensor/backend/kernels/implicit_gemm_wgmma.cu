@@ -254,10 +254,6 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_s
     fprop_store(acc, bias, y, m0, n0, group, M, O);
 }
 
-#ifndef WG_MN_LEADING  // MN-major operands: the byte offset between 64-wide blocks (1), or between
-#define WG_MN_LEADING 1  // groups of 8 rows (0), goes in the descriptor's leading-offset field
-#endif
-
 // The cp.async copies of one stage of the weight gradient's GEMM, dw[o][k] = sum_p dy[p][o] patch(x)[p][k],
 // from `threads` threads. Both operands arrive with the pixel as the row (dy (P, O), the patches
 // (P, K)): MN-major, each 64-wide block of columns a swizzled 64 x 64 tile of its own. This
