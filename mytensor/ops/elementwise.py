@@ -149,7 +149,7 @@ def _binary(fn):
                 except ValueError:
                     _check_broadcast(a, b)
                     raise
-                return _in(dtype, out)
+                return out if out._data.dtype is dtype else _in(dtype, out)  # (the common case without the call)
         (a, b), dtype = as_operands(a, b)
         _check_broadcast(a, b)
         return _in(dtype.np, fn.apply(a, b))
