@@ -125,10 +125,10 @@ class Pow(Function):
         return ga, gb
 
 
-def _in(dtype, out):
-    """`out` in the promoted dtype: CuPy's own promotion of bfloat16 with scalars and 0-d arrays
-    can widen it to float32 (a cast then, recorded like any other)."""
-    return out if out.dtype is dtype else to_copy(out, dtype)
+def _in(np_dtype, out):
+    """`out` in the promoted (NumPy) dtype: CuPy's own promotion of bfloat16 with scalars and
+    0-d arrays can widen it to float32 (a cast then, recorded like any other)."""
+    return out if out._data.dtype is np_dtype else to_copy(out, np_dtype)
 
 
 _PLAIN_FLOATS = (dtypes.float32.np, dtypes.float64.np, dtypes.float16.np)  # bfloat16 aside: see _in
@@ -137,18 +137,22 @@ _PLAIN_FLOATS = (dtypes.float32.np, dtypes.float64.np, dtypes.float16.np)  # bfl
 def _binary(fn):
     """Promote dtypes, then apply the Function: the user-facing binary op."""
     def op(a, b):
-        if isinstance(a, Tensor) and isinstance(b, Tensor) and a._data.dtype is b._data.dtype and \
-                a._data.dtype in _PLAIN_FLOATS:
-            # floats of one dtype, the common case: nothing to promote, and the shapes are checked
-            # only when the array module can't broadcast them (to raise the error that names them)
-            try:
-                return fn.apply(a, b)
-            except ValueError:
-                _check_broadcast(a, b)
-                raise
+        if isinstance(a, Tensor):
+            dtype = a._data.dtype
+            if dtype in _PLAIN_FLOATS and (type(b) is float or type(b) is int or
+                                           isinstance(b, Tensor) and b._data.dtype is dtype):
+                # a float tensor with one of its dtype or a Python number, the common case: nothing
+                # to promote, and the shapes are checked only when the array module can't broadcast
+                # them (to raise the error that names them)
+                try:
+                    out = fn.apply(a, b)
+                except ValueError:
+                    _check_broadcast(a, b)
+                    raise
+                return out if out._data.dtype is dtype else _in(dtype, out)  # (the common case without the call)
         (a, b), dtype = as_operands(a, b)
         _check_broadcast(a, b)
-        return _in(dtype, fn.apply(a, b))
+        return _in(dtype.np, fn.apply(a, b))
     op.__name__ = fn.__name__.lower()
     return op
 
@@ -189,7 +193,7 @@ def div(a, b, rounding_mode=None):
         b = b.to(f) if isinstance(b, Tensor) else b
     (a, b), dtype = as_operands(a, b)
     _check_broadcast(a, b)
-    return _in(dtype, Div.apply(a, b))
+    return _in(dtype.np, Div.apply(a, b))
 
 
 class FloorDiv(Function):
@@ -352,20 +356,20 @@ def where(condition, input, other):
         raise TypeError("where() expects a bool tensor as condition")
     (a, b), dtype = as_operands(input, other)
     _check_broadcast(condition, a, b)
-    return _in(dtype, Where.apply(condition, a, b))
+    return _in(dtype.np, Where.apply(condition, a, b))
 
 
 def maximum(a, b):
     """Elementwise max; on ties the gradient is split evenly, as in PyTorch."""
     (a, b), dtype = as_operands(a, b)
     _check_broadcast(a, b)
-    return _in(dtype, _Extremum.apply(a, b, True))
+    return _in(dtype.np, _Extremum.apply(a, b, True))
 
 
 def minimum(a, b):
     (a, b), dtype = as_operands(a, b)
     _check_broadcast(a, b)
-    return _in(dtype, _Extremum.apply(a, b, False))
+    return _in(dtype.np, _Extremum.apply(a, b, False))
 
 
 class _Extremum(Function):
@@ -420,7 +424,7 @@ def clamp(x, min=None, max=None):
             out = where(out > max, max, out)
         return out
     x = as_operands(x, *(b for b in (min, max) if b is not None))[0][0]
-    return _in(x.dtype, Clamp.apply(x, *(None if b is None else scalar_operand(b, x.dtype) for b in (min, max))))
+    return _in(x._data.dtype, Clamp.apply(x, *(None if b is None else scalar_operand(b, x.dtype) for b in (min, max))))
 
 
 # ------------------------------------------------ comparisons (no gradient)

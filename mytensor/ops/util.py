@@ -88,7 +88,7 @@ def float_unary(fn):
     def op(x):
         if not isinstance(x, Tensor):
             raise TypeError(f"{fn.__name__.lower()}() expects a tensor, got {type(x).__name__}")
-        if not x.dtype.is_floating_point:
+        if x._data.dtype not in dtypes.FLOATING:
             x = x.to(dtypes.get_default_dtype())
         return fn.apply(x)
     op.__name__ = fn.__name__.lower()

@@ -13,6 +13,7 @@ from ...autograd.function import Function
 from ...ops import autocast_policy
 from ...ops.activation import Gelu, LeakyRelu, Silu
 from ...ops.util import contiguous, norm_dim
+from ...tensor import Tensor
 from .util import check_float, check_tensor
 
 
@@ -25,7 +26,8 @@ def _float_input(input, fn):
 # ---------------------------------------------------------------- elementwise
 def relu(input, inplace=False):
     """max(0, x). `inplace` is accepted for PyTorch compatibility; the result is a new tensor."""
-    check_tensor(input, "input", "relu")
+    if not isinstance(input, Tensor):  # (relu is on the hot path: the check's call only for its error)
+        check_tensor(input, "input", "relu")
     return ops.relu(input)
 
 
