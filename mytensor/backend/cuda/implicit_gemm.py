@@ -58,6 +58,21 @@ class ImplicitGemmConvolutions:
                 and self.compute_capability >= (8, 0))
 
     # ------------------------------------------------------------ candidates
+    @staticmethod
+    def _wide(o):
+        """The narrowest wgmma N tile of 64, 128 and 256 that covers o output channels."""
+        return 64 if o <= 64 else 128 if o <= 128 else 256
+
+    def _fprop_rule(self, o, k):
+        if not self.use_wgmma:  # a 128-wide tile idles half its columns below 64 outputs
+            return ConvKernel("mma", 64 if o <= 64 else self._TILE)
+        wide = self._wide(o)
+        return ConvKernel("wgmma_specialized" if wide >= 128 and k >= self.wgmma_specialized_min_k else "wgmma", wide)
+
+    def _wgrad_rule(self, o):
+        return ConvKernel("wgmma", 256) if self.use_wgmma and o >= self.wgmma_wgrad_min_channels else \
+            ConvKernel("mma", self._TILE)
+
     def _candidates(self, rule, others):
         """The rule's kernel first, then the others; off Hopper, mma alone."""
         out = []
@@ -67,28 +82,29 @@ class ImplicitGemmConvolutions:
         return out
 
     def _fprop_candidates(self, o, k):
-        wide = 64 if o <= 64 else 128 if o <= 128 else 256  # the narrowest of 64, 128, 256 covering o
-        rule = ConvKernel("wgmma_specialized" if wide >= 128 and k >= self.wgmma_specialized_min_k else "wgmma", wide)
+        wide = self._wide(o)
         tiles = [ConvKernel(f, n) for n in sorted({wide, min(wide, 128)}, reverse=True)
                  for f in ("wgmma", "wgmma_specialized")]
-        mma = ConvKernel("mma", 64 if o <= 64 else self._TILE)  # a 128-wide tile idles half below 64 outputs
-        return self._candidates(rule if self.use_wgmma else mma, [*tiles, mma])
+        return self._candidates(self._fprop_rule(o, k), [*tiles, ConvKernel("mma", 64 if o <= 64 else self._TILE)])
 
     def _wgrad_candidates(self, o):
-        rule = ConvKernel("wgmma", 256) if self.use_wgmma and o >= self.wgmma_wgrad_min_channels else \
-            ConvKernel("mma", self._TILE)
-        return self._candidates(rule, [ConvKernel(f, n, b) for f in ("wgmma_specialized", "wgmma") for n in (256, 128)
-                                       for b in (4, 2, 1)] + [ConvKernel("mma", self._TILE, b) for b in (4, 2)])
+        return self._candidates(self._wgrad_rule(o), [ConvKernel(f, n, b) for f in ("wgmma_specialized", "wgmma")
+                                                      for n in (256, 128) for b in (4, 2, 1)]
+                                + [ConvKernel("mma", self._TILE, b) for b in (4, 2)])
 
-    def _choose_and_run(self, key, candidates, run):
-        """run(kernel) for the kernel chosen for `key`. In benchmark mode the first call of a key
-        (outside a graph capture, which cannot wait for timings) times the candidates, keeps the
-        fastest for later calls, and runs it last, so its result is the one left."""
-        chosen = self.conv_kernels.get(key[0]) or (self._conv_choices.get(key) if benchmarking() else None)
-        if chosen is None and benchmarking() and len(candidates) > 1 \
-                and not self.cupy.cuda.get_current_stream().is_capturing():
-            chosen = self._conv_choices[key] = self._fastest(candidates, run)
-        run(chosen or candidates[0])
+    def _choose_and_run(self, key, rule, candidates, run):
+        """run(kernel) for the kernel chosen for `key`: the rule's, or in benchmark mode the one
+        found fastest among candidates() (made only then) at the key's first call outside a graph
+        capture (which cannot wait for timings); that call runs the winner last, so its result is
+        the one left."""
+        chosen = self.conv_kernels.get(key[0])
+        if chosen is None and benchmarking():
+            chosen = self._conv_choices.get(key)
+            if chosen is None and not self.cupy.cuda.get_current_stream().is_capturing():
+                kernels = candidates()
+                if len(kernels) > 1:
+                    chosen = self._conv_choices[key] = self._fastest(kernels, run)
+        run(chosen or rule)
 
     def _fastest(self, candidates, run):
         """The candidate with the shortest run(kernel), by CUDA events: each is launched once to
@@ -171,7 +187,7 @@ class ImplicitGemmConvolutions:
             grid = (-(-o // kernel.n_tile), -(-n * oh * ow // self._TILE))
             self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
         key = ("fprop", x.dtype, x.shape, weight.shape, stride, padding, dilation)
-        self._choose_and_run(key, self._fprop_candidates(o, kh * kw * c), run)
+        self._choose_and_run(key, self._fprop_rule(o, kh * kw * c), lambda: self._fprop_candidates(o, kh * kw * c), run)
         return y
 
     def conv2d_nhwc_weight_grad(self, x, grad, kernel, stride, padding, dilation, channels_last):
@@ -197,5 +213,5 @@ class ImplicitGemmConvolutions:
                          (partial, dw, np.int32(o), np.int32(c), np.int32(kh * kw), np.int32(splits),
                           np.int32(not channels_last)), defines=self._mma_defines(self._TILE))
         key = ("wgrad", x.dtype, x.shape, grad.shape, kernel, stride, padding, dilation)
-        self._choose_and_run(key, self._wgrad_candidates(o), run)
+        self._choose_and_run(key, self._wgrad_rule(o), lambda: self._wgrad_candidates(o), run)
         return dw
