@@ -4,6 +4,7 @@ laid out as `mytensor train` lays it out (channels-last in 16-bit precisions) an
 convolutions pick their kernels by timing, as there.
 
     python scripts/profile_step.py --model resnet9 --batch 512 --precision bf16
+    python scripts/profile_step.py --model resnet18 --batch 256 --image-size 64 --classes 200
 """
 import argparse
 import collections
@@ -22,13 +23,16 @@ def main():
     p.add_argument("--precision", default="bf16")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--classes", type=int, default=10)
     args = p.parse_args()
     import torch
     from torch.profiler import ProfilerActivity, profile
-    model = get_model(args.model, num_classes=10, in_channels=3, image_size=32).to("cuda")
+    model = get_model(args.model, num_classes=args.classes, in_channels=3, image_size=args.image_size).to("cuda")
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     step = train_step(model, opt, precision=args.precision)
-    x, y = mt.randn(args.batch, 3, 32, 32, device="cuda"), mt.randint(0, 10, (args.batch,), device="cuda")
+    size = args.image_size
+    x, y = mt.randn(args.batch, 3, size, size, device="cuda"), mt.randint(0, args.classes, (args.batch,), device="cuda")
     if args.precision in ("bf16", "fp16"):
         model.to(memory_format=mt.channels_last)
         x = x.to(memory_format=mt.channels_last)
