@@ -80,6 +80,9 @@ CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
     ((4, 32, 7, 9), 48, (3, 1), (2, 1), (0, 1), 1),
     ((4, 3, 10, 9), 16, 3, 1, 1, 1),  # an RGB image: zero channels added up to 8
     ((2, 12, 9, 8), 8, 3, 2, 1, 1),
+    ((2, 16, 8, 8), 32, 1, 2, 0, 1),  # a ResNet shortcut: 3 of 4 input pixels get no gradient
+    ((2, 16, 10, 11), 16, 3, 3, 1, 1),  # stride 3: 9 sub-convolutions for the input gradient
+    ((3, 24, 9, 12), 16, 5, 2, 2, 1),
 ]
 
 

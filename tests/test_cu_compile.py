@@ -24,7 +24,7 @@ SM90A_ONLY = {"implicit_gemm_wgmma.cu"}
 
 def test_kernel_files_exist():
     names = {os.path.basename(p) for p in CU_FILES}
-    assert {"activation.cu", "conv.cu", "pool.cu", "softmax_ce.cu", "batch_norm.cu", "dropout.cu",
+    assert {"activation.cu", "arithmetic.cu", "conv.cu", "pool.cu", "softmax_ce.cu", "batch_norm.cu", "dropout.cu",
             "optim.cu", "augment.cu"} <= names
 
 

@@ -185,6 +185,8 @@ POOL_CASES = [
     ((2, 3, 11, 10), (5, 5), (2, 2), (2, 2)),
     ((1, 5, 6, 7), (3, 2), (2, 1), (1, 0)),
     ((1, 3, 5, 5), (1, 1), (1, 1), (0, 0)),
+    ((2, 4, 8, 8), (8, 8), (8, 8), (0, 0)),    # global pooling
+    ((1, 3, 10, 11), (2, 2), (3, 3), (0, 0)),  # stride past the kernel: inputs no window covers
 ]
 
 
@@ -263,6 +265,28 @@ def test_activation_noncontiguous_and_extremes(cpu, cuda, dtype):
     y = cpu.sigmoid(xt)
     close(cuda.sigmoid_backward(cupy.broadcast_to(cupy.asarray(1.5, dtype=dtype), (9, 6)), to_gpu(y)),
           cpu.sigmoid_backward(g, y), dtype)
+
+
+# ---------------------------------------------------------------- arithmetic
+@pytest.mark.parametrize("dtype", DTYPES + [np.float16, ml_dtypes.bfloat16], ids=lambda d: np.dtype(d).name)
+@gpu_test
+def test_add_packed_equals_cupy_add(cuda, dtype):
+    """add_packed (16-byte packs, the remainder one element a thread) gives CuPy's sums bit for
+    bit: contiguous and channels-last operands of sizes that are not multiples of a pack; a
+    misaligned view, mixed layouts and a broadcast go to CuPy and agree as well."""
+    rng = np.random.default_rng()
+    for shape in [(7,), (1000, 3), (3, 5, 7, 9), (2, 16, 4, 6)]:
+        a, b = (to_gpu(rng.standard_normal(shape).astype(dtype)) for _ in range(2))
+        close(cuda.add(a, b), cupy.asnumpy(a + b), dtype, exact=True)
+        if len(shape) == 4:
+            ca, cb = (cupy.ascontiguousarray(v.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) for v in (a, b))
+            out = cuda.add(ca, cb)
+            assert out.transpose(0, 2, 3, 1).flags.c_contiguous  # channels-last kept
+            close(out, cupy.asnumpy(a + b), dtype, exact=True)
+            close(cuda.add(ca, b), cupy.asnumpy(a + b), dtype, exact=True)
+    a, b = (to_gpu(rng.standard_normal(1001).astype(dtype)) for _ in range(2))
+    close(cuda.add(a[1:], b[1:]), cupy.asnumpy(a[1:] + b[1:]), dtype, exact=True)
+    close(cuda.add(a[:, None], b), cupy.asnumpy(a[:, None] + b), dtype, exact=True)
 
 
 # ---------------------------------------------------- softmax cross-entropy

@@ -40,6 +40,44 @@ def test_conv2d_rectangular_and_asymmetric_arguments(dtype, device, rng):
             what="conv2d rectangular")
 
 
+class _NhwcConvolutions:
+    """The stride-1 `conv2d_nhwc(..., out=)` of the GPU backend, in NumPy: what the input gradient
+    by sub-convolutions is built of."""
+
+    @staticmethod
+    def conv2d_nhwc(x, weight, bias, stride, padding, dilation, out):
+        assert bias is None and stride == dilation == (1, 1)
+        (n, h, w, _), (_, kh, kw, _), (oh, ow), (ph, pw) = x.shape, weight.shape, out.shape[1:3], padding
+        padded = np.zeros((n, oh + kh, ow + kw, x.shape[3]))  # reads past the input see zeros
+        rows, cols = min(h, oh + kh - ph), min(w, ow + kw - pw)
+        padded[:, ph:ph + rows, pw:pw + cols] = x[:, :rows, :cols]
+        out[...] = sum(padded[:, i:i + oh, j:j + ow] @ weight[:, i, j].T for i in range(kh) for j in range(kw))
+
+
+@pytest.mark.parametrize("k,stride,padding", [(k, s, p) for k in (1, 2, 3, 4, 5) for s in (1, 2, 3) for p in range(k)])
+def test_input_gradient_by_subconvolutions_matches_torch(k, stride, padding, rng):
+    """dX as one stride-1 convolution of dY per residue of the input pixel modulo the stride
+    (how the GPU computes it channels-last) equals PyTorch's input gradient; where no such
+    decomposition exists (padding past a residue's taps) the plan says so."""
+    from mytensor.nn.functional.conv import _input_grad_by_subconvolutions, _subconvolutions
+    n, c, o = 2, 3, 4
+    h, w = rng.integers(k, 12, size=2)
+    x = torch.tensor(rng.standard_normal((n, c, h, w)), requires_grad=True)
+    weight = rng.standard_normal((o, c, k, k))
+    y = TF.conv2d(x, torch.tensor(weight), stride=stride, padding=padding)
+    gy = rng.standard_normal(y.shape)
+    y.backward(torch.tensor(gy))
+    plan = _subconvolutions(weight.shape, (stride, stride), (padding, padding), (1, 1))
+    if plan is None:
+        assert any(last < r + padding for r in range(stride) for last in [k - 1 - (k - 1 - r - padding) % stride]
+                   if last >= 0)
+        return
+    assert len(plan) == stride * stride
+    gx = _input_grad_by_subconvolutions(_NhwcConvolutions, np, gy.transpose(0, 2, 3, 1), weight, x.shape,
+                                        (stride, stride), plan)
+    np.testing.assert_allclose(gx.transpose(0, 3, 1, 2), x.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_conv2d_without_bias_and_weight_only_gradient(device, rng):
     x = rng.standard_normal((2, 3, 6, 6))

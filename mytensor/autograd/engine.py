@@ -4,11 +4,9 @@ The graph is a DAG of `Node`s. We count, for every node, how many gradients
 it will receive, and run a node once all of them have arrived, so each node's
 backward runs exactly once however many paths reach it.
 """
-import operator
 
 from .. import dtypes
 from ..backend import fp_errors
-from ..backend.array_backend import keep_layout
 from .function import AccumulateGrad
 from .grad_mode import no_grad
 
@@ -104,7 +102,7 @@ def _drain(ready, grads, pending, retain_graph, capture):
             if g is not None:
                 g = _match(g, meta)
                 slot = grads.setdefault(nxt, [None] * nxt.n_outputs)
-                slot[idx] = g if slot[idx] is None else keep_layout(operator.add, slot[idx], g)
+                slot[idx] = g if slot[idx] is None else node.backend.add(slot[idx], g)
             pending[nxt] -= 1
             if pending[nxt] == 0:
                 ready.append(nxt)

@@ -264,6 +264,11 @@ class ArrayBackend:
                 dx[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw] += g
         return dx[:, :, ph: ph + h, pw: pw + w]
 
+    # ----------------------------------------------------------- arithmetic
+    def add(self, a, b):
+        """a + b of arrays or numbers, broadcasting, channels-last kept (`keep_layout`)."""
+        return keep_layout(self.xp.add, a, b)
+
     # ----------------------------------------------------------- activations
     def relu(self, x):
         return self.xp.maximum(x, 0)

@@ -364,6 +364,23 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
                      (grad_out, dx, *ints, np.int32(bool(count_include_pad)), np.int64(dx.size)))
         return dx
 
+    # ----------------------------------------------------------- arithmetic
+    def add(self, a, b):
+        """add_packed for two arrays of one dtype, shape and dense layout (C order, or both
+        channels-last), 16-byte aligned; CuPy's add otherwise."""
+        cupy = self.cupy
+        if not (isinstance(a, cupy.ndarray) and isinstance(b, cupy.ndarray) and a.shape == b.shape
+                and self._kdtype(a, b, sixteen_bit=True) is not None):
+            return super().add(a, b)
+        cl = is_channels_last(a) and is_channels_last(b)
+        va, vb = (a.transpose(0, 2, 3, 1), b.transpose(0, 2, 3, 1)) if cl else (a, b)
+        if not (va.flags.c_contiguous and vb.flags.c_contiguous and va.data.ptr % 16 == 0 == vb.data.ptr % 16):
+            return super().add(a, b)
+        out = self._empty(va.shape, a.dtype)
+        self._launch("arithmetic.cu", "add_packed", a.dtype, -(-a.size // (16 // a.itemsize)),
+                     (va, vb, out, np.int64(a.size)))
+        return out.transpose(0, 3, 1, 2) if cl else out
+
     # ----------------------------------------------------------- activations
     # Elementwise kernels run over the stored order: a channels-last input gives a channels-last
     # output (the other operand of a binary kernel is brought to the first one's layout).

@@ -165,28 +165,42 @@ class ImplicitGemmConvolutions:
                 fn.max_dynamic_shared_size_bytes = smem
             fn(grid, (threads,), args, shared_mem=smem)
 
-    def _nhwc_args(self, x_shape, kernel, stride, padding, dilation, out_channels):
+    def _nhwc_args(self, x_shape, kernel, stride, padding, dilation, out_channels, out_size=None):
         n, h, w, c = (int(s) for s in x_shape)
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-        oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
+        oh, ow = out_size or (conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw))
         if max(n * h * w * c, n * oh * ow * out_channels) >= 2 ** 31 or -(-n * oh * ow // self._TILE) > 65535:
             raise ValueError(f"conv2d_nhwc(): input (N, H, W, C) = {tuple(x_shape)} is too large for one launch")
         ints = [np.int32(v) for v in (n, h, w, c, out_channels, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)]
         return (n, oh, ow), ints
 
     # ---------------------------------------------------------------- passes
-    def conv2d_nhwc(self, x, weight, bias, stride, padding, dilation):
+    def conv2d_nhwc(self, x, weight, bias, stride, padding, dilation, out=None):
         """y (N, OH, OW, O) of x (N, H, W, C) and weight (O, KH, KW, C), contiguous 16-bit
-        arrays, by implicit GEMM on the tensor cores; `bias` (O,) or None, added in float."""
+        arrays, by implicit GEMM on the tensor cores; `bias` (O,) or None, added in float.
+        `out`, if given, is the y to write: an (N, OH', OW', O) view with contiguous channels (a
+        sub-grid of a larger array, say), whose OH' x OW' pixels are computed whatever the
+        output size formula says (windows past the input read zeros)."""
         o, kh, kw, c = (int(s) for s in weight.shape)
-        (n, oh, ow), ints = self._nhwc_args(x.shape, (kh, kw), stride, padding, dilation, o)
-        y = self._empty((n, oh, ow, o), x.dtype)
-        args = (x, weight, np.uint64(0) if bias is None else self._contig(bias, np.float32), y, *ints)
+        (n, oh, ow), ints = self._nhwc_args(x.shape, (kh, kw), stride, padding, dilation, o,
+                                            None if out is None else out.shape[1:3])
+        if out is None:
+            y, pixels = self._empty((n, oh, ow, o), x.dtype), (oh * ow, ow, 1)
+        else:
+            y, pitch = out, o * out.itemsize
+            if y.dtype != x.dtype or (y.shape[0], y.shape[3]) != (n, o) or y.strides[3] != y.itemsize or \
+                    any(s % pitch for s in y.strides[:3]):
+                raise ValueError(f"conv2d_nhwc(): out must be an (N, OH, OW, O) view of {x.dtype} with "
+                                 f"N, O = {n}, {o} and contiguous channels, got {y.shape} {y.dtype} with strides "
+                                 f"{y.strides}")
+            pixels = (s // pitch for s in y.strides[:3])
+        args = (x, weight, np.uint64(0) if bias is None else self._contig(bias, np.float32), y, *ints,
+                *(np.int32(p) for p in pixels))
 
         def run(kernel):
             grid = (-(-o // kernel.n_tile), -(-n * oh * ow // self._TILE))
             self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
-        key = ("fprop", x.dtype, x.shape, weight.shape, stride, padding, dilation)
+        key = ("fprop", x.dtype, x.shape, weight.shape, stride, padding, dilation, y.shape, y.strides)
         self._choose_and_run(key, self._fprop_rule(o, kh * kw * c), lambda: self._fprop_candidates(o, kh * kw * c), run)
         return y
 

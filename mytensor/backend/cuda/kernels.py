@@ -18,6 +18,7 @@ _KERNEL_FILES = {
     "activation.cu": ("relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
                       "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
                       "gelu_forward", "gelu_backward"),
+    "arithmetic.cu": ("add_packed",),
     "conv.cu": ("im2col", "col2im", "swap_leading"),
     "implicit_gemm.cu": ("conv_fprop", "conv_wgrad", "conv_wgrad_sum"),
     "implicit_gemm_wgmma.cu": ("conv_fprop_wgmma", "conv_fprop_wgmma_specialized", "conv_wgrad_wgmma",
@@ -34,7 +35,7 @@ _KERNEL_FILES = {
 }
 _SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"]  # tensor-core kernels: no float/double
                               + _KERNEL_FILES["implicit_gemm_wgmma.cu"])
-_SIXTEEN_BIT = frozenset(_KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"] + _KERNEL_FILES["batch_norm.cu"]
+_SIXTEEN_BIT = frozenset(_KERNEL_FILES["arithmetic.cu"] + _KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"] + _KERNEL_FILES["batch_norm.cu"]
                          + _KERNEL_FILES["augment.cu"] + _KERNEL_FILES["dropout.cu"]
                          + ("relu_forward", "relu_backward", "gelu_forward", "gelu_backward")) | _SIXTEEN_BIT_ONLY
 # wgmma exists only on sm_90a, Hopper's own target, which NVRTC builds for when asked by name

@@ -109,7 +109,7 @@ template <typename T>
 __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict__ x, const T* __restrict__ w,
                                                   const float* __restrict__ bias, T* __restrict__ y, int N, int H,
                                                   int W, int C, int O, int KH, int KW, int SH, int SW, int PH, int PW,
-                                                  int DH, int DW, int OH, int OW) {
+                                                  int DH, int DW, int OH, int OW, int YN, int YH, int YW) {
     using namespace igemm;
     extern __shared__ __align__(128) unsigned char smem[];
     const unsigned sbase = smem_address(smem);
@@ -143,6 +143,14 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
     });
 
     // accumulator (i, j) holds rows lane/4 and lane/4 + 8 of its m16 tile, columns 2*(lane%4) + {0, 1}
+    long long out[FMT][2];
+#pragma unroll
+    for (int i = 0; i < FMT; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int m = m0 + warp_m * FWM + i * 16 + (lane >> 2) + 8 * h;
+            out[i][h] = m < M ? out_pixel(m, OH * OW, OW, YN, YH, YW) * O : -1;
+        }
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
         const int col = n0 + warp_n * WN + j * 8 + (lane & 3) * 2;
@@ -151,12 +159,10 @@ __global__ void __launch_bounds__(igemm::THREADS) conv_fprop(const T* __restrict
 #pragma unroll
         for (int i = 0; i < FMT; ++i)
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int m = m0 + warp_m * FWM + i * 16 + (lane >> 2) + 8 * h;
-                if (m < M)
-                    *reinterpret_cast<unsigned*>(y + (long long)m * O + col) =
+            for (int h = 0; h < 2; ++h)
+                if (out[i][h] >= 0)
+                    *reinterpret_cast<unsigned*>(y + out[i][h] + col) =
                         pack2<T>(acc[i][j][2 * h] + b0, acc[i][j][2 * h + 1] + b1);
-            }
     }
 }
 
@@ -257,7 +263,7 @@ __global__ void conv_wgrad_sum(const float* __restrict__ partial, T* __restrict_
 
 #define MT_INSTANTIATE(T)                                                                                          \
     template __global__ void conv_fprop<T>(const T*, const T*, const float*, T*, int, int, int, int, int, int, int, \
-                                           int, int, int, int, int, int, int, int);                                 \
+                                           int, int, int, int, int, int, int, int, int, int, int);                  \
     template __global__ void conv_wgrad<T>(const T*, const T*, float*, int, int, int, int, int, int, int, int, int, \
                                            int, int, int, int, int, int, int);                                      \
     template __global__ void conv_wgrad_sum<T>(const float*, T*, int, int, int, int, int);

@@ -185,12 +185,17 @@ template <typename T> __device__ __forceinline__ void fprop_stage_mma(float (&ac
         wgmma<0, 0>(acc, matrix_desc(sa + kk * 32, 16, ATOM), matrix_desc(sb + kk * 32, 16, ATOM), (T*)nullptr);
 }
 
-// y[row][col] = acc (+ bias) for warpgroup `group`'s 64 rows of the tile at (m0, n0):
-// accumulator (4 j + 2 h + e) holds row 16 * warp + lane / 4 + 8 h, column 8 j + 2 (lane % 4) + e
+// y[row][col] = acc (+ bias) for warpgroup `group`'s 64 rows of the tile at (m0, n0), row m at
+// out_pixel(m): accumulator (4 j + 2 h + e) holds row 16 * warp + lane / 4 + 8 h, column
+// 8 j + 2 (lane % 4) + e
 template <typename T>
 __device__ __forceinline__ void fprop_store(const float (&acc)[wg::BN / 2], const float* __restrict__ bias,
-                                            T* __restrict__ y, int m0, int n0, int group, int M, int O) {
+                                            T* __restrict__ y, int m0, int n0, int group, int M, int O, int OH,
+                                            int OW, int YN, int YH, int YW) {
     const int lane = threadIdx.x & 31, row = m0 + group * 64 + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
+    long long out[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) out[h] = row + 8 * h < M ? out_pixel(row + 8 * h, OH * OW, OW, YN, YH, YW) * O : -1;
 #pragma unroll
     for (int j = 0; j < wg::BN / 8; ++j) {
         const int col = n0 + j * 8 + (lane & 3) * 2;
@@ -198,15 +203,16 @@ __device__ __forceinline__ void fprop_store(const float (&acc)[wg::BN / 2], cons
         const float b0 = bias ? bias[col] : 0.f, b1 = bias ? bias[col + 1] : 0.f;
 #pragma unroll
         for (int h = 0; h < 2; ++h)
-            if (row + 8 * h < M)
-                *reinterpret_cast<unsigned*>(y + (long long)(row + 8 * h) * O + col) =
+            if (out[h] >= 0)
+                *reinterpret_cast<unsigned*>(y + out[h] + col) =
                     pack2<T>(acc[4 * j + 2 * h] + b0, acc[4 * j + 2 * h + 1] + b1);
     }
 }
 
 #define FPROP_PARAMS(T)                                                                                          \
     const T *__restrict__ x, const T *__restrict__ w, const float *__restrict__ bias, T *__restrict__ y, int N, \
-        int H, int W, int C, int O, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW
+        int H, int W, int C, int O, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW, \
+        int YN, int YH, int YW
 #define FPROP_COPIES(threads)                                                                                     \
     FpropCopies<T, 8, threads / 8, BM * 8 / threads, BN * 8 / threads> copies(                                  \
         x, w, m0, n0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
@@ -226,7 +232,7 @@ __global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(FPROP_PARAMS(T))
     wgmma_pipelined(
         KT, [&](int stage, int kt) { copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt); },
         [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
-    fprop_store(acc, bias, y, m0, n0, tid / 128, M, O);
+    fprop_store(acc, bias, y, m0, n0, tid / 128, M, O, OH, OW, YN, YH, YW);
 }
 
 // The same product by a block of three warpgroups (specialized_produce / specialized_consume): one
@@ -251,7 +257,7 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_s
     float acc[BN / 2] = {};
     specialized_consume(bars, KT,
                         [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
-    fprop_store(acc, bias, y, m0, n0, group, M, O);
+    fprop_store(acc, bias, y, m0, n0, group, M, O, OH, OW, YN, YH, YW);
 }
 
 // The cp.async copies of one stage of the weight gradient's GEMM, dw[o][k] = sum_p dy[p][o] patch(x)[p][k],
@@ -391,10 +397,10 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_s
 
 #define MT_INSTANTIATE(T)                                                                                    \
     template __global__ void conv_fprop_wgmma<T>(const T*, const T*, const float*, T*, int, int, int, int, int, \
-                                                 int, int, int, int, int, int, int, int, int, int);             \
+                                                 int, int, int, int, int, int, int, int, int, int, int, int, int); \
     template __global__ void conv_fprop_wgmma_specialized<T>(const T*, const T*, const float*, T*, int, int, int, \
                                                              int, int, int, int, int, int, int, int, int, int, int, \
-                                                             int);                                                  \
+                                                             int, int, int, int);                                   \
     template __global__ void conv_wgrad_wgmma<T>(const T*, const T*, float*, int, int, int, int, int, int, int, \
                                                  int, int, int, int, int, int, int, int, int);             \
     template __global__ void conv_wgrad_wgmma_specialized<T>(const T*, const T*, float*, int, int, int, int, int, \

@@ -174,8 +174,9 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ out,
     }
 }
 
-// Gather: one thread per input element adds grad/divisor of every window
-// that covers it (no atomics).
+// Gather: one thread per input element adds grad/divisor of every window that covers it (no
+// atomics). Those windows are the outputs oy in [ceil((h + PH - KH + 1) / SH), (h + PH) / SH]
+// (and likewise ox), found by arithmetic: a global pooling's thread reads one output, not KH*KW.
 template <typename T>
 __global__ void avg_pool2d_backward(const T* __restrict__ grad, T* __restrict__ dx, int H, int W, int KH, int KW,
                                     int SH, int SW, int PH, int PW, int OH, int OW, int count_include_pad,
@@ -186,23 +187,14 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad, T* __restrict__ 
         int h = (int)(t % H);
         long long nc = t / H;
         const T* g = grad + nc * OH * OW;
+        const int low_h = h + PH - KH + 1, low_w = w + PW - KW + 1;
+        const int oy0 = low_h > 0 ? (low_h + SH - 1) / SH : 0, oy1 = min(OH - 1, (h + PH) / SH);
+        const int ox0 = low_w > 0 ? (low_w + SW - 1) / SW : 0, ox1 = min(OW - 1, (w + PW) / SW);
         acc_t<T> acc = 0;
-        for (int ki = 0; ki < KH; ++ki) {
-            int hh = h + PH - ki;
-            if (hh < 0) break;
-            if (hh % SH) continue;
-            int oy = hh / SH;
-            if (oy >= OH) continue;
-            for (int kj = 0; kj < KW; ++kj) {
-                int ww = w + PW - kj;
-                if (ww < 0) break;
-                if (ww % SW) continue;
-                int ox = ww / SW;
-                if (ox >= OW) continue;
+        for (int oy = oy0; oy <= oy1; ++oy)
+            for (int ox = ox0; ox <= ox1; ++ox)
                 acc += acc_t<T>(g[oy * OW + ox]) /
                        acc_t<T>(pool_count(oy, ox, H, W, KH, KW, SH, SW, PH, PW, count_include_pad));
-            }
-        }
         dx[i] = T(acc);
     }
 }

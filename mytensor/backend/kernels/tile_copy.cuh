@@ -40,6 +40,15 @@ struct FastDiv {
     }
 };
 
+// Where output pixel m = (n, a, b) of the (N, OH, OW) grid a forward computes goes: pixel
+// n YN + a YH + b YW of y. A dense output has (YN, YH, YW) = (OH OW, OW, 1); the input gradient of
+// a strided convolution writes each of its sub-grids (every SH-th row, every SW-th column of a
+// larger array) this way.
+__device__ __forceinline__ long long out_pixel(int m, int OHW, int OW, int YN, int YH, int YW) {
+    const int n = m / OHW, r = m - n * OHW, a = r / OW;
+    return (long long)n * YN + (long long)a * YH + (long long)(r - a * OW) * YW;
+}
+
 template <typename T> __device__ __forceinline__ unsigned pack2(float a, float b) {
     return (unsigned)T(a).bits | ((unsigned)T(b).bits << 16);
 }

@@ -19,8 +19,9 @@ size of the input, and rebuilding them is cheap next to the GEMMs.
 
 Where the backend has it (`supports_implicit_gemm`: a GPU, 16-bit operands, one group,
 channels in multiples of 8), the convolution runs channels-last by implicit GEMM instead:
-no columns in memory, the output channels-last, and the input gradient of a stride-1
-convolution again the convolution of dY with the flipped kernel.
+no columns in memory, the output channels-last, and the input gradient again convolutions
+of dY with the flipped kernel: one for stride 1, and for stride s one for each residue
+class of the input pixels modulo s (`_subconvolutions`).
 """
 from ...autograd.function import Function
 from ...backend.array_backend import conv_output_size, is_channels_last
@@ -78,17 +79,58 @@ def _input_grad_by_flipped_kernel(x_shape, w_shape, grad_shape, stride, padding,
     return groups == 1 and _flippable(w_shape, stride, padding, dilation) and o * h * w <= ratio * c * oh * ow
 
 
-def _flipped_view(weight):
-    """The kernel of dX as a convolution of dY: flipped, its channels swapped (C, O, kh, kw)."""
-    return weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-
-
 def _flipped(xp, weight):
-    return xp.ascontiguousarray(_flipped_view(weight))
+    """The kernel of dX as a convolution of dY: flipped, its channels swapped (C, O, kh, kw)."""
+    return xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
 
 
 def _flipped_padding(w_shape, padding):
     return w_shape[2] - 1 - padding[0], w_shape[3] - 1 - padding[1]
+
+
+def _taps(k, s, p):
+    """Per residue r of the input rows modulo the stride s (kernel k, padding p): the taps kh
+    reaching rows s*a + r (kh = r + p - s*d lands on dY row a + d) as (last tap, padding) of
+    a stride-1 convolution of dY with taps last, last - s, ... down to 0, or None if no tap
+    does; [] when some residue would need negative padding."""
+    out = []
+    for r in range(s):
+        last = k - 1 - (k - 1 - r - p) % s
+        if last < 0:
+            out.append(None)
+        elif last < r + p:
+            return []
+        else:
+            out.append((last, (last - r - p) // s))
+    return out
+
+
+def _subconvolutions(w_shape, stride, padding, dilation):
+    """dX of a strided convolution as stride-1 convolutions of dY, one for each residue (rh, rw)
+    of the input pixel modulo the stride, with the kernel's taps of that residue flipped:
+    [(rh, rw, taps_h, taps_w)] (None taps: that residue gets no gradient), or None where this
+    does not apply (dilation, or padding past the kernel)."""
+    if dilation != (1, 1):
+        return None
+    th, tw = _taps(w_shape[2], stride[0], padding[0]), _taps(w_shape[3], stride[1], padding[1])
+    if not th or not tw:
+        return None
+    return [(rh, rw, a, b) for rh, a in enumerate(th) for rw, b in enumerate(tw)]
+
+
+def _input_grad_by_subconvolutions(backend, xp, g, weight, x_shape, stride, plan):
+    """dX (N, H, W, C) from dY (N, OH, OW, O), each residue's sub-grid of dX written in place by
+    its convolution (`_subconvolutions`); a residue no tap reaches stays zero."""
+    n, c, h, w = x_shape
+    (sh, sw), empty = stride, any(a is None or b is None for _, _, a, b in plan)
+    gx = (xp.zeros if empty else xp.empty)((n, h, w, c), dtype=g.dtype)
+    for rh, rw, taps_h, taps_w in plan:
+        if taps_h is None or taps_w is None or rh >= h or rw >= w:
+            continue
+        (last_h, pad_h), (last_w, pad_w) = taps_h, taps_w
+        kernel = _nhwc(xp, weight[:, :, last_h::-sh, last_w::-sw].transpose(1, 0, 2, 3))  # (C, kh', kw', O)
+        backend.conv2d_nhwc(g, kernel, None, (1, 1), (pad_h, pad_w), (1, 1), out=gx[:, rh::sh, rw::sw])
+    return gx
 
 
 def _input_grad_by_col2im(backend, xp, weight, gmat, x_shape, stride, padding, dilation, groups):
@@ -193,10 +235,9 @@ def _implicit_gemm_backward(ctx, grad):
         cl = ctx.weight_channels_last  # the gradient in the weight's layout, without the added zero channels
         gw = backend.conv2d_nhwc_weight_grad(x_nhwc, g, (kh, kw), stride, padding, dilation, cl)
         gw = xp.ascontiguousarray(gw[..., :c]).transpose(0, 3, 1, 2) if cl else xp.ascontiguousarray(gw[:, :c])
-    if need_x and c % 8 == 0 and _flippable(w_shape, stride, padding, dilation):
-        flipped = _nhwc(xp, _flipped_view(weight))  # (C, kh, kw, O)
-        gx = backend.conv2d_nhwc(g, flipped, None, (1, 1), _flipped_padding(w_shape, padding), (1, 1))
-        gx = gx.transpose(0, 3, 1, 2)
+    plan = need_x and c % 8 == 0 and _subconvolutions(w_shape, stride, padding, dilation)
+    if plan:
+        gx = _input_grad_by_subconvolutions(backend, xp, g, weight, x_shape, stride, plan).transpose(0, 3, 1, 2)
     elif need_x:
         gmat = xp.ascontiguousarray(g.reshape(-1, o).T)[None]  # (1, O, N*OH*OW)
         gx = _input_grad_by_col2im(backend, xp, weight, gmat, x_shape, stride, padding, dilation, 1)
