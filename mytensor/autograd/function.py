@@ -185,14 +185,14 @@ def _record(fn, ctx, args, results):
             edges.append(None)
             meta.append(None)
     out_meta = []
-    for r in results:  # (a loop, not a comprehension: that is a function call in Python 3.11)
-        out_meta.append((r._data.shape, r._data.dtype))
+    for i, r in enumerate(results):  # (a loop, not a comprehension: that is a function call in Python 3.11)
+        data = r._data
+        out_meta.append((data.shape, data.dtype))
+        if data.dtype in FLOATING:
+            r.requires_grad, r._grad_fn, r._output_index = True, ctx, i
     ctx.link(fn, edges, meta, out_meta)
     if ctx.saved:
         ctx.saved_versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Tensor)], results)
-    for i, r in enumerate(results):
-        if r._data.dtype in FLOATING:
-            r.requires_grad, r._grad_fn, r._output_index = True, ctx, i
 
 
 def _make_view(view, src, redo):
