@@ -16,5 +16,9 @@ class CPUBackend(BlockedConv, ArrayBackend):
 
     def relu(self, x):
         """max(x, 0) taken against an array of zeros where that keeps the layout: NumPy's maximum
-        with a scalar operand runs a loop that is not vectorised, about twice as slow."""
-        return np.maximum(x, np.zeros(x.shape, x.dtype) if x.flags.c_contiguous else 0)
+        with a scalar operand runs a loop that is not vectorised, about twice as slow. The zeros
+        are overwritten with the result: one allocation, not two."""
+        if not x.flags.c_contiguous:
+            return np.maximum(x, 0)
+        zeros = np.zeros(x.shape, x.dtype)
+        return np.maximum(x, zeros, out=zeros)

@@ -139,8 +139,8 @@ def _binary(fn):
     def op(a, b):
         if isinstance(a, Tensor):
             dtype = a._data.dtype
-            if dtype in _PLAIN_FLOATS and (type(b) is float or type(b) is int or
-                                           isinstance(b, Tensor) and b._data.dtype is dtype):
+            if dtype in _PLAIN_FLOATS and (isinstance(b, Tensor) and b._data.dtype is dtype or
+                                           type(b) is float or type(b) is int):
                 # a float tensor with one of its dtype or a Python number, the common case: nothing
                 # to promote, and the shapes are checked only when the array module can't broadcast
                 # them (to raise the error that names them)

@@ -11,7 +11,7 @@ from ... import dtypes
 from ... import ops
 from ...autograd.function import Function
 from ...ops import autocast_policy
-from ...ops.activation import Gelu, LeakyRelu, Silu
+from ...ops.activation import Gelu, LeakyRelu, Relu, Silu
 from ...ops.util import contiguous, norm_dim
 from ...tensor import Tensor
 from .util import check_float, check_tensor
@@ -28,7 +28,7 @@ def relu(input, inplace=False):
     """max(0, x). `inplace` is accepted for PyTorch compatibility; the result is a new tensor."""
     if not isinstance(input, Tensor):  # (relu is on the hot path: the check's call only for its error)
         check_tensor(input, "input", "relu")
-    return ops.relu(input)
+    return Relu.apply(input)  # (ops.relu without its call)
 
 
 def sigmoid(input):
