@@ -69,6 +69,13 @@ def _fusable_batch_norm_relu(first, second):
             and not first._has_forward_hooks() and not second._has_forward_hooks())
 
 
+def batch_norm_relu(batch_norm, relu, input):
+    """relu(batch_norm(input)) for a model's own forward, fused as nn.Sequential fuses the pair."""
+    if _fusable_batch_norm_relu(batch_norm, relu):
+        return batch_norm.forward_relu(input)
+    return relu(batch_norm(input))
+
+
 class ModuleList(Module):
     """A list of modules: indexable and iterable, with every parameter
     registered (a plain Python list would hide them from the optimizer)."""
