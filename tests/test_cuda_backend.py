@@ -395,7 +395,8 @@ def test_sixteen_bit_kernels(cpu, cuda, dtype):
         close16(cuda.gelu(to_gpu(x), approximate), cpu.gelu(x.astype(np.float64), approximate), "gelu", tol)
         close16(cuda.gelu_backward(to_gpu(g), to_gpu(x), approximate),
                 cpu.gelu_backward(g.astype(np.float64), x.astype(np.float64), approximate), "gelu_backward", tol)
-    for shape in [(1, 3, 1), (4, 5, 7), (16, 3, 1000), (8, 16, 64), (2, 5, 49)]:
+    # (R, C, 1): channels-last rows, the last two on the `rows` kernels (24 channels: idle lanes)
+    for shape in [(1, 3, 1), (4, 5, 7), (16, 3, 1000), (8, 16, 64), (2, 5, 49), (700, 24, 1), (333, 512, 1)]:
         x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
         w, b = rng.standard_normal(shape[1]).astype(np.float32), rng.standard_normal(shape[1]).astype(np.float32)
         x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
@@ -412,6 +413,14 @@ def test_sixteen_bit_kernels(cpu, cuda, dtype):
         close16(dx, rdx, f"batch_norm dx {shape}", 2 * tol)
         close16(dw, rdw, "batch_norm dweight", 1e-4)
         close16(db, rdb, "batch_norm dbias", 1e-4)
+        y, _, _ = cuda.batch_norm_train(to_gpu(x), to_gpu(w), to_gpu(b), 1e-5, relu=True)  # fused ReLU
+        close16(y, np.maximum(ry, 0), f"batch_norm_relu y {shape}", tol)
+        dx, dw, db = cuda.batch_norm_backward(to_gpu(g), to_gpu(x), to_gpu(w), mean, invstd, relu_out=y)
+        rdx, rdw, rdb = cpu.batch_norm_backward(g.astype(np.float64), x64, w64, rmean, rinvstd,
+                                                relu_out=cupy.asnumpy(y).astype(np.float64))
+        close16(dx, rdx, f"batch_norm_relu dx {shape}", 2 * tol)
+        close16(dw, rdw, "batch_norm_relu dweight", 1e-3)
+        close16(db, rdb, "batch_norm_relu dbias", 1e-3)
 
 
 @pytest.mark.parametrize("dtype", SIXTEEN_BIT + [np.dtype(np.float32)], ids=str)

@@ -520,6 +520,10 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
         run = self._run(x.dtype, l)
         return n, c, l, run, self._bn_shares(c, n * l // run), False
 
+    def _rows_grid(self, n, c, pack):
+        """Blocks for an elementwise `rows` kernel over n rows of c channels: enough to fill the GPU."""
+        return max(1, min(self._max_blocks, -(-n // (_BLOCK // (c // pack)))))
+
     def batch_norm_train(self, x, weight, bias, eps, relu=False):
         dt = self._kdtype(x, sixteen_bit=True)
         if dt is None or x.ndim != 3 or not x.size or weight.dtype != (np.float32 if dt in LOW_PRECISION else dt):
@@ -540,9 +544,14 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
         self._launch("batch_norm.cu", "bn_forward_finish", dt, 32 * c,
                      (x, partial, np.int32(shares), np.int32(c), np.int64(l), np.int64(n * l), weight, bias,
                       p.type(eps), mean, invstd, scale, shift))
-        self._launch("batch_norm.cu", "bn_scale_shift", dt, x.size // run,
-                     (x, scale, shift, y, np.int32(c), np.int64(l), np.int64(x.size), np.int32(run > 1),
-                      np.int32(relu)))
+        if rows:
+            self._launch("batch_norm.cu", "bn_scale_shift_rows", dt, 1,
+                         (x, scale, shift, y, np.int64(n), np.int32(c), np.int32(relu)),
+                         grid=self._rows_grid(n, c, run))
+        else:
+            self._launch("batch_norm.cu", "bn_scale_shift", dt, x.size // run,
+                         (x, scale, shift, y, np.int32(c), np.int64(l), np.int64(x.size), np.int32(run > 1),
+                          np.int32(relu)))
         return y, mean, invstd
 
     def batch_norm_backward(self, grad, x, weight, mean, invstd, relu_out=None):
@@ -567,9 +576,13 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
                          grid=(shares, c))
         self._launch("batch_norm.cu", "bn_backward_finish", dt, 32 * c,
                      (partial, np.int32(shares), np.int32(c), np.int64(n * l), weight, invstd, dweight, dbias, coef))
-        self._launch("batch_norm.cu", "bn_backward_dx", dt, x.size // run,
-                     (grad, x, relu_out, mean, coef, dx, np.int32(c), np.int64(l), np.int64(x.size),
-                      np.int32(run > 1)))
+        if rows:
+            self._launch("batch_norm.cu", "bn_backward_dx_rows", dt, 1,
+                         (grad, x, relu_out, mean, coef, dx, np.int64(n), np.int32(c)), grid=self._rows_grid(n, c, run))
+        else:
+            self._launch("batch_norm.cu", "bn_backward_dx", dt, x.size // run,
+                         (grad, x, relu_out, mean, coef, dx, np.int32(c), np.int64(l), np.int64(x.size),
+                          np.int32(run > 1)))
         return dx, dweight, dbias
 
     def _bn_params(self, dt, *arrays):

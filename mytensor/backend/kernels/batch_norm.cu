@@ -1,5 +1,5 @@
 // Batch normalisation in training mode over x of shape (N, C, L), contiguous; a
-// channels-last input comes as (N*H*W, C, 1), whose partial sums have `rows` kernels.
+// channels-last input comes as (N*H*W, C, 1), whose passes have `rows` kernels.
 // For a 16-bit x the statistics, weight, bias and their gradients are float
 // (P = acc_t<T>), so a bfloat16 network keeps float32 parameters.
 //
@@ -53,6 +53,18 @@ __device__ __forceinline__ void each(const T* __restrict__ x, long long offset, 
 template <typename T>
 __device__ __forceinline__ acc_t<T> through_relu(T g, const T* __restrict__ relu_out, long long i) {
     return acc_t<T>(g) * (relu_out && !(acc_t<T>(relu_out[i]) > 0) ? acc_t<T>(0) : acc_t<T>(1));
+}
+
+// The same for the pack of gradients at offset `off`, into `out` (one 16-byte load of each).
+template <typename T>
+__device__ __forceinline__ void pack_through_relu(const T* __restrict__ grad, const T* __restrict__ relu_out,
+                                                  long long off, acc_t<T> (&out)[Pack<T>::W]) {
+    const Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + off);
+    Pack<T> y;
+    if (relu_out) y = *reinterpret_cast<const Pack<T>*>(relu_out + off);
+#pragma unroll
+    for (int k = 0; k < Pack<T>::W; ++k)
+        out[k] = acc_t<T>(g.v[k]) * (relu_out && !(acc_t<T>(y.v[k]) > 0) ? acc_t<T>(0) : acc_t<T>(1));
 }
 
 // Sum of a and b over the block into a and b of thread 0. blockDim.x: a multiple of 32, <= 1024.
@@ -134,6 +146,7 @@ __device__ __forceinline__ void rows_partial_sums(acc_t<T>* __restrict__ partial
     for (int k = 0; k < W; ++k) s1[k] = s2[k] = 0;
     const long long per = (R + gridDim.x - 1) / gridDim.x, lo = blockIdx.x * per, hi = min(R, lo + per);
     if (lane_row < RB)
+#pragma unroll 4  // loads of four rows in flight, not one
         for (long long r = lo + lane_row; r < hi; r += RB) f(r * C + g * W, s1, s2);
 #pragma unroll
     for (int k = 0; k < W; ++k) {
@@ -178,13 +191,13 @@ __global__ void bn_backward_partial_sums_rows(const T* __restrict__ grad, const 
 #pragma unroll
     for (int k = 0; k < Pack<T>::W; ++k) mu[k] = mean[c0 + k];
     rows_partial_sums<T>(partial, R, C, [&](long long off, P* s1, P* s2) {
-        const Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + off);
+        P g[Pack<T>::W];
+        pack_through_relu(grad, relu_out, off, g);
         const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
 #pragma unroll
         for (int k = 0; k < Pack<T>::W; ++k) {
-            const P gk = through_relu(g.v[k], relu_out, off + k);
-            s1[k] += gk;
-            s2[k] += gk * (P(v.v[k]) - mu[k]);
+            s1[k] += g[k];
+            s2[k] += g[k] * (P(v.v[k]) - mu[k]);
         }
     });
 }
@@ -218,6 +231,34 @@ template <typename P> __device__ __forceinline__ P relu_if(bool relu, P v) {
     return relu && !(v > 0 || v != v) ? P(0) : v;
 }
 
+// The elementwise passes over x as (R, C) rows (C a multiple of the pack width W): a thread owns
+// W neighbouring channels, their per-channel factors in registers, and steps through the rows
+// f(offset) of its pack in them, as rows_partial_sums does.
+template <typename T, typename F> __device__ __forceinline__ void for_rows(long long R, int C, F f) {
+    const int W = Pack<T>::W, G = C / W, RB = blockDim.x / G, lane_row = threadIdx.x / G;
+    if (lane_row >= RB) return;
+    const long long step = (long long)gridDim.x * RB;
+    for (long long r = blockIdx.x * RB + lane_row; r < R; r += step) f(r * C + (threadIdx.x % G) * W);
+}
+
+template <typename T>
+__global__ void bn_scale_shift_rows(const T* __restrict__ x, const acc_t<T>* __restrict__ scale,
+                                    const acc_t<T>* __restrict__ shift, T* __restrict__ y, long long R, int C,
+                                    int relu) {
+    typedef acc_t<T> P;
+    constexpr int W = Pack<T>::W;
+    const int c0 = (threadIdx.x % (C / W)) * W;
+    P a[W], b[W];
+#pragma unroll
+    for (int k = 0; k < W; ++k) a[k] = scale[c0 + k], b[k] = shift[c0 + k];
+    for_rows<T>(R, C, [&](long long off) {
+        Pack<T> p = *reinterpret_cast<const Pack<T>*>(x + off);
+#pragma unroll
+        for (int k = 0; k < W; ++k) p.v[k] = T(relu_if(relu, P(p.v[k]) * a[k] + b[k]));
+        *reinterpret_cast<Pack<T>*>(y + off) = p;
+    });
+}
+
 // y = x * scale[c] + shift[c] over all N*C*L elements, then max(y, 0) with `relu`
 template <typename T>
 __global__ void bn_scale_shift(const T* __restrict__ x, const acc_t<T>* __restrict__ scale,
@@ -228,13 +269,7 @@ __global__ void bn_scale_shift(const T* __restrict__ x, const acc_t<T>* __restri
         const long long i = j * W;
         const int c = (int)((i / L) % C);
         const acc_t<T> a = scale[c], b = shift[c];
-        if (vec && L == 1) {  // rows: the pack holds W channels
-            Pack<T> p = *reinterpret_cast<const Pack<T>*>(x + i);
-#pragma unroll
-            for (int k = 0; k < Pack<T>::W; ++k)
-                p.v[k] = T(relu_if(relu, acc_t<T>(p.v[k]) * scale[c + k] + shift[c + k]));
-            *reinterpret_cast<Pack<T>*>(y + i) = p;
-        } else if (vec) {
+        if (vec) {
             Pack<T> p = *reinterpret_cast<const Pack<T>*>(x + i);
 #pragma unroll
             for (int k = 0; k < Pack<T>::W; ++k) p.v[k] = T(relu_if(relu, acc_t<T>(p.v[k]) * a + b));
@@ -298,6 +333,27 @@ __global__ void bn_backward_finish(const acc_t<T>* __restrict__ partial, int S, 
 }
 
 template <typename T>
+__global__ void bn_backward_dx_rows(const T* __restrict__ grad, const T* __restrict__ x,
+                                    const T* __restrict__ relu_out, const acc_t<T>* __restrict__ mean,
+                                    const acc_t<T>* __restrict__ coef, T* __restrict__ dx, long long R, int C) {
+    typedef acc_t<T> P;
+    constexpr int W = Pack<T>::W;
+    const int c0 = (threadIdx.x % (C / W)) * W;
+    P mu[W], a[W], b[W], d[W];
+#pragma unroll
+    for (int k = 0; k < W; ++k)
+        mu[k] = mean[c0 + k], a[k] = coef[3 * (c0 + k)], b[k] = coef[3 * (c0 + k) + 1], d[k] = coef[3 * (c0 + k) + 2];
+    for_rows<T>(R, C, [&](long long off) {
+        P g[W];
+        pack_through_relu(grad, relu_out, off, g);
+        Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
+#pragma unroll
+        for (int k = 0; k < W; ++k) v.v[k] = T(a[k] * g[k] + b[k] * (P(v.v[k]) - mu[k]) + d[k]);
+        *reinterpret_cast<Pack<T>*>(dx + off) = v;
+    });
+}
+
+template <typename T>
 __global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__ x, const T* __restrict__ relu_out,
                                const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ coef,
                                T* __restrict__ dx, int C, long long L, long long total, int vec) {
@@ -307,17 +363,7 @@ __global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__
         const long long i = j * W;
         const int c = (int)((i / L) % C);
         const P mu = mean[c], a = coef[3 * c], b = coef[3 * c + 1], d = coef[3 * c + 2];
-        if (vec && L == 1) {  // rows: the pack holds W channels
-            Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + i);
-            const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + i);
-#pragma unroll
-            for (int k = 0; k < Pack<T>::W; ++k) {
-                const int ck = c + k;
-                g.v[k] = T(coef[3 * ck] * through_relu(g.v[k], relu_out, i + k) +
-                           coef[3 * ck + 1] * (P(v.v[k]) - mean[ck]) + coef[3 * ck + 2]);
-            }
-            *reinterpret_cast<Pack<T>*>(dx + i) = g;
-        } else if (vec) {
+        if (vec) {
             Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + i);
             const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + i);
 #pragma unroll
@@ -340,6 +386,10 @@ __global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__
                                                   acc_t<T>*, acc_t<T>*, acc_t<T>*);                             \
     template __global__ void bn_scale_shift<T>(const T*, const acc_t<T>*, const acc_t<T>*, T*, int, long long, \
                                                long long, int, int);                                            \
+    template __global__ void bn_scale_shift_rows<T>(const T*, const acc_t<T>*, const acc_t<T>*, T*, long long, \
+                                                    int, int);                                                  \
+    template __global__ void bn_backward_dx_rows<T>(const T*, const T*, const T*, const acc_t<T>*,             \
+                                                    const acc_t<T>*, T*, long long, int);                       \
     template __global__ void bn_backward_partial_sums<T>(const T*, const T*, const T*, const acc_t<T>*,        \
                                                          acc_t<T>*, int, int, long long, int);                  \
     template __global__ void bn_backward_finish<T>(const acc_t<T>*, int, int, long long, const acc_t<T>*,      \
