@@ -35,8 +35,8 @@ _KERNEL_FILES = {
 }
 _SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"]  # tensor-core kernels: no float/double
                               + _KERNEL_FILES["implicit_gemm_wgmma.cu"])
-_SIXTEEN_BIT = frozenset(_KERNEL_FILES["arithmetic.cu"] + _KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"] + _KERNEL_FILES["batch_norm.cu"]
-                         + _KERNEL_FILES["augment.cu"] + _KERNEL_FILES["dropout.cu"]
+_SIXTEEN_BIT = frozenset(_KERNEL_FILES["arithmetic.cu"] + _KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"]
+                         + _KERNEL_FILES["batch_norm.cu"] + _KERNEL_FILES["augment.cu"] + _KERNEL_FILES["dropout.cu"]
                          + ("relu_forward", "relu_backward", "gelu_forward", "gelu_backward")) | _SIXTEEN_BIT_ONLY
 # wgmma exists only on sm_90a, Hopper's own target, which NVRTC builds for when asked by name
 _EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",), "implicit_gemm_wgmma.cu": ("-arch=sm_90a",)}
