@@ -173,6 +173,33 @@ template <typename Mma> __device__ __forceinline__ void specialized_consume(unsi
     wgmma_wait<0>();
 }
 
+// load(stage, kt) for the pipelines: tile kt of both operands by `copies` into the stage's two
+// tiles (the A tile first), stages of STAGE_BYTES from sbase on
+template <typename Copies> __device__ __forceinline__ auto stage_loads(const Copies& copies, unsigned sbase) {
+    return [&copies, sbase](int stage, int kt) {
+        copies.load(sbase + stage * wg::STAGE_BYTES, sbase + stage * wg::STAGE_BYTES + wg::A_BYTES, kt);
+    };
+}
+
+// One product by a block of three warpgroups: the producer builds its copies (make_copies(), for
+// 128 threads) and fills the stages (specialized_produce); each consumer runs mma(stage address,
+// group) on the full ones (specialized_consume). Returns this thread's consumer group, or -1 for
+// the producer, whose work is then done.
+template <typename MakeCopies, typename Mma>
+__device__ __forceinline__ int specialized_product(unsigned bars, unsigned sbase, int KT, MakeCopies make_copies,
+                                                   Mma mma) {
+    using namespace wg;
+    const int group = threadIdx.x / 128 - 1;
+    specialized_barriers_init(bars);
+    if (group < 0) {
+        const auto copies = make_copies();
+        specialized_produce(bars, KT, stage_loads(copies, sbase));
+    } else {
+        specialized_consume(bars, KT, [&](int stage) { mma(sbase + stage * STAGE_BYTES, group); });
+    }
+    return group;
+}
+
 // The forward's multiply of one stage by warpgroup `group`: its 64 rows of the patch tile by the
 // weight tile, both K-major (rows of 64 consecutive k, as x and w hold them), in k16 steps of 32
 // bytes along the swizzled rows.
@@ -213,9 +240,9 @@ __device__ __forceinline__ void fprop_store(const float (&acc)[wg::BN / 2], cons
     const T *__restrict__ x, const T *__restrict__ w, const float *__restrict__ bias, T *__restrict__ y, int N, \
         int H, int W, int C, int O, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW, \
         int YN, int YH, int YW
-#define FPROP_COPIES(threads)                                                                                     \
-    FpropCopies<T, 8, threads / 8, BM * 8 / threads, BN * 8 / threads> copies(                                  \
-        x, w, m0, n0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+#define FPROP_COPIES(threads)                                                          \
+    FpropCopies<T, 8, threads / 8, BM * 8 / threads, BN * 8 / threads>(x, w, m0, n0, tid, N, H, W, C, O, KH, KW, \
+                                                                       SH, SW, PH, PW, DH, DW, OH, OW)
 
 // y = conv(x, w) (+ bias), one BM x BN tile of (pixels, output channels) per block of two
 // warpgroups, which copy and multiply in turn (wgmma_pipelined); small enough for two blocks to
@@ -227,11 +254,10 @@ __global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(FPROP_PARAMS(T))
     const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;  // the swizzle repeats every 1024 bytes
     const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x;
-    const FPROP_COPIES(THREADS);
+    const auto copies = FPROP_COPIES(THREADS);
     float acc[BN / 2] = {};
-    wgmma_pipelined(
-        KT, [&](int stage, int kt) { copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt); },
-        [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
+    wgmma_pipelined(KT, stage_loads(copies, sbase),
+                    [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
     fprop_store(acc, bias, y, m0, n0, tid / 128, M, O, OH, OW, YN, YH, YW);
 }
 
@@ -245,19 +271,12 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_s
     const unsigned bars = smem_address(smem);
     const unsigned sbase = (bars + 16 * STAGES + 1023) & ~1023u;
     const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK;
-    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x, group = tid / 128 - 1;
-    specialized_barriers_init(bars);
-    if (group < 0) {  // the producer
-        const FPROP_COPIES(128);
-        specialized_produce(bars, KT, [&](int stage, int kt) {
-            copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt);
-        });
-        return;
-    }
+    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x;
     float acc[BN / 2] = {};
-    specialized_consume(bars, KT,
-                        [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
-    fprop_store(acc, bias, y, m0, n0, group, M, O, OH, OW, YN, YH, YW);
+    const int group = specialized_product(
+        bars, sbase, KT, [&] { return FPROP_COPIES(128); },
+        [&](unsigned stage, int g) { fprop_stage_mma<T>(acc, stage, g); });
+    if (group >= 0) fprop_store(acc, bias, y, m0, n0, group, M, O, OH, OW, YN, YH, YW);
 }
 
 // The cp.async copies of one stage of the weight gradient's GEMM, dw[o][k] = sum_p dy[p][o] patch(x)[p][k],
@@ -356,7 +375,7 @@ __device__ __forceinline__ void wgrad_store(const float (&acc)[wg::BN / 2], floa
     const int KT = min((N * OH * OW + BK - 1) / BK - kt0, tiles), tid = threadIdx.x;                 \
     float* out = partial + (long long)blockIdx.z * O * K
 #define WGRAD_COPIES(threads) \
-    WgradCopies<T, threads> copies(x, dy, o0, k0, kt0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+    WgradCopies<T, threads>(x, dy, o0, k0, kt0, tid, N, H, W, C, O, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
 
 // ... by a block of two warpgroups that copy and multiply in turn (wgmma_pipelined)
 template <typename T> __global__ void __launch_bounds__(wg::THREADS) conv_wgrad_wgmma(WGRAD_PARAMS(T)) {
@@ -364,11 +383,10 @@ template <typename T> __global__ void __launch_bounds__(wg::THREADS) conv_wgrad_
     extern __shared__ unsigned char smem[];
     const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;
     WGRAD_SETUP;
-    const WGRAD_COPIES(THREADS);
+    const auto copies = WGRAD_COPIES(THREADS);
     float acc[BN / 2] = {};
-    wgmma_pipelined(
-        KT, [&](int stage, int kt) { copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt); },
-        [&](int stage) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
+    wgmma_pipelined(KT, stage_loads(copies, sbase),
+                    [&](int stage) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
     wgrad_store(acc, out, o0, k0, tid / 128, O, K);
 }
 
@@ -381,18 +399,11 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_s
     const unsigned bars = smem_address(smem);
     const unsigned sbase = (bars + 16 * STAGES + 1023) & ~1023u;
     WGRAD_SETUP;
-    const int group = tid / 128 - 1;
-    specialized_barriers_init(bars);
-    if (group < 0) {  // the producer
-        const WGRAD_COPIES(128);
-        specialized_produce(bars, KT, [&](int stage, int kt) {
-            copies.load(sbase + stage * STAGE_BYTES, sbase + stage * STAGE_BYTES + A_BYTES, kt);
-        });
-        return;
-    }
     float acc[BN / 2] = {};
-    specialized_consume(bars, KT, [&](int stage) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
-    wgrad_store(acc, out, o0, k0, group, O, K);
+    const int group = specialized_product(
+        bars, sbase, KT, [&] { return WGRAD_COPIES(128); },
+        [&](unsigned stage, int g) { wgrad_stage_mma<T>(acc, stage, g); });
+    if (group >= 0) wgrad_store(acc, out, o0, k0, group, O, K);
 }
 
 #define MT_INSTANTIATE(T)                                                                                    \
