@@ -5,7 +5,7 @@ from collections import OrderedDict, deque
 import numpy as np
 
 from .. import capture
-from ..array_backend import LOW_PRECISION, ArrayBackend, conv_output_size, is_channels_last
+from ..array_backend import LOW_PRECISION, ArrayBackend, conv_output_size, is_channels_last, keep_layout
 from ..device import Device
 from .cublas import _Cublas
 from .graphs import CUDAGraph
@@ -366,20 +366,20 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
 
     # ----------------------------------------------------------- arithmetic
     def add(self, a, b):
-        """add_packed for two arrays of one dtype, shape and dense layout (C order, or both
-        channels-last), 16-byte aligned; CuPy's add otherwise."""
+        """a + b, channels-last kept (`keep_layout` hands two channels-last arrays over as C-ordered ones)."""
+        return keep_layout(self._add_dense, a, b)
+
+    def _add_dense(self, a, b):
+        """add_packed for two C-ordered arrays of one dtype and shape, 16-byte aligned; CuPy's add otherwise."""
         cupy = self.cupy
         if not (isinstance(a, cupy.ndarray) and isinstance(b, cupy.ndarray) and a.shape == b.shape
+                and a.flags.c_contiguous and b.flags.c_contiguous and a.data.ptr % 16 == 0 == b.data.ptr % 16
                 and self._kdtype(a, b, sixteen_bit=True) is not None):
-            return super().add(a, b)
-        cl = is_channels_last(a) and is_channels_last(b)
-        va, vb = (a.transpose(0, 2, 3, 1), b.transpose(0, 2, 3, 1)) if cl else (a, b)
-        if not (va.flags.c_contiguous and vb.flags.c_contiguous and va.data.ptr % 16 == 0 == vb.data.ptr % 16):
-            return super().add(a, b)
-        out = self._empty(va.shape, a.dtype)
+            return cupy.add(a, b)
+        out = self._empty(a.shape, a.dtype)
         self._launch("arithmetic.cu", "add_packed", a.dtype, -(-a.size // (16 // a.itemsize)),
-                     (va, vb, out, np.int64(a.size)))
-        return out.transpose(0, 3, 1, 2) if cl else out
+                     (a, b, out, np.int64(a.size)))
+        return out
 
     # ----------------------------------------------------------- activations
     # Elementwise kernels run over the stored order: a channels-last input gives a channels-last
