@@ -4,7 +4,8 @@ forward (fprop), input-gradient (dgrad, an fprop of the flipped kernel) and weig
 (wgrad) passes. A configuration is `rule` (the backend's fixed choice), `benchmark` (each
 shape's fastest candidate, timed as `backends.cudnn.benchmark` does; the kernels it chose are
 printed) or `FAMILY:N[:WGRAD_N]`, one kernel family (mma, wgmma, wgmma_specialized) with
-N-tile widths for every pass (the weight gradient's by default 128 for mma, 256 for the others).
+N-tile widths for every pass (the weight gradient's by default 128 for mma, 256 for the others),
+or `tma:N:BLOCKS`, the TMA forward (BLOCKS a multiprocessor) beside wgmma's 256-wide weight gradient.
 `--mma-tile BKxSTAGES` sets implicit_gemm.cu's k tile and stages.
 
     python scripts/tune_implicit_gemm.py [--batch 512] [--configs rule benchmark wgmma_specialized:256]
@@ -86,7 +87,8 @@ def main():
             totals[k] += row[k]
     print(f"{'all (ms)':<16}" + "".join(f"{totals[k]:>18.3f}" for k in names))
     for key, kernel in backend._conv_choices.items():
-        split = f", {kernel.blocks_per_sm} blocks a multiprocessor" if key[0] == "wgrad" else ""
+        blocks = key[0] == "wgrad" or kernel.family == "tma"
+        split = f", {kernel.blocks_per_sm} blocks a multiprocessor" if blocks else ""
         print(f"benchmark chose {kernel.family}:{kernel.n_tile}{split} for {key[0]} of {key[2]} x {key[3]}")
 
 
@@ -95,6 +97,8 @@ def kernels_of(config):
     if config in ("rule", "benchmark"):
         return {}
     family, *tiles = config.split(":")
+    if family == "tma":
+        return {"fprop": ConvKernel(family, int(tiles[0]), int(tiles[1])), "wgrad": ConvKernel("wgmma", 256)}
     wgrad = int(tiles[1]) if len(tiles) > 1 else 128 if family == "mma" else 256
     return {"fprop": ConvKernel(family, int(tiles[0])), "wgrad": ConvKernel(family, wgrad)}
 

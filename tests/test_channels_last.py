@@ -83,12 +83,22 @@ CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
     ((2, 16, 8, 8), 32, 1, 2, 0, 1),  # a ResNet shortcut: 3 of 4 input pixels get no gradient
     ((2, 16, 10, 11), 16, 3, 3, 1, 1),  # stride 3: 9 sub-convolutions for the input gradient
     ((3, 24, 9, 12), 16, 5, 2, 2, 1),
+    # multiples of 64 channels, which the tma forward takes
+    ((8, 64, 16, 16), 64, 3, 1, 1, 1),
+    ((2, 128, 20, 17), 200, 3, 1, 1, 1),  # a ragged last pixel tile and N tile
+    ((4, 64, 18, 15), 128, 3, 2, 1, 1),
+    ((4, 128, 16, 16), 256, 1, 2, 0, 1),
+    ((3, 64, 20, 20), 64, 3, 1, 2, 2),
+    ((2, 64, 24, 24), 72, 5, 1, 2, 1),
+    ((2, 192, 16, 16), 320, 3, 1, 1, 1),  # three channel blocks a tap
 ]
 
 
 # the kernels of each family, as ConvKernel fields: (forward and input gradient, weight gradient)
+# (the tma family has a forward only: its weight gradient is wgmma's)
 KERNELS = {"mma": ([(64,), (128,)], [(128, 4), (128, 2)])} | {
-    family: ([(64,), (128,), (256,)], [(128, 4), (256, 1), (256, 2)]) for family in ("wgmma", "wgmma_specialized")}
+    family: ([(64,), (128,), (256,)], [(128, 4), (256, 1), (256, 2)]) for family in ("wgmma", "wgmma_specialized")} | {
+    "tma": ([(64, 1), (64, 2), (128, 1), (128, 2), (256, 1)], [(128, 4), (256, 1)])}
 
 
 @gpu
@@ -120,8 +130,8 @@ def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family,
 
     fprops, wgrads = KERNELS[family]
     for i, fprop in enumerate(fprops):
-        monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel(family, *fprop),
-                                                      "wgrad": ConvKernel(family, *wgrads[i % len(wgrads)])})
+        wgrad = ConvKernel("wgmma" if family == "tma" else family, *wgrads[i % len(wgrads)])
+        monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel(family, *fprop), "wgrad": wgrad})
         xs = mt.tensor(x.numpy(), device="cuda", dtype=ours_dt)
         if input_format == "channels_last":
             xs = xs.to(memory_format=mt.channels_last)

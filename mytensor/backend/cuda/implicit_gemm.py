@@ -1,19 +1,23 @@
 """Convolutions by implicit GEMM on the tensor cores (channels-last, 16-bit operands), and the
 choice of kernel for each shape.
 
-Three families of kernels compute the same products (docs/gpu-performance.md tells their story):
+Four families of kernels compute the same products (docs/gpu-performance.md tells their story):
 `mma` (implicit_gemm.cu, mma.sync, any GPU from sm_80), `wgmma` (implicit_gemm_wgmma.cu, Hopper's
-warpgroup instructions; two warpgroups copy and multiply in turn) and `wgmma_specialized` (the same
-file; one warpgroup copies, two multiply). Which is fastest depends on the shape: a fixed rule,
-drawn from measurements on ResNet-9's layers, picks one; with `set_benchmark(True)` (what
-`torch.backends.cudnn.benchmark = True` sets) the first call of each shape times every candidate
-instead, and later calls reuse the fastest, as cuDNN's benchmark mode does.
+warpgroup instructions; two warpgroups copy and multiply in turn), `wgmma_specialized` (the same
+file; one warpgroup copies, two multiply) and, for the forward over multiples of 64 channels,
+`tma` (one thread has Hopper's copy engine fetch whole tiles, two warpgroups multiply). Which
+is fastest depends on the shape: a fixed rule, drawn from measurements on ResNet-9's layers,
+picks one; with `set_benchmark(True)` (what `torch.backends.cudnn.benchmark = True` sets) the
+first call of each shape times every candidate instead, and later calls reuse the fastest, as
+cuDNN's benchmark mode does.
 """
+import functools
 from typing import NamedTuple
 
 import numpy as np
 
 from ..array_backend import LOW_PRECISION, conv_output_size
+from .tensor_maps import IM2COL_CORNER, TensorMaps
 
 _benchmark = [False]
 
@@ -28,10 +32,11 @@ def benchmarking():
 
 
 class ConvKernel(NamedTuple):
-    """One way to launch a convolution pass: the kernel family, the width of its N tile and, for
-    the weight gradient, how many blocks a multiprocessor its split of the pixels aims at (more
-    blocks keep more of the GPU busy; fewer leave fewer partial sums to add)."""
-    family: str  # "mma", "wgmma" or "wgmma_specialized"
+    """One way to launch a convolution pass: the kernel family, the width of its N tile and how
+    many blocks share a multiprocessor: for the weight gradient, the number its split of the
+    pixels aims at (more blocks keep more of the GPU busy; fewer leave fewer partial sums to
+    add); for `tma`, the number its stages leave room for."""
+    family: str  # "mma", "wgmma", "wgmma_specialized" or "tma"
     n_tile: int
     blocks_per_sm: int = 4
 
@@ -48,6 +53,7 @@ class ImplicitGemmConvolutions:
     # implicit_gemm_wgmma.cu's stages: the forward's 3 for N <= 128 let two blocks share a
     # multiprocessor, the specialized kernels fill one with as many as fit (docs/gpu-performance.md)
     _SPECIALIZED_STAGES = {64: 6, 128: 5, 256: 4}
+    _SHARED_PER_SM = 228 * 1024  # Hopper's shared memory a multiprocessor (1 KiB of it reserved a block)
     wgmma_specialized_min_k = 1152  # the rule: reductions from this long on warp-specialized
     wgmma_wgrad_min_channels = 256  # the rule: the weight gradient by wgmma from this many outputs on
     conv_kernels = {}  # pass ("fprop", "wgrad") -> a ConvKernel to run whatever the shape (tests, tuning)
@@ -63,10 +69,12 @@ class ImplicitGemmConvolutions:
         """The narrowest wgmma N tile of 64, 128 and 256 that covers o output channels."""
         return 64 if o <= 64 else 128 if o <= 128 else 256
 
-    def _fprop_rule(self, o, k):
+    def _fprop_rule(self, o, k, tma):
         if not self.use_wgmma:  # a 128-wide tile idles half its columns below 64 outputs
             return ConvKernel("mma", 64 if o <= 64 else self._TILE)
         wide = self._wide(o)
+        if tma:
+            return ConvKernel("tma", wide, 2 if wide <= 128 else 1)
         return ConvKernel("wgmma_specialized" if wide >= 128 and k >= self.wgmma_specialized_min_k else "wgmma", wide)
 
     def _wgrad_rule(self, o):
@@ -81,11 +89,13 @@ class ImplicitGemmConvolutions:
                 out.append(k)
         return out
 
-    def _fprop_candidates(self, o, k):
-        wide = self._wide(o)
-        tiles = [ConvKernel(f, n) for n in sorted({wide, min(wide, 128)}, reverse=True)
-                 for f in ("wgmma", "wgmma_specialized")]
-        return self._candidates(self._fprop_rule(o, k), [*tiles, ConvKernel("mma", 64 if o <= 64 else self._TILE)])
+    def _fprop_candidates(self, o, k, tma):
+        widths = sorted({self._wide(o), min(self._wide(o), 128)}, reverse=True)
+        tiles = [ConvKernel(f, n) for n in widths for f in ("wgmma", "wgmma_specialized")]
+        if tma:
+            tiles += [ConvKernel("tma", n, b) for n in widths for b in ((1, 2) if n <= 128 else (1,))]
+        return self._candidates(self._fprop_rule(o, k, tma),
+                                [*tiles, ConvKernel("mma", 64 if o <= 64 else self._TILE)])
 
     def _wgrad_candidates(self, o):
         return self._candidates(self._wgrad_rule(o), [ConvKernel(f, n, b) for f in ("wgmma_specialized", "wgmma")
@@ -130,6 +140,9 @@ class ImplicitGemmConvolutions:
             return self.implicit_gemm_tile[1]
         if kernel.family == "wgmma_specialized":
             return self._SPECIALIZED_STAGES[kernel.n_tile]
+        if kernel.family == "tma":  # as many as fit beside the other blocks, up to 8
+            room = self._SHARED_PER_SM // kernel.blocks_per_sm - 3072
+            return min(8, room // ((self._TILE + kernel.n_tile) * 64 * 2 + 16))
         return 3 if kernel.n_tile <= 128 and pass_name == "fprop" else 4
 
     def _shared_bytes(self, kernel, pass_name):
@@ -148,10 +161,14 @@ class ImplicitGemmConvolutions:
             self._launch_gemm("implicit_gemm.cu", f"conv_{pass_name}", dtype, grid, args,
                               self._mma_defines(kernel.n_tile), smem)
             return
+        defines = (f"-DWG_BN={kernel.n_tile}", f"-DWG_STAGES={self._stages(kernel, pass_name)}")
+        if kernel.family == "tma":
+            self._launch_gemm("implicit_gemm_wgmma.cu", "conv_fprop_tma", dtype, grid, args,
+                              defines + (f"-DWG_MIN_BLOCKS={kernel.blocks_per_sm}",), smem, threads=288)
+            return
         specialized = kernel.family == "wgmma_specialized"
         self._launch_gemm("implicit_gemm_wgmma.cu", f"conv_{pass_name}_{kernel.family}", dtype, grid, args,
-                          (f"-DWG_BN={kernel.n_tile}", f"-DWG_STAGES={self._stages(kernel, pass_name)}"), smem,
-                          threads=384 if specialized else 256)
+                          defines, smem, threads=384 if specialized else 256)
 
     def _mma_defines(self, n_tile):
         bk, stages = self.implicit_gemm_tile
@@ -194,15 +211,45 @@ class ImplicitGemmConvolutions:
                                  f"N, O = {n}, {o} and contiguous channels, got {y.shape} {y.dtype} with strides "
                                  f"{y.strides}")
             pixels = (s // pitch for s in y.strides[:3])
-        args = (x, weight, np.uint64(0) if bias is None else self._contig(bias, np.float32), y, *ints,
-                *(np.int32(p) for p in pixels))
+        bias = np.uint64(0) if bias is None else self._contig(bias, np.float32)
+        pixels = tuple(np.int32(p) for p in pixels)
+        args = (x, weight, bias, y, *ints, *pixels)
+        tma = self._im2col_box(x, stride, padding, (oh, ow))
+        rule = self._fprop_rule(o, kh * kw * c, tma is not None)
 
         def run(kernel):
             grid = (-(-o // kernel.n_tile), -(-n * oh * ow // self._TILE))
-            self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
+            if kernel.family != "tma":
+                self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
+            elif tma is None:  # a tma kernel asked for in conv_kernels, on a shape it cannot take
+                run(self._fprop_rule(o, kh * kw * c, False))
+            else:
+                maps = (self._tensor_maps.im2col(x, *tma, channels=64, pixels=self._TILE),
+                        self._tensor_maps.tiled(weight.reshape(o, -1), (64, kernel.n_tile)))
+                self._launch_kernel(kernel, "fprop", x.dtype, grid,
+                                    (*maps, bias, y, ints[0], *ints[3:], *pixels))
         key = ("fprop", x.dtype, x.shape, weight.shape, stride, padding, dilation, y.shape, y.strides)
-        self._choose_and_run(key, self._fprop_rule(o, kh * kw * c), lambda: self._fprop_candidates(o, kh * kw * c), run)
+        self._choose_and_run(key, rule, lambda: self._fprop_candidates(o, kh * kw * c, tma is not None), run)
         return y
+
+    def _im2col_box(self, x, stride, padding, out_size):
+        """The (lower, upper, strides) of the im2col map a `tma` forward of x reads, or None where
+        none can serve: off Hopper, channels not a multiple of 64 (a k tile is then not one tap's
+        channels), or strides or box corners past what a map can hold. The box is that of the
+        windows' origins: from (-PW, -PH) to the last output pixel's origin."""
+        n, h, w, c = x.shape
+        if not self.use_wgmma or c % 64 or max(stride) > 8:
+            return None
+        lower = (-padding[1], -padding[0])
+        upper = ((out_size[1] - 1) * stride[1] - padding[1] - (w - 1),
+                 (out_size[0] - 1) * stride[0] - padding[0] - (h - 1))
+        if not all(IM2COL_CORNER[0] <= v <= IM2COL_CORNER[1] for v in lower + upper):
+            return None
+        return lower, upper, (stride[1], stride[0])
+
+    @functools.cached_property
+    def _tensor_maps(self):
+        return TensorMaps()
 
     def conv2d_nhwc_weight_grad(self, x, grad, kernel, stride, padding, dilation, channels_last):
         """dW of conv2d_nhwc from x (N, H, W, C) and the output gradient (N, OH, OW, O):

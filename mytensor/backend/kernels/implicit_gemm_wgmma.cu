@@ -22,7 +22,8 @@
 #endif
 
 namespace wg {
-constexpr int BM = 128, BN = WG_BN, BK = 64, STAGES = WG_STAGES, THREADS = 256, SPECIALIZED_THREADS = 384;
+constexpr int BM = 128, BN = WG_BN, BK = 64, STAGES = WG_STAGES, THREADS = 256, SPECIALIZED_THREADS = 384,
+              TMA_THREADS = 288;
 constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BN) * BK * 2;
 constexpr int ROW = BK * 2, ATOM = 8 * ROW;  // a 128-byte row of the tile, and 8 of them
 }  // namespace wg
@@ -129,17 +130,49 @@ __device__ __forceinline__ void copies_arrive(unsigned bar) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
 }
 
+// TMA, Hopper's tensor memory accelerator: one thread asks the copy engine for a whole tile,
+// described by a 128-byte tensor map the host encodes once (tensor_maps.py); the engine computes
+// every address, zero-fills what lies outside the tensor, writes the tile in the 128-byte swizzle
+// and counts the bytes that landed on an mbarrier.
+struct alignas(64) TensorMap {
+    unsigned long long words[16];
+};
+
+// one arrival on `bar`, whose phase then also waits for `bytes` bytes of copies
+__device__ __forceinline__ void mbar_arrive_expect(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+// the box of a 2-D tiled map at element coordinates (c0, c1), innermost first
+__device__ __forceinline__ void tma_load_tile(unsigned dst, const TensorMap* map, unsigned bar, int c0, int c1) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%3, %4}], [%2];" ::"r"(dst), "l"(map), "r"(bar), "r"(c0), "r"(c1)
+                 : "memory");
+}
+// An im2col map over an NHWC tensor: its pixels-per-column pixels, walked from input pixel
+// (w, h) of image n through the map's box of window origins (W first, then H, then the next
+// image, by the convolution's strides), each as its channels c on, read at tap offset (dw, dh)
+// from the origin: one tap's slice of a tile of patch rows.
+__device__ __forceinline__ void tma_load_im2col(unsigned dst, const TensorMap* map, unsigned bar, int c, int w, int h,
+                                                int n, unsigned short dw, unsigned short dh) {
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%3, %4, %5, %6}], [%2], {%7, %8};" ::"r"(dst), "l"(map), "r"(bar), "r"(c), "r"(w),
+                 "r"(h), "r"(n), "h"(dw), "h"(dh)
+                 : "memory");
+}
+
 // The warp-specialized pipeline over KT k-tiles, for blocks of three warpgroups: the first (the
 // producer) only copies, the other two (the consumers) only multiply. Stage s has two mbarriers
 // at the shared address `bars`: full[s] completes when the producer's copies into it have landed,
 // empty[s] when the consumers' multiply that read it is done. No barrier of the whole block
 // stands between the copies and the multiplies.
-__device__ __forceinline__ void specialized_barriers_init(unsigned bars) {
+// full[s] counts `producers` arrivals: the producer's 128 threads, or the one thread issuing TMA.
+__device__ __forceinline__ void specialized_barriers_init(unsigned bars, unsigned producers = 128) {
     using namespace wg;
     if (threadIdx.x < STAGES) {
-        mbar_init(bars + 8 * threadIdx.x, 128);             // full: the producer's threads
+        mbar_init(bars + 8 * threadIdx.x, producers);       // full
         mbar_init(bars + 8 * (STAGES + threadIdx.x), 256);  // empty: the consumers' threads
     }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");  // seen by the copy engine too
     __syncthreads();
 }
 
@@ -279,6 +312,48 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_s
     if (group >= 0) fprop_store(acc, bias, y, m0, n0, group, M, O, OH, OW, YN, YH, YW);
 }
 
+#ifndef WG_MIN_BLOCKS  // the TMA forward's blocks a multiprocessor (its launch bound)
+#define WG_MIN_BLOCKS 1
+#endif
+
+// The forward with the copies by TMA, for C % 64 == 0, so that each 64-wide k tile is 64
+// channels of one tap: the patch tile is one im2col copy (128 pixels from m0 on, that tap's
+// channels), the weight tile one tiled copy ((O, K) rows n0 on, k from kt * 64). Two warpgroups
+// multiply (specialized_consume); the ninth warp is the producer, one of its threads issuing
+// both copies of each stage. With the addresses off the producer's hands it needs no registers
+// to speak of, and small tiles can run two blocks a multiprocessor.
+template <typename T>
+__global__ void __launch_bounds__(wg::TMA_THREADS, WG_MIN_BLOCKS)
+    conv_fprop_tma(const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap w_map,
+                   const float* __restrict__ bias, T* __restrict__ y, int N, int C, int O, int KH, int KW, int SH,
+                   int SW, int PH, int PW, int DH, int DW, int OH, int OW, int YN, int YH, int YW) {
+    using namespace wg;
+    extern __shared__ unsigned char smem[];
+    const unsigned bars = smem_address(smem), full = bars, empty = bars + 8 * STAGES;
+    const unsigned sbase = (bars + 16 * STAGES + 1023) & ~1023u;
+    const int M = N * OH * OW, KT = KH * KW * (C / BK), n0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
+    const int group = threadIdx.x / 128;  // 0 and 1 multiply, 2 (one warp) copies
+    specialized_barriers_init(bars, 1);
+    if (group == 2) {
+        if (threadIdx.x != 256) return;
+        const int n = m0 / (OH * OW), r = m0 - n * OH * OW, oh = r / OW, ow = r - oh * OW;
+        const int h0 = oh * SH - PH, w0 = ow * SW - PW, blocks = C / BK;
+        for (int kt = 0, tap = 0, cb = 0; kt < KT; ++kt) {
+            const int s = kt % STAGES, kh = tap / KW, kw = tap - kh * KW;
+            const unsigned sa = sbase + s * STAGE_BYTES;
+            if (kt >= STAGES) mbar_wait(empty + 8 * s, (kt / STAGES - 1) & 1);
+            mbar_arrive_expect(full + 8 * s, STAGE_BYTES);
+            tma_load_im2col(sa, &x_map, full + 8 * s, cb * BK, w0, h0, n, kw * DW, kh * DH);
+            tma_load_tile(sa + A_BYTES, &w_map, full + 8 * s, kt * BK, n0);
+            if (++cb == blocks) cb = 0, ++tap;
+        }
+        return;
+    }
+    float acc[BN / 2] = {};
+    specialized_consume(bars, KT, [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
+    fprop_store(acc, bias, y, m0, n0, group, M, O, OH, OW, YN, YH, YW);
+}
+
 // The cp.async copies of one stage of the weight gradient's GEMM, dw[o][k] = sum_p dy[p][o] patch(x)[p][k],
 // from `threads` threads. Both operands arrive with the pixel as the row (dy (P, O), the patches
 // (P, K)): MN-major, each 64-wide block of columns a swizzled 64 x 64 tile of its own. This
@@ -412,6 +487,8 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_s
     template __global__ void conv_fprop_wgmma_specialized<T>(const T*, const T*, const float*, T*, int, int, int, \
                                                              int, int, int, int, int, int, int, int, int, int, int, \
                                                              int, int, int, int);                                   \
+    template __global__ void conv_fprop_tma<T>(const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, \
+        const float*, T*, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int);    \
     template __global__ void conv_wgrad_wgmma<T>(const T*, const T*, float*, int, int, int, int, int, int, int, \
                                                  int, int, int, int, int, int, int, int, int);             \
     template __global__ void conv_wgrad_wgmma_specialized<T>(const T*, const T*, float*, int, int, int, int, int, \
