@@ -95,10 +95,11 @@ CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
 
 
 # the kernels of each family, as ConvKernel fields: (forward and input gradient, weight gradient)
-# (the tma family has a forward only: its weight gradient is wgmma's)
+# (the tma families have a forward only: their weight gradient is wgmma's)
 KERNELS = {"mma": ([(64,), (128,)], [(128, 4), (128, 2)])} | {
     family: ([(64,), (128,), (256,)], [(128, 4), (256, 1), (256, 2)]) for family in ("wgmma", "wgmma_specialized")} | {
-    "tma": ([(64, 1), (64, 2), (128, 1), (128, 2), (256, 1)], [(128, 4), (256, 1)])}
+    "tma": ([(64, 1), (64, 2), (128, 1), (128, 2), (256, 1)], [(128, 4), (256, 1)]),
+    "tma_pingpong": ([(64, 1), (128, 1)], [(256, 1)])}
 
 
 @gpu
@@ -130,7 +131,7 @@ def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family,
 
     fprops, wgrads = KERNELS[family]
     for i, fprop in enumerate(fprops):
-        wgrad = ConvKernel("wgmma" if family == "tma" else family, *wgrads[i % len(wgrads)])
+        wgrad = ConvKernel("wgmma" if family.startswith("tma") else family, *wgrads[i % len(wgrads)])
         monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel(family, *fprop), "wgrad": wgrad})
         xs = mt.tensor(x.numpy(), device="cuda", dtype=ours_dt)
         if input_format == "channels_last":
@@ -146,6 +147,28 @@ def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family,
         assert rel_err(host(xs.grad), xr.grad.numpy()) < tol, where
         assert rel_err(host(ws.grad), wr.grad.numpy()) < tol and ws.grad.is_contiguous(), where
         assert rel_err(host(bs.grad), br.grad.numpy()) < tol, where
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("o, stride", [(128, 1), (72, 1), (64, 2)])
+def test_persistent_forward_agrees_when_each_block_takes_many_tiles(o, stride, monkeypatch):
+    """The persistent TMA forward on a batch of more than four tiles a block (its warpgroups
+    alternating over the stages many times), against the wgmma kernel on the same operands."""
+    from mytensor.backend.cuda.implicit_gemm import ConvKernel
+    backend = get_backend("cuda")
+    if backend.compute_capability != (9, 0):
+        pytest.skip("TMA and wgmma need a Hopper GPU (sm_90)")
+    rng = backend.cupy.random.default_rng()
+    x = rng.standard_normal((70 * stride ** 2, 32, 32, 64), dtype=np.float32).astype(mt.bfloat16.np)
+    w = (rng.standard_normal((o, 3, 3, 64), dtype=np.float32) / 24).astype(mt.bfloat16.np)
+    args = (x, w, None, (stride, stride), (1, 1), (1, 1))
+    monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel("wgmma", 128)})
+    ref = backend.conv2d_nhwc(*args).astype(np.float32)
+    for n_tile in (64, 128):
+        monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel("tma_pingpong", n_tile, 1)})
+        got = backend.conv2d_nhwc(*args).astype(np.float32)
+        assert float(abs(got - ref).max()) <= 1e-2 * float(abs(ref).max()), n_tile
 
 
 @gpu

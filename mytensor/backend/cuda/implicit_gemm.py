@@ -5,7 +5,9 @@ Four families of kernels compute the same products (docs/gpu-performance.md tell
 `mma` (implicit_gemm.cu, mma.sync, any GPU from sm_80), `wgmma` (implicit_gemm_wgmma.cu, Hopper's
 warpgroup instructions; two warpgroups copy and multiply in turn), `wgmma_specialized` (the same
 file; one warpgroup copies, two multiply) and, for the forward over multiples of 64 channels,
-`tma` (one thread has Hopper's copy engine fetch whole tiles, two warpgroups multiply). Which
+`tma` (one thread has Hopper's copy engine fetch whole tiles, two warpgroups multiply) and
+`tma_pingpong` (the same copies, a block a multiprocessor, each warpgroup taking whole tiles in
+turn so that one's stores overlap the other's multiplies). Which
 is fastest depends on the shape: a fixed rule, drawn from measurements on ResNet-9's layers,
 picks one; with `set_benchmark(True)` (what `torch.backends.cudnn.benchmark = True` sets) the
 first call of each shape times every candidate instead, and later calls reuse the fastest, as
@@ -36,7 +38,7 @@ class ConvKernel(NamedTuple):
     many blocks share a multiprocessor: for the weight gradient, the number its split of the
     pixels aims at (more blocks keep more of the GPU busy; fewer leave fewer partial sums to
     add); for `tma`, the number its stages leave room for."""
-    family: str  # "mma", "wgmma", "wgmma_specialized" or "tma"
+    family: str  # "mma", "wgmma", "wgmma_specialized", "tma" or "tma_pingpong"
     n_tile: int
     blocks_per_sm: int = 4
 
@@ -94,6 +96,7 @@ class ImplicitGemmConvolutions:
         tiles = [ConvKernel(f, n) for n in widths for f in ("wgmma", "wgmma_specialized")]
         if tma:
             tiles += [ConvKernel("tma", n, b) for n in widths for b in ((1, 2) if n <= 128 else (1,))]
+            tiles += [ConvKernel("tma_pingpong", n, 1) for n in sorted({min(self._wide(o), 128), 64})]
         return self._candidates(self._fprop_rule(o, k, tma),
                                 [*tiles, ConvKernel("mma", 64 if o <= 64 else self._TILE)])
 
@@ -140,7 +143,7 @@ class ImplicitGemmConvolutions:
             return self.implicit_gemm_tile[1]
         if kernel.family == "wgmma_specialized":
             return self._SPECIALIZED_STAGES[kernel.n_tile]
-        if kernel.family == "tma":  # as many as fit beside the other blocks, up to 8
+        if kernel.family.startswith("tma"):  # as many as fit beside the other blocks, up to 8
             room = self._SHARED_PER_SM // kernel.blocks_per_sm - 3072
             return min(8, room // ((self._TILE + kernel.n_tile) * 64 * 2 + 16))
         return 3 if kernel.n_tile <= 128 and pass_name == "fprop" else 4
@@ -162,8 +165,8 @@ class ImplicitGemmConvolutions:
                               self._mma_defines(kernel.n_tile), smem)
             return
         defines = (f"-DWG_BN={kernel.n_tile}", f"-DWG_STAGES={self._stages(kernel, pass_name)}")
-        if kernel.family == "tma":
-            self._launch_gemm("implicit_gemm_wgmma.cu", "conv_fprop_tma", dtype, grid, args,
+        if kernel.family.startswith("tma"):
+            self._launch_gemm("implicit_gemm_wgmma.cu", f"conv_fprop_{kernel.family}", dtype, grid, args,
                               defines + (f"-DWG_MIN_BLOCKS={kernel.blocks_per_sm}",), smem, threads=288)
             return
         specialized = kernel.family == "wgmma_specialized"
@@ -219,7 +222,9 @@ class ImplicitGemmConvolutions:
 
         def run(kernel):
             grid = (-(-o // kernel.n_tile), -(-n * oh * ow // self._TILE))
-            if kernel.family != "tma":
+            if kernel.family == "tma_pingpong":  # persistent: a block a multiprocessor
+                grid = (min(grid[0] * grid[1], self._multiprocessors),)
+            if not kernel.family.startswith("tma"):
                 self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
             elif tma is None:  # a tma kernel asked for in conv_kernels, on a shape it cannot take
                 run(self._fprop_rule(o, kh * kw * c, False))

@@ -22,7 +22,7 @@ _KERNEL_FILES = {
     "conv.cu": ("im2col", "col2im", "swap_leading"),
     "implicit_gemm.cu": ("conv_fprop", "conv_wgrad", "conv_wgrad_sum"),
     "implicit_gemm_wgmma.cu": ("conv_fprop_wgmma", "conv_fprop_wgmma_specialized", "conv_fprop_tma",
-                               "conv_wgrad_wgmma", "conv_wgrad_wgmma_specialized"),
+                               "conv_fprop_tma_pingpong", "conv_wgrad_wgmma", "conv_wgrad_wgmma_specialized"),
     "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "max_pool2d_nhwc_forward", "max_pool2d_nhwc_backward",
                 "max_pool2d_nhwc_backward_disjoint", "avg_pool2d_forward", "avg_pool2d_backward"),
     "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),

@@ -45,7 +45,8 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
 // d (64 x N, float, spread over the warpgroup) += A (64 x 16) B (16 x N), both from shared
-// memory; TA / TB say the operand is MN-major (transposed) rather than K-major.
+// memory, or d = A B when !accumulate; TA / TB say the operand is MN-major (transposed) rather
+// than K-major.
 #define WG_REGS64  /* the accumulators, then the operands after them */ \
     "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" "}, %32, %33, p, 1, 1, %35, %36;"
@@ -74,11 +75,12 @@ __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy
 #define WG_OPS256(d) WG_F64(d, 0), WG_F64(d, 64)
 #define WG_MMA(N, T, TY)                                                                                         \
     template <int TA, int TB>                                                                                    \
-    __device__ __forceinline__ void wgmma(float (&d)[N / 2], unsigned long long a, unsigned long long b, T*) {  \
+    __device__ __forceinline__ void wgmma(float (&d)[N / 2], unsigned long long a, unsigned long long b, T*,    \
+                                          int accumulate = 1) {                                                  \
         asm volatile("{ .reg .pred p; setp.ne.b32 p, " WG_SCALE##N ", 0;\n"                                     \
                      "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " WG_REGS##N "}"             \
                      : WG_OPS##N(d)                                                                              \
-                     : "l"(a), "l"(b), "r"(1), "n"(TA), "n"(TB));                                              \
+                     : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));                                     \
     }
 WG_MMA(64, bf16_t, "bf16")
 WG_MMA(128, bf16_t, "bf16")
@@ -235,14 +237,15 @@ __device__ __forceinline__ int specialized_product(unsigned bars, unsigned sbase
 
 // The forward's multiply of one stage by warpgroup `group`: its 64 rows of the patch tile by the
 // weight tile, both K-major (rows of 64 consecutive k, as x and w hold them), in k16 steps of 32
-// bytes along the swizzled rows.
+// bytes along the swizzled rows; `first` overwrites acc instead of adding to it.
 template <typename T> __device__ __forceinline__ void fprop_stage_mma(float (&acc)[wg::BN / 2], unsigned stage_base,
-                                                                      int group) {
+                                                                      int group, bool first = false) {
     using namespace wg;
     const unsigned sa = stage_base + group * 64 * ROW, sb = stage_base + A_BYTES;
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk)
-        wgmma<0, 0>(acc, matrix_desc(sa + kk * 32, 16, ATOM), matrix_desc(sb + kk * 32, 16, ATOM), (T*)nullptr);
+        wgmma<0, 0>(acc, matrix_desc(sa + kk * 32, 16, ATOM), matrix_desc(sb + kk * 32, 16, ATOM), (T*)nullptr,
+                    kk > 0 || !first);
 }
 
 // y[row][col] = acc (+ bias) for warpgroup `group`'s 64 rows of the tile at (m0, n0), row m at
@@ -312,6 +315,27 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_s
     if (group >= 0) fprop_store(acc, bias, y, m0, n0, group, M, O, OH, OW, YN, YH, YW);
 }
 
+// The TMA forward's copies of one output tile (m0, n0): its KT k-tiles into the ring of stages at
+// positions `first` on (position p in stage p % STAGES, the stage's (p / STAGES)-th filling),
+// each stage once its previous filling has been emptied. A k tile is 64 channels of one tap.
+__device__ __forceinline__ void tma_fprop_tile_loads(const TensorMap& x_map, const TensorMap& w_map, unsigned full,
+                                                     unsigned empty, unsigned sbase, int first, int m0, int n0, int C,
+                                                     int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH,
+                                                     int OW, int KT) {
+    using namespace wg;
+    const int n = m0 / (OH * OW), r = m0 - n * OH * OW, oh = r / OW, ow = r - oh * OW;
+    const int h0 = oh * SH - PH, w0 = ow * SW - PW, blocks = C / BK;
+    for (int kt = 0, tap = 0, cb = 0; kt < KT; ++kt) {
+        const int p = first + kt, s = p % STAGES, kh = tap / KW, kw = tap - kh * KW;
+        const unsigned sa = sbase + s * STAGE_BYTES;
+        if (p >= STAGES) mbar_wait(empty + 8 * s, (p / STAGES - 1) & 1);
+        mbar_arrive_expect(full + 8 * s, STAGE_BYTES);
+        tma_load_im2col(sa, &x_map, full + 8 * s, cb * BK, w0, h0, n, kw * DW, kh * DH);
+        tma_load_tile(sa + A_BYTES, &w_map, full + 8 * s, kt * BK, n0);
+        if (++cb == blocks) cb = 0, ++tap;
+    }
+}
+
 #ifndef WG_MIN_BLOCKS  // the TMA forward's blocks a multiprocessor (its launch bound)
 #define WG_MIN_BLOCKS 1
 #endif
@@ -335,23 +359,70 @@ __global__ void __launch_bounds__(wg::TMA_THREADS, WG_MIN_BLOCKS)
     const int group = threadIdx.x / 128;  // 0 and 1 multiply, 2 (one warp) copies
     specialized_barriers_init(bars, 1);
     if (group == 2) {
-        if (threadIdx.x != 256) return;
-        const int n = m0 / (OH * OW), r = m0 - n * OH * OW, oh = r / OW, ow = r - oh * OW;
-        const int h0 = oh * SH - PH, w0 = ow * SW - PW, blocks = C / BK;
-        for (int kt = 0, tap = 0, cb = 0; kt < KT; ++kt) {
-            const int s = kt % STAGES, kh = tap / KW, kw = tap - kh * KW;
-            const unsigned sa = sbase + s * STAGE_BYTES;
-            if (kt >= STAGES) mbar_wait(empty + 8 * s, (kt / STAGES - 1) & 1);
-            mbar_arrive_expect(full + 8 * s, STAGE_BYTES);
-            tma_load_im2col(sa, &x_map, full + 8 * s, cb * BK, w0, h0, n, kw * DW, kh * DH);
-            tma_load_tile(sa + A_BYTES, &w_map, full + 8 * s, kt * BK, n0);
-            if (++cb == blocks) cb = 0, ++tap;
-        }
+        if (threadIdx.x == 256) tma_fprop_tile_loads(x_map, w_map, full, empty, sbase, 0, m0, n0, C, KW, SH, SW, PH,
+                                                     PW, DH, DW, OH, OW, KT);
         return;
     }
     float acc[BN / 2] = {};
     specialized_consume(bars, KT, [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
     fprop_store(acc, bias, y, m0, n0, group, M, O, OH, OW, YN, YH, YW);
+}
+
+// The TMA forward as a persistent grid (a block a multiprocessor, taking tiles t = blockIdx.x,
+// + gridDim.x, ...; tile t is m tile t / NT, n tile t % NT) in CUTLASS's "ping-pong" schedule:
+// the producer warp fills the ring with each of the block's tiles in turn, and consumer
+// warpgroup g takes the block's tiles g, g + 2, ..., all 128 rows of each (two m64 halves), so
+// that one warpgroup's stores run while the other multiplies. A stage is emptied by the one
+// warpgroup that read it. The warpgroups take turns at the ring (turn[g] completes a phase when
+// the other has passed the full barriers of its tile): an mbarrier's parity tells its last phase
+// from the one before only, so a warpgroup must not wait on a stage two fillings ahead. BN <= 128
+// (the accumulators of 128 x BN a warpgroup).
+template <typename T>
+__global__ void __launch_bounds__(wg::TMA_THREADS, 1)
+    conv_fprop_tma_pingpong(const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap w_map,
+                            const float* __restrict__ bias, T* __restrict__ y, int N, int C, int O, int KH, int KW,
+                            int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW, int YN, int YH, int YW) {
+    using namespace wg;
+    extern __shared__ unsigned char smem[];
+    const unsigned bars = smem_address(smem), full = bars, empty = bars + 8 * STAGES;
+    const unsigned sbase = (bars + 16 * STAGES + 1023) & ~1023u;
+    const int M = N * OH * OW, KT = KH * KW * (C / BK), NT = (O + BN - 1) / BN, tiles = NT * ((M + BM - 1) / BM);
+    __shared__ unsigned long long turn_bars[2];
+    const unsigned turn = smem_address(turn_bars);
+    const int group = threadIdx.x / 128;
+    if (threadIdx.x < STAGES) {
+        mbar_init(full + 8 * threadIdx.x, 1);
+        mbar_init(empty + 8 * threadIdx.x, 128);
+    }
+    if (threadIdx.x < 2) mbar_init(turn + 8 * threadIdx.x, 128);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    __syncthreads();
+    if (group == 2) {
+        if (threadIdx.x != 256) return;
+        for (int t = blockIdx.x, i = 0; t < tiles; t += gridDim.x, ++i)
+            tma_fprop_tile_loads(x_map, w_map, full, empty, sbase, i * KT, t / NT * BM, t % NT * BN, C, KW, SH, SW,
+                                 PH, PW, DH, DW, OH, OW, KT);
+        return;
+    }
+    for (int t = blockIdx.x + group * gridDim.x, i = group; t < tiles; t += 2 * gridDim.x, i += 2) {
+        float acc[2][BN / 2];  // set by the first k-tile's multiply
+        if (i > 0) mbar_wait(turn + 8 * group, ((i - 1) / 2) & 1);  // tile i - 1 is past its waits
+        for (int kt = 0; kt < KT; ++kt) {
+            const int p = i * KT + kt, s = p % STAGES;
+            mbar_wait(full + 8 * s, (p / STAGES) & 1);
+            wgmma_fence();
+            fprop_stage_mma<T>(acc[0], sbase + s * STAGE_BYTES, 0, kt == 0);
+            fprop_stage_mma<T>(acc[1], sbase + s * STAGE_BYTES, 1, kt == 0);
+            wgmma_commit();
+            wgmma_wait<1>();  // the multiply of k-tile kt - 1 is done: its stage can be refilled
+            if (kt > 0) mbar_arrive(empty + 8 * ((p - 1) % STAGES));
+        }
+        mbar_arrive(turn + 8 * (1 - group));
+        wgmma_wait<0>();
+        mbar_arrive(empty + 8 * ((i * KT + KT - 1) % STAGES));
+#pragma unroll
+        for (int h = 0; h < 2; ++h) fprop_store(acc[h], bias, y, t / NT * BM, t % NT * BN, h, M, O, OH, OW, YN, YH, YW);
+    }
 }
 
 // The cp.async copies of one stage of the weight gradient's GEMM, dw[o][k] = sum_p dy[p][o] patch(x)[p][k],
@@ -489,6 +560,9 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_s
                                                              int, int, int, int);                                   \
     template __global__ void conv_fprop_tma<T>(const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, \
         const float*, T*, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int);    \
+    template __global__ void conv_fprop_tma_pingpong<T>(const __grid_constant__ TensorMap,                     \
+        const __grid_constant__ TensorMap, const float*, T*, int, int, int, int, int, int, int, int, int, int, int,  \
+        int, int, int, int, int);                                                                                \
     template __global__ void conv_wgrad_wgmma<T>(const T*, const T*, float*, int, int, int, int, int, int, int, \
                                                  int, int, int, int, int, int, int, int, int);             \
     template __global__ void conv_wgrad_wgmma_specialized<T>(const T*, const T*, float*, int, int, int, int, int, \
