@@ -89,7 +89,7 @@ WG_MMA(64, half_t, "f16")
 WG_MMA(128, half_t, "f16")
 WG_MMA(256, half_t, "f16")
 
-// The pipeline over KT k-tiles: load(stage, kt) copies tile kt into a stage, mma(stage) issues
+// The pipeline over KT k-tiles: load(stage, kt) copies tile kt into a stage, mma(stage, first) issues
 // the wgmma of one that has landed. STAGES - 2 tiles are in flight behind the one multiplied and
 // one multiply is left running while the next tile's copies are issued, so a stage is refilled
 // only two tiles after its multiply was issued, when every warpgroup has waited for it.
@@ -106,7 +106,7 @@ __device__ __forceinline__ void wgmma_pipelined(int KT, Load load, Mma mma) {
         fence_async_shared();
         __syncthreads();  // tile kt has landed; every warpgroup is done with tile kt - 2's stage
         wgmma_fence();
-        mma(kt % STAGES);
+        mma(kt % STAGES, kt == 0);
         wgmma_commit();
         if (kt + STAGES - 2 < KT) load((kt + STAGES - 2) % STAGES, kt + STAGES - 2);
         copy_commit();
@@ -191,7 +191,9 @@ template <typename Load> __device__ __forceinline__ void specialized_produce(uns
     copy_wait<0>();
 }
 
-// A consumer: mma(stage) issues the multiply of each full stage; one multiply stays in flight.
+// A consumer: mma(stage, first) issues the multiply of each full stage (`first` for the first, which
+// overwrites the accumulators: zeroing them beforehand would serialize the wgmma pipeline); one
+// multiply stays in flight.
 template <typename Mma> __device__ __forceinline__ void specialized_consume(unsigned bars, int KT, Mma mma) {
     using namespace wg;
     const unsigned full = bars, empty = bars + 8 * STAGES;
@@ -200,7 +202,7 @@ template <typename Mma> __device__ __forceinline__ void specialized_consume(unsi
         mbar_wait(full + 8 * s, (kt / STAGES) & 1);
         fence_async_shared();
         wgmma_fence();
-        mma(s);
+        mma(s, kt == 0);
         wgmma_commit();
         wgmma_wait<1>();  // the multiply of tile kt - 1 is done: its stage can be refilled
         if (kt > 0) mbar_arrive(empty + 8 * ((kt - 1) % STAGES));
@@ -218,7 +220,7 @@ template <typename Copies> __device__ __forceinline__ auto stage_loads(const Cop
 
 // One product by a block of three warpgroups: the producer builds its copies (make_copies(), for
 // 128 threads) and fills the stages (specialized_produce); each consumer runs mma(stage address,
-// group) on the full ones (specialized_consume). Returns this thread's consumer group, or -1 for
+// group, first) on the full ones (specialized_consume). Returns this thread's consumer group, or -1 for
 // the producer, whose work is then done.
 template <typename MakeCopies, typename Mma>
 __device__ __forceinline__ int specialized_product(unsigned bars, unsigned sbase, int KT, MakeCopies make_copies,
@@ -230,7 +232,8 @@ __device__ __forceinline__ int specialized_product(unsigned bars, unsigned sbase
         const auto copies = make_copies();
         specialized_produce(bars, KT, stage_loads(copies, sbase));
     } else {
-        specialized_consume(bars, KT, [&](int stage) { mma(sbase + stage * STAGE_BYTES, group); });
+        specialized_consume(bars, KT,
+                            [&](int stage, bool first) { mma(sbase + stage * STAGE_BYTES, group, first); });
     }
     return group;
 }
@@ -291,9 +294,10 @@ __global__ void __launch_bounds__(wg::THREADS) conv_fprop_wgmma(FPROP_PARAMS(T))
     const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x;
     const auto copies = FPROP_COPIES(THREADS);
-    float acc[BN / 2] = {};
-    wgmma_pipelined(KT, stage_loads(copies, sbase),
-                    [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
+    float acc[BN / 2];  // set by the first k-tile's multiply
+    wgmma_pipelined(KT, stage_loads(copies, sbase), [&](int stage, bool first) {
+        fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128, first);
+    });
     fprop_store(acc, bias, y, m0, n0, tid / 128, M, O, OH, OW, YN, YH, YW);
 }
 
@@ -308,10 +312,10 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_fprop_wgmma_s
     const unsigned sbase = (bars + 16 * STAGES + 1023) & ~1023u;
     const int M = N * OH * OW, KT = (KH * KW * C + BK - 1) / BK;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM, tid = threadIdx.x;
-    float acc[BN / 2] = {};
+    float acc[BN / 2];
     const int group = specialized_product(
         bars, sbase, KT, [&] { return FPROP_COPIES(128); },
-        [&](unsigned stage, int g) { fprop_stage_mma<T>(acc, stage, g); });
+        [&](unsigned stage, int g, bool first) { fprop_stage_mma<T>(acc, stage, g, first); });
     if (group >= 0) fprop_store(acc, bias, y, m0, n0, group, M, O, OH, OW, YN, YH, YW);
 }
 
@@ -363,8 +367,10 @@ __global__ void __launch_bounds__(wg::TMA_THREADS, WG_MIN_BLOCKS)
                                                      PW, DH, DW, OH, OW, KT);
         return;
     }
-    float acc[BN / 2] = {};
-    specialized_consume(bars, KT, [&](int stage) { fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group); });
+    float acc[BN / 2];
+    specialized_consume(bars, KT, [&](int stage, bool first) {
+        fprop_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group, first);
+    });
     fprop_store(acc, bias, y, m0, n0, group, M, O, OH, OW, YN, YH, YW);
 }
 
@@ -482,16 +488,17 @@ template <typename T, int THREADS_> struct WgradCopies {
 #endif
 
 // The weight gradient's multiply of one stage by warpgroup `group`: its 64 output channels (a
-// 64-column block of the dy tile) by the patch tile, in k16 steps over the pixels, 16 rows on.
+// 64-column block of the dy tile) by the patch tile, in k16 steps over the pixels, 16 rows on;
+// `first` overwrites acc.
 template <typename T> __device__ __forceinline__ void wgrad_stage_mma(float (&acc)[wg::BN / 2], unsigned stage_base,
-                                                                      int group) {
+                                                                      int group, bool first = false) {
     using namespace wg;
     constexpr unsigned BLOCK = BK * ROW, leading = WG_MN_LEADING ? BLOCK : ATOM, stride = WG_MN_LEADING ? ATOM : BLOCK;
     const unsigned sa = stage_base + group * BLOCK, sb = stage_base + A_BYTES;
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk)
         wgmma<1, 1>(acc, matrix_desc(sa + kk * 16 * ROW, leading, stride), matrix_desc(sb + kk * 16 * ROW, leading, stride),
-                    (T*)nullptr);
+                    (T*)nullptr, kk > 0 || !first);
 }
 
 // out[row][col] = acc, float, for warpgroup `group`'s 64 rows of the (O, K) tile at (o0, k0)
@@ -530,9 +537,10 @@ template <typename T> __global__ void __launch_bounds__(wg::THREADS) conv_wgrad_
     const unsigned sbase = (smem_address(smem) + 1023) & ~1023u;
     WGRAD_SETUP;
     const auto copies = WGRAD_COPIES(THREADS);
-    float acc[BN / 2] = {};
-    wgmma_pipelined(KT, stage_loads(copies, sbase),
-                    [&](int stage) { wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128); });
+    float acc[BN / 2];
+    wgmma_pipelined(KT, stage_loads(copies, sbase), [&](int stage, bool first) {
+        wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, tid / 128, first);
+    });
     wgrad_store(acc, out, o0, k0, tid / 128, O, K);
 }
 
@@ -545,10 +553,10 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_s
     const unsigned bars = smem_address(smem);
     const unsigned sbase = (bars + 16 * STAGES + 1023) & ~1023u;
     WGRAD_SETUP;
-    float acc[BN / 2] = {};
+    float acc[BN / 2];
     const int group = specialized_product(
         bars, sbase, KT, [&] { return WGRAD_COPIES(128); },
-        [&](unsigned stage, int g) { wgrad_stage_mma<T>(acc, stage, g); });
+        [&](unsigned stage, int g, bool first) { wgrad_stage_mma<T>(acc, stage, g, first); });
     if (group >= 0) wgrad_store(acc, out, o0, k0, group, O, K);
 }
 
