@@ -5,8 +5,8 @@ forward (fprop), input-gradient (dgrad, an fprop of the flipped kernel) and weig
 shape's fastest candidate, timed as `backends.cudnn.benchmark` does; the kernels it chose are
 printed) or `FAMILY:N[:WGRAD_N]`, one kernel family (mma, wgmma, wgmma_specialized) with
 N-tile widths for every pass (the weight gradient's by default 128 for mma, 256 for the others),
-or `tma:N:BLOCKS` / `tma_pingpong:N:1`, a TMA forward (BLOCKS a multiprocessor) beside wgmma's
-256-wide weight gradient.
+or `tma:N:BLOCKS` / `tma_pingpong:N:1`, a TMA forward (BLOCKS a multiprocessor) beside the TMA
+weight gradient with the same N (at least 128) and BLOCKS.
 `--mma-tile BKxSTAGES` sets implicit_gemm.cu's k tile and stages.
 
     python scripts/tune_implicit_gemm.py [--batch 512] [--configs rule benchmark wgmma_specialized:256]
@@ -99,7 +99,8 @@ def kernels_of(config):
         return {}
     family, *tiles = config.split(":")
     if family.startswith("tma"):
-        return {"fprop": ConvKernel(family, int(tiles[0]), int(tiles[1])), "wgrad": ConvKernel("wgmma", 256)}
+        n, blocks = int(tiles[0]), int(tiles[1])
+        return {"fprop": ConvKernel(family, n, blocks), "wgrad": ConvKernel("tma", max(n, 128), blocks)}
     wgrad = int(tiles[1]) if len(tiles) > 1 else 128 if family == "mma" else 256
     return {"fprop": ConvKernel(family, int(tiles[0])), "wgrad": ConvKernel(family, wgrad)}
 

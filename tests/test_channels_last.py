@@ -95,10 +95,10 @@ CONV_CASES = [  # (N, C, H, W), O, kernel, stride, padding, dilation
 
 
 # the kernels of each family, as ConvKernel fields: (forward and input gradient, weight gradient)
-# (the tma families have a forward only: their weight gradient is wgmma's)
+# (the weight gradient of the tma_pingpong family is tma's)
 KERNELS = {"mma": ([(64,), (128,)], [(128, 4), (128, 2)])} | {
     family: ([(64,), (128,), (256,)], [(128, 4), (256, 1), (256, 2)]) for family in ("wgmma", "wgmma_specialized")} | {
-    "tma": ([(64, 1), (64, 2), (128, 1), (128, 2), (256, 1)], [(128, 4), (256, 1)]),
+    "tma": ([(64, 1), (64, 2), (128, 1), (128, 2), (256, 1)], [(128, 1), (256, 1), (128, 2)]),
     "tma_pingpong": ([(64, 1), (128, 1)], [(256, 1)])}
 
 
@@ -131,7 +131,7 @@ def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family,
 
     fprops, wgrads = KERNELS[family]
     for i, fprop in enumerate(fprops):
-        wgrad = ConvKernel("wgmma" if family.startswith("tma") else family, *wgrads[i % len(wgrads)])
+        wgrad = ConvKernel("tma" if family.startswith("tma") else family, *wgrads[i % len(wgrads)])
         monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel(family, *fprop), "wgrad": wgrad})
         xs = mt.tensor(x.numpy(), device="cuda", dtype=ours_dt)
         if input_format == "channels_last":
@@ -152,9 +152,10 @@ def test_conv2d_implicit_gemm_against_float64(dtype, case, input_format, family,
 @gpu
 @needs_gpu
 @pytest.mark.parametrize("o, stride", [(128, 1), (72, 1), (64, 2)])
-def test_persistent_forward_agrees_when_each_block_takes_many_tiles(o, stride, monkeypatch):
-    """The persistent TMA forward on a batch of more than four tiles a block (its warpgroups
-    alternating over the stages many times), against the wgmma kernel on the same operands."""
+def test_tma_kernels_agree_on_large_batches(o, stride, monkeypatch):
+    """The TMA kernels where each block takes many tiles (the persistent forward's warpgroups
+    alternating over the stages many times; the weight gradient's splits of many pixel tiles),
+    against the wgmma kernels on the same operands."""
     from mytensor.backend.cuda.implicit_gemm import ConvKernel
     backend = get_backend("cuda")
     if backend.compute_capability != (9, 0):
@@ -163,12 +164,17 @@ def test_persistent_forward_agrees_when_each_block_takes_many_tiles(o, stride, m
     x = rng.standard_normal((70 * stride ** 2, 32, 32, 64), dtype=np.float32).astype(mt.bfloat16.np)
     w = (rng.standard_normal((o, 3, 3, 64), dtype=np.float32) / 24).astype(mt.bfloat16.np)
     args = (x, w, None, (stride, stride), (1, 1), (1, 1))
-    monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel("wgmma", 128)})
-    ref = backend.conv2d_nhwc(*args).astype(np.float32)
+    monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel("wgmma", 128), "wgrad": ConvKernel("wgmma", 256)})
+    ref = backend.conv2d_nhwc(*args)
+    ref_dw = backend.conv2d_nhwc_weight_grad(x, ref, (3, 3), *args[3:], True).astype(np.float32)
+    ref = ref.astype(np.float32)
     for n_tile in (64, 128):
-        monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel("tma_pingpong", n_tile, 1)})
-        got = backend.conv2d_nhwc(*args).astype(np.float32)
-        assert float(abs(got - ref).max()) <= 1e-2 * float(abs(ref).max()), n_tile
+        monkeypatch.setattr(backend, "conv_kernels", {"fprop": ConvKernel("tma_pingpong", n_tile, 1),
+                                                      "wgrad": ConvKernel("tma", 2 * n_tile, 1)})
+        y = backend.conv2d_nhwc(*args)
+        got_dw = backend.conv2d_nhwc_weight_grad(x, y, (3, 3), *args[3:], True).astype(np.float32)
+        assert float(abs(y.astype(np.float32) - ref).max()) <= 1e-2 * float(abs(ref).max()), n_tile
+        assert float(abs(got_dw - ref_dw).max()) <= 1e-2 * float(abs(ref_dw).max()), n_tile
 
 
 @gpu

@@ -79,7 +79,9 @@ class ImplicitGemmConvolutions:
             return ConvKernel("tma", wide, 2 if wide <= 128 else 1)
         return ConvKernel("wgmma_specialized" if wide >= 128 and k >= self.wgmma_specialized_min_k else "wgmma", wide)
 
-    def _wgrad_rule(self, o):
+    def _wgrad_rule(self, o, tma):
+        if tma:
+            return ConvKernel("tma", 256, 1)
         return ConvKernel("wgmma", 256) if self.use_wgmma and o >= self.wgmma_wgrad_min_channels else \
             ConvKernel("mma", self._TILE)
 
@@ -100,10 +102,11 @@ class ImplicitGemmConvolutions:
         return self._candidates(self._fprop_rule(o, k, tma),
                                 [*tiles, ConvKernel("mma", 64 if o <= 64 else self._TILE)])
 
-    def _wgrad_candidates(self, o):
-        return self._candidates(self._wgrad_rule(o), [ConvKernel(f, n, b) for f in ("wgmma_specialized", "wgmma")
-                                                      for n in (256, 128) for b in (4, 2, 1)]
-                                + [ConvKernel("mma", self._TILE, b) for b in (4, 2)])
+    def _wgrad_candidates(self, o, tma):
+        others = [ConvKernel(f, n, b) for f in ("wgmma_specialized", "wgmma") for n in (256, 128) for b in (4, 2, 1)]
+        if tma:
+            others += [ConvKernel("tma", 256, 1), ConvKernel("tma", 128, 1), ConvKernel("tma", 128, 2)]
+        return self._candidates(self._wgrad_rule(o, tma), others + [ConvKernel("mma", self._TILE, b) for b in (4, 2)])
 
     def _choose_and_run(self, key, rule, candidates, run):
         """run(kernel) for the kernel chosen for `key`: the rule's, or in benchmark mode the one
@@ -165,13 +168,11 @@ class ImplicitGemmConvolutions:
                               self._mma_defines(kernel.n_tile), smem)
             return
         defines = (f"-DWG_BN={kernel.n_tile}", f"-DWG_STAGES={self._stages(kernel, pass_name)}")
-        if kernel.family.startswith("tma"):
-            self._launch_gemm("implicit_gemm_wgmma.cu", f"conv_fprop_{kernel.family}", dtype, grid, args,
-                              defines + (f"-DWG_MIN_BLOCKS={kernel.blocks_per_sm}",), smem, threads=288)
-            return
-        specialized = kernel.family == "wgmma_specialized"
+        threads = {"wgmma": 256, "wgmma_specialized": 384}.get(kernel.family, 288)  # the tma kernels: 288
+        if threads == 288:
+            defines += (f"-DWG_MIN_BLOCKS={kernel.blocks_per_sm}",)
         self._launch_gemm("implicit_gemm_wgmma.cu", f"conv_{pass_name}_{kernel.family}", dtype, grid, args,
-                          defines, smem, threads=384 if specialized else 256)
+                          defines, smem, threads=threads)
 
     def _mma_defines(self, n_tile):
         bk, stages = self.implicit_gemm_tile
@@ -238,7 +239,7 @@ class ImplicitGemmConvolutions:
         return y
 
     def _im2col_box(self, x, stride, padding, out_size):
-        """The (lower, upper, strides) of the im2col map a `tma` forward of x reads, or None where
+        """The (lower, upper, strides) of the im2col map a `tma` kernel over x reads, or None where
         none can serve: off Hopper, channels not a multiple of 64 (a k tile is then not one tap's
         channels), or strides or box corners past what a map can hold. The box is that of the
         windows' origins: from (-PW, -PH) to the last output pixel's origin."""
@@ -266,7 +267,11 @@ class ImplicitGemmConvolutions:
         k = kh * kw * c
         dw = self._empty((o, kh, kw, c) if channels_last else (o, c, kh, kw), x.dtype)
 
+        tma = self._im2col_box(x, stride, padding, (oh, ow))
+
         def run(kern):
+            if kern.family == "tma" and tma is None:  # asked for in conv_kernels, on a shape it cannot take
+                kern = self._wgrad_rule(o, False)
             pixel_tiles = -(-n * oh * ow // (self.implicit_gemm_tile[0] if kern.family == "mma" else 64))
             grid_mn = (-(-k // kern.n_tile), -(-o // self._TILE))
             blocks = self._multiprocessors * kern.blocks_per_sm
@@ -274,10 +279,16 @@ class ImplicitGemmConvolutions:
             tiles = -(-pixel_tiles // splits)
             splits = -(-pixel_tiles // tiles)
             partial = self._empty((splits, o, k), np.float32)
-            self._launch_kernel(kern, "wgrad", x.dtype, grid_mn + (splits,), (x, grad, partial, *ints, np.int32(tiles)))
+            if kern.family == "tma":
+                args = (self._tensor_maps.im2col(x, *tma, channels=64, pixels=64),
+                        self._tensor_maps.tiled(grad.reshape(-1, o), (64, 64)), partial, ints[0], *ints[3:])
+            else:
+                args = (x, grad, partial, *ints)
+            self._launch_kernel(kern, "wgrad", x.dtype, grid_mn + (splits,), args + (np.int32(tiles),))
             self._launch("implicit_gemm.cu", "conv_wgrad_sum", x.dtype, dw.size,
                          (partial, dw, np.int32(o), np.int32(c), np.int32(kh * kw), np.int32(splits),
                           np.int32(not channels_last)), defines=self._mma_defines(self._TILE))
         key = ("wgrad", x.dtype, x.shape, grad.shape, kernel, stride, padding, dilation)
-        self._choose_and_run(key, self._wgrad_rule(o), lambda: self._wgrad_candidates(o), run)
+        self._choose_and_run(key, self._wgrad_rule(o, tma is not None),
+                             lambda: self._wgrad_candidates(o, tma is not None), run)
         return dw

@@ -560,6 +560,48 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_s
     if (group >= 0) wgrad_store(acc, out, o0, k0, group, O, K);
 }
 
+// ... with the copies by TMA, for C % 64 == 0: a stage is the dy tile as two tiled copies (64
+// pixels by 64 output channels each) and, for each 64-wide block of k (one tap's 64 channels), an
+// im2col copy of the same 64 pixels; blocks past K are not copied (their columns are not stored).
+// Two warpgroups multiply (specialized_consume), one thread of a ninth warp copies.
+template <typename T>
+__global__ void __launch_bounds__(wg::TMA_THREADS, WG_MIN_BLOCKS)
+    conv_wgrad_tma(const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap dy_map,
+                   float* __restrict__ partial, int N, int C, int O, int KH, int KW, int SH, int SW, int PH, int PW,
+                   int DH, int DW, int OH, int OW, int tiles) {
+    using namespace wg;
+    constexpr int BLOCK = BK * ROW;
+    extern __shared__ unsigned char smem[];
+    const unsigned bars = smem_address(smem), full = bars, empty = bars + 8 * STAGES;
+    const unsigned sbase = (bars + 16 * STAGES + 1023) & ~1023u;
+    const int K = KH * KW * C, k0 = blockIdx.x * BN, o0 = blockIdx.y * BM, kt0 = blockIdx.z * tiles;
+    const int KT = min((N * OH * OW + BK - 1) / BK - kt0, tiles), group = threadIdx.x / 128;
+    specialized_barriers_init(bars, 1);
+    if (group == 2) {
+        if (threadIdx.x != 256) return;
+        const int blocks = min(BN / BK, (K - k0) / BK);
+        for (int kt = 0; kt < KT; ++kt) {
+            const int s = kt % STAGES, p0 = (kt0 + kt) * BK, n = p0 / (OH * OW), r = p0 - n * OH * OW, oh = r / OW;
+            const int h0 = oh * SH - PH, w0 = (r - oh * OW) * SW - PW;
+            const unsigned sa = sbase + s * STAGE_BYTES, bar = full + 8 * s;
+            if (kt >= STAGES) mbar_wait(empty + 8 * s, (kt / STAGES - 1) & 1);
+            mbar_arrive_expect(bar, A_BYTES + blocks * BLOCK);
+            tma_load_tile(sa, &dy_map, bar, o0, p0);
+            tma_load_tile(sa + BLOCK, &dy_map, bar, o0 + BK, p0);
+            for (int j = 0; j < blocks; ++j) {
+                const int k = k0 + j * BK, tap = k / C, kh = tap / KW, kw = tap - kh * KW;
+                tma_load_im2col(sa + A_BYTES + j * BLOCK, &x_map, bar, k - tap * C, w0, h0, n, kw * DW, kh * DH);
+            }
+        }
+        return;
+    }
+    float acc[BN / 2];
+    specialized_consume(bars, KT, [&](int stage, bool first) {
+        wgrad_stage_mma<T>(acc, sbase + stage * STAGE_BYTES, group, first);
+    });
+    wgrad_store(acc, partial + (long long)blockIdx.z * O * K, o0, k0, group, O, K);
+}
+
 #define MT_INSTANTIATE(T)                                                                                    \
     template __global__ void conv_fprop_wgmma<T>(const T*, const T*, const float*, T*, int, int, int, int, int, \
                                                  int, int, int, int, int, int, int, int, int, int, int, int, int); \
@@ -573,6 +615,8 @@ __global__ void __launch_bounds__(wg::SPECIALIZED_THREADS, 1) conv_wgrad_wgmma_s
         int, int, int, int, int);                                                                                \
     template __global__ void conv_wgrad_wgmma<T>(const T*, const T*, float*, int, int, int, int, int, int, int, \
                                                  int, int, int, int, int, int, int, int, int);             \
+    template __global__ void conv_wgrad_tma<T>(const __grid_constant__ TensorMap, const __grid_constant__ TensorMap, \
+        float*, int, int, int, int, int, int, int, int, int, int, int, int, int, int);                              \
     template __global__ void conv_wgrad_wgmma_specialized<T>(const T*, const T*, float*, int, int, int, int, int, \
                                                              int, int, int, int, int, int, int, int, int, int, int);
 
