@@ -1,17 +1,17 @@
 """Convolutions by implicit GEMM on the tensor cores (channels-last, 16-bit operands), and the
 choice of kernel for each shape.
 
-Four families of kernels compute the same products (docs/gpu-performance.md tells their story):
+Five families of kernels compute the same products (docs/gpu-performance.md tells their story):
 `mma` (implicit_gemm.cu, mma.sync, any GPU from sm_80), `wgmma` (implicit_gemm_wgmma.cu, Hopper's
 warpgroup instructions; two warpgroups copy and multiply in turn), `wgmma_specialized` (the same
-file; one warpgroup copies, two multiply) and, for the forward over multiples of 64 channels,
-`tma` (one thread has Hopper's copy engine fetch whole tiles, two warpgroups multiply) and
-`tma_pingpong` (the same copies, a block a multiprocessor, each warpgroup taking whole tiles in
-turn so that one's stores overlap the other's multiplies). Which
-is fastest depends on the shape: a fixed rule, drawn from measurements on ResNet-9's layers,
-picks one; with `set_benchmark(True)` (what `torch.backends.cudnn.benchmark = True` sets) the
-first call of each shape times every candidate instead, and later calls reuse the fastest, as
-cuDNN's benchmark mode does.
+file; one warpgroup copies, two multiply) and, over multiples of 64 channels, `tma` (one thread
+has Hopper's copy engine fetch whole tiles, two warpgroups multiply; forward and weight gradient)
+and `tma_pingpong` (the forward's copies by TMA, a block a multiprocessor, each warpgroup taking
+whole tiles in turn so that one's stores overlap the other's multiplies). Which is fastest
+depends on the shape: a fixed rule, drawn from measurements on ResNet-9's layers, picks one; with
+`set_benchmark(True)` (what `torch.backends.cudnn.benchmark = True` sets) the first call of each
+shape times every candidate instead, and later calls reuse the fastest, as cuDNN's benchmark
+mode does.
 """
 import functools
 from typing import NamedTuple
@@ -79,9 +79,7 @@ class ImplicitGemmConvolutions:
             return ConvKernel("tma", wide, 2 if wide <= 128 else 1)
         return ConvKernel("wgmma_specialized" if wide >= 128 and k >= self.wgmma_specialized_min_k else "wgmma", wide)
 
-    def _wgrad_rule(self, o, tma):
-        if tma:
-            return ConvKernel("tma", 256, 1)
+    def _wgrad_rule(self, o):
         return ConvKernel("wgmma", 256) if self.use_wgmma and o >= self.wgmma_wgrad_min_channels else \
             ConvKernel("mma", self._TILE)
 
@@ -106,7 +104,7 @@ class ImplicitGemmConvolutions:
         others = [ConvKernel(f, n, b) for f in ("wgmma_specialized", "wgmma") for n in (256, 128) for b in (4, 2, 1)]
         if tma:
             others += [ConvKernel("tma", 256, 1), ConvKernel("tma", 128, 1), ConvKernel("tma", 128, 2)]
-        return self._candidates(self._wgrad_rule(o, tma), others + [ConvKernel("mma", self._TILE, b) for b in (4, 2)])
+        return self._candidates(self._wgrad_rule(o), others + [ConvKernel("mma", self._TILE, b) for b in (4, 2)])
 
     def _choose_and_run(self, key, rule, candidates, run):
         """run(kernel) for the kernel chosen for `key`: the rule's, or in benchmark mode the one
@@ -271,7 +269,7 @@ class ImplicitGemmConvolutions:
 
         def run(kern):
             if kern.family == "tma" and tma is None:  # asked for in conv_kernels, on a shape it cannot take
-                kern = self._wgrad_rule(o, False)
+                kern = self._wgrad_rule(o)
             pixel_tiles = -(-n * oh * ow // (self.implicit_gemm_tile[0] if kern.family == "mma" else 64))
             grid_mn = (-(-k // kern.n_tile), -(-o // self._TILE))
             blocks = self._multiprocessors * kern.blocks_per_sm
@@ -289,6 +287,5 @@ class ImplicitGemmConvolutions:
                          (partial, dw, np.int32(o), np.int32(c), np.int32(kh * kw), np.int32(splits),
                           np.int32(not channels_last)), defines=self._mma_defines(self._TILE))
         key = ("wgrad", x.dtype, x.shape, grad.shape, kernel, stride, padding, dilation)
-        self._choose_and_run(key, self._wgrad_rule(o, tma is not None),
-                             lambda: self._wgrad_candidates(o, tma is not None), run)
+        self._choose_and_run(key, self._wgrad_rule(o), lambda: self._wgrad_candidates(o, tma is not None), run)
         return dw
