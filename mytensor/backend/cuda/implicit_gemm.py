@@ -37,7 +37,7 @@ class ConvKernel(NamedTuple):
     """One way to launch a convolution pass: the kernel family, the width of its N tile and how
     many blocks share a multiprocessor: for the weight gradient, the number its split of the
     pixels aims at (more blocks keep more of the GPU busy; fewer leave fewer partial sums to
-    add); for `tma`, the number its stages leave room for."""
+    add); for the tma kernels, also the number their stages leave room for."""
     family: str  # "mma", "wgmma", "wgmma_specialized", "tma" or "tma_pingpong"
     n_tile: int
     blocks_per_sm: int = 4
