@@ -130,7 +130,7 @@ class Function:
         raise NotImplementedError
 
     @classmethod
-    def apply(cls, *args, **kwargs):
+    def apply(cls, *args):
         # Every op comes through here, so the path is kept short: one pass over the arguments, one
         # object for the context and the graph node, a single output made inline. Its Python is
         # most of a small op's time.
@@ -154,24 +154,24 @@ class Function:
         if cls.may_warn:
             token = fp_errors.ignore()
             try:
-                out = cls.forward(ctx, *raw, **kwargs)
+                out = cls.forward(ctx, *raw)
             finally:
                 fp_errors.restore(token)
         else:
-            out = cls.forward(ctx, *raw, **kwargs)
+            out = cls.forward(ctx, *raw)
         backend = ctx.out_backend or backend
-        multiple = type(out) is tuple
-        if multiple:  # (a NumPy scalar made a 0-d array)
-            results = tuple([Tensor._wrap(o if type(o) is backend.ndarray else backend.asarray(o), backend)
+        if type(out) is tuple:  # (a NumPy scalar made a 0-d array)
+            outputs = tuple([Tensor._wrap(o if type(o) is backend.ndarray else backend.asarray(o), backend)
                              for o in out])
+            result = outputs
         else:
-            results = (Tensor._wrap(out if type(out) is backend.ndarray else backend.asarray(out), backend),)
-        if cls.is_view and ctx.xp.may_share_memory(results[0]._data, raw[0]):
-            rest = args[1:]
-            _make_view(results[0], args[0], lambda base: cls.apply(base, *rest, **kwargs))
+            result = Tensor._wrap(out if type(out) is backend.ndarray else backend.asarray(out), backend)
+            outputs = (result,)
+        if cls.is_view and ctx.xp.may_share_memory(outputs[0]._data, raw[0]):
+            _make_view(outputs[0], cls, args)  # (its closure there: here its cells would cost every op)
         if grad_on and True in ctx.needs_input_grad:
-            _record(cls, ctx, args, results)
-        return results if multiple else results[0]
+            _record(cls, ctx, args, outputs)
+        return result
 
 
 def _record(fn, ctx, args, results):
@@ -195,10 +195,14 @@ def _record(fn, ctx, args, results):
         ctx.saved_versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Tensor)], results)
 
 
-def _make_view(view, src, redo):
-    """Make `view` share `src`'s version counter and remember how to take it again
-    from the base tensor: an in-place write through the view updates the base's
-    graph, and a base changed in place re-derives the graphs of its views."""
+def _make_view(view, fn, args):
+    """Make `view` (what `fn` made of `args`) share the version counter of its source, `args[0]`,
+    and remember how to take it again from the base tensor: an in-place write through the view
+    updates the base's graph, and a base changed in place re-derives the graphs of its views."""
+    src, rest = args[0], args[1:]
+
+    def redo(base):
+        return fn.apply(base, *rest)
     if src._base is None:
         view._base, view._view_fn = src, redo
     else:
