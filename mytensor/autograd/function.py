@@ -13,8 +13,6 @@ from ..backend import fp_errors
 from ..dtypes import FLOATING, from_numpy_dtype
 from .grad_mode import _enabled as _grad_enabled
 
-_new = object.__new__  # an instance without running __init__: the hot path sets the attributes itself
-
 
 NO_HOOKS = MappingProxyType({})  # the hook tables of a node that has none (most): made on the first
 
@@ -132,8 +130,8 @@ class Function:
     @classmethod
     def apply(cls, *args):
         # Every op comes through here, so the path is kept short: one pass over the arguments, one
-        # object for the context and the graph node, a single output made inline. Its Python is
-        # most of a small op's time.
+        # object for the context and the graph node, forward called without unpacking a list where
+        # it can be. Its Python is most of a small op's time.
         backend, raw, needs, grad_on = None, [], [], _grad_enabled.get()
         for a in args:
             if isinstance(a, Tensor):
@@ -148,17 +146,16 @@ class Function:
             else:
                 raw.append(a)
                 needs.append(False)
-        ctx = _new(Node)
+        ctx = Node()  # (Node has no __init__: a call of the class is cheaper than object.__new__)
         ctx.backend = backend = backend or common_backend([], cls.__name__)
         ctx.xp, ctx.needs_input_grad, ctx.saved, ctx.out_backend = backend.xp, tuple(needs), (), None
-        if cls.may_warn:
-            token = fp_errors.ignore()
-            try:
-                out = cls.forward(ctx, *raw)
-            finally:
+        token = fp_errors.ignore() if cls.may_warn else None
+        try:  # one or two arguments, most ops' count, passed as such: CPython's call with *raw is slower
+            out = (cls.forward(ctx, raw[0]) if len(raw) == 1 else
+                   cls.forward(ctx, raw[0], raw[1]) if len(raw) == 2 else cls.forward(ctx, *raw))
+        finally:
+            if token is not None:
                 fp_errors.restore(token)
-        else:
-            out = cls.forward(ctx, *raw)
         backend = ctx.out_backend or backend
         if type(out) is tuple:  # (a NumPy scalar made a 0-d array)
             outputs = tuple([Tensor._wrap(o if type(o) is backend.ndarray else backend.asarray(o), backend)
