@@ -171,25 +171,27 @@ class Function:
         return result
 
 
-def _record(fn, ctx, args, results):
+def _record(fn, ctx, args, outputs):
     """Put the op's node (its ctx) in the graph: its outputs point at it, it points at its inputs."""
     edges, meta = [], []
     for a in args:
         if isinstance(a, Tensor):
             edges.append(a._edge() if a.requires_grad else None)
-            meta.append((a._data.shape, a._data.dtype))
+            data = a._data
+            meta.append((data.shape, data.dtype))
         else:
             edges.append(None)
             meta.append(None)
-    out_meta = []
-    for i, r in enumerate(results):  # (a loop, not a comprehension: that is a function call in Python 3.11)
+    out_meta, i = [], 0
+    for r in outputs:  # (a count, not enumerate nor a comprehension: each costs a call in Python 3.11)
         data = r._data
         out_meta.append((data.shape, data.dtype))
         if data.dtype in FLOATING:
             r.requires_grad, r._grad_fn, r._output_index = True, ctx, i
+        i += 1
     ctx.link(fn, edges, meta, out_meta)
     if ctx.saved:
-        ctx.saved_versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Tensor)], results)
+        ctx.saved_versions = _saved_versions(ctx.saved, args, outputs)
 
 
 def _make_view(view, fn, args):
@@ -209,15 +211,18 @@ def _make_view(view, fn, args):
     view._view_epoch = view._base._epoch
 
 
-def _saved_versions(saved, inputs, outputs):
+def _saved_versions(saved, args, outputs):
     """Remember the version of each tensor whose array was saved, so an in-place
     change before backward is caught rather than giving a silently wrong gradient."""
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    tensors += outputs
     found = []
     for arr in saved:
-        for t in (*inputs, *outputs):
-            if t._data is arr:
-                found.append(saved_version(t))
-                break
+        if arr is not None:
+            for t in tensors:
+                if t._data is arr:
+                    found.append(saved_version(t))
+                    break
     return found
 
 
