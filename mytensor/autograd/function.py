@@ -158,9 +158,8 @@ class Function:
                 fp_errors.restore(token)
         backend = ctx.out_backend or backend
         if type(out) is tuple:  # (a NumPy scalar made a 0-d array)
-            outputs = tuple([Tensor._wrap(o if type(o) is backend.ndarray else backend.asarray(o), backend)
-                             for o in out])
-            result = outputs
+            result = outputs = tuple([Tensor._wrap(o if type(o) is backend.ndarray else backend.asarray(o),
+                                                   backend) for o in out])
         else:
             result = Tensor._wrap(out if type(out) is backend.ndarray else backend.asarray(out), backend)
             outputs = (result,)
