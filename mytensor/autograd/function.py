@@ -13,8 +13,6 @@ from ..backend import fp_errors
 from ..dtypes import FLOATING, from_numpy_dtype
 from .grad_mode import _enabled as _grad_enabled
 
-_new = object.__new__  # an instance without running __init__: the hot path sets the attributes itself
-
 
 NO_HOOKS = MappingProxyType({})  # the hook tables of a node that has none (most): made on the first
 
@@ -130,10 +128,10 @@ class Function:
         raise NotImplementedError
 
     @classmethod
-    def apply(cls, *args, **kwargs):
+    def apply(cls, *args):
         # Every op comes through here, so the path is kept short: one pass over the arguments, one
-        # object for the context and the graph node, a single output made inline. Its Python is
-        # most of a small op's time.
+        # object for the context and the graph node, forward called without unpacking a list where
+        # it can be. Its Python is most of a small op's time.
         backend, raw, needs, grad_on = None, [], [], _grad_enabled.get()
         for a in args:
             if isinstance(a, Tensor):
@@ -148,57 +146,61 @@ class Function:
             else:
                 raw.append(a)
                 needs.append(False)
-        ctx = _new(Node)
+        ctx = Node()  # (Node has no __init__: a call of the class is cheaper than object.__new__)
         ctx.backend = backend = backend or common_backend([], cls.__name__)
         ctx.xp, ctx.needs_input_grad, ctx.saved, ctx.out_backend = backend.xp, tuple(needs), (), None
-        if cls.may_warn:
-            token = fp_errors.ignore()
-            try:
-                out = cls.forward(ctx, *raw, **kwargs)
-            finally:
+        token = fp_errors.ignore() if cls.may_warn else None
+        try:  # one or two arguments, most ops' count, passed as such: CPython's call with *raw is slower
+            out = (cls.forward(ctx, raw[0]) if len(raw) == 1 else
+                   cls.forward(ctx, raw[0], raw[1]) if len(raw) == 2 else cls.forward(ctx, *raw))
+        finally:
+            if token is not None:
                 fp_errors.restore(token)
-        else:
-            out = cls.forward(ctx, *raw, **kwargs)
         backend = ctx.out_backend or backend
-        multiple = type(out) is tuple
-        if multiple:  # (a NumPy scalar made a 0-d array)
-            results = tuple([Tensor._wrap(o if type(o) is backend.ndarray else backend.asarray(o), backend)
-                             for o in out])
+        if type(out) is tuple:  # (a NumPy scalar made a 0-d array)
+            result = outputs = tuple([Tensor._wrap(o if type(o) is backend.ndarray else backend.asarray(o),
+                                                   backend) for o in out])
         else:
-            results = (Tensor._wrap(out if type(out) is backend.ndarray else backend.asarray(out), backend),)
-        if cls.is_view and ctx.xp.may_share_memory(results[0]._data, raw[0]):
-            rest = args[1:]
-            _make_view(results[0], args[0], lambda base: cls.apply(base, *rest, **kwargs))
+            result = Tensor._wrap(out if type(out) is backend.ndarray else backend.asarray(out), backend)
+            outputs = (result,)
+        if cls.is_view and ctx.xp.may_share_memory(outputs[0]._data, raw[0]):
+            _make_view(outputs[0], cls, args)  # (its closure there: here its cells would cost every op)
         if grad_on and True in ctx.needs_input_grad:
-            _record(cls, ctx, args, results)
-        return results if multiple else results[0]
+            _record(cls, ctx, args, outputs)
+        return result
 
 
-def _record(fn, ctx, args, results):
+def _record(fn, ctx, args, outputs):
     """Put the op's node (its ctx) in the graph: its outputs point at it, it points at its inputs."""
     edges, meta = [], []
     for a in args:
         if isinstance(a, Tensor):
             edges.append(a._edge() if a.requires_grad else None)
-            meta.append((a._data.shape, a._data.dtype))
+            data = a._data
+            meta.append((data.shape, data.dtype))
         else:
             edges.append(None)
             meta.append(None)
-    out_meta = []
-    for i, r in enumerate(results):  # (a loop, not a comprehension: that is a function call in Python 3.11)
+    out_meta, i = [], 0
+    for r in outputs:  # (a count, not enumerate nor a comprehension: each costs a call in Python 3.11)
         data = r._data
         out_meta.append((data.shape, data.dtype))
         if data.dtype in FLOATING:
             r.requires_grad, r._grad_fn, r._output_index = True, ctx, i
+        i += 1
     ctx.link(fn, edges, meta, out_meta)
     if ctx.saved:
-        ctx.saved_versions = _saved_versions(ctx.saved, [a for a in args if isinstance(a, Tensor)], results)
+        ctx.saved_versions = _saved_versions(ctx.saved, args, outputs)
 
 
-def _make_view(view, src, redo):
-    """Make `view` share `src`'s version counter and remember how to take it again
-    from the base tensor: an in-place write through the view updates the base's
-    graph, and a base changed in place re-derives the graphs of its views."""
+def _make_view(view, fn, args):
+    """Make `view` (what `fn` made of `args`) share the version counter of its source, `args[0]`,
+    and remember how to take it again from the base tensor: an in-place write through the view
+    updates the base's graph, and a base changed in place re-derives the graphs of its views."""
+    src, rest = args[0], args[1:]
+
+    def redo(base):
+        return fn.apply(base, *rest)
     if src._base is None:
         view._base, view._view_fn = src, redo
     else:
@@ -208,15 +210,18 @@ def _make_view(view, src, redo):
     view._view_epoch = view._base._epoch
 
 
-def _saved_versions(saved, inputs, outputs):
+def _saved_versions(saved, args, outputs):
     """Remember the version of each tensor whose array was saved, so an in-place
     change before backward is caught rather than giving a silently wrong gradient."""
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    tensors += outputs
     found = []
     for arr in saved:
-        for t in (*inputs, *outputs):
-            if t._data is arr:
-                found.append(saved_version(t))
-                break
+        if arr is not None:
+            for t in tensors:
+                if t._data is arr:
+                    found.append(saved_version(t))
+                    break
     return found
 
 

@@ -14,6 +14,10 @@ class CPUBackend(BlockedConv, ArrayBackend):
     def __init__(self):
         super().__init__(np, Device("cpu"), erf)
 
+    # NumPy's add keeps a channels-last layout itself (keep_layout is for CuPy's): the ufunc
+    # itself, without a Python frame around it, as every add and every gradient sum calls it
+    add = staticmethod(np.add)
+
     def relu(self, x):
         """max(x, 0) taken against an array of zeros where that keeps the layout: NumPy's maximum
         with a scalar operand runs a loop that is not vectorised, about twice as slow. The zeros
