@@ -1,5 +1,5 @@
 """python -m benchmarks --device cpu|cuda [--quick] [--out DIR] [--only host|ops|e2e|precision|memory|time]
-    [--models a,b] [--threads N]
+    [--models a,b] [--precisions bf16,...] [--threads N]
 
 Runs mytensor against PyTorch (if installed) on one device and writes
 results.json, table.txt, table.md and PNG plots to DIR/<device-tag>/
@@ -35,6 +35,15 @@ SECTIONS = ("host", "ops", "e2e", "precision", "memory", "time")
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
+def _precisions(text):
+    chosen = tuple(text.split(","))
+    unknown = [p for p in chosen if p not in precision.PRECISIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown precision {unknown[0]!r}: choose among "
+                                         f"{', '.join(precision.PRECISIONS)}")
+    return chosen
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -42,6 +51,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default=DEFAULT_OUT, help="results root; files go to OUT/<device-tag>/")
     p.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
     p.add_argument("--models", default=None, help="comma-separated models for e2e and memory (default: all)")
+    p.add_argument("--precisions", type=_precisions, default=precision.PRECISIONS,
+                   help="comma-separated precisions for the precision section (default: fp32,tf32,bf16)")
     p.add_argument("--tf32", action="store_true", help="let PyTorch use TF32 on the GPU (default: strict FP32)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for both NumPy's BLAS and PyTorch (default: the libraries' own, all cores)")
@@ -131,7 +142,8 @@ def main(argv=None):
                 results["e2e"] = e2e.run(args.device, frameworks, quick=args.quick, models=models, log=log,
                                          alternate=args.threads == 1)
             elif section == "precision":
-                results["precision"] = precision.run(args.device, frameworks, quick=args.quick, log=log)
+                results["precision"] = precision.run(args.device, frameworks, quick=args.quick, log=log,
+                                                     precisions=args.precisions)
             elif section == "memory":
                 results["memory"] = memory.run(args.device, frameworks, quick=args.quick, models=models, log=log)
             else:

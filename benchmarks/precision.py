@@ -45,7 +45,7 @@ def _mytensor_step(fw, precision):
     return (lambda x, y: graphed(x, y)), batches
 
 
-def run(device, frameworks, quick=False, log=print):
+def run(device, frameworks, quick=False, log=print, precisions=PRECISIONS):
     if not device.startswith("cuda"):
         return {"skipped": "precisions are compared on the GPU only"}
     from mytensor.backends import cudnn
@@ -56,7 +56,7 @@ def run(device, frameworks, quick=False, log=print):
         import torch
         saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = True
-    for precision in PRECISIONS:
+    for precision in precisions:
         row = {"model": MODEL, "batch": BATCH, "optimizer": "sgd nesterov", "precision": precision}
         for name, fw in frameworks.items():
             try:

@@ -146,3 +146,12 @@ def test_time_to_accuracy_reads_airbench_s_table_and_compares(monkeypatch):
     assert "GPU only" in tta.run("cpu", {})["skipped"]
     monkeypatch.delenv("MYTENSOR_ANCHORS", raising=False)
     assert "MYTENSOR_ANCHORS" in tta.run("cuda", {})["skipped"]
+
+
+def test_precisions_option_picks_rows_and_names_a_bad_one(capsys):
+    from benchmarks.__main__ import parse_args
+    assert parse_args(["--precisions", "bf16"]).precisions == ("bf16",)
+    assert parse_args([]).precisions == ("fp32", "tf32", "bf16")
+    with pytest.raises(SystemExit):
+        parse_args(["--precisions", "bf16,fp64"])
+    assert "unknown precision 'fp64'" in capsys.readouterr().err
