@@ -167,12 +167,14 @@ __device__ __forceinline__ void tma_load_im2col(unsigned dst, const TensorMap* m
 // at the shared address `bars`: full[s] completes when the producer's copies into it have landed,
 // empty[s] when the consumers' multiply that read it is done. No barrier of the whole block
 // stands between the copies and the multiplies.
-// full[s] counts `producers` arrivals: the producer's 128 threads, or the one thread issuing TMA.
-__device__ __forceinline__ void specialized_barriers_init(unsigned bars, unsigned producers = 128) {
+// full[s] counts `producers` arrivals (the producer's 128 threads, or the one thread issuing TMA),
+// empty[s] `consumers` (both consumer warpgroups, or the one that read the stage).
+__device__ __forceinline__ void specialized_barriers_init(unsigned bars, unsigned producers = 128,
+                                                          unsigned consumers = 256) {
     using namespace wg;
     if (threadIdx.x < STAGES) {
-        mbar_init(bars + 8 * threadIdx.x, producers);       // full
-        mbar_init(bars + 8 * (STAGES + threadIdx.x), 256);  // empty: the consumers' threads
+        mbar_init(bars + 8 * threadIdx.x, producers);
+        mbar_init(bars + 8 * (STAGES + threadIdx.x), consumers);
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");  // seen by the copy engine too
     __syncthreads();
@@ -396,13 +398,8 @@ __global__ void __launch_bounds__(wg::TMA_THREADS, 1)
     __shared__ unsigned long long turn_bars[2];
     const unsigned turn = smem_address(turn_bars);
     const int group = threadIdx.x / 128;
-    if (threadIdx.x < STAGES) {
-        mbar_init(full + 8 * threadIdx.x, 1);
-        mbar_init(empty + 8 * threadIdx.x, 128);
-    }
     if (threadIdx.x < 2) mbar_init(turn + 8 * threadIdx.x, 128);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    __syncthreads();
+    specialized_barriers_init(bars, 1, 128);
     if (group == 2) {
         if (threadIdx.x != 256) return;
         for (int t = blockIdx.x, i = 0; t < tiles; t += gridDim.x, ++i)
