@@ -19,7 +19,7 @@ NVCC = shutil.which("nvcc")
 
 # the extra flags backend/cuda/kernels.py gives NVRTC for some files, and the files built for Hopper's sm_90a alone
 EXTRA = {"optim.cu": ["--fmad=false"]}
-SM90A_ONLY = {"implicit_gemm_wgmma.cu"}
+SM90A_ONLY = {"implicit_gemm_wgmma.cu", "conv_tma.cu"}
 
 
 def test_kernel_files_exist():

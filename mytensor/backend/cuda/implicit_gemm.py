@@ -4,14 +4,14 @@ choice of kernel for each shape.
 Five families of kernels compute the same products (docs/gpu-performance.md tells their story):
 `mma` (implicit_gemm.cu, mma.sync, any GPU from sm_80), `wgmma` (implicit_gemm_wgmma.cu, Hopper's
 warpgroup instructions; two warpgroups copy and multiply in turn), `wgmma_specialized` (the same
-file; one warpgroup copies, two multiply) and, over multiples of 64 channels, `tma` (one thread
-has Hopper's copy engine fetch whole tiles, two warpgroups multiply; forward and weight gradient)
-and `tma_pingpong` (the forward's copies by TMA, a block a multiprocessor, each warpgroup taking
-whole tiles in turn so that one's stores overlap the other's multiplies). Which is fastest
-depends on the shape: a fixed rule, drawn from measurements on ResNet-9's layers, picks one; with
-`set_benchmark(True)` (what `torch.backends.cudnn.benchmark = True` sets) the first call of each
-shape times every candidate instead, and later calls reuse the fastest, as cuDNN's benchmark
-mode does.
+file; one warpgroup copies, two multiply) and, over multiples of 64 channels, `tma` (conv_tma.cu:
+one thread has Hopper's copy engine fetch whole tiles, two warpgroups multiply; forward and
+weight gradient) and `tma_pingpong` (the same file: the forward's copies by TMA, a block a
+multiprocessor, each warpgroup taking whole tiles in turn so that one's stores overlap the
+other's multiplies). Which is fastest depends on the shape: a fixed rule, drawn from
+measurements on ResNet-9's layers, picks one; with `set_benchmark(True)` (what
+`torch.backends.cudnn.benchmark = True` sets) the first call of each shape times every candidate
+instead, and later calls reuse the fastest, as cuDNN's benchmark mode does.
 """
 import functools
 from typing import NamedTuple
@@ -169,8 +169,8 @@ class ImplicitGemmConvolutions:
         threads = {"wgmma": 256, "wgmma_specialized": 384}.get(kernel.family, 288)  # the tma kernels: 288
         if threads == 288:
             defines += (f"-DWG_MIN_BLOCKS={kernel.blocks_per_sm}",)
-        self._launch_gemm("implicit_gemm_wgmma.cu", f"conv_{pass_name}_{kernel.family}", dtype, grid, args,
-                          defines, smem, threads=threads)
+        self._launch_gemm("conv_tma.cu" if threads == 288 else "implicit_gemm_wgmma.cu",
+                          f"conv_{pass_name}_{kernel.family}", dtype, grid, args, defines, smem, threads=threads)
 
     def _mma_defines(self, n_tile):
         bk, stages = self.implicit_gemm_tile

@@ -21,9 +21,9 @@ _KERNEL_FILES = {
     "arithmetic.cu": ("add_packed",),
     "conv.cu": ("im2col", "col2im", "swap_leading"),
     "implicit_gemm.cu": ("conv_fprop", "conv_wgrad", "conv_wgrad_sum"),
-    "implicit_gemm_wgmma.cu": ("conv_fprop_wgmma", "conv_fprop_wgmma_specialized", "conv_fprop_tma",
-                               "conv_fprop_tma_pingpong", "conv_wgrad_wgmma", "conv_wgrad_wgmma_specialized",
-                               "conv_wgrad_tma"),
+    "implicit_gemm_wgmma.cu": ("conv_fprop_wgmma", "conv_fprop_wgmma_specialized", "conv_wgrad_wgmma",
+                               "conv_wgrad_wgmma_specialized"),
+    "conv_tma.cu": ("conv_fprop_tma", "conv_fprop_tma_pingpong", "conv_wgrad_tma"),
     "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "max_pool2d_nhwc_forward", "max_pool2d_nhwc_backward",
                 "max_pool2d_nhwc_backward_disjoint", "avg_pool2d_forward", "avg_pool2d_backward"),
     "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),
@@ -35,12 +35,13 @@ _KERNEL_FILES = {
     "augment.cu": ("augment_images",),
 }
 _SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"]  # tensor-core kernels: no float/double
-                              + _KERNEL_FILES["implicit_gemm_wgmma.cu"])
+                              + _KERNEL_FILES["implicit_gemm_wgmma.cu"] + _KERNEL_FILES["conv_tma.cu"])
 _SIXTEEN_BIT = frozenset(_KERNEL_FILES["arithmetic.cu"] + _KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"]
                          + _KERNEL_FILES["batch_norm.cu"] + _KERNEL_FILES["augment.cu"] + _KERNEL_FILES["dropout.cu"]
                          + ("relu_forward", "relu_backward", "gelu_forward", "gelu_backward")) | _SIXTEEN_BIT_ONLY
 # wgmma exists only on sm_90a, Hopper's own target, which NVRTC builds for when asked by name
-_EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",), "implicit_gemm_wgmma.cu": ("-arch=sm_90a",)}
+_EXTRA_OPTIONS = {"optim.cu": ("--fmad=false",), "implicit_gemm_wgmma.cu": ("-arch=sm_90a",),
+                  "conv_tma.cu": ("-arch=sm_90a",)}
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
            LOW_PRECISION[0]: "half_t", LOW_PRECISION[1]: "bf16_t"}  # (names from common.cuh)
 _WIDE = (np.dtype(np.float32), np.dtype(np.float64))
