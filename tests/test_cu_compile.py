@@ -42,3 +42,22 @@ def test_cu_compiles(path, arch, tmp_path):
     ptx = out.read_text()
     # the float and double instantiations of every kernel are there
     assert ptx.count(".entry") >= 2, ptx[:2000]
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit compiler) is not on PATH, "
+                                         "so the .cu files cannot be compiled here")
+@pytest.mark.parametrize("name", sorted(SM90A_ONLY))
+@pytest.mark.parametrize("n_tile, stages", [(128, 4), (256, 4)])
+def test_hopper_kernels_keep_their_accumulators_in_registers(name, n_tile, stages, tmp_path):
+    """ptxas's report on the wgmma kernels: no spills, no stack, and no "wgmma.mma_async
+    instructions are serialized" warning (C7515), which an accumulator written between a wgmma
+    and its wait brings and which costs the tensor cores their pipelining."""
+    cmd = [NVCC, "-cubin", "-arch=sm_90a", "-std=c++17", "-Xptxas", "-v", f"-DWG_BN={n_tile}",
+           f"-DWG_STAGES={stages}", os.path.join(KERNEL_DIR, name), "-o", str(tmp_path / "k.cubin")]
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    report = res.stdout + res.stderr
+    assert res.returncode == 0, f"{' '.join(cmd)}\n{report}"
+    assert "C7515" not in report, report
+    frames = [line for line in report.splitlines() if "bytes stack frame" in line]
+    assert frames and all(line.strip().startswith("0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads")
+                          for line in frames), report

@@ -70,13 +70,17 @@ __global__ void __launch_bounds__(wg::TMA_THREADS, WG_MIN_BLOCKS)
 // that one warpgroup's stores run while the other multiplies. A stage is emptied by the one
 // warpgroup that read it. The warpgroups take turns at the ring (turn[g] completes a phase when
 // the other has passed the full barriers of its tile): an mbarrier's parity tells its last phase
-// from the one before only, so a warpgroup must not wait on a stage two fillings ahead. BN <= 128
-// (the accumulators of 128 x BN a warpgroup).
+// from the one before only, so a warpgroup must not wait on a stage two fillings ahead. BN <= 128:
+// a warpgroup holds the 128 x BN accumulators (a module built wider traps, and the host never
+// launches it so).
 template <typename T>
 __global__ void __launch_bounds__(wg::TMA_THREADS, 1)
     conv_fprop_tma_pingpong(const __grid_constant__ TensorMap x_map, const __grid_constant__ TensorMap w_map,
                             const float* __restrict__ bias, T* __restrict__ y, int N, int C, int O, int KH, int KW,
                             int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW, int YN, int YH, int YW) {
+#if WG_BN > 128
+    __trap();
+#else
     using namespace wg;
     extern __shared__ unsigned char smem[];
     const unsigned bars = smem_address(smem), full = bars, empty = bars + 8 * STAGES;
@@ -113,6 +117,7 @@ __global__ void __launch_bounds__(wg::TMA_THREADS, 1)
 #pragma unroll
         for (int h = 0; h < 2; ++h) fprop_store(acc[h], bias, y, t / NT * BM, t % NT * BN, h, M, O, OH, OW, YN, YH, YW);
     }
+#endif
 }
 
 // ... with the copies by TMA, for C % 64 == 0: a stage is the dy tile as two tiled copies (64
