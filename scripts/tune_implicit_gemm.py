@@ -23,17 +23,20 @@ LAYERS = [  # (C, O, H = W) of ResNet-9's 3x3 convolutions on 32x32 images
     (8, 64, 32), (64, 128, 32), (128, 128, 16), (128, 256, 16), (256, 512, 8), (512, 512, 4)]
 
 
-def timed(cupy, fn, reps=20):
-    """Median milliseconds of fn() over `reps` runs after a warm-up, by CUDA events."""
+def timed(cupy, fn, rounds=7, calls=8):
+    """Milliseconds of one fn(), by CUDA events: the median over `rounds` of `calls` calls in a
+    row after a warm-up, so that the GPU's queue stays full and the host's time to launch each
+    call (Python, the tensor maps, argument packing) is not counted as the kernel's."""
     fn()
     times = []
-    for _ in range(reps):
+    for _ in range(rounds):
         start, stop = cupy.cuda.Event(), cupy.cuda.Event()
         start.record()
-        fn()
+        for _ in range(calls):
+            fn()
         stop.record()
         stop.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, stop))
+        times.append(cupy.cuda.get_elapsed_time(start, stop) / calls)
     return float(np.median(times))
 
 
