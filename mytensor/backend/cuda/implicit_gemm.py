@@ -123,13 +123,15 @@ class ImplicitGemmConvolutions:
     def _fastest(self, candidates, run):
         """The candidate with the shortest run(kernel), by CUDA events: each is launched once to
         compile it, then all are timed in turn, round after round, keeping each one's best, so a
-        GPU still raising its clock does not favour the last ones."""
+        GPU still raising its clock does not favour the last ones. Each timed run follows an
+        untimed one still in the GPU's queue, so the host's time to launch it is not counted."""
         cupy = self.cupy
         for kernel in candidates:
             run(kernel)
         best = dict.fromkeys(candidates, float("inf"))
         for _ in range(self._ROUNDS):
             for kernel in candidates:
+                run(kernel)
                 start, stop = cupy.cuda.Event(), cupy.cuda.Event()
                 start.record()
                 run(kernel)
