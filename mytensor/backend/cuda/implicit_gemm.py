@@ -147,6 +147,7 @@ class ImplicitGemmConvolutions:
         if kernel.family == "wgmma_specialized":
             return self._SPECIALIZED_STAGES[kernel.n_tile]
         if kernel.family.startswith("tma"):  # as many as fit beside the other blocks, up to 8
+            # (a block's share, less the 1 KiB reserved for it, the 1 KiB of alignment and 1 KiB spare)
             room = self._SHARED_PER_SM // kernel.blocks_per_sm - 3072
             return min(8, room // ((self._TILE + kernel.n_tile) * 64 * 2 + 16))
         return 3 if kernel.n_tile <= 128 and pass_name == "fprop" else 4
@@ -168,11 +169,13 @@ class ImplicitGemmConvolutions:
                               self._mma_defines(kernel.n_tile), smem)
             return
         defines = (f"-DWG_BN={kernel.n_tile}", f"-DWG_STAGES={self._stages(kernel, pass_name)}")
-        threads = {"wgmma": 256, "wgmma_specialized": 384}.get(kernel.family, 288)  # the tma kernels: 288
-        if threads == 288:
-            defines += (f"-DWG_MIN_BLOCKS={kernel.blocks_per_sm}",)
-        self._launch_gemm("conv_tma.cu" if threads == 288 else "implicit_gemm_wgmma.cu",
-                          f"conv_{pass_name}_{kernel.family}", dtype, grid, args, defines, smem, threads=threads)
+        name = f"conv_{pass_name}_{kernel.family}"
+        if kernel.family.startswith("tma"):  # two warpgroups and the copying warp
+            self._launch_gemm("conv_tma.cu", name, dtype, grid, args,
+                              defines + (f"-DWG_MIN_BLOCKS={kernel.blocks_per_sm}",), smem, threads=288)
+        else:
+            self._launch_gemm("implicit_gemm_wgmma.cu", name, dtype, grid, args, defines, smem,
+                              threads=384 if kernel.family == "wgmma_specialized" else 256)
 
     def _mma_defines(self, n_tile):
         bk, stages = self.implicit_gemm_tile
@@ -222,18 +225,17 @@ class ImplicitGemmConvolutions:
         rule = self._fprop_rule(o, kh * kw * c, tma is not None)
 
         def run(kernel):
+            if kernel.family.startswith("tma") and tma is None:  # asked for in conv_kernels, on a shape it cannot take
+                kernel = self._fprop_rule(o, kh * kw * c, False)
             grid = (-(-o // kernel.n_tile), -(-n * oh * ow // self._TILE))
             if kernel.family == "tma_pingpong":  # persistent: a block a multiprocessor
                 grid = (min(grid[0] * grid[1], self._multiprocessors),)
-            if not kernel.family.startswith("tma"):
-                self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
-            elif tma is None:  # a tma kernel asked for in conv_kernels, on a shape it cannot take
-                run(self._fprop_rule(o, kh * kw * c, False))
-            else:
+            if kernel.family.startswith("tma"):
                 maps = (self._tensor_maps.im2col(x, *tma, channels=64, pixels=self._TILE),
                         self._tensor_maps.tiled(weight.reshape(o, -1), (64, kernel.n_tile)))
-                self._launch_kernel(kernel, "fprop", x.dtype, grid,
-                                    (*maps, bias, y, ints[0], *ints[3:], *pixels))
+                self._launch_kernel(kernel, "fprop", x.dtype, grid, (*maps, bias, y, ints[0], *ints[3:], *pixels))
+            else:
+                self._launch_kernel(kernel, "fprop", x.dtype, grid, args)
         key = ("fprop", x.dtype, x.shape, weight.shape, stride, padding, dilation, y.shape, y.strides)
         self._choose_and_run(key, rule, lambda: self._fprop_candidates(o, kh * kw * c, tma is not None), run)
         return y
