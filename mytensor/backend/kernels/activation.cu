@@ -8,29 +8,13 @@
 // rounding.
 
 #include "common.cuh"
-
-// one spelling per precision; overloads keep the templates below type-generic
-__device__ __forceinline__ float mt_exp(float x) { return expf(x); }
-__device__ __forceinline__ double mt_exp(double x) { return exp(x); }
-__device__ __forceinline__ float mt_tanh(float x) { return tanhf(x); }
-__device__ __forceinline__ double mt_tanh(double x) { return tanh(x); }
-__device__ __forceinline__ float mt_erf(float x) { return erff(x); }
-__device__ __forceinline__ double mt_erf(double x) { return erf(x); }
-__device__ __forceinline__ float mt_abs(float x) { return fabsf(x); }
-__device__ __forceinline__ double mt_abs(double x) { return fabs(x); }
-
-// sqrt(2/pi), 1/sqrt(2), 1/sqrt(2*pi) rounded once to the array's precision,
-// exactly like x.dtype.type(math.sqrt(2 / math.pi)) in the generic code
-#define SQRT_2_OVER_PI 0.79788456080286535588
-#define INV_SQRT_2 0.70710678118654752440
-#define INV_SQRT_2PI 0.39894228040143267794
+#include "activation.cuh"
 
 // relu(x) = maximum(x, 0); NaN propagates like NumPy's maximum
 template <typename T>
 __global__ void relu_forward(const T* __restrict__ x, T* __restrict__ y, long long n) {
     GRID_STRIDE(i, n) {
-        const acc_t<T> v = x[i];
-        y[i] = T((v > 0 || v != v) ? v : acc_t<T>(0));
+        y[i] = T(relu_value(acc_t<T>(x[i])));
     }
 }
 
@@ -98,39 +82,14 @@ __global__ void tanh_backward(const T* __restrict__ grad, const T* __restrict__ 
 // GELU computes in acc_t<T> (float for the 2-byte types) and rounds once, as PyTorch does
 template <typename T>
 __global__ void gelu_forward(const T* __restrict__ x, T* __restrict__ y, int approximate, long long n) {
-    typedef acc_t<T> P;
-    const P half = P(0.5);
-    GRID_STRIDE(i, n) {
-        const P v = x[i];
-        if (approximate) {
-            const P inner = P(SQRT_2_OVER_PI) * (v + P(0.044715) * (v * v * v));
-            y[i] = T(half * v * (P(1) + mt_tanh(inner)));
-        } else {
-            y[i] = T(half * v * (P(1) + mt_erf(v * P(INV_SQRT_2))));
-        }
-    }
+    GRID_STRIDE(i, n) { y[i] = T(gelu_value(acc_t<T>(x[i]), approximate != 0)); }
 }
 
 template <typename T>
 __global__ void gelu_backward(const T* __restrict__ grad, const T* __restrict__ x, T* __restrict__ dx,
                               int approximate, long long n) {
     typedef acc_t<T> P;
-    const P half = P(0.5);
-    GRID_STRIDE(i, n) {
-        const P v = x[i];
-        P d;
-        if (approximate) {
-            const P k = P(SQRT_2_OVER_PI);
-            const P inner = k * (v + P(0.044715) * (v * v * v));
-            const P th = mt_tanh(inner);
-            d = half * (P(1) + th) + half * v * (P(1) - th * th) * k * (P(1) + P(3 * 0.044715) * v * v);
-        } else {
-            const P cdf = half * (P(1) + mt_erf(v * P(INV_SQRT_2)));
-            const P pdf = mt_exp(P(-0.5) * v * v) * P(INV_SQRT_2PI);
-            d = cdf + v * pdf;
-        }
-        dx[i] = T(P(grad[i]) * d);
-    }
+    GRID_STRIDE(i, n) { dx[i] = T(P(grad[i]) * gelu_slope(P(x[i]), approximate != 0)); }
 }
 
 // Explicit instantiations: NVRTC finds these through name_expressions

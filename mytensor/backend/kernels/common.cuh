@@ -1,4 +1,4 @@
-// What every kernel file shares: the grid-stride loop, infinities, and the 16-bit
+// What every kernel file shares: the grid-stride loop, infinities, the math functions, and the 16-bit
 // storage types with the arithmetic type they compute in.
 //
 // bf16_t and half_t are 2-byte storage types (bfloat16 and IEEE float16) written
@@ -11,6 +11,20 @@
 #define GRID_STRIDE(i, n)                                                        \
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
+
+// the math functions, one spelling for both precisions: overloads keep the templates type-generic
+__device__ __forceinline__ float mt_exp(float x) { return expf(x); }
+__device__ __forceinline__ double mt_exp(double x) { return exp(x); }
+__device__ __forceinline__ float mt_log(float x) { return logf(x); }
+__device__ __forceinline__ double mt_log(double x) { return log(x); }
+__device__ __forceinline__ float mt_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double mt_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float mt_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double mt_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float mt_erf(float x) { return erff(x); }
+__device__ __forceinline__ double mt_erf(double x) { return erf(x); }
+__device__ __forceinline__ float mt_abs(float x) { return fabsf(x); }
+__device__ __forceinline__ double mt_abs(double x) { return fabs(x); }
 
 struct bf16_t {
     unsigned short bits;

@@ -21,9 +21,6 @@
 
 #include "common.cuh"
 
-__device__ __forceinline__ float mt_sqrt(float x) { return sqrtf(x); }
-__device__ __forceinline__ double mt_sqrt(double x) { return sqrt(x); }
-
 // index k of the tensor holding element i: the largest k with starts[k] <= i
 __device__ __forceinline__ int find_tensor(const long long* __restrict__ starts, int nt, long long i) {
     int lo = 0, hi = nt - 1;
