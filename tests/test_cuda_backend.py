@@ -319,6 +319,22 @@ def test_softmax_cross_entropy(cpu, cuda, shape, ignore_index, smoothing, dtype)
     close(cuda.softmax_cross_entropy_backward(cupy.broadcast_to(cupy.asarray(1.0 / n, dtype=dtype), (n,)), gprobs,
                                               to_gpu(target), smoothing, ignore_index),
           cpu.softmax_cross_entropy_backward(sgrad, probs, target, smoothing, ignore_index), dtype)
+    # reduced: the sum or mean in one launch, and the mean's gradient divided by its count in the kernel
+    for mean in (False, True):
+        total, count = cpu.reduce_class_loss(loss, target, ignore_index, mean)
+        gtotal, gcount = cuda.reduce_class_loss(gloss, to_gpu(target), ignore_index, mean)
+        close(gtotal, total, dtype)
+        assert float(gcount) == float(count) == float((target != ignore_index).sum())
+        g0 = np.asarray(rng.standard_normal(), dtype=dtype)
+        close(cuda.softmax_cross_entropy_backward(to_gpu(g0), gprobs, to_gpu(target), smoothing, ignore_index,
+                                                  gcount if mean else None),
+              cpu.softmax_cross_entropy_backward(g0, probs, target, smoothing, ignore_index, count if mean else None),
+              dtype)
+    every_ignored = np.full(n, ignore_index, dtype=np.int64)
+    gtotal, gcount = cuda.reduce_class_loss(cupy.zeros(n, dtype), to_gpu(every_ignored), ignore_index, True)
+    assert np.isnan(float(gtotal)) and float(gcount) == 0  # as PyTorch: a NaN mean, and a zero gradient
+    assert not cupy.asnumpy(cuda.softmax_cross_entropy_backward(
+        cupy.asarray(1.0, dtype), gprobs, to_gpu(every_ignored), smoothing, ignore_index, gcount)).any()
 
 
 # ---------------------------------------------------------------- batch norm
@@ -337,11 +353,18 @@ def test_batch_norm(cpu, cuda, shape, dtype):
     close(ginvstd, invstd, dtype, scale=5)
     close(gy, y, dtype, scale=5)
     g = rng.standard_normal(shape).astype(dtype)
-    dx, dw, db = cpu.batch_norm_backward(g, x, w, mean, invstd)
-    gdx, gdw, gdb = cuda.batch_norm_backward(to_gpu(g), to_gpu(x), to_gpu(w), gmean, ginvstd)
+    dx, dw, db = cpu.batch_norm_backward(g, x, w, b, mean, invstd)
+    gdx, gdw, gdb = cuda.batch_norm_backward(to_gpu(g), to_gpu(x), to_gpu(w), to_gpu(b), gmean, ginvstd)
     close(gdb, db, dtype, scale=5)
     close(gdw, dw, dtype, scale=5)
     close(gdx, dx, dtype, scale=10)
+    # the running statistics, moved by the finishing kernel on the GPU, by NumPy on the CPU
+    rm, rv = rng.standard_normal(c).astype(dtype), (rng.random(c) + 0.5).astype(dtype)
+    grm, grv = to_gpu(rm), to_gpu(rv)
+    cpu.batch_norm_train(x, w, b, 1e-5, running=(rm, rv, 0.3))
+    cuda.batch_norm_train(to_gpu(x), to_gpu(w), to_gpu(b), 1e-5, running=(grm, grv, 0.3))
+    close(grm, rm, dtype, scale=5)
+    close(grv, rv, dtype, scale=5)
 
 
 SIXTEEN_BIT = [np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
@@ -407,20 +430,20 @@ def test_sixteen_bit_kernels(cpu, cuda, dtype):
         close16(mean, rmean, "batch_norm mean", 1e-5)
         close16(invstd, rinvstd, "batch_norm invstd", 1e-5)
         g = rng.standard_normal(shape).astype(dtype)
-        dx, dw, db = cuda.batch_norm_backward(to_gpu(g), to_gpu(x), to_gpu(w), mean, invstd)
-        rdx, rdw, rdb = cpu.batch_norm_backward(g.astype(np.float64), x64, w64, rmean, rinvstd)
+        dx, dw, db = cuda.batch_norm_backward(to_gpu(g), to_gpu(x), to_gpu(w), to_gpu(b), mean, invstd)
+        rdx, rdw, rdb = cpu.batch_norm_backward(g.astype(np.float64), x64, w64, b64, rmean, rinvstd)
         assert dx.dtype == dtype and dw.dtype == np.float32
         close16(dx, rdx, f"batch_norm dx {shape}", 2 * tol)
         close16(dw, rdw, "batch_norm dweight", 1e-4)
         close16(db, rdb, "batch_norm dbias", 1e-4)
-        y, _, _ = cuda.batch_norm_train(to_gpu(x), to_gpu(w), to_gpu(b), 1e-5, relu=True)  # fused ReLU
-        close16(y, np.maximum(ry, 0), f"batch_norm_relu y {shape}", tol)
-        dx, dw, db = cuda.batch_norm_backward(to_gpu(g), to_gpu(x), to_gpu(w), mean, invstd, relu_out=y)
-        rdx, rdw, rdb = cpu.batch_norm_backward(g.astype(np.float64), x64, w64, rmean, rinvstd,
-                                                relu_out=cupy.asnumpy(y).astype(np.float64))
-        close16(dx, rdx, f"batch_norm_relu dx {shape}", 2 * tol)
-        close16(dw, rdw, "batch_norm_relu dweight", 1e-3)
-        close16(db, rdb, "batch_norm_relu dbias", 1e-3)
+        for act in cpu.BN_ACTIVATIONS:  # fused activations, against the float64 formulas
+            y, _, _ = cuda.batch_norm_train(to_gpu(x), to_gpu(w), to_gpu(b), 1e-5, act)
+            close16(y, cpu.activation(ry, act), f"batch_norm {act} y {shape}", tol)
+            dx, dw, db = cuda.batch_norm_backward(to_gpu(g), to_gpu(x), to_gpu(w), to_gpu(b), mean, invstd, act)
+            rdx, rdw, rdb = cpu.batch_norm_backward(g.astype(np.float64), x64, w64, b64, rmean, rinvstd, act)
+            close16(dx, rdx, f"batch_norm {act} dx {shape}", 2 * tol)
+            close16(dw, rdw, f"batch_norm {act} dweight", 1e-3)
+            close16(db, rdb, f"batch_norm {act} dbias", 1e-3)
 
 
 @pytest.mark.parametrize("dtype", SIXTEEN_BIT + [np.dtype(np.float32)], ids=str)
@@ -758,6 +781,7 @@ def test_graph_capture_and_launch_counts(cpu, cuda):
     x3 = to_gpu(rng.standard_normal((4, 5, 6)).astype(f))
     w, b = to_gpu(np.ones(5, f)), to_gpu(np.zeros(5, f))
     _, mean, invstd = cuda.batch_norm_train(x3, w, b, 1e-5)
+    running = (cupy.zeros(5, f), cupy.ones(5, f), 0.1)
     params = [to_gpu(rng.standard_normal(s).astype(f)) for s in [(3,), (4, 4), (5,)]]
     grads = [to_gpu(rng.standard_normal(p.shape).astype(f)) for p in params]
     bufs = [cupy.zeros_like(p) for p in params]
@@ -784,10 +808,12 @@ def test_graph_capture_and_launch_counts(cpu, cuda):
         "gelu": (lambda: cuda.gelu(x), 1),
         "gelu_backward": (lambda: cuda.gelu_backward(x, x, "tanh"), 1),
         "softmax_cross_entropy": (lambda: cuda.softmax_cross_entropy(x, target, 0.1), 1),
+        "reduce_class_loss": (lambda: cuda.reduce_class_loss(loss, target, -100, True), 1),
         "softmax_cross_entropy_backward": (lambda: cuda.softmax_cross_entropy_backward(
             scalar_grad, probs, target, 0.1), 1),
-        "batch_norm_train": (lambda: cuda.batch_norm_train(x3, w, b, 1e-5), 3),  # partial sums, finish, apply
-        "batch_norm_backward": (lambda: cuda.batch_norm_backward(x3, x3, w, mean, invstd), 3),
+        # partial sums, finish (which also moves the running statistics), apply
+        "batch_norm_train": (lambda: cuda.batch_norm_train(x3, w, b, 1e-5, "gelu", running), 3),
+        "batch_norm_backward": (lambda: cuda.batch_norm_backward(x3, x3, w, b, mean, invstd, "gelu"), 3),
         "dropout_mask": (lambda: cuda.dropout_mask((4, 7), 0.5, np.dtype(f)), 1),
         "sgd_update": (lambda: cuda.sgd_update(params, grads, bufs, *sgd_args, first_step=False), 1),
         "adam_update": (lambda: cuda.adam_update(params, grads, ms, vs, *adam_args), 1),

@@ -1,6 +1,7 @@
-"""A BatchNorm followed by a ReLU in nn.Sequential runs as one fused op (F.batch_norm_relu):
-the same values and gradients as the two layers in PyTorch, in training and evaluation, in
-both memory formats; hooks or an overridden forward keep the layers apart."""
+"""A BatchNorm followed by a ReLU or a GELU in nn.Sequential runs as one fused op
+(F.batch_norm_relu, F.batch_norm_gelu): the same values and gradients as the two layers in
+PyTorch, in training and evaluation, in both memory formats; hooks or an overridden forward
+keep the layers apart."""
 import numpy as np
 import pytest
 import torch
@@ -16,16 +17,22 @@ def host(t):
     return t.detach().cpu().numpy().astype(np.float64) if isinstance(t, mt.Tensor) else t.detach().double().numpy()
 
 
+ACTIVATIONS = {"relu": (nn.ReLU, torch.nn.ReLU, {}), "gelu": (nn.GELU, torch.nn.GELU, {}),
+               "gelu_tanh": (nn.GELU, torch.nn.GELU, {"approximate": "tanh"})}
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_sequential_batch_norm_relu_as_in_torch(device, training, channels_last):
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_sequential_batch_norm_activation_as_in_torch(device, training, channels_last, activation):
     rng = np.random.default_rng()
     n, c, h, w = int(rng.integers(2, 5)), 16, int(rng.integers(3, 7)), int(rng.integers(3, 7))
     x = rng.standard_normal((n, c, h, w)) * 2 + 0.5
     gy = rng.standard_normal((n, c, h, w))
-    ours = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU()).double()
-    theirs = torch.nn.Sequential(torch.nn.BatchNorm2d(c), torch.nn.ReLU()).double()
+    ours_act, theirs_act, kwargs = ACTIVATIONS[activation]
+    ours = nn.Sequential(nn.BatchNorm2d(c), ours_act(**kwargs)).double()
+    theirs = torch.nn.Sequential(torch.nn.BatchNorm2d(c), theirs_act(**kwargs)).double()
     with torch.no_grad():
         theirs[0].weight.copy_(torch.tensor(rng.standard_normal(c)))
         theirs[0].bias.copy_(torch.tensor(rng.standard_normal(c)))
@@ -37,7 +44,7 @@ def test_sequential_batch_norm_relu_as_in_torch(device, training, channels_last)
     xs = (xs.to(memory_format=mt.channels_last) if channels_last else xs).requires_grad_()
     xt = torch.tensor(x, requires_grad=True)
     y, yt = ours(xs), theirs(xt)
-    assert repr(y.grad_fn) == "<BatchNormBackward>"  # one op, not BatchNorm then ReLU
+    assert repr(y.grad_fn) == "<BatchNormBackward>"  # one op, not BatchNorm then the activation
     y.backward(mt.tensor(gy, device=device))
     yt.backward(torch.tensor(gy))
     for a, b in [(y, yt), (xs.grad, xt.grad), (ours[0].weight.grad, theirs[0].weight.grad),
@@ -63,8 +70,10 @@ def test_hooks_and_overrides_keep_the_layers_apart():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_batch_norm_relu_in_bfloat16(device):
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_batch_norm_activation_in_bfloat16(device, activation):
     """The fused kernels in 16 bits against the two separate ops (float32 statistics both ways)."""
+    fused_op, separate = {"relu": (F.batch_norm_relu, F.relu), "gelu": (F.batch_norm_gelu, F.gelu)}[activation]
     rng = np.random.default_rng()
     x = mt.tensor(rng.standard_normal((8, 64, 6, 6)), device=device, dtype=mt.bfloat16)
     w, b = mt.randn(64, device=device), mt.randn(64, device=device)
@@ -74,10 +83,23 @@ def test_batch_norm_relu_in_bfloat16(device):
         for fmt in (mt.contiguous_format, mt.channels_last):
             xx = x.to(memory_format=fmt).detach().requires_grad_()
             ww, bb = w.detach().requires_grad_(), b.detach().requires_grad_()
-            y = F.batch_norm_relu(xx, None, None, ww, bb, True) if fused else \
-                F.relu(F.batch_norm(xx, None, None, ww, bb, True))
+            y = fused_op(xx, None, None, ww, bb, True) if fused else separate(F.batch_norm(xx, None, None, ww, bb, True))
             (y.float() * weights).sum().backward()
             outs.append([host(t) for t in (y, xx.grad, ww.grad, bb.grad)])
     for got in outs[1:]:
         for a, b_ in zip(got, outs[-1]):
             assert np.linalg.norm(a - b_) <= 2e-2 * np.linalg.norm(b_)
+
+
+def test_batch_norm_gelu_names_a_bad_approximation():
+    with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh'"):
+        F.batch_norm_gelu(mt.randn(2, 3, 4), None, None, training=True, approximate="fast")
+
+
+def test_model_forward_fuses_through_batch_norm_activation():
+    """airbench94's groups fuse each BN with its GELU: no separate GELU node in the graph."""
+    from mytensor.models import get_model
+    model = get_model("airbench94", num_classes=10, in_channels=3, image_size=32)
+    group = model.groups[0]
+    y = group(mt.randn(2, group.conv1.in_channels, 8, 8))
+    assert repr(y.grad_fn) == "<BatchNormBackward>"

@@ -344,9 +344,22 @@ class ArrayBackend:
             nll = (1 - eps) * nll - eps / c * logp.sum(axis=1)
         return xp.where(valid, nll, 0).astype(logits.dtype, copy=False), xp.exp(logp)
 
+    def reduce_class_loss(self, loss, target, ignore_index, mean):
+        """(the per-sample losses summed, divided by the number of targets that are not
+        ignore_index when `mean`; that number, in loss's dtype, for the backward's division).
+        All targets ignored: the mean is NaN, as in PyTorch."""
+        count = (target != ignore_index).sum().astype(loss.dtype)
+        total = loss.sum()
+        if not mean:
+            return total, count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return total / count, count
+
     @float32_math
-    def softmax_cross_entropy_backward(self, grad_loss, probs, target, label_smoothing=0.0, ignore_index=-100):
-        """d(loss_i)/d(logits_i) = p - smoothed one-hot(target), scaled by grad_loss[i]."""
+    def softmax_cross_entropy_backward(self, grad_loss, probs, target, label_smoothing=0.0, ignore_index=-100,
+                                       count=None):
+        """d(loss_i)/d(logits_i) = p - smoothed one-hot(target), scaled by grad_loss[i] (a scalar
+        for a reduced loss), divided by `count` (reduce_class_loss's, for a mean; by 1 if it is 0)."""
         xp = self.xp
         n, c = probs.shape
         valid = target != ignore_index
@@ -354,6 +367,8 @@ class ArrayBackend:
         eps = probs.dtype.type(label_smoothing)
         g = probs - eps / c
         g[xp.arange(n), safe_t] -= 1 - eps
+        if count is not None:
+            grad_loss = grad_loss / xp.where(count == 0, 1, count).astype(grad_loss.dtype, copy=False)
         return g * (grad_loss * valid)[:, None]
 
     # ---------------------------------------------------------- augmentation
@@ -392,32 +407,62 @@ class ArrayBackend:
     # ------------------------------------------------------------ batch norm
     # x and the gradients are (N, C, L). For a 16-bit x the statistics, weight and bias are
     # float32 (mixed precision keeps parameters in float32); y and dx have x's dtype.
-    def batch_norm_train(self, x, weight, bias, eps, relu=False):
-        """y, the batch mean and 1/sqrt(var + eps) per channel; with `relu`, y is max(y, 0)
-        (a ReLU fused into the same pass). y is made in place in the centred x, and the
-        sums of products are einsums: no temporary beyond that one array."""
+    # `activation` (None or one of BN_ACTIVATIONS) is applied to the batch norm's output z in
+    # the same passes; backward takes the gradient back through it at z, recomputed from x.
+    BN_ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+
+    def activation(self, z, activation):
+        """activation(z) for one of BN_ACTIVATIONS, or z itself for None."""
+        if activation is None:
+            return z
+        if activation == "relu":
+            return self.relu(z)
+        return self.gelu(z, "tanh" if activation == "gelu_tanh" else "none")
+
+    def activation_backward(self, grad, z, activation):
+        """The gradient at the activation's input z, given `grad` at its output."""
+        if activation is None:
+            return grad
+        if activation == "relu":
+            return self.relu_backward(grad, z)  # z > 0 exactly where relu(z) > 0
+        return self.gelu_backward(grad, z, "tanh" if activation == "gelu_tanh" else "none")
+
+    def batch_norm_train(self, x, weight, bias, eps, activation=None, running=None):
+        """y, the batch mean and 1/sqrt(var + eps) per channel. y is made in place in the centred
+        x, and the sums of products are einsums: no temporary beyond that one array.
+        `running` (running_mean, running_var, momentum) moves the running statistics towards the
+        batch's in place, the variance's with the unbiased batch variance, as PyTorch does."""
         xp = self.xp
         xf = x.astype(weight.dtype, copy=False)
         mean = xf.mean(axis=(0, 2))
         y = xf - mean[:, None]
-        var = xp.einsum("ncl,ncl->c", y, y) / weight.dtype.type(x.shape[0] * x.shape[2])
+        count = x.shape[0] * x.shape[2]
+        var = xp.einsum("ncl,ncl->c", y, y) / weight.dtype.type(count)
         invstd = 1 / xp.sqrt(var + weight.dtype.type(eps))
+        if running is not None:
+            self.update_running_stats(running, mean, var, count)
         y *= (invstd * weight)[:, None]
         y += bias[:, None]
-        if relu:
-            xp.maximum(y, 0, out=y)
-        return y.astype(x.dtype, copy=False), mean, invstd
+        return self.activation(y, activation).astype(x.dtype, copy=False), mean, invstd
 
-    def batch_norm_backward(self, grad, x, weight, mean, invstd, relu_out=None):
-        """dx, dweight, dbias; `relu_out` is the output of a fused ReLU, which the gradient
-        passes through first. dx = weight * invstd * (grad - mean(grad) - xhat * mean(grad * xhat)),
+    def update_running_stats(self, running, mean, var, count):
+        """running_mean <- (1 - m) running_mean + m mean, and the same for running_var with the
+        unbiased batch variance var * count / (count - 1); in place."""
+        running_mean, running_var, momentum = running
+        running_mean *= 1 - momentum
+        running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
+        running_var *= 1 - momentum
+        running_var += (momentum * count / (count - 1) * var).astype(running_var.dtype, copy=False)
+
+    def batch_norm_backward(self, grad, x, weight, bias, mean, invstd, activation=None):
+        """dx, dweight, dbias. dx = weight * invstd * (grad - mean(grad) - xhat * mean(grad * xhat)),
         made in place in xhat."""
-        if relu_out is not None:
-            grad = self.relu_backward(grad, relu_out)
         m = weight.dtype.type(grad.shape[0] * grad.shape[2])
         grad = grad.astype(weight.dtype, copy=False)
         xhat = x.astype(weight.dtype, copy=False) - mean[:, None]
         xhat *= invstd[:, None]
+        if activation is not None:
+            grad = self.activation_backward(grad, xhat * weight[:, None] + bias[:, None], activation)
         dbias = grad.sum(axis=(0, 2))
         dweight = self.xp.einsum("ncl,ncl->c", grad, xhat)
         dx = xhat

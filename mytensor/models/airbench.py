@@ -7,6 +7,7 @@ at 1 (only the shift learns), with eps 1e-12 and a running-statistics momentum o
 convolution starts with its first in_channels filters passing their input straight through.
 """
 from .. import nn, no_grad
+from ..nn.modules.container import batch_norm_activation
 from .registry import register_model
 
 
@@ -26,7 +27,8 @@ def batch_norm(channels):
 
 
 class ConvGroup(nn.Module):
-    """conv3x3 -> 2x2 max pool -> BN -> GELU -> conv3x3 -> BN -> GELU: half the side, new width."""
+    """conv3x3 -> 2x2 max pool -> BN -> GELU -> conv3x3 -> BN -> GELU: half the side, new width
+    (each BN and its GELU one fused op)."""
 
     def __init__(self, in_channels, out_channels):
         super().__init__()
@@ -38,8 +40,8 @@ class ConvGroup(nn.Module):
         self.activ = nn.GELU()
 
     def forward(self, x):
-        x = self.activ(self.norm1(self.pool(self.conv1(x))))
-        return self.activ(self.norm2(self.conv2(x)))
+        x = batch_norm_activation(self.norm1, self.activ, self.pool(self.conv1(x)))
+        return batch_norm_activation(self.norm2, self.activ, self.conv2(x))
 
 
 class Airbench94(nn.Module):

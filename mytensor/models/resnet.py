@@ -4,7 +4,7 @@ A residual block learns a correction F(x) added to its input, out = relu(F(x) + 
 gradients flow straight through the addition, so deeper networks still train.
 """
 from .. import nn
-from ..nn.modules.container import batch_norm_relu
+from ..nn.modules.container import batch_norm_activation
 from .registry import register_model
 
 
@@ -27,7 +27,7 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Identity()
 
     def forward(self, x):
-        out = batch_norm_relu(self.bn1, self.relu, self.conv1(x))
+        out = batch_norm_activation(self.bn1, self.relu, self.conv1(x))
         out = self.bn2(self.conv2(out))
         return self.relu(out + self.shortcut(x))
 

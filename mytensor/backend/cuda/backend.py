@@ -16,6 +16,8 @@ _INSTALL_HINT = ("device='cuda' needs CuPy: pip install mytensor[cuda] (CUDA 12)
                  "(CUDA 13), on a machine with an NVIDIA GPU and driver")
 
 _BLOCK = 256
+# the codes of batch_norm.cu's fused activations (ACT_* in activation.cuh), in BN_ACTIVATIONS' order
+_BN_ACTIVATION_CODES = {None: 0, **{a: i + 1 for i, a in enumerate(ArrayBackend.BN_ACTIVATIONS)}}
 _MASK64 = (1 << 64) - 1
 
 
@@ -465,10 +467,22 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
                       np.int64(ignore_index)), block=block, grid=grid)
         return loss, probs
 
-    def softmax_cross_entropy_backward(self, grad_loss, probs, target, label_smoothing=0.0, ignore_index=-100):
+    def reduce_class_loss(self, loss, target, ignore_index, mean):
+        dt = self._kdtype(loss)
+        if dt is None or loss.ndim != 1 or target.shape != loss.shape:
+            return super().reduce_class_loss(loss, target, ignore_index, mean)
+        out, count = self._empty((), dt), self._empty((), dt)
+        self._launch("softmax_ce.cu", "xent_reduce", dt, 1,
+                     (self._contig(loss), self._contig(target, np.int64), np.int64(loss.size), np.int64(ignore_index),
+                      np.int32(mean), out, count), grid=1)
+        return out, count
+
+    def softmax_cross_entropy_backward(self, grad_loss, probs, target, label_smoothing=0.0, ignore_index=-100,
+                                       count=None):
         dt = self._kdtype(probs)
-        if dt is None or probs.ndim != 2:
-            return super().softmax_cross_entropy_backward(grad_loss, probs, target, label_smoothing, ignore_index)
+        if dt is None or probs.ndim != 2 or (count is not None and count.dtype != dt):
+            return super().softmax_cross_entropy_backward(grad_loss, probs, target, label_smoothing, ignore_index,
+                                                          count)
         n, c = (int(s) for s in probs.shape)
         probs = self._contig(probs)
         target = self._contig(target, np.int64)
@@ -478,8 +492,8 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
         stride = grad_loss.strides[0] // grad_loss.itemsize
         dx = self._empty((n, c), dt)
         self._launch("softmax_ce.cu", "softmax_xent_backward", dt, dx.size,
-                     (grad_loss, np.int64(stride), probs, target, dx, np.int32(c), dt.type(label_smoothing),
-                      np.int64(ignore_index), np.int64(dx.size)))
+                     (grad_loss, np.int64(stride), np.uint64(0) if count is None else count, probs, target, dx,
+                      np.int32(c), dt.type(label_smoothing), np.int64(ignore_index), np.int64(dx.size)))
         return dx
 
     # ---------------------------------------------------------- augmentation
@@ -524,10 +538,10 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
         """Blocks for an elementwise `rows` kernel over n rows of c channels: enough to fill the GPU."""
         return max(1, min(self._max_blocks, -(-n // (_BLOCK // (c // pack)))))
 
-    def batch_norm_train(self, x, weight, bias, eps, relu=False):
+    def batch_norm_train(self, x, weight, bias, eps, activation=None, running=None):
         dt = self._kdtype(x, sixteen_bit=True)
         if dt is None or x.ndim != 3 or not x.size or weight.dtype != (np.float32 if dt in LOW_PRECISION else dt):
-            return super().batch_norm_train(x, weight, bias, eps, relu)
+            return super().batch_norm_train(x, weight, bias, eps, activation, running)
         x = self._contig(x)
         n, c, l, run, shares, rows = self._bn_layout(x)
         p = weight.dtype
@@ -535,6 +549,9 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
         partial = self._empty((c, shares, 2), p)
         mean, invstd, scale, shift = (self._empty((c,), p) for _ in range(4))
         y = self._empty(x.shape, dt)
+        # the running statistics are updated by bn_forward_finish when the kernel can write them in place
+        fused = running is not None and all(r.dtype == p and r.flags.c_contiguous for r in running[:2])
+        running_mean, running_var = running[:2] if fused else (np.uint64(0), np.uint64(0))
         if rows:
             self._launch("batch_norm.cu", "bn_partial_sums_rows", dt, 1, (x, partial, np.int64(n), np.int32(c)),
                          grid=shares)
@@ -543,46 +560,51 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
                          (x, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(run > 1)), grid=(shares, c))
         self._launch("batch_norm.cu", "bn_forward_finish", dt, 32 * c,
                      (x, partial, np.int32(shares), np.int32(c), np.int64(l), np.int64(n * l), weight, bias,
-                      p.type(eps), mean, invstd, scale, shift))
+                      p.type(eps), mean, invstd, scale, shift, running_mean, running_var,
+                      p.type(running[2] if fused else 0)))
+        if running is not None and not fused:
+            self.update_running_stats(running, mean, 1 / (invstd * invstd) - p.type(eps), n * l)
+        act = _BN_ACTIVATION_CODES[activation]
         if rows:
             self._launch("batch_norm.cu", "bn_scale_shift_rows", dt, 1,
-                         (x, scale, shift, y, np.int64(n), np.int32(c), np.int32(relu)),
+                         (x, scale, shift, y, np.int64(n), np.int32(c), np.int32(act)),
                          grid=self._rows_grid(n, c, run))
         else:
             self._launch("batch_norm.cu", "bn_scale_shift", dt, x.size // run,
                          (x, scale, shift, y, np.int32(c), np.int64(l), np.int64(x.size), np.int32(run > 1),
-                          np.int32(relu)))
+                          np.int32(act)))
         return y, mean, invstd
 
-    def batch_norm_backward(self, grad, x, weight, mean, invstd, relu_out=None):
+    def batch_norm_backward(self, grad, x, weight, bias, mean, invstd, activation=None):
         dt = self._kdtype(x, sixteen_bit=True)
         if dt is None or x.ndim != 3 or grad.shape != x.shape or not x.size or mean.dtype != weight.dtype \
                 or weight.dtype != (np.float32 if dt in LOW_PRECISION else dt):
-            return super().batch_norm_backward(grad, x, weight, mean, invstd, relu_out)
+            return super().batch_norm_backward(grad, x, weight, bias, mean, invstd, activation)
         grad, x = self._contig(grad, dt), self._contig(x)
-        relu_out = np.uint64(0) if relu_out is None else self._contig(relu_out, dt)
         n, c, l, run, shares, rows = self._bn_layout(x)
         p = weight.dtype
-        weight, mean, invstd = self._bn_params(p, weight, mean, invstd)
+        weight, bias, mean, invstd = self._bn_params(p, weight, bias, mean, invstd)
+        act = np.int32(_BN_ACTIVATION_CODES[activation])
         partial = self._empty((c, shares, 2), p)
         dweight, dbias, coef = self._empty((c,), p), self._empty((c,), p), self._empty((c, 3), p)
         dx = self._empty(x.shape, dt)
         if rows:
             self._launch("batch_norm.cu", "bn_backward_partial_sums_rows", dt, 1,
-                         (grad, x, relu_out, mean, partial, np.int64(n), np.int32(c)), grid=shares)
+                         (grad, x, act, weight, bias, mean, invstd, partial, np.int64(n), np.int32(c)), grid=shares)
         else:
             self._launch("batch_norm.cu", "bn_backward_partial_sums", dt, 1,
-                         (grad, x, relu_out, mean, partial, np.int32(n), np.int32(c), np.int64(l), np.int32(run > 1)),
-                         grid=(shares, c))
+                         (grad, x, act, weight, bias, mean, invstd, partial, np.int32(n), np.int32(c), np.int64(l),
+                          np.int32(run > 1)), grid=(shares, c))
         self._launch("batch_norm.cu", "bn_backward_finish", dt, 32 * c,
                      (partial, np.int32(shares), np.int32(c), np.int64(n * l), weight, invstd, dweight, dbias, coef))
         if rows:
             self._launch("batch_norm.cu", "bn_backward_dx_rows", dt, 1,
-                         (grad, x, relu_out, mean, coef, dx, np.int64(n), np.int32(c)), grid=self._rows_grid(n, c, run))
+                         (grad, x, act, weight, bias, mean, invstd, coef, dx, np.int64(n), np.int32(c)),
+                         grid=self._rows_grid(n, c, run))
         else:
             self._launch("batch_norm.cu", "bn_backward_dx", dt, x.size // run,
-                         (grad, x, relu_out, mean, coef, dx, np.int32(c), np.int64(l), np.int64(x.size),
-                          np.int32(run > 1)))
+                         (grad, x, act, weight, bias, mean, invstd, coef, dx, np.int32(c), np.int64(l),
+                          np.int64(x.size), np.int32(run > 1)))
         return dx, dweight, dbias
 
     def _bn_params(self, dt, *arrays):

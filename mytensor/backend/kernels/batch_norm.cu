@@ -11,15 +11,15 @@
 //   bn_forward_finish one warp per channel: the S partials (added in double) give
 //                     mean and invstd = 1/sqrt(var + eps) (var biased), and y's
 //                     per-channel scale = invstd * weight and shift = bias - mean * scale;
-//   bn_scale_shift    y = x * scale[c] + shift[c] (then max(y, 0) for a fused ReLU).
+//                     the running statistics move towards the batch's in the same launch;
+//   bn_scale_shift    y = act(x * scale[c] + shift[c]), act a fused activation (ReLU, GELU) or none.
 // Backward likewise: partial sums of g and g * (x - mean), then per channel
 // dbias = sum g, dweight = invstd * sum g (x - mean) and the coefficients of
 // dx = a g + b (x - mean) + d  (a = weight invstd, b = -a invstd dweight / M,
-// d = -a dbias / M), then one elementwise pass.
+// d = -a dbias / M), then one elementwise pass. With a fused activation, g is first taken
+// back through it at z = x * scale + shift, recomputed from x rather than stored.
 #include "common.cuh"
-
-__device__ __forceinline__ float mt_sqrt(float x) { return sqrtf(x); }
-__device__ __forceinline__ double mt_sqrt(double x) { return sqrt(x); }
+#include "activation.cuh"
 
 // Calls f(offset, count) for the chunks of channel c in this block's share (blockIdx.x of
 // gridDim.x): `count` (W, or 1 when !vec) elements from flat offset `offset` of x.
@@ -48,23 +48,26 @@ __device__ __forceinline__ void each(const T* __restrict__ x, long long offset, 
     }
 }
 
-// With a fused ReLU (`relu_out`, the forward's output, not null), the gradient reaching the
-// batch norm is g * (y > 0), as relu_backward computes it; g itself otherwise.
-template <typename T>
-__device__ __forceinline__ acc_t<T> through_relu(T g, const T* __restrict__ relu_out, long long i) {
-    return acc_t<T>(g) * (relu_out && !(acc_t<T>(relu_out[i]) > 0) ? acc_t<T>(0) : acc_t<T>(1));
+// A channel's scale and shift: z = x * scale + shift is the batch norm's output before its
+// activation. The forward and the backward both compute them here, so z is the same in both.
+template <typename P> __device__ __forceinline__ void bn_affine(P mean, P invstd, P weight, P bias, P& scale, P& shift) {
+    scale = invstd * weight;
+    shift = bias - mean * scale;
 }
 
-// The same for the pack of gradients at offset `off`, into `out` (one 16-byte load of each).
-template <typename T>
-__device__ __forceinline__ void pack_through_relu(const T* __restrict__ grad, const T* __restrict__ relu_out,
-                                                  long long off, acc_t<T> (&out)[Pack<T>::W]) {
-    const Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + off);
-    Pack<T> y;
-    if (relu_out) y = *reinterpret_cast<const Pack<T>*>(relu_out + off);
-#pragma unroll
-    for (int k = 0; k < Pack<T>::W; ++k)
-        out[k] = acc_t<T>(g.v[k]) * (relu_out && !(acc_t<T>(y.v[k]) > 0) ? acc_t<T>(0) : acc_t<T>(1));
+// The per-channel terms a backward pass needs to take the gradient back through the fused
+// activation: scale and shift of channel c (unused without one). weight/bias may be null.
+template <typename P>
+__device__ __forceinline__ void act_affine(int act, const P* __restrict__ weight, const P* __restrict__ bias,
+                                           const P* __restrict__ mean, const P* __restrict__ invstd, int c, P& scale,
+                                           P& shift) {
+    scale = shift = P(0);
+    if (act != ACT_NONE) bn_affine(mean[c], invstd[c], weight ? weight[c] : P(1), bias ? bias[c] : P(0), scale, shift);
+}
+
+// the gradient g at the activation's output, as the gradient at the batch norm's output
+template <typename P> __device__ __forceinline__ P through_act(int act, P g, P x, P scale, P shift) {
+    return act == ACT_NONE ? g : activate_backward(act, x * scale + shift, g);
 }
 
 // Sum of a and b over the block into a and b of thread 0. blockDim.x: a multiple of 32, <= 1024.
@@ -182,33 +185,39 @@ __global__ void bn_partial_sums_rows(const T* __restrict__ x, acc_t<T>* __restri
 }
 
 template <typename T>
-__global__ void bn_backward_partial_sums_rows(const T* __restrict__ grad, const T* __restrict__ x,
-                                              const T* __restrict__ relu_out, const acc_t<T>* __restrict__ mean,
+__global__ void bn_backward_partial_sums_rows(const T* __restrict__ grad, const T* __restrict__ x, int act,
+                                              const acc_t<T>* __restrict__ weight, const acc_t<T>* __restrict__ bias,
+                                              const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ invstd,
                                               acc_t<T>* __restrict__ partial, long long R, int C) {
     typedef acc_t<T> P;
-    const int c0 = (threadIdx.x % (C / Pack<T>::W)) * Pack<T>::W;
-    P mu[Pack<T>::W];
+    constexpr int W = Pack<T>::W;
+    const int c0 = (threadIdx.x % (C / W)) * W;
+    P mu[W], sc[W], sh[W];
 #pragma unroll
-    for (int k = 0; k < Pack<T>::W; ++k) mu[k] = mean[c0 + k];
+    for (int k = 0; k < W; ++k) {
+        mu[k] = mean[c0 + k];
+        act_affine(act, weight, bias, mean, invstd, c0 + k, sc[k], sh[k]);
+    }
     rows_partial_sums<T>(partial, R, C, [&](long long off, P* s1, P* s2) {
-        P g[Pack<T>::W];
-        pack_through_relu(grad, relu_out, off, g);
+        const Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + off);
         const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
 #pragma unroll
-        for (int k = 0; k < Pack<T>::W; ++k) {
-            s1[k] += g[k];
-            s2[k] += g[k] * (P(v.v[k]) - mu[k]);
+        for (int k = 0; k < W; ++k) {
+            const P gk = through_act(act, P(g.v[k]), P(v.v[k]), sc[k], sh[k]);
+            s1[k] += gk;
+            s2[k] += gk * (P(v.v[k]) - mu[k]);
         }
     });
 }
 
-// weight/bias may be null (1 and 0)
+// weight/bias may be null (1 and 0), running_mean/running_var too (then not updated)
 template <typename T>
 __global__ void bn_forward_finish(const T* __restrict__ x, const acc_t<T>* __restrict__ partial, int S, int C,
                                   long long L, long long M, const acc_t<T>* __restrict__ weight,
                                   const acc_t<T>* __restrict__ bias, acc_t<T> eps, acc_t<T>* __restrict__ mean_out,
                                   acc_t<T>* __restrict__ invstd_out, acc_t<T>* __restrict__ scale,
-                                  acc_t<T>* __restrict__ shift) {
+                                  acc_t<T>* __restrict__ shift, acc_t<T>* __restrict__ running_mean,
+                                  acc_t<T>* __restrict__ running_var, acc_t<T> momentum) {
     typedef acc_t<T> P;
     const int c = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;  // a warp per channel
     if (c >= C) return;
@@ -219,16 +228,13 @@ __global__ void bn_forward_finish(const T* __restrict__ x, const acc_t<T>* __res
     const P mean = P((double)acc_t<T>(x[(long long)c * L]) + m1);
     const P var = P(fmax(s2 / (double)M - m1 * m1, 0.0));
     const P invstd = P(1) / mt_sqrt(var + eps);
-    const P sc = invstd * (weight ? weight[c] : P(1));
     mean_out[c] = mean;
     invstd_out[c] = invstd;
-    scale[c] = sc;
-    shift[c] = (bias ? bias[c] : P(0)) - mean * sc;
-}
-
-// relu_forward's rule: NaN stays NaN
-template <typename P> __device__ __forceinline__ P relu_if(bool relu, P v) {
-    return relu && !(v > 0 || v != v) ? P(0) : v;
+    bn_affine(mean, invstd, weight ? weight[c] : P(1), bias ? bias[c] : P(0), scale[c], shift[c]);
+    if (running_mean) {  // the running variance takes the unbiased batch variance, as PyTorch's does
+        running_mean[c] = (P(1) - momentum) * running_mean[c] + momentum * mean;
+        running_var[c] = (P(1) - momentum) * running_var[c] + momentum * P((double)var * M / (double)(M - 1));
+    }
 }
 
 // The elementwise passes over x as (R, C) rows (C a multiple of the pack width W): a thread owns
@@ -244,7 +250,7 @@ template <typename T, typename F> __device__ __forceinline__ void for_rows(long 
 template <typename T>
 __global__ void bn_scale_shift_rows(const T* __restrict__ x, const acc_t<T>* __restrict__ scale,
                                     const acc_t<T>* __restrict__ shift, T* __restrict__ y, long long R, int C,
-                                    int relu) {
+                                    int act) {
     typedef acc_t<T> P;
     constexpr int W = Pack<T>::W;
     const int c0 = (threadIdx.x % (C / W)) * W;
@@ -254,16 +260,16 @@ __global__ void bn_scale_shift_rows(const T* __restrict__ x, const acc_t<T>* __r
     for_rows<T>(R, C, [&](long long off) {
         Pack<T> p = *reinterpret_cast<const Pack<T>*>(x + off);
 #pragma unroll
-        for (int k = 0; k < W; ++k) p.v[k] = T(relu_if(relu, P(p.v[k]) * a[k] + b[k]));
+        for (int k = 0; k < W; ++k) p.v[k] = T(activate(act, P(p.v[k]) * a[k] + b[k]));
         *reinterpret_cast<Pack<T>*>(y + off) = p;
     });
 }
 
-// y = x * scale[c] + shift[c] over all N*C*L elements, then max(y, 0) with `relu`
+// y = act(x * scale[c] + shift[c]) over all N*C*L elements
 template <typename T>
 __global__ void bn_scale_shift(const T* __restrict__ x, const acc_t<T>* __restrict__ scale,
                                const acc_t<T>* __restrict__ shift, T* __restrict__ y, int C, long long L,
-                               long long total, int vec, int relu) {
+                               long long total, int vec, int act) {
     const int W = vec ? Pack<T>::W : 1;
     GRID_STRIDE(j, total / W) {
         const long long i = j * W;
@@ -272,22 +278,25 @@ __global__ void bn_scale_shift(const T* __restrict__ x, const acc_t<T>* __restri
         if (vec) {
             Pack<T> p = *reinterpret_cast<const Pack<T>*>(x + i);
 #pragma unroll
-            for (int k = 0; k < Pack<T>::W; ++k) p.v[k] = T(relu_if(relu, acc_t<T>(p.v[k]) * a + b));
+            for (int k = 0; k < Pack<T>::W; ++k) p.v[k] = T(activate(act, acc_t<T>(p.v[k]) * a + b));
             *reinterpret_cast<Pack<T>*>(y + i) = p;
         } else {
-            y[i] = T(relu_if(relu, acc_t<T>(x[i]) * a + b));
+            y[i] = T(activate(act, acc_t<T>(x[i]) * a + b));
         }
     }
 }
 
 // partial[(c * S + s) * 2 + {0, 1}] = sums of g and g * (x - mean[c])
 template <typename T>
-__global__ void bn_backward_partial_sums(const T* __restrict__ grad, const T* __restrict__ x,
-                                         const T* __restrict__ relu_out, const acc_t<T>* __restrict__ mean,
+__global__ void bn_backward_partial_sums(const T* __restrict__ grad, const T* __restrict__ x, int act,
+                                         const acc_t<T>* __restrict__ weight, const acc_t<T>* __restrict__ bias,
+                                         const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ invstd,
                                          acc_t<T>* __restrict__ partial, int N, int C, long long L, int vec) {
     typedef acc_t<T> P;
     const int c = blockIdx.y;
     const P mu = mean[c];
+    P sc, sh;
+    act_affine(act, weight, bias, mean, invstd, c, sc, sh);
     P s1 = 0, s2 = 0;
     for_share<T>(N, C, L, c, vec, [&](long long off, int count) {
         if (count == Pack<T>::W) {
@@ -295,13 +304,13 @@ __global__ void bn_backward_partial_sums(const T* __restrict__ grad, const T* __
             const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
 #pragma unroll
             for (int k = 0; k < Pack<T>::W; ++k) {
-                const P gk = through_relu(g.v[k], relu_out, off + k);
+                const P gk = through_act(act, P(g.v[k]), P(v.v[k]), sc, sh);
                 s1 += gk;
                 s2 += gk * (P(v.v[k]) - mu);
             }
         } else {
             for (int k = 0; k < count; ++k) {
-                const P gk = through_relu(grad[off + k], relu_out, off + k);
+                const P gk = through_act(act, P(grad[off + k]), P(x[off + k]), sc, sh);
                 s1 += gk;
                 s2 += gk * (P(x[off + k]) - mu);
             }
@@ -333,45 +342,56 @@ __global__ void bn_backward_finish(const acc_t<T>* __restrict__ partial, int S, 
 }
 
 template <typename T>
-__global__ void bn_backward_dx_rows(const T* __restrict__ grad, const T* __restrict__ x,
-                                    const T* __restrict__ relu_out, const acc_t<T>* __restrict__ mean,
+__global__ void bn_backward_dx_rows(const T* __restrict__ grad, const T* __restrict__ x, int act,
+                                    const acc_t<T>* __restrict__ weight, const acc_t<T>* __restrict__ bias,
+                                    const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ invstd,
                                     const acc_t<T>* __restrict__ coef, T* __restrict__ dx, long long R, int C) {
     typedef acc_t<T> P;
     constexpr int W = Pack<T>::W;
     const int c0 = (threadIdx.x % (C / W)) * W;
-    P mu[W], a[W], b[W], d[W];
+    P mu[W], a[W], b[W], d[W], sc[W], sh[W];
 #pragma unroll
-    for (int k = 0; k < W; ++k)
+    for (int k = 0; k < W; ++k) {
         mu[k] = mean[c0 + k], a[k] = coef[3 * (c0 + k)], b[k] = coef[3 * (c0 + k) + 1], d[k] = coef[3 * (c0 + k) + 2];
+        act_affine(act, weight, bias, mean, invstd, c0 + k, sc[k], sh[k]);
+    }
     for_rows<T>(R, C, [&](long long off) {
-        P g[W];
-        pack_through_relu(grad, relu_out, off, g);
+        const Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + off);
         Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
 #pragma unroll
-        for (int k = 0; k < W; ++k) v.v[k] = T(a[k] * g[k] + b[k] * (P(v.v[k]) - mu[k]) + d[k]);
+        for (int k = 0; k < W; ++k) {
+            const P xk = P(v.v[k]);
+            v.v[k] = T(a[k] * through_act(act, P(g.v[k]), xk, sc[k], sh[k]) + b[k] * (xk - mu[k]) + d[k]);
+        }
         *reinterpret_cast<Pack<T>*>(dx + off) = v;
     });
 }
 
 template <typename T>
-__global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__ x, const T* __restrict__ relu_out,
-                               const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ coef,
-                               T* __restrict__ dx, int C, long long L, long long total, int vec) {
+__global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__ x, int act,
+                               const acc_t<T>* __restrict__ weight, const acc_t<T>* __restrict__ bias,
+                               const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ invstd,
+                               const acc_t<T>* __restrict__ coef, T* __restrict__ dx, int C, long long L,
+                               long long total, int vec) {
     typedef acc_t<T> P;
     const int W = vec ? Pack<T>::W : 1;
     GRID_STRIDE(j, total / W) {
         const long long i = j * W;
         const int c = (int)((i / L) % C);
         const P mu = mean[c], a = coef[3 * c], b = coef[3 * c + 1], d = coef[3 * c + 2];
+        P sc, sh;
+        act_affine(act, weight, bias, mean, invstd, c, sc, sh);
         if (vec) {
             Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + i);
             const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + i);
 #pragma unroll
-            for (int k = 0; k < Pack<T>::W; ++k)
-                g.v[k] = T(a * through_relu(g.v[k], relu_out, i + k) + b * (P(v.v[k]) - mu) + d);
+            for (int k = 0; k < Pack<T>::W; ++k) {
+                const P xk = P(v.v[k]);
+                g.v[k] = T(a * through_act(act, P(g.v[k]), xk, sc, sh) + b * (xk - mu) + d);
+            }
             *reinterpret_cast<Pack<T>*>(dx + i) = g;
         } else {
-            dx[i] = T(a * through_relu(grad[i], relu_out, i) + b * (P(x[i]) - mu) + d);
+            dx[i] = T(a * through_act(act, P(grad[i]), P(x[i]), sc, sh) + b * (P(x[i]) - mu) + d);
         }
     }
 }
@@ -379,23 +399,28 @@ __global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__
 #define MT_INSTANTIATE(T)                                                                                       \
     template __global__ void bn_partial_sums<T>(const T*, acc_t<T>*, int, int, long long, int);                \
     template __global__ void bn_partial_sums_rows<T>(const T*, acc_t<T>*, long long, int);                     \
-    template __global__ void bn_backward_partial_sums_rows<T>(const T*, const T*, const T*, const acc_t<T>*,   \
+    template __global__ void bn_backward_partial_sums_rows<T>(const T*, const T*, int, const acc_t<T>*,        \
+                                                              const acc_t<T>*, const acc_t<T>*, const acc_t<T>*,\
                                                               acc_t<T>*, long long, int);                      \
     template __global__ void bn_forward_finish<T>(const T*, const acc_t<T>*, int, int, long long, long long,   \
                                                   const acc_t<T>*, const acc_t<T>*, acc_t<T>, acc_t<T>*,       \
-                                                  acc_t<T>*, acc_t<T>*, acc_t<T>*);                             \
+                                                  acc_t<T>*, acc_t<T>*, acc_t<T>*, acc_t<T>*, acc_t<T>*,       \
+                                                  acc_t<T>);                                                    \
     template __global__ void bn_scale_shift<T>(const T*, const acc_t<T>*, const acc_t<T>*, T*, int, long long, \
                                                long long, int, int);                                            \
     template __global__ void bn_scale_shift_rows<T>(const T*, const acc_t<T>*, const acc_t<T>*, T*, long long, \
                                                     int, int);                                                  \
-    template __global__ void bn_backward_dx_rows<T>(const T*, const T*, const T*, const acc_t<T>*,             \
-                                                    const acc_t<T>*, T*, long long, int);                       \
-    template __global__ void bn_backward_partial_sums<T>(const T*, const T*, const T*, const acc_t<T>*,        \
+    template __global__ void bn_backward_dx_rows<T>(const T*, const T*, int, const acc_t<T>*, const acc_t<T>*, \
+                                                    const acc_t<T>*, const acc_t<T>*, const acc_t<T>*, T*,      \
+                                                    long long, int);                                            \
+    template __global__ void bn_backward_partial_sums<T>(const T*, const T*, int, const acc_t<T>*,             \
+                                                         const acc_t<T>*, const acc_t<T>*, const acc_t<T>*,     \
                                                          acc_t<T>*, int, int, long long, int);                  \
     template __global__ void bn_backward_finish<T>(const acc_t<T>*, int, int, long long, const acc_t<T>*,      \
                                                    const acc_t<T>*, acc_t<T>*, acc_t<T>*, acc_t<T>*);           \
-    template __global__ void bn_backward_dx<T>(const T*, const T*, const T*, const acc_t<T>*, const acc_t<T>*, \
-                                               T*, int, long long, long long, int);
+    template __global__ void bn_backward_dx<T>(const T*, const T*, int, const acc_t<T>*, const acc_t<T>*,      \
+                                               const acc_t<T>*, const acc_t<T>*, const acc_t<T>*, T*, int,      \
+                                               long long, long long, int);
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)

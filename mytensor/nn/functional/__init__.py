@@ -24,7 +24,7 @@ from .extra import cosine_similarity, huber_loss, interpolate, l1_loss, normaliz
 from .linear import linear
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss,
                    nll_loss)
-from .normalization import batch_norm, batch_norm_relu, group_norm, layer_norm
+from .normalization import batch_norm, batch_norm_gelu, batch_norm_relu, group_norm, layer_norm
 from .padding import pad
 from .pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
 

@@ -70,17 +70,20 @@ class CrossEntropy(Function):
         if weight is None:
             loss, probs = backend.softmax_cross_entropy(logits, contiguous(xp, target), label_smoothing,
                                                         ignore_index)
-            denom = (target != ignore_index).sum().astype(logits.dtype)
-        else:
-            logp = backend.log_softmax(logits, 1)
-            probs = xp.exp(logp)
-            wt, safe_t = _target_weights(xp, target, weight, ignore_index, logits.dtype)
-            loss = -xp.take_along_axis(logp, safe_t[:, None], axis=1)[:, 0] * wt
-            if label_smoothing:
-                eps = logits.dtype.type(label_smoothing)
-                smooth = -(logp * weight).sum(axis=1) * (target != ignore_index)
-                loss = (1 - eps) * loss + eps / c * smooth
-            denom = wt.sum()
+            count = None
+            if reduction != "none":  # the sum and the count of valid targets in one launch
+                loss, count = backend.reduce_class_loss(loss, target, ignore_index, reduction == "mean")
+            ctx.save_for_backward(probs, target, None, count)
+            return loss
+        logp = backend.log_softmax(logits, 1)
+        probs = xp.exp(logp)
+        wt, safe_t = _target_weights(xp, target, weight, ignore_index, logits.dtype)
+        loss = -xp.take_along_axis(logp, safe_t[:, None], axis=1)[:, 0] * wt
+        if label_smoothing:
+            eps = logits.dtype.type(label_smoothing)
+            smooth = -(logp * weight).sum(axis=1) * (target != ignore_index)
+            loss = (1 - eps) * loss + eps / c * smooth
+        denom = wt.sum()
         ctx.save_for_backward(probs, target, weight, denom)
         return _reduce(xp, loss, reduction, denom)
 
@@ -90,19 +93,19 @@ class CrossEntropy(Function):
         ignore_index, label_smoothing, reduction = ctx.args
         xp = ctx.xp
         n, c = probs.shape
+        if weight is None:  # the kernel divides by the count of a mean itself
+            gx = ctx.backend.softmax_cross_entropy_backward(grad, probs, contiguous(xp, target), label_smoothing,
+                                                            ignore_index, denom if reduction == "mean" else None)
+            return gx, None, None, None, None, None
         gl = _per_sample_grad(xp, grad, n, reduction, denom)
-        if weight is None:
-            gx = ctx.backend.softmax_cross_entropy_backward(gl, probs, contiguous(xp, target), label_smoothing,
-                                                            ignore_index)
-        else:
-            eps = probs.dtype.type(label_smoothing)
-            wt, safe_t = _target_weights(xp, target, weight, ignore_index, probs.dtype)
-            gx = probs * ((1 - eps) * wt)[:, None]
-            gx[xp.arange(n), safe_t] -= (1 - eps) * wt
-            if label_smoothing:
-                valid = (target != ignore_index)[:, None]
-                gx += eps / c * (probs * weight.sum() - weight) * valid
-            gx *= gl[:, None]
+        eps = probs.dtype.type(label_smoothing)
+        wt, safe_t = _target_weights(xp, target, weight, ignore_index, probs.dtype)
+        gx = probs * ((1 - eps) * wt)[:, None]
+        gx[xp.arange(n), safe_t] -= (1 - eps) * wt
+        if label_smoothing:
+            valid = (target != ignore_index)[:, None]
+            gx += eps / c * (probs * weight.sum() - weight) * valid
+        gx *= gl[:, None]
         return gx, None, None, None, None, None
 
 

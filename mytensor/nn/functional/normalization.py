@@ -39,11 +39,12 @@ def _from_ncl(y3, shape, channels_last):
 
 
 class BatchNorm(Function):
-    """Normalises in the layout of its input (channels-last stays channels-last). With `relu`,
-    the output is max(y, 0), computed in the same passes forward and backward (`batch_norm_relu`)."""
+    """Normalises in the layout of its input (channels-last stays channels-last). With an
+    `activation` ("relu", "gelu" or "gelu_tanh"), the output is activation(y), computed in the
+    same passes forward and backward (`batch_norm_relu`, `nn.Sequential`'s fusion)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, relu):
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps, activation):
         xp, backend = ctx.xp, ctx.backend
         n, c = x.shape[:2]
         cl = is_channels_last(x)
@@ -52,42 +53,35 @@ class BatchNorm(Function):
         t = stat.type
         w = contiguous(xp, weight.astype(stat, copy=False)) if weight is not None else xp.ones(c, dtype=stat)
         b = contiguous(xp, bias.astype(stat, copy=False)) if bias is not None else xp.zeros(c, dtype=stat)
-        ctx.args = (x.shape, training, relu, cl)
+        ctx.args = (x.shape, training, activation, cl)
         need_x, need_w, _ = ctx.needs_input_grad[:3]
         if training:
-            y, mean, invstd = backend.batch_norm_train(x3, w, b, eps, relu)
-            if running_mean is not None:
-                count = x3.shape[0] * x3.shape[2]
-                var = 1 / (invstd * invstd) - t(eps)        # the biased batch variance, back from invstd
-                running_mean *= 1 - momentum
-                running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
-                running_var *= 1 - momentum
-                running_var += (momentum * count / (count - 1) * var).astype(running_var.dtype, copy=False)
+            running = None if running_mean is None else (running_mean, running_var, momentum)
+            y, mean, invstd = backend.batch_norm_train(x3, w, b, eps, activation, running)
             # every gradient of the batch statistics reads x
-            ctx.save_for_backward(x, w, mean, invstd, y if relu else None)
+            ctx.save_for_backward(x, w, b, mean, invstd, None)
         else:
             # a copy: the running mean may be updated in place before backward
             mean = running_mean.astype(stat, copy=True)
             invstd = 1 / xp.sqrt(running_var.astype(stat, copy=False) + t(eps))
-            y = ((x3.astype(stat, copy=False) - mean[:, None]) * (invstd * w)[:, None] + b[:, None]).astype(x.dtype)
-            y = backend.relu(y) if relu else y
-            ctx.save_for_backward(x if need_w else None, w, mean, invstd, y if relu else None)
+            z = ((x3.astype(stat, copy=False) - mean[:, None]) * (invstd * w)[:, None] + b[:, None]).astype(x.dtype)
+            y = backend.activation(z, activation)
+            ctx.save_for_backward(x if need_w else None, w, b, mean, invstd, z if activation else None)
         return _from_ncl(y, x.shape, cl)
 
     @staticmethod
     def backward(ctx, grad):
-        x, w, mean, invstd, y3 = ctx.saved  # y3: the (N, C, L) output of a fused ReLU
-        shape, training, relu, cl = ctx.args
+        x, w, b, mean, invstd, z3 = ctx.saved  # z3: the (N, C, L) input of an activation, in evaluation
+        shape, training, activation, cl = ctx.args
         xp, backend = ctx.xp, ctx.backend
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         g3 = _as_ncl(xp, grad, cl)
         if training:
             # the batch statistics depend on x: the kernel's full formula
-            gx, gw, gb = backend.batch_norm_backward(g3, _as_ncl(xp, x, cl), w, mean, invstd, y3)
+            gx, gw, gb = backend.batch_norm_backward(g3, _as_ncl(xp, x, cl), w, b, mean, invstd, activation)
             gx = _from_ncl(gx, shape, cl) if need_x else None
         else:
-            if relu:
-                g3 = backend.relu_backward(g3, y3)
+            g3 = backend.activation_backward(g3, z3, activation)
             gx = _from_ncl((g3 * (invstd * w)[:, None]).astype(grad.dtype), shape, cl) if need_x else None
             g3 = g3.astype(w.dtype, copy=False)
             gw = (g3 * ((_as_ncl(xp, x, cl).astype(w.dtype) - mean[:, None]) * invstd[:, None])).sum(
@@ -114,17 +108,27 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     With training=True the batch statistics are used and running_mean/running_var
     (if given) are updated in place; with training=False the running statistics
     are used and must be given."""
-    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu=False)
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, None)
 
 
 def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
                     eps=1e-5):
     """relu(batch_norm(...)) in one pass over the data each way, not two (mytensor's own fused
     op; nn.Sequential uses it for a BatchNorm followed by a ReLU)."""
-    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu=True)
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, "relu")
 
 
-def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
+def batch_norm_gelu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                    eps=1e-5, approximate="none"):
+    """gelu(batch_norm(...), approximate) in the batch norm's passes (mytensor's own fused op; nn.Sequential
+    uses it for a BatchNorm followed by a GELU). Backward recomputes the GELU's input from x."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"batch_norm_gelu(): approximate must be 'none' or 'tanh', got {approximate!r}")
+    activation = "gelu_tanh" if approximate == "tanh" else "gelu"
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, activation)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, activation):
     check_float(input, "input", "batch_norm")
     if input.ndim < 2:
         raise ValueError(f"batch_norm(): expected an input of at least 2 dimensions (N, C, ...), got shape "
@@ -154,7 +158,7 @@ def _batch_norm(input, running_mean, running_var, weight, bias, training, moment
     momentum = 0.0 if momentum is None else float(momentum)
     raw_mean = running_mean._data if running_mean is not None else None
     raw_var = running_var._data if running_var is not None else None
-    out = BatchNorm.apply(input, weight, bias, raw_mean, raw_var, bool(training), momentum, float(eps), relu)
+    out = BatchNorm.apply(input, weight, bias, raw_mean, raw_var, bool(training), momentum, float(eps), activation)
     if training and running_mean is not None:
         increment_version((running_mean, running_var))  # written in place: let the graph checks see it
     return out

@@ -4,12 +4,15 @@ In training the batch statistics are used, and running averages of them are
 kept in buffers; in eval mode those running averages are used instead, so a
 prediction does not depend on the rest of the batch.
 """
+import functools
+
 from ... import dtypes
 from ...autograd.graph import increment_version
 from ...creation import ones, tensor, zeros
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter
+from .activation import GELU
 from .module import Module
 
 
@@ -56,8 +59,11 @@ class _BatchNorm(Module):
     def forward(self, input):
         return self._normalize(input, F.batch_norm)
 
-    def forward_relu(self, input):
-        """relu(self(input)) in one fused pass (what nn.Sequential runs for a BatchNorm then a ReLU)."""
+    def forward_activated(self, input, activation):
+        """activation(self(input)) for an nn.ReLU or nn.GELU `activation`, fused into the batch norm's
+        passes (what nn.Sequential runs for a BatchNorm then one of them)."""
+        if isinstance(activation, GELU):
+            return self._normalize(input, functools.partial(F.batch_norm_gelu, approximate=activation.approximate))
         return self._normalize(input, F.batch_norm_relu)
 
     def _normalize(self, input, batch_norm):

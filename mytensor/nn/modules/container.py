@@ -2,7 +2,7 @@
 `ModuleDict` (hold children so their parameters are registered)."""
 from collections import OrderedDict
 
-from .activation import ReLU
+from .activation import GELU, ReLU
 from .batchnorm import _BatchNorm
 from .module import Module
 
@@ -53,27 +53,27 @@ class Sequential(Module):
         return self
 
     def forward(self, input):
-        """Each child in turn; a BatchNorm followed by a ReLU (neither hooked nor overridden)
-        runs as one fused op, `BatchNorm.forward_relu`, with the same result."""
+        """Each child in turn; a BatchNorm followed by a ReLU or a GELU (neither hooked nor
+        overridden) runs as one fused op, `BatchNorm.forward_activated`, with the same result."""
         modules, i = list(self._modules.values()), 0
         while i < len(modules):
-            if i + 1 < len(modules) and _fusable_batch_norm_relu(modules[i], modules[i + 1]):
-                input, i = modules[i].forward_relu(input), i + 2
+            if i + 1 < len(modules) and _fusable_batch_norm_activation(modules[i], modules[i + 1]):
+                input, i = modules[i].forward_activated(input, modules[i + 1]), i + 2
             else:
                 input, i = modules[i](input), i + 1
         return input
 
 
-def _fusable_batch_norm_relu(first, second):
-    return (isinstance(first, _BatchNorm) and type(first).forward is _BatchNorm.forward and type(second) is ReLU
-            and not first._has_forward_hooks() and not second._has_forward_hooks())
+def _fusable_batch_norm_activation(first, second):
+    return (isinstance(first, _BatchNorm) and type(first).forward is _BatchNorm.forward
+            and type(second) in (ReLU, GELU) and not first._has_forward_hooks() and not second._has_forward_hooks())
 
 
-def batch_norm_relu(batch_norm, relu, input):
-    """relu(batch_norm(input)) for a model's own forward, fused as nn.Sequential fuses the pair."""
-    if _fusable_batch_norm_relu(batch_norm, relu):
-        return batch_norm.forward_relu(input)
-    return relu(batch_norm(input))
+def batch_norm_activation(batch_norm, activation, input):
+    """activation(batch_norm(input)) for a model's own forward, fused as nn.Sequential fuses the pair."""
+    if _fusable_batch_norm_activation(batch_norm, activation):
+        return batch_norm.forward_activated(input, activation)
+    return activation(batch_norm(input))
 
 
 class ModuleList(Module):
