@@ -26,7 +26,7 @@ _KERNEL_FILES = {
     "conv_tma.cu": ("conv_fprop_tma", "conv_fprop_tma_pingpong", "conv_wgrad_tma"),
     "pool.cu": ("max_pool2d_forward", "max_pool2d_backward", "max_pool2d_nhwc_forward", "max_pool2d_nhwc_backward",
                 "max_pool2d_nhwc_backward_disjoint", "avg_pool2d_forward", "avg_pool2d_backward"),
-    "softmax_ce.cu": ("softmax_xent_forward", "softmax_xent_backward"),
+    "softmax_ce.cu": ("softmax_xent_forward", "xent_reduce", "softmax_xent_backward"),
     "batch_norm.cu": ("bn_partial_sums", "bn_partial_sums_rows", "bn_forward_finish", "bn_scale_shift",
                       "bn_scale_shift_rows", "bn_backward_partial_sums", "bn_backward_partial_sums_rows",
                       "bn_backward_finish", "bn_backward_dx", "bn_backward_dx_rows"),

@@ -50,6 +50,27 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad, const int* __res
     }
 }
 
+// V ints of registers to global memory at `to` (aligned to 4 V bytes) in 16-byte stores, and back
+template <int V> __device__ __forceinline__ void store_ints(const int (&v)[V], int* __restrict__ to) {
+#pragma unroll
+    for (int k = 0; k < V; k += 4) {
+        if (V % 4 == 0) *reinterpret_cast<int4*>(to + k) = make_int4(v[k], v[k + 1], v[k + 2], v[k + 3]);
+        else for (int j = k; j < V && j < k + 4; ++j) to[j] = v[j];
+    }
+}
+
+template <int V> __device__ __forceinline__ void load_ints(const int* __restrict__ from, int (&v)[V]) {
+#pragma unroll
+    for (int k = 0; k < V; k += 4) {
+        if (V % 4 == 0) {
+            const int4 q = *reinterpret_cast<const int4*>(from + k);
+            v[k] = q.x, v[k + 1] = q.y, v[k + 2] = q.z, v[k + 3] = q.w;
+        } else {
+            for (int j = k; j < V && j < k + 4; ++j) v[j] = from[j];
+        }
+    }
+}
+
 // Channels-last max pooling: x (N, H, W, C), out and argmax (N, OH, OW, C). One thread per
 // output and run of V channels (a 16-byte load when `vec`: C a multiple of the pack), so
 // neighbouring threads read neighbouring channels. Winner and index h*W + w as above.
@@ -80,10 +101,15 @@ __device__ __forceinline__ void max_pool_nhwc_run(const T* __restrict__ x, T* __
             first = false;
         }
     }
+    if (V > 1) {  // 16 bytes of outputs and 32 of indices, each in whole stores
+        Pack<T> o;
 #pragma unroll
-    for (int k = 0; k < V; ++k) {
-        out[i + k] = T(best[k]);
-        argmax[i + k] = best_i[k];
+        for (int k = 0; k < V; ++k) o.v[k] = T(best[k]);
+        *reinterpret_cast<Pack<T>*>(out + i) = o;
+        store_ints(best_i, argmax + i);
+    } else {
+        out[i] = T(best[0]);
+        argmax[i] = best_i[0];
     }
 }
 
@@ -128,10 +154,14 @@ __global__ void max_pool2d_nhwc_backward_disjoint(const T* __restrict__ grad, co
         const int o = ((n * OH + oy) * OW + ox) * C + c, won = h * W + w;
         if (vec) {
             Pack<T> p;
-            if (in) p = *reinterpret_cast<const Pack<T>*>(grad + o);
+            int a[Pack<T>::W];
+            if (in) {
+                p = *reinterpret_cast<const Pack<T>*>(grad + o);
+                load_ints(argmax + o, a);
+            }
 #pragma unroll
             for (int k = 0; k < Pack<T>::W; ++k)
-                if (!in || argmax[o + k] != won) p.v[k] = T(0.0f);
+                if (!in || a[k] != won) p.v[k] = T(0.0f);
             *reinterpret_cast<Pack<T>*>(dx + i) = p;
         } else {
             dx[i] = in && argmax[o] == won ? grad[o] : T(0.0f);

@@ -9,11 +9,6 @@
 
 #include "common.cuh"
 
-__device__ __forceinline__ float mt_exp(float x) { return expf(x); }
-__device__ __forceinline__ double mt_exp(double x) { return exp(x); }
-__device__ __forceinline__ float mt_log(float x) { return logf(x); }
-__device__ __forceinline__ double mt_log(double x) { return log(x); }
-
 template <typename T> __device__ __forceinline__ T quiet_nan();
 template <> __device__ __forceinline__ float quiet_nan<float>() { return __int_as_float(0x7fc00000); }
 template <> __device__ __forceinline__ double quiet_nan<double>() { return __longlong_as_double(0x7ff8000000000000LL); }
@@ -85,15 +80,44 @@ __global__ void softmax_xent_forward(const T* __restrict__ logits, const long lo
     }
 }
 
+// One block: out[0] = the sum of loss[0..N) (added in double), divided by the number of targets
+// that are not ignore_index when `mean` (NaN when all are, as in PyTorch); that count goes to
+// *count, for the backward's division.
+template <typename T>
+__global__ void xent_reduce(const T* __restrict__ loss, const long long* __restrict__ target, long long N,
+                            long long ignore_index, int mean, T* __restrict__ out, T* __restrict__ count) {
+    __shared__ double sums[32];
+    __shared__ long long counts[32];
+    double s = 0.0;
+    long long k = 0;
+    for (long long i = threadIdx.x; i < N; i += blockDim.x) {
+        s += (double)loss[i];
+        k += target[i] != ignore_index;
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        s += __shfl_xor_sync(0xffffffffu, s, off);
+        k += __shfl_xor_sync(0xffffffffu, k, off);
+    }
+    if ((threadIdx.x & 31) == 0) sums[threadIdx.x >> 5] = s, counts[threadIdx.x >> 5] = k;
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    for (int w = 1; w < (int)(blockDim.x >> 5); ++w) s += sums[w], k += counts[w];
+    out[0] = mean ? (k ? T(s / (double)k) : quiet_nan<T>()) : T(s);
+    count[0] = T(k);
+}
+
 // dlogits[i, j] = (p[i, j] - eps/C - (1-eps)[j == t_i]) * grad_loss[i] * (t_i != ignore_index)
-// grad_loss is read with an element stride (0 for a broadcast scalar gradient).
+// grad_loss is read with an element stride (0 for a broadcast scalar gradient); with `count`
+// (xent_reduce's, for a mean) it is divided by that count first (by 1 when it is 0).
 template <typename T>
 __global__ void softmax_xent_backward(const T* __restrict__ grad_loss, long long grad_stride,
-                                      const T* __restrict__ probs, const long long* __restrict__ target,
-                                      T* __restrict__ dlogits, int C, T smoothing, long long ignore_index,
-                                      long long total) {
+                                      const T* __restrict__ count, const T* __restrict__ probs,
+                                      const long long* __restrict__ target, T* __restrict__ dlogits, int C,
+                                      T smoothing, long long ignore_index, long long total) {
     const T eps_c = smoothing / T(C);
     const T one_minus = T(1) - smoothing;
+    const T divisor = count && count[0] != T(0) ? count[0] : T(1);
     GRID_STRIDE(i, total) {
         long long row = i / C;
         int j = (int)(i - row * C);
@@ -102,15 +126,16 @@ __global__ void softmax_xent_backward(const T* __restrict__ grad_loss, long long
         long long safe_t = valid ? t : 0;
         T g = probs[i] - eps_c;
         if (j == safe_t) g -= one_minus;
-        dlogits[i] = g * (grad_loss[row * grad_stride] * (valid ? T(1) : T(0)));
+        dlogits[i] = g * (grad_loss[row * grad_stride] / divisor * (valid ? T(1) : T(0)));
     }
 }
 
 #define MT_INSTANTIATE(T)                                                                                    \
     template __global__ void softmax_xent_forward<T>(const T*, const long long*, T*, T*, long long, int, T,  \
                                                      long long);                                             \
-    template __global__ void softmax_xent_backward<T>(const T*, long long, const T*, const long long*, T*, int, \
-                                                      T, long long, long long);
+    template __global__ void xent_reduce<T>(const T*, const long long*, long long, long long, int, T*, T*);      \
+    template __global__ void softmax_xent_backward<T>(const T*, long long, const T*, const T*, const long long*, \
+                                                      T*, int, T, long long, long long);
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
