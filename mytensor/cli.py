@@ -19,8 +19,8 @@ def _train_parser(sub, common):
     p.add_argument("--model", help=f"{', '.join(available_models())} (default: {D.model})")
     p.add_argument("--recipe", choices=list(RECIPES),
                    help="a named way to train: its settings are the defaults of the options left out, and it adds "
-                        "what no option says (parameter groups, its schedule or OneCycle's rise, slow weights; "
-                        "docs/time-to-accuracy.md)")
+                        "what no option says (parameter groups or its own optimizer, its schedule or OneCycle's rise, "
+                        "slow weights; docs/time-to-accuracy.md)")
     p.add_argument("--epochs", type=int, help=f"default: {D.epochs}; with --resume, a larger value extends the run")
     p.add_argument("--batch-size", type=int, help=f"per GPU with --gpus (default: {D.batch_size})")
     p.add_argument("--gpus", type=int, help="train on N GPUs of this machine, one process each, the gradients "

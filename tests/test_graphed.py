@@ -52,8 +52,15 @@ def fake_graphs(monkeypatch):
     return made
 
 
+def _muon_and_sgd(params):
+    """Muon for the first weight matrix, SGD for the rest, as one optimizer (airbench94_muon's pairing)."""
+    first, *rest = params
+    return optim.CombinedOptimizer(optim.Muon([first], lr=0.02, momentum=0.6, normalize_weights=True),
+                                   optim.SGD(rest, lr=0.05, momentum=0.85, nesterov=True, weight_decay=1e-3))
+
+
 OPTIMIZERS = {"sgd": lambda p: optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-              "adam": lambda p: optim.Adam(p, lr=3e-3, weight_decay=1e-3)}
+              "adam": lambda p: optim.Adam(p, lr=3e-3, weight_decay=1e-3), "muon+sgd": _muon_and_sgd}
 
 
 def _model(dropout, device):

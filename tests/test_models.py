@@ -22,17 +22,18 @@ CASES = [
     ("resnet9", 10, 3, 32),
     ("resnet18", 10, 3, 32),
     ("airbench94", 10, 3, 32),
+    ("airbench94_muon", 10, 3, 32),
 ]
 
 
 def test_available_models():
     assert models.available_models() == sorted(
         ["mlp", "lenet5", "simple_conv", "cifar_lenet", "cifar_cnn3", "resnet_small", "resnet9", "resnet18",
-         "airbench94"])
+         "airbench94", "airbench94_muon"])
 
 
 def test_unknown_model_lists_the_known_ones():
-    with pytest.raises(ValueError, match="available: airbench94, cifar_cnn3, cifar_lenet, lenet5"):
+    with pytest.raises(ValueError, match="available: airbench94, airbench94_muon, cifar_cnn3, cifar_lenet, lenet5"):
         models.get_model("vgg99")
 
 

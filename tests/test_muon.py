@@ -1,5 +1,6 @@
-"""Muon against torch.optim.Muon (matrices) and against a NumPy version of the same update written
-here (convolution filters, which PyTorch's does not take)."""
+"""Muon against torch.optim.Muon (matrices), against a NumPy version of the same update written
+here (convolution filters, which PyTorch's does not take), and with normalize_weights against
+Keller Jordan's CIFAR-10 Muon written here in PyTorch."""
 import numpy as np
 import pytest
 import torch
@@ -65,6 +66,46 @@ def test_filters_are_orthogonalised_as_matrices():
         np.testing.assert_allclose(p.detach().numpy(), w, atol=0.1 * 0.05)
 
 
+def airbench_muon_step(p, buf, g, lr, momentum, steps):
+    """One step of airbench94_muon's Muon in float64 PyTorch: its momentum (buf = momentum buf + g,
+    nesterov g + momentum buf), the weight rescaled to norm sqrt(rows), then the orthogonalised step."""
+    buf.mul_(momentum).add_(g)
+    u = g + momentum * buf
+    p.mul_(len(p) ** 0.5 / p.norm())
+    p.sub_(lr * torch.tensor(newton_schulz(u.reshape(len(u), -1).numpy(), steps)).view(p.shape))
+
+
+def test_normalize_weights_matches_airbench_s_muon():
+    """Ours on the gradient of the mean loss (batch size times smaller) steps as airbench's on the sum's:
+    its momentum buffer is (1 - momentum) times airbench's, its update a positive multiple of
+    airbench's, and the orthogonalisation forgets the scale."""
+    rng = np.random.default_rng(4)
+    shapes = [tuple(int(n) for n in rng.integers(2, 9, 2)) + (3, 3), (5, 12), (16, 4, 2, 2)]  # rows <= cols
+    start = [rng.standard_normal(s) * rng.uniform(0.1, 3) for s in shapes]
+    ours = [nn.Parameter(mt.tensor(w)) for w in start]
+    theirs = [torch.tensor(w) for w in start]
+    bufs = [torch.zeros_like(w) for w in theirs]
+    opt = optim.Muon(ours, lr=0.24, momentum=0.6, nesterov=True, weight_decay=0, ns_steps=3, normalize_weights=True)
+    for _ in range(4):
+        for p, q, buf in zip(ours, theirs, bufs):
+            g = rng.standard_normal(p.shape)
+            p.grad = mt.tensor(g / 2000)
+            airbench_muon_step(q, buf, torch.tensor(g), 0.24, 0.6, 3)
+        opt.step()
+        for p, q in zip(ours, theirs):  # a bfloat16 ulp of a step at most
+            assert p.dtype == mt.float64
+            np.testing.assert_allclose(p.detach().numpy(), q.numpy(), atol=0.24 * 0.02)
+
+
+def test_normalize_weights_rescales_before_the_step():
+    """With lr 0 a step only rescales: to norm sqrt(rows) exactly, the direction kept."""
+    w = np.random.default_rng(5).standard_normal((6, 3, 3, 3)) * 7
+    p = nn.Parameter(mt.tensor(w))
+    p.grad = mt.ones(*w.shape, dtype=mt.float64)
+    optim.Muon([p], lr=0.0, normalize_weights=True).step()
+    np.testing.assert_allclose(p.detach().numpy(), w * np.sqrt(6) / np.linalg.norm(w), rtol=1e-12)
+
+
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="2 or more dimensions"):
         optim.Muon([nn.Parameter(mt.zeros(4))])
@@ -74,14 +115,15 @@ def test_arguments_are_checked():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not mt.cuda_is_available(), reason="no CUDA GPU (or CuPy not installed)")
-def test_gpu_steps_match_the_cpu():
+@pytest.mark.parametrize("normalize_weights", [False, True])
+def test_gpu_steps_match_the_cpu(normalize_weights):
     rng = np.random.default_rng(3)
     arrays = [rng.standard_normal(s).astype(np.float32) for s in [(8, 5), (16, 4, 3, 3)]]
     grads = [[rng.standard_normal(a.shape).astype(np.float32) for a in arrays] for _ in range(3)]
     results = []
     for device in ("cpu", "cuda"):
         params = [nn.Parameter(mt.tensor(a, device=device)) for a in arrays]
-        opt = optim.Muon(params, lr=0.02)
+        opt = optim.Muon(params, lr=0.02, normalize_weights=normalize_weights)
         for step in grads:
             for p, g in zip(params, step):
                 p.grad = mt.tensor(g, device=device)

@@ -170,6 +170,70 @@ def test_state_dict_layout_and_group_settings_restored():
                                   opt.state[ours[0]]["momentum_buffer"].numpy())
 
 
+def combined(params):
+    """Muon for the matrices and filters, SGD (two groups) for the rest, as one optimizer."""
+    filters = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
+    return optim.CombinedOptimizer(optim.Muon(filters, lr=0.05, momentum=0.6, normalize_weights=True),
+                                   optim.SGD([{"params": rest[:1]}, {"params": rest[1:], "lr": 0.2}], lr=0.1,
+                                             momentum=0.85, nesterov=True, weight_decay=1e-3))
+
+
+def test_combined_optimizer_steps_as_its_parts_schedules_and_resumes_exactly():
+    rng = np.random.default_rng(6)
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in SHAPES] for _ in range(6)]
+
+    def run(step, params, gs, scheduler=None):
+        for gradients in gs:
+            for p, g in zip(params, gradients):
+                p.grad = mt.tensor(g)
+            step()
+            if scheduler is not None:
+                scheduler.step()
+
+    def schedule(opt):
+        return optim.lr_scheduler.LambdaLR(opt, [lambda s: 1 - s / 6, lambda s: 1 - s / 6, lambda s: 0.5])
+
+    full, _ = make_params("float32", "cpu")
+    opt = combined(full)
+    assert [g["params"] for g in opt.param_groups] == [full[0:1] + full[2:3], full[1:2], full[3:]]
+    run(opt.step, full, grads)
+    alone, _ = make_params("float32", "cpu")
+    muon, sgd = combined(alone).optimizers
+    run(lambda: (muon.step(), sgd.step()), alone, grads)
+    for p, q in zip(full, alone):
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+
+    scheduler = schedule(opt)
+    for _ in range(3):
+        scheduler.step()
+    assert opt.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.05 / 2)  # the schedule sets theirs
+    assert [g["lr"] for g in opt.optimizers[1].param_groups] == pytest.approx([0.1 / 2, 0.2 / 2])
+
+    # stopped after 3 steps and resumed from a checkpoint, as `--resume` does: the same weights
+    full, _ = make_params("float32", "cpu")
+    opt = combined(full)
+    run(opt.step, full, grads, schedule(opt))
+    first, _ = make_params("float32", "cpu")
+    opt1 = combined(first)
+    run(opt1.step, first, grads[:3], schedule(opt1))
+    saved = pickle.loads(pickle.dumps({"params": [p.detach().numpy() for p in first], "optimizer": opt1.state_dict()}))
+    assert [g["params"] for g in saved["optimizer"]["param_groups"]] == [[0, 1], [2], [3]]
+    assert sorted(saved["optimizer"]["state"]) == [0, 1, 2, 3]
+    resumed = [nn.Parameter(mt.tensor(a)) for a in saved["params"]]
+    opt2 = combined(resumed)
+    opt2.load_state_dict(saved["optimizer"])
+    assert opt2.state[resumed[0]]["momentum_buffer"].shape == (4, 3)
+    scheduler = schedule(opt2)
+    for _ in range(3):
+        scheduler.step()
+    run(opt2.step, resumed, grads[3:], scheduler)
+    for p, q in zip(full, resumed):
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+    with pytest.raises(ValueError, match="parameter groups"):
+        opt2.load_state_dict(optim.SGD(resumed).state_dict())
+
+
 def test_load_state_dict_rejects_other_layouts():
     ours, _ = make_params("float32", "cpu")
     opt = optim.Adam(ours)

@@ -1,5 +1,6 @@
-"""Recipes (`--recipe airbench94`, `--recipe resnet9`, `--recipe tinyimagenet-resnet18`) and the
-training pieces they add: their defaults, parameter groups, schedule and slow weights, test-time
+"""Recipes (`--recipe airbench94`, `--recipe airbench94_muon`, `--recipe resnet9`, `--recipe
+tinyimagenet-resnet18`) and the training pieces they add: their defaults, parameter groups (or
+optimizers), schedule and slow weights, test-time
 augmentation, time to accuracy, --runs, and resuming a recipe run exactly. On the CPU with 32x32
 images, and 64x64 ones in a small Tiny ImageNet tarball."""
 import csv
@@ -92,6 +93,66 @@ def test_airbench_groups_schedule_and_slow_weights():
         look.alpha(40) == pytest.approx(1 - 0.95 ** 5)
 
 
+def test_airbench_muon_optimizers_and_schedule():
+    config = RunConfig.from_options({"recipe": "airbench94_muon"})
+    assert (config.model, config.batch_size, config.epochs, config.schedule, config.tta, config.label_smoothing) == \
+        ("airbench94_muon", 2000, 8, "recipe", "translate", 0.2)
+    assert config.data_on_device and config.drop_last and config.momentum == 0.85 and config.nesterov
+    assert RECIPES["airbench94_muon"].augmentation == RECIPES["airbench94"].augmentation
+    model = models.get_model("airbench94_muon")
+    assert model.scale == 1 / 256 and model.head.weight.std().item() == pytest.approx(1.0)
+    opt = build_optimizer(config, model)
+    muon, sgd = opt.optimizers
+    (filters,) = muon.param_groups
+    whiten, biases, head = sgd.param_groups
+    assert opt.param_groups == [filters, whiten, biases, head]
+    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and not isinstance(m, nn.PatchWhitening)]
+    assert [id(p) for p in filters["params"]] == [id(p) for p in convs]
+    assert all(p.shape[0] <= p[0].numel() for p in convs)  # Muon's lr ratio is 1, as airbench has none
+    assert (filters["lr"], filters["momentum"], filters["nesterov"], filters["weight_decay"], filters["ns_steps"],
+            filters["normalize_weights"]) == (0.24, 0.6, True, 0.0, 3, True)
+    assert whiten["params"] == [model.whiten.bias] and len(biases["params"]) == 6 and head["params"] == [
+        model.head.weight]
+    # airbench's summed loss: lr 0.053 and 0.67, weight_decay 2e-6 * 2000 / lr; the mean loss's are x and / 2000
+    for group, lr in ((whiten, 0.053), (biases, 0.053), (head, 0.67)):
+        assert group["lr"] == pytest.approx(lr * 2000) and group["lr"] * group["weight_decay"] == pytest.approx(
+            2e-6 * 2000)
+        assert group["momentum"] == 0.85 and group["nesterov"]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert sorted(map(id, trainable)) == sorted(id(p) for g in opt.param_groups for p in g["params"])
+
+    scheduler, per_batch = build_scheduler(config, opt, steps_per_epoch=25)  # 200 steps, the whitening bias 75
+    assert per_batch
+    starts = [0.24, 0.053 * 2000, 0.053 * 2000, 0.67 * 2000]
+    want = {0: [1, 1, 1, 1], 50: [0.75, 1 / 3, 0.75, 0.75], 74: [0.63, 1 / 75, 0.63, 0.63],
+            75: [0.625, 0, 0.625, 0.625], 199: [0.005, 0, 0.005, 0.005]}
+    for step in range(200):
+        if step in want:
+            assert [g["lr"] / s for g, s in zip(opt.param_groups, starts)] == pytest.approx(want[step]), step
+        scheduler.step()
+    with pytest.raises(ValueError, match="builds its own optimizer"):
+        RunConfig.from_options({"recipe": "airbench94_muon", "optimizer": "adam"})
+
+
+def test_airbench_muon_recipe_trains_and_resumes_exactly(folder32, tmp_path, capsys):
+    """Its lr (the biases') at batches of 16 as airbench94_muon's 0.053 of the summed loss."""
+    options = {**small(folder32, tmp_path / "full"), "recipe": "airbench94_muon", "lr": 0.053 * 16}
+    full = train(options, show_progress=False)
+    assert "with the airbench94_muon recipe" in capsys.readouterr().out
+    assert full[-1]["test_acc"] > 0.9 and full[0]["lr"] == pytest.approx(0.24 * (1 - 3 / 6))  # the filters' lr
+    saved = json.loads((tmp_path / "full" / "config.json").read_text())
+    assert saved["recipe"] == "airbench94_muon" and saved["model"] == "airbench94_muon"
+    assert len(load_checkpoint(tmp_path / "full" / "last.ckpt")["optimizer"]["param_groups"]) == 4
+
+    train({**options, "out": str(tmp_path / "cut")}, show_progress=False, stop_after=1)
+    resumed = train({"out": str(tmp_path / "cut")}, resume=True, show_progress=False)
+    a = load_checkpoint(tmp_path / "full" / "last.ckpt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "last.ckpt")["model"]
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert [r["test_acc"] for r in resumed] == pytest.approx([r["test_acc"] for r in full])
+
+
 class Tiny(nn.Module):
     """A network that sees where things are, so shifted and mirrored views give other logits."""
 
@@ -179,6 +240,16 @@ def test_eval_uses_the_runs_tta(folder32, tmp_path, capsys):
 @pytest.mark.skipif(not mt.cuda_is_available(), reason="no CUDA GPU (or CuPy not installed)")
 def test_airbench_recipe_on_the_gpu_replays_its_steps(folder32, tmp_path, capsys):
     rows = train(small(folder32, tmp_path / "gpu", device="cuda", epochs=3), show_progress=False)
+    printed = capsys.readouterr().out
+    assert "replayed from a CUDA graph" in printed and "in bf16" in printed
+    assert rows[-1]["test_acc"] > 0.9
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mt.cuda_is_available(), reason="no CUDA GPU (or CuPy not installed)")
+def test_airbench_muon_recipe_on_the_gpu_replays_its_steps(folder32, tmp_path, capsys):
+    rows = train({**small(folder32, tmp_path / "gpu", device="cuda", epochs=3), "recipe": "airbench94_muon",
+                  "lr": 0.053 * 16}, show_progress=False)
     printed = capsys.readouterr().out
     assert "replayed from a CUDA graph" in printed and "in bf16" in printed
     assert rows[-1]["test_acc"] > 0.9

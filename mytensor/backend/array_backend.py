@@ -564,19 +564,24 @@ class ArrayBackend:
             denom = self.xp.sqrt(v) / sqrt_bc2.astype(t) + eps.astype(t)
             p -= lr_bc1.astype(t) * m / denom
 
-    def muon_update(self, params, grads, bufs, scalars, lr_ratios, nesterov, ns_coefficients, ns_steps, eps, skip=None):
+    def muon_update(self, params, grads, bufs, scalars, lr_ratios, nesterov, ns_coefficients, ns_steps, eps,
+                    normalize=False, skip=None):
         """One Muon step for every parameter, in place (`optim.Muon`'s formulation). scalars: lr,
-        momentum, weight_decay; lr_ratios: each parameter's factor on the lr; `skip` as for SGD."""
+        momentum, weight_decay; lr_ratios: each parameter's factor on the lr; `normalize`: each
+        weight first rescaled to the Frobenius norm sqrt(rows), its norm never read on the host;
+        `skip` as for SGD."""
         self.unless_flag(skip, params + bufs, lambda: self._muon(params, grads, bufs, scalars, lr_ratios, nesterov,
-                                                             ns_coefficients, ns_steps, eps))
+                                                             ns_coefficients, ns_steps, eps, normalize))
 
-    def _muon(self, params, grads, bufs, scalars, lr_ratios, nesterov, ns_coefficients, ns_steps, eps):
+    def _muon(self, params, grads, bufs, scalars, lr_ratios, nesterov, ns_coefficients, ns_steps, eps, normalize):
         lr, momentum, weight_decay = (scalars[i] for i in range(3))
         for p, g, buf, ratio in zip(params, grads, bufs, lr_ratios):
             t = p.dtype
             buf += (1 - momentum).astype(t) * (g - buf)  # lerp toward the gradient
             u = g + momentum.astype(t) * (buf - g) if nesterov else buf
             o = self.newton_schulz(u.reshape(u.shape[0], -1), ns_coefficients, ns_steps, eps)
+            if normalize:
+                p *= (np.sqrt(p.shape[0]) / self.xp.sqrt((p * p).sum())).astype(t)
             p *= (1 - lr * weight_decay).astype(t)
             p -= (lr * ratio).astype(t) * o.reshape(p.shape).astype(t)
 

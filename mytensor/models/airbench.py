@@ -5,7 +5,14 @@ groups of conv-pool-BN-GELU-conv-BN-GELU (widths 64, 256, 256; no residuals), a 
 linear layer without bias whose logits are scaled by 1/9. Its batch norms keep their weight frozen
 at 1 (only the shift learns), with eps 1e-12 and a running-statistics momentum of 0.4, and each
 convolution starts with its first in_channels filters passing their input straight through.
+
+airbench94_muon's network is the same but for where it starts and the head's scale: its head's
+weight has a standard deviation of 1 and its logits are divided by the head's width (256), and its
+whitening bias starts as a PyTorch Conv2d's. With 1/9 and PyTorch's Linear init the logits start
+about as large (9 * sqrt(3 * 256) = 249), but the head's lr is tuned for its own scale.
 """
+import math
+
 from .. import nn, no_grad
 from ..nn.modules.container import batch_norm_activation
 from .registry import register_model
@@ -75,3 +82,15 @@ def airbench94(num_classes=10, in_channels=3, image_size=32):
     if image_size < 24:
         raise ValueError(f"airbench94 needs images of at least 24x24, got {image_size}")
     return Airbench94(num_classes, in_channels, image_size)
+
+
+@register_model("airbench94_muon")
+def airbench94_muon(num_classes=10, in_channels=3, image_size=32):
+    """airbench94_muon's network: airbench94's, with the head and whitening bias of the module docstring."""
+    model = airbench94(num_classes, in_channels, image_size)
+    model.scale = 1 / model.head.in_features
+    bound = 1 / math.sqrt(model.whiten.weight[0].numel())  # PyTorch's Conv2d bias init: 1 / sqrt(fan_in)
+    with no_grad():
+        model.head.weight /= model.head.weight.std()
+        nn.init.uniform_(model.whiten.bias, -bound, bound)
+    return model

@@ -119,6 +119,9 @@ class RunConfig:
         _require(self.schedule != "recipe" or recipe_of(self).scheduler is not None,
                  f"--schedule recipe is the schedule of a recipe that has one "
                  f"({', '.join(k for k, r in RECIPES.items() if r.scheduler)}), not of --recipe {self.recipe}")
+        _require(recipe_of(self).optimizer is None or self.optimizer == "sgd",
+                 f"--recipe {self.recipe} builds its own optimizer, with SGD for the parameters that --lr, "
+                 f"--momentum and --weight-decay set: --optimizer {self.optimizer} does not apply")
         _require(self.tta in TTA, f"--tta {self.tta!r}: choose {', '.join(TTA)}")
         _require(self.model in models.available_models(),
                  f"unknown model {self.model!r}; available: {', '.join(models.available_models())}")
@@ -333,6 +336,8 @@ def fit_to_data(model, dataset, count=5000):
 
 def build_optimizer(config, model):
     recipe = recipe_of(config)
+    if recipe.optimizer:
+        return recipe.optimizer(model, config)
     params = recipe.param_groups(model, config) if recipe.param_groups else model.parameters()
     if config.optimizer == "sgd":
         return optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
