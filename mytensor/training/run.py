@@ -298,7 +298,7 @@ def build_data(config, train, workers=0, group=None):
     augment, drop_last = train and config.augment, train and config.drop_last
     rank, ranks = (group.rank, group.size) if train and group is not None else (0, 1)
     if config.data_on_device:
-        augmentation = (recipe_of(config).augmentation or declared_augmentation(dataset)) if augment else {}
+        augmentation = device_augmentation(config, dataset) if train else {}
         return dataset, DeviceLoader(dataset, batch_size=config.batch_size, shuffle=train, drop_last=drop_last,
                                      seed=config.seed, device=config.resolved_device, num_replicas=ranks, rank=rank,
                                      **augmentation)
@@ -309,6 +309,12 @@ def build_data(config, train, workers=0, group=None):
     loader = DataLoader(dataset, batch_size=config.batch_size, drop_last=drop_last, transform=transforms.Compose(steps),
                         seed=config.seed + rank, num_workers=workers, device=config.resolved_device, **shard)
     return dataset, loader
+
+
+def device_augmentation(config, dataset):
+    """The `DeviceLoader` augmentation options of a config's training set: the recipe's, else the
+    dataset's declared one (`declared_augmentation`); none without `augment`."""
+    return (recipe_of(config).augmentation or declared_augmentation(dataset)) if config.augment else {}
 
 
 def build_model(config, dataset):
