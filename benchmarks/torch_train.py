@@ -44,7 +44,7 @@ from .torch_models import get_model
 
 TWINNED_RECIPES = ("resnet9",)
 TOP_K = 5  # the second accuracy `mytensor train` prints
-DONE = {"padding_mode": ("zeros",), "flip": (None, "random"), "cutout": (0,)}  # the DeviceLoader options done here
+SUPPORTED = {"padding_mode": ("zeros",), "flip": (None, "random"), "cutout": (0,)}  # the DeviceLoader options done here
 
 
 class DeviceImages:
@@ -129,8 +129,10 @@ def evaluate(model, batches, precision):
 
 
 def settings(**groups):
-    """'name(key=value, ...)' for each group of settings, in one line."""
-    return " ".join(f"{name}({', '.join(f'{k}={v}' for k, v in values.items())})" for name, values in groups.items())
+    """'name(key=value, ...)' for each group of settings, in one line (floats as %g)."""
+    def group(values):
+        return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+    return " ".join(f"{name}({group(values)})" for name, values in groups.items())
 
 
 def main(argv=None):
@@ -156,7 +158,7 @@ def main(argv=None):
 
     train_set, test_set = (load_dataset(config.dataset, data_dir=config.data_dir, train=t) for t in (True, False))
     augmentation = device_augmentation(config, train_set)
-    unsupported = {k: v for k, v in augmentation.items() if k != "translate" and v not in DONE.get(k, ())}
+    unsupported = {k: v for k, v in augmentation.items() if k != "translate" and v not in SUPPORTED.get(k, ())}
     if unsupported:
         raise SystemExit(f"the twin does not do the augmentation {unsupported}")
     train = DeviceImages(train_set, device, args.limit, augmentation.get("translate", 0), augmentation.get("flip"),
@@ -193,9 +195,10 @@ def main(argv=None):
         print(f"Epoch {epoch}: train_loss={loss:.4f} train_acc={acc:.4f} train_acc5={acc5:.4f} "
               f"test_loss={test_loss:.4f} test_acc={test_acc:.4f} test_acc5={test_acc5:.4f} "
               f"epoch_time={times[-1]:.1f}s", flush=True)
-    print(f"Training time: {sum(times):.2f} s (epoch 1: {times[0]:.2f} s"
-          + (", with cuDNN's benchmark warm-up" if cuda else "")
-          + (f"; epochs 2-{len(times)}: {sum(times[1:]):.2f} s)" if len(times) > 1 else ")"), flush=True)
+    first = f"epoch 1: {times[0]:.2f} s" + (", with cuDNN's benchmark warm-up" if cuda else "")
+    n = len(times)
+    others = "" if n == 1 else f"; epoch{'s 2-' if n > 2 else ' '}{n}: {sum(times[1:]):.2f} s"
+    print(f"Training time: {sum(times):.2f} s ({first}{others})", flush=True)
 
 
 if __name__ == "__main__":
