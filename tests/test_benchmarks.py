@@ -1,9 +1,10 @@
 """The benchmark suite: its PyTorch twins match mytensor's models, its table
-arithmetic is right, and `python -m benchmarks --quick --device cpu` produces
-every output file."""
+arithmetic is right, `python -m benchmarks --quick --device cpu` produces
+every output file, and the twin of `mytensor train --recipe resnet9` follows the recipe."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -155,3 +156,78 @@ def test_precisions_option_picks_rows_and_names_a_bad_one(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--precisions", "bf16,fp64"])
     assert "unknown precision 'fp64'" in capsys.readouterr().err
+
+
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")  # ../shared/data, the CIFAR-10 JPEG copy
+EPOCH_LINE = re.compile(r"Epoch 1: train_loss=(\S+) train_acc=(\S+) train_acc5=(\S+) test_loss=(\S+) "
+                        r"test_acc=(\S+) test_acc5=(\S+) epoch_time=(\S+)s")
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(DATA, "cifar10-jpeg.tar.gz")), reason=f"no CIFAR-10 in {DATA}")
+def test_resnet9_twin_trains_an_epoch_with_the_recipe_s_settings(monkeypatch, capsys):
+    """`python -m benchmarks.torch_train --recipe resnet9` on 64 images on the CPU: the settings it
+    prints are the recipe's, and its epoch line parses, with a finite loss and accuracies in [0, 1]."""
+    from benchmarks import torch_train
+    from mytensor.training.recipes import RECIPES
+    monkeypatch.setenv("MYTENSOR_DATA", DATA)
+    torch_train.main(["--recipe", "resnet9", "--epochs", "1", "--device", "cpu", "--limit", "64", "--threads", "2"])
+    out = capsys.readouterr().out
+    used = dict(re.findall(r"(\w+)=([^\s,()]+)", out.splitlines()[1]))
+    recipe = RECIPES["resnet9"].defaults
+    for key in ("lr", "momentum", "weight_decay", "label_smoothing", "batch_size"):
+        assert float(used[key]) == pytest.approx(recipe[key]), key
+    assert used["nesterov"] == str(recipe["nesterov"]) and used["epochs"] == "1" and used["total_steps"] == "1"
+    assert float(used["pct_start"]) == RECIPES["resnet9"].onecycle_rise
+    assert float(used["base_momentum"]) == pytest.approx(recipe["momentum"] - 0.05)
+    assert float(used["max_momentum"]) == pytest.approx(recipe["momentum"] + 0.05)
+    assert (used["translate"], used["padding_mode"], used["flip"]) == ("4", "zeros", "random")  # CIFAR-10's
+    assert "(64 images)" in out
+    loss, acc, acc5, test_loss, test_acc, test_acc5, seconds = map(float, EPOCH_LINE.search(out).groups())
+    assert math.isfinite(loss) and math.isfinite(test_loss) and seconds > 0
+    assert all(0 <= a <= 1 for a in (acc, acc5, test_acc, test_acc5)) and acc <= acc5
+    assert re.search(r"Training time: [\d.]+ s \(epoch 1: [\d.]+ s\)", out)
+
+
+def test_resnet9_twin_augments_as_the_device_loader():
+    """The twin's crops of the zero-padded images, flipped and normalised, are mytensor's
+    `augment_images` with the same shifts (a flip mirrors the horizontal one) and flips."""
+    import types
+
+    import numpy as np
+
+    from benchmarks.torch_train import DeviceImages
+    from mytensor.backend import get_backend
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 3, 8, 8), dtype=np.uint8)
+    dataset = types.SimpleNamespace(images=images, targets=list(range(6)), normalization=((0.4, 0.5, 0.6),
+                                                                                          (0.2, 0.25, 0.3)))
+    data = DeviceImages(dataset, "cpu", translate=2, flip="random")
+    index = torch.tensor([4, 0, 5, 1])
+    corners = torch.tensor([[0, 4], [2, 2], [4, 1], [1, 0]])
+    flips = torch.tensor([False, True, True, False])
+    got = (data.crops(index, corners, flips).float() * data.scale + data.shift).numpy()
+    shifts = (corners - 2).numpy()
+    shifts[:, 1] *= np.where(flips.numpy(), -1, 1)
+    backend = get_backend("cpu")
+    want = backend.augment_images(images, index.numpy(), data.scale.flatten().numpy(), data.shift.flatten().numpy(),
+                                  np.float32, shifts.astype(np.int32), flips.numpy())
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # no optimizer steps here
+def test_torch_onecycle_with_mytensor_s_options_follows_mytensor_s():
+    """PyTorch's OneCycleLR given `onecycle_options` of the resnet9 recipe steps through the lr and
+    momentum of mytensor's."""
+    import mytensor as mt
+    from mytensor.optim import SGD, lr_scheduler
+    from mytensor.training.run import RunConfig, onecycle_options
+    config = RunConfig.from_options({"recipe": "resnet9", "epochs": 2})
+    theirs = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr, momentum=config.momentum)
+    mine = SGD([mt.zeros(1, requires_grad=True)], lr=config.lr, momentum=config.momentum)
+    schedules = [cls(opt, total_steps=20, **onecycle_options(config)) for cls, opt in
+                 ((torch.optim.lr_scheduler.OneCycleLR, theirs), (lr_scheduler.OneCycleLR, mine))]
+    for _ in range(20):
+        assert [theirs.param_groups[0][k] for k in ("lr", "momentum")] == pytest.approx(
+            [mine.param_groups[0][k] for k in ("lr", "momentum")])
+        for s in schedules:
+            s.step()

@@ -301,7 +301,7 @@ def build_data(config, train, workers=0, group=None):
     augment, drop_last = train and config.augment, train and config.drop_last
     rank, ranks = (group.rank, group.size) if train and group is not None else (0, 1)
     if config.data_on_device:
-        augmentation = (recipe_of(config).augmentation or declared_augmentation(dataset)) if augment else {}
+        augmentation = device_augmentation(config, dataset) if train else {}
         return dataset, DeviceLoader(dataset, batch_size=config.batch_size, shuffle=train, drop_last=drop_last,
                                      seed=config.seed, device=config.resolved_device, num_replicas=ranks, rank=rank,
                                      **augmentation)
@@ -312,6 +312,12 @@ def build_data(config, train, workers=0, group=None):
     loader = DataLoader(dataset, batch_size=config.batch_size, drop_last=drop_last, transform=transforms.Compose(steps),
                         seed=config.seed + rank, num_workers=workers, device=config.resolved_device, **shard)
     return dataset, loader
+
+
+def device_augmentation(config, dataset):
+    """The `DeviceLoader` augmentation options of a config's training set: the recipe's, else the
+    dataset's declared one (`declared_augmentation`); none without `augment`."""
+    return (recipe_of(config).augmentation or declared_augmentation(dataset)) if config.augment else {}
 
 
 def build_model(config, dataset):
@@ -355,14 +361,8 @@ def build_scheduler(config, optimizer, steps_per_epoch):
     if name == "recipe":
         return recipe_of(config).scheduler(config, optimizer, steps_per_epoch), True
     if name == "onecycle":
-        momentum = {}
-        if config.optimizer == "sgd":
-            momentum = {"cycle_momentum": config.momentum > 0,
-                        "base_momentum": config.momentum - ONECYCLE_MOMENTUM_SPREAD,
-                        "max_momentum": config.momentum + ONECYCLE_MOMENTUM_SPREAD}
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=epochs * steps_per_epoch,
-                                       pct_start=warmup / epochs if warmup else recipe_of(config).onecycle_rise,
-                                       **momentum), True
+        total = epochs * steps_per_epoch
+        return lr_scheduler.OneCycleLR(optimizer, total_steps=total, **onecycle_options(config)), True
     main = {
         "none": None,
         "step": lambda: lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1),
@@ -375,6 +375,18 @@ def build_scheduler(config, optimizer, steps_per_epoch):
         warm = lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=warmup)
         scheduler = warm if scheduler is None else lr_scheduler.SequentialLR(optimizer, [warm, scheduler], [warmup])
     return scheduler, False
+
+
+def onecycle_options(config):
+    """OneCycleLR's options for a config, all but total_steps (PyTorch's OneCycleLR takes the same):
+    the lr rises to --lr over `warmup` epochs when given, else over the recipe's share of the run,
+    and SGD's momentum cycles over --momentum -/+ ONECYCLE_MOMENTUM_SPREAD."""
+    options = {"max_lr": config.lr,
+               "pct_start": config.warmup / config.epochs if config.warmup else recipe_of(config).onecycle_rise}
+    if config.optimizer == "sgd":
+        options.update(cycle_momentum=config.momentum > 0, base_momentum=config.momentum - ONECYCLE_MOMENTUM_SPREAD,
+                       max_momentum=config.momentum + ONECYCLE_MOMENTUM_SPREAD)
+    return options
 
 
 def _restore(state, model, optimizer, scheduler, per_batch, steps_per_epoch, scaler, lookahead):
