@@ -34,12 +34,3 @@ def is_in(array, memory_format):
     if memory_format is channels_last:
         return array.ndim == 4 and array.transpose(0, 2, 3, 1).flags.c_contiguous
     return bool(array.flags.c_contiguous)
-
-
-def laid_out(xp, array, memory_format):
-    """`array` in `memory_format`: itself when it already is, else a copy."""
-    if is_in(array, memory_format):
-        return array
-    if memory_format is channels_last:
-        return xp.ascontiguousarray(array.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    return xp.ascontiguousarray(array)

@@ -176,6 +176,31 @@ def test_swap_leading(cpu, cuda, shape, dtype):
     np.testing.assert_array_equal(cupy.asnumpy(got), cpu.swap_leading(x))
 
 
+@pytest.mark.parametrize("dtype", DTYPES + [np.float16, ml_dtypes.bfloat16], ids=lambda d: np.dtype(d).name)
+@gpu_test
+def test_layout_changes_are_tiled_transposes(cuda, dtype, monkeypatch):
+    """NCHW <-> channels-last copies, sliced batches included, run as one transpose kernel and equal
+    CuPy's copy; other layouts are left to CuPy."""
+    launched = []
+    real = cuda._launch
+    monkeypatch.setattr(cuda, "_launch", lambda *a, **k: (launched.append(a[1]), real(*a, **k))[1])
+    rng = np.random.default_rng()
+    for _ in range(4):
+        n, c, h, w = (int(v) for v in rng.integers(1, 40, 4))
+        x = cupy.asarray(rng.standard_normal((n, c, h, w)).astype(dtype))
+        cl = cupy.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # channels-last NCHW view
+        for view in (x.transpose(0, 2, 3, 1), cl, cl[n // 2:], x[n // 2:].transpose(0, 2, 3, 1)):
+            launched.clear()
+            got = cuda.ascontiguousarray(view)
+            assert got.flags.c_contiguous and got.shape == view.shape
+            np.testing.assert_array_equal(cupy.asnumpy(got), cupy.asnumpy(cupy.ascontiguousarray(view)))
+            assert launched == ([] if view.flags.c_contiguous else ["transpose_batched"])
+    launched.clear()
+    odd = cupy.asarray(rng.standard_normal((3, 4, 5, 6)).astype(dtype)).transpose(0, 3, 2, 1)
+    np.testing.assert_array_equal(cupy.asnumpy(cuda.ascontiguousarray(odd)), cupy.asnumpy(odd))
+    assert launched == []
+
+
 # ------------------------------------------------------------------- pooling
 POOL_CASES = [
     # (N, C, H, W), kernel, stride, padding

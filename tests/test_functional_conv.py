@@ -43,6 +43,8 @@ def test_conv2d_rectangular_and_asymmetric_arguments(dtype, device, rng):
 class _NhwcConvolutions:
     """The stride-1 `conv2d_nhwc(..., out=)` of the GPU backend, in NumPy: what the input gradient
     by sub-convolutions is built of."""
+    xp = np
+    ascontiguousarray = staticmethod(np.ascontiguousarray)
 
     @staticmethod
     def conv2d_nhwc(x, weight, bias, stride, padding, dilation, out):

@@ -270,6 +270,11 @@ class ArrayBackend:
         return keep_layout(self.xp.add, a, b)
 
     # ----------------------------------------------------------- activations
+    def ascontiguousarray(self, a):
+        """`a` itself when C-contiguous, else a C-contiguous copy (on the GPU, a layout change
+        between NCHW and channels-last runs as a tiled transpose)."""
+        return self.xp.ascontiguousarray(a)
+
     def relu(self, x):
         return self.xp.maximum(x, 0)
 

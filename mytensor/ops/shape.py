@@ -152,7 +152,11 @@ class Copy(Function):
     @staticmethod
     def forward(ctx, x, memory_format):
         if memory_format is formats.channels_last:
-            return ctx.xp.array(x.transpose(0, 2, 3, 1), copy=True, order="C").transpose(0, 3, 1, 2)
+            nhwc = x.transpose(0, 2, 3, 1)
+            return (ctx.backend.ascontiguousarray(nhwc) if not nhwc.flags.c_contiguous else nhwc.copy()).transpose(
+                0, 3, 1, 2)
+        if memory_format is formats.contiguous_format and not x.flags.c_contiguous:
+            return ctx.backend.ascontiguousarray(x)
         # preserve_format keeps the layout of a dense input, as PyTorch's clone does
         return ctx.xp.array(x, copy=True, order="K" if memory_format is formats.preserve_format else "C")
 

@@ -21,6 +21,23 @@ _BN_ACTIVATION_CODES = {None: 0, **{a: i + 1 for i, a in enumerate(ArrayBackend.
 _MASK64 = (1 << 64) - 1
 
 
+def _transposed_view(a):
+    """(B, R, S) when the 4-D array `a` views a contiguous (B, R, S) array with its last two axes
+    swapped: a channels-last (N, C, H, W) view of (N, H*W, C), or an (N, H, W, C) view of an
+    NCHW (N, C, H*W); else None. Its contiguous copy is then a batched transpose."""
+    if a.ndim != 4 or a.size == 0 or any(st % a.itemsize for st in a.strides):
+        return None
+    n, d1, d2, d3 = a.shape
+    strides = tuple(st // a.itemsize for st in a.strides)
+    if strides == (d1 * d2 * d3, 1, d3 * d1, d1) and d2 * d3 < 65536 * 32:  # channels-last NCHW view
+        r, s = d2 * d3, d1
+    elif strides == (d1 * d2 * d3, d2, 1, d1 * d2) and d3 < 65536 * 32:  # NHWC view of NCHW
+        r, s = d3, d1 * d2
+    else:
+        return None
+    return (n, r, s) if n < 65536 else None
+
+
 def _import_cupy():
     try:
         import cupy
@@ -205,7 +222,17 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
     def _contig(self, a, dtype=None):
         if dtype is not None and a.dtype != dtype:
             a = a.astype(dtype)
-        return self.cupy.ascontiguousarray(a).reshape(a.shape)  # ascontiguousarray makes 0-d arrays 1-d
+        return self.ascontiguousarray(a).reshape(a.shape)  # ascontiguousarray makes 0-d arrays 1-d
+
+    def ascontiguousarray(self, a):
+        plan = None if a.flags.c_contiguous or a.dtype not in _CTYPES else _transposed_view(a)
+        if plan is None:
+            return self.cupy.ascontiguousarray(a)
+        b, r, s = plan
+        out = self._empty(a.shape, a.dtype)
+        self._launch("layout.cu", "transpose_batched", a.dtype, 1, (a, out, np.int64(r), np.int64(s)),
+                     block=(32, 8, 1), grid=((s + 31) // 32, (r + 31) // 32, b))
+        return out
 
     def _grid(self, n, block=_BLOCK):
         return max(1, min((n + block - 1) // block, self._max_blocks))

@@ -33,10 +33,12 @@ _KERNEL_FILES = {
     "dropout.cu": ("dropout_mask",),
     "optim.cu": ("set_scalars", "sgd_multi_tensor", "adam_multi_tensor"),
     "augment.cu": ("augment_images",),
+    "layout.cu": ("transpose_batched",),
 }
 _SIXTEEN_BIT_ONLY = frozenset(_KERNEL_FILES["implicit_gemm.cu"]  # tensor-core kernels: no float/double
                               + _KERNEL_FILES["implicit_gemm_wgmma.cu"] + _KERNEL_FILES["conv_tma.cu"])
 _SIXTEEN_BIT = frozenset(_KERNEL_FILES["arithmetic.cu"] + _KERNEL_FILES["conv.cu"] + _KERNEL_FILES["pool.cu"]
+                         + _KERNEL_FILES["layout.cu"]
                          + _KERNEL_FILES["batch_norm.cu"] + _KERNEL_FILES["augment.cu"] + _KERNEL_FILES["dropout.cu"]
                          + ("relu_forward", "relu_backward", "gelu_forward", "gelu_backward")) | _SIXTEEN_BIT_ONLY
 # wgmma exists only on sm_90a, Hopper's own target, which NVRTC builds for when asked by name

@@ -49,11 +49,12 @@ def _convolve(backend, xp, x, weight, stride, padding, dilation, groups):
     return _gemm(backend, wmat, cols).reshape(o, n, oh, ow)  # (O, N, OH, OW)
 
 
-def _nhwc(xp, a, channels=None):
+def _nhwc(backend, a, channels=None):
     """The contiguous (N, H, W, C) array of an (N, C, H, W) one, a view when `a` is channels-last;
     with `channels` > C, zero channels are added up to that number."""
+    xp = backend.xp
     if channels is None or channels == a.shape[1]:
-        return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
+        return backend.ascontiguousarray(a.transpose(0, 2, 3, 1))
     out = xp.zeros(a.shape[:1] + a.shape[2:] + (channels,), dtype=a.dtype)
     out[..., :a.shape[1]] = a.transpose(0, 2, 3, 1)
     return out
@@ -128,7 +129,7 @@ def _input_grad_by_subconvolutions(backend, xp, g, weight, x_shape, stride, plan
         if taps_h is None or taps_w is None or rh >= h or rw >= w:
             continue
         (last_h, pad_h), (last_w, pad_w) = taps_h, taps_w
-        kernel = _nhwc(xp, weight[:, :, last_h::-sh, last_w::-sw].transpose(1, 0, 2, 3))  # (C, kh', kw', O)
+        kernel = _nhwc(backend, weight[:, :, last_h::-sh, last_w::-sw].transpose(1, 0, 2, 3))  # (C, kh', kw', O)
         backend.conv2d_nhwc(g, kernel, None, (1, 1), (pad_h, pad_w), (1, 1), out=gx[:, rh::sh, rw::sw])
     return gx
 
@@ -151,10 +152,10 @@ class Conv2d(Function):
         c8 = _padded_channels(x.shape[1])
         ctx.implicit_gemm = backend.supports_implicit_gemm(x.dtype, c8, weight.shape[0], groups)
         if ctx.implicit_gemm:
-            x_nhwc = _nhwc(xp, x, c8)
+            x_nhwc = _nhwc(backend, x, c8)
             ctx.weight_channels_last = is_channels_last(weight)
             ctx.save_for_backward(x_nhwc if need_w else None, weight if need_x else None)
-            y = backend.conv2d_nhwc(x_nhwc, _nhwc(xp, weight, c8), bias, stride, padding, dilation)
+            y = backend.conv2d_nhwc(x_nhwc, _nhwc(backend, weight, c8), bias, stride, padding, dilation)
             return y.transpose(0, 3, 1, 2)
         ctx.save_for_backward(x if need_w else None, weight if need_x else None)
         if backend.conv_in_blocks:
@@ -229,7 +230,7 @@ def _implicit_gemm_backward(ctx, grad):
     x_shape, w_shape, stride, padding, dilation, _ = ctx.geometry
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     o, c, kh, kw = w_shape
-    g = _nhwc(xp, grad)  # (N, OH, OW, O)
+    g = _nhwc(backend, grad)  # (N, OH, OW, O)
     gx = gw = gb = None
     if need_w:
         cl = ctx.weight_channels_last  # the gradient in the weight's layout, without the added zero channels

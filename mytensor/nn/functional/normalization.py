@@ -22,12 +22,12 @@ from ...ops.util import contiguous
 from .util import check_float, check_same_device, check_same_dtype, check_tensor
 
 
-def _as_ncl(xp, a, channels_last):
+def _as_ncl(backend, a, channels_last):
     """`a` (N, C, ...) as the (N, C, L) array the kernels read; laid out channels-last, as
     (N*H*W, C, 1) instead (a view when `a` is channels-last, else a copy)."""
     if channels_last:
-        return xp.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(-1, a.shape[1], 1)
-    return contiguous(xp, a.reshape(a.shape[0], a.shape[1], -1))  # a copy only for a non-contiguous input
+        return backend.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(-1, a.shape[1], 1)
+    return contiguous(backend.xp, a.reshape(a.shape[0], a.shape[1], -1))  # a copy only for a non-contiguous input
 
 
 def _from_ncl(y3, shape, channels_last):
@@ -48,7 +48,7 @@ class BatchNorm(Function):
         xp, backend = ctx.xp, ctx.backend
         n, c = x.shape[:2]
         cl = is_channels_last(x)
-        x3 = _as_ncl(xp, x, cl)
+        x3 = _as_ncl(backend, x, cl)
         stat = np.dtype(np.float32) if x.dtype.itemsize == 2 else x.dtype  # 16-bit inputs: float32 statistics
         t = stat.type
         w = contiguous(xp, weight.astype(stat, copy=False)) if weight is not None else xp.ones(c, dtype=stat)
@@ -75,16 +75,16 @@ class BatchNorm(Function):
         shape, training, activation, cl = ctx.args
         xp, backend = ctx.xp, ctx.backend
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        g3 = _as_ncl(xp, grad, cl)
+        g3 = _as_ncl(backend, grad, cl)
         if training:
             # the batch statistics depend on x: the kernel's full formula
-            gx, gw, gb = backend.batch_norm_backward(g3, _as_ncl(xp, x, cl), w, b, mean, invstd, activation)
+            gx, gw, gb = backend.batch_norm_backward(g3, _as_ncl(backend, x, cl), w, b, mean, invstd, activation)
             gx = _from_ncl(gx, shape, cl) if need_x else None
         else:
             g3 = backend.activation_backward(g3, z3, activation)
             gx = _from_ncl((g3 * (invstd * w)[:, None]).astype(grad.dtype), shape, cl) if need_x else None
             g3 = g3.astype(w.dtype, copy=False)
-            gw = (g3 * ((_as_ncl(xp, x, cl).astype(w.dtype) - mean[:, None]) * invstd[:, None])).sum(
+            gw = (g3 * ((_as_ncl(backend, x, cl).astype(w.dtype) - mean[:, None]) * invstd[:, None])).sum(
                 axis=(0, 2)) if need_w else None
             gb = g3.sum(axis=(0, 2)) if need_b else None
         return gx, gw if need_w else None, gb if need_b else None, None, None, None, None, None, None
