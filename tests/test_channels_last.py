@@ -65,6 +65,7 @@ def test_channels_last_gradients_flow_back_in_float64_on_cpu():
         grads.append((y, xx.grad, ww.grad))
     for ours, theirs in zip(*grads):
         np.testing.assert_allclose(host(ours), host(theirs), rtol=1e-9, atol=1e-9)
+    assert grads[0][1].is_contiguous(memory_format=mt.channels_last)  # a leaf's .grad keeps the leaf's layout
 
 
 # ------------------------------------------------------------------ on the GPU

@@ -383,6 +383,8 @@ def test_batch_norm(cpu, cuda, shape, dtype):
     close(gdb, db, dtype, scale=5)
     close(gdw, dw, dtype, scale=5)
     close(gdx, dx, dtype, scale=10)
+    if shape[0] * shape[2] == 1:
+        return  # one value per channel: no unbiased variance to move the running one by
     # the running statistics, moved by the finishing kernel on the GPU, by NumPy on the CPU
     rm, rv = rng.standard_normal(c).astype(dtype), (rng.random(c) + 0.5).astype(dtype)
     grm, grv = to_gpu(rm), to_gpu(rv)

@@ -40,7 +40,7 @@ def _run_hooks(node, index, grad, backend):
     t = ref() if ref is not None else None
     if t is not None:
         if t.grad is None:
-            t.grad = Tensor._wrap(backend.xp.array(grad, copy=True), backend)
+            t.grad = Tensor._wrap(backend.copy(grad), backend)
         else:
             t.grad._data += grad
     return grad

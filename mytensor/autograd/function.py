@@ -105,8 +105,9 @@ class AccumulateGrad:
     def accumulate(self, grad):
         leaf = self.leaf
         if leaf.grad is None:
-            # a fresh array: the incoming one may be a read-only broadcast or shared with another leaf
-            leaf.grad = Tensor._wrap(leaf._backend.xp.array(grad, copy=True), leaf._backend)
+            # a fresh array (the incoming one may be a read-only broadcast or shared with another leaf),
+            # laid out as the leaf is, as PyTorch's gradient layout contract has it
+            leaf.grad = Tensor._wrap(leaf._backend.copy(grad, layout_of=leaf._data), leaf._backend)
         else:
             leaf.grad._data += grad
         for hook in self.post_hooks:
