@@ -26,6 +26,18 @@ sys.path.insert(0, str(Path(__file__).parent / "data"))
 from data_helpers import write_tiny_imagenet  # noqa: E402
 
 
+def assert_resumes_exactly(options, full_run, full_rows):
+    """A run of `options` cut after its first epoch and resumed ends with the weights and the test
+    accuracies of the uncut run in `full_run`, whose rows were `full_rows`."""
+    train(options, show_progress=False, stop_after=1)
+    resumed = train({"out": options["out"]}, resume=True, show_progress=False)
+    a = load_checkpoint(full_run / "last.ckpt")["model"]
+    b = load_checkpoint(Path(options["out"]) / "last.ckpt")["model"]
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert [r["test_acc"] for r in resumed] == pytest.approx([r["test_acc"] for r in full_rows])
+
+
 @pytest.fixture
 def folder32(tmp_path, monkeypatch):
     """3 classes of 32x32 RGB PNGs (the dominant colour is the class): 16 train, 4 test each."""
@@ -144,13 +156,7 @@ def test_airbench_muon_recipe_trains_and_resumes_exactly(folder32, tmp_path, cap
     assert saved["recipe"] == "airbench94_muon" and saved["model"] == "airbench94_muon"
     assert len(load_checkpoint(tmp_path / "full" / "last.ckpt")["optimizer"]["param_groups"]) == 4
 
-    train({**options, "out": str(tmp_path / "cut")}, show_progress=False, stop_after=1)
-    resumed = train({"out": str(tmp_path / "cut")}, resume=True, show_progress=False)
-    a = load_checkpoint(tmp_path / "full" / "last.ckpt")["model"]
-    b = load_checkpoint(tmp_path / "cut" / "last.ckpt")["model"]
-    for k in a:
-        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
-    assert [r["test_acc"] for r in resumed] == pytest.approx([r["test_acc"] for r in full])
+    assert_resumes_exactly({**options, "out": str(tmp_path / "cut")}, tmp_path / "full", full)
 
 
 class Tiny(nn.Module):
@@ -207,13 +213,7 @@ def test_airbench_recipe_trains_prints_milestones_and_resumes_exactly(folder32, 
     assert saved["recipe"] == "airbench94" and saved["model"] == "airbench94" and saved["data_on_device"]
     assert load_checkpoint(tmp_path / "full" / "last.ckpt")["lookahead"]["steps"] == 6  # 3 batches of 16, 2 epochs
 
-    train(small(folder32, tmp_path / "cut"), show_progress=False, stop_after=1)
-    resumed = train({"out": str(tmp_path / "cut")}, resume=True, show_progress=False)
-    a = load_checkpoint(tmp_path / "full" / "last.ckpt")["model"]
-    b = load_checkpoint(tmp_path / "cut" / "last.ckpt")["model"]
-    for k in a:
-        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
-    assert [r["test_acc"] for r in resumed] == pytest.approx([r["test_acc"] for r in full])
+    assert_resumes_exactly(small(folder32, tmp_path / "cut"), tmp_path / "full", full)
 
 
 def test_runs_repeat_with_seeds_and_print_the_spread(folder32, tmp_path, capsys):
