@@ -21,9 +21,9 @@ class Node:
     """One op's context and, once the op is recorded, its place in the graph. As in PyTorch, the
     `ctx` that forward and backward get is the graph node itself: recording makes no second object.
 
-    `Function.apply` makes it and sets `backend`, `xp` (its array module), `needs_input_grad` (per
-    argument of forward: does it need a gradient), `saved` (what save_for_backward keeps) and
-    `out_backend` (set by an op whose output is on another device); `link` adds the graph's part."""
+    `Function.apply` makes it and sets `backend`, `xp` (its array module) and `needs_input_grad` (per
+    argument of forward: does it need a gradient); `saved` and `out_backend` default on the class
+    (two stores less per op); `link` adds the graph's part."""
 
     materialize_grads = True  # the engine passes zeros for outputs that got no gradient
     saved_versions = ()  # per saved array of a tensor: (version counter, version at save time, shape, dtype)
