@@ -21,15 +21,17 @@ class Node:
     """One op's context and, once the op is recorded, its place in the graph. As in PyTorch, the
     `ctx` that forward and backward get is the graph node itself: recording makes no second object.
 
-    `Function.apply` makes it and sets `backend`, `xp` (its array module), `needs_input_grad` (per
-    argument of forward: does it need a gradient), `saved` (what save_for_backward keeps) and
-    `out_backend` (set by an op whose output is on another device); `link` adds the graph's part."""
+    `Function.apply` makes it and sets `backend`, `xp` (its array module) and `needs_input_grad` (per
+    argument of forward: does it need a gradient); `saved` and `out_backend` default on the class
+    (two stores less per op); `link` adds the graph's part."""
 
     materialize_grads = True  # the engine passes zeros for outputs that got no gradient
     saved_versions = ()  # per saved array of a tensor: (version counter, version at save time, shape, dtype)
     hooks = NO_HOOKS     # output index -> [fn(grad) -> grad or None]
     retained = NO_HOOKS  # output index -> weakref of a tensor that retains its grad
     freed = False
+    saved = ()          # what save_for_backward keeps
+    out_backend = None  # set by an op whose output is on another device
 
     def save_for_backward(self, *arrays):
         """Arrays (or None) backward reads; those of input/output tensors are
@@ -149,7 +151,7 @@ class Function:
                 needs.append(False)
         ctx = Node()  # (Node has no __init__: a call of the class is cheaper than object.__new__)
         ctx.backend = backend = backend or common_backend([], cls.__name__)
-        ctx.xp, ctx.needs_input_grad, ctx.saved, ctx.out_backend = backend.xp, tuple(needs), (), None
+        ctx.xp, ctx.needs_input_grad = backend.xp, tuple(needs)
         token = fp_errors.ignore() if cls.may_warn else None
         try:  # one or two arguments, most ops' count, passed as such: CPython's call with *raw is slower
             out = (cls.forward(ctx, raw[0]) if len(raw) == 1 else
@@ -159,10 +161,10 @@ class Function:
                 fp_errors.restore(token)
         backend = ctx.out_backend or backend
         if type(out) is tuple:  # (a NumPy scalar made a 0-d array)
-            result = outputs = tuple([Tensor._wrap(o if type(o) is backend.ndarray else backend.asarray(o),
-                                                   backend) for o in out])
+            result = outputs = tuple([_wrap(o if type(o) is backend.ndarray else backend.asarray(o), backend)
+                                             for o in out])
         else:
-            result = Tensor._wrap(out if type(out) is backend.ndarray else backend.asarray(out), backend)
+            result = _wrap(out if type(out) is backend.ndarray else backend.asarray(out), backend)
             outputs = (result,)
         if cls.is_view and ctx.xp.may_share_memory(outputs[0]._data, raw[0]):
             _make_view(outputs[0], cls, args)  # (its closure there: here its cells would cost every op)
@@ -232,3 +234,5 @@ def saved_version(t):
 
 
 from ..tensor import Tensor, common_backend  # noqa: E402  (tensor.py defines Tensor before it imports this module)
+
+_wrap = Tensor._wrap  # a global: looking an attribute up on a class is not specialised (Python 3.11)

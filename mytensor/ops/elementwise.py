@@ -135,7 +135,10 @@ _PLAIN_FLOATS = (dtypes.float32.np, dtypes.float64.np, dtypes.float16.np)  # bfl
 
 
 def _binary(fn):
-    """Promote dtypes, then apply the Function: the user-facing binary op."""
+    """Promote dtypes, then apply the Function: the user-facing binary op. (`fn.apply` is bound
+    once: looking a classmethod up on its class makes a new bound method every call.)"""
+    apply = fn.apply
+
     def op(a, b):
         if isinstance(a, Tensor):
             dtype = a._data.dtype
@@ -145,14 +148,14 @@ def _binary(fn):
                 # to promote, and the shapes are checked only when the array module can't broadcast
                 # them (to raise the error that names them)
                 try:
-                    out = fn.apply(a, b)
+                    out = apply(a, b)
                 except ValueError:
                     _check_broadcast(a, b)
                     raise
                 return out if out._data.dtype is dtype else _in(dtype, out)  # (the common case without the call)
         (a, b), dtype = as_operands(a, b)
         _check_broadcast(a, b)
-        return _in(dtype.np, fn.apply(a, b))
+        return _in(dtype.np, apply(a, b))
     op.__name__ = fn.__name__.lower()
     return op
 
