@@ -10,6 +10,7 @@ engine knows nothing about any particular op.
 from types import MappingProxyType
 
 from ..backend import fp_errors
+from ..backend.array_backend import is_channels_last
 from ..dtypes import FLOATING, from_numpy_dtype
 from .grad_mode import _enabled as _grad_enabled
 
@@ -109,7 +110,8 @@ class AccumulateGrad:
         if leaf.grad is None:
             # a fresh array (the incoming one may be a read-only broadcast or shared with another leaf),
             # laid out as the leaf is, as PyTorch's gradient layout contract has it
-            leaf.grad = Tensor._wrap(leaf._backend.copy(grad, layout_of=leaf._data), leaf._backend)
+            leaf.grad = Tensor._wrap(leaf._backend.copy(grad, channels_last=is_channels_last(leaf._data)),
+                                     leaf._backend)
         else:
             leaf.grad._data += grad
         for hook in self.post_hooks:

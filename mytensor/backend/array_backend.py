@@ -270,17 +270,19 @@ class ArrayBackend:
         return keep_layout(self.xp.add, a, b)
 
     # ----------------------------------------------------------- activations
-    def copy(self, a, layout_of=None):
-        """A copy of `a` laid out as `layout_of` (default: as `a`), channels-last or C-contiguous. A
-        channels-last copy is made as the contiguous (N, H, W, C) array it is, and a change of
-        layout by `ascontiguousarray`: an elementwise copy walking the (N, C, H, W) index would
-        touch one element per 32-byte sector on a GPU."""
-        ref = a if layout_of is None else layout_of
-        if is_channels_last(ref) and a.shape == ref.shape:
+    def copy(self, a, channels_last=None):
+        """A copy of `a`, channels-last or C-contiguous as asked (None: laid out as `a` is, a layout
+        other than those two kept by strides, a broadcast made dense). A channels-last copy is made
+        as the contiguous (N, H, W, C) array it is, and a change of layout by `ascontiguousarray`: an
+        elementwise copy walking the (N, C, H, W) index would touch one element per 32-byte sector on
+        a GPU."""
+        if channels_last is None:
+            channels_last = is_channels_last(a)
+            if not channels_last and not a.flags.c_contiguous:
+                return self.xp.array(a, copy=True)
+        if channels_last:
             nhwc = a.transpose(0, 2, 3, 1)
             return (nhwc.copy() if nhwc.flags.c_contiguous else self.ascontiguousarray(nhwc)).transpose(0, 3, 1, 2)
-        if layout_of is None and not a.flags.c_contiguous:
-            return self.xp.array(a, copy=True)  # a's own strides, or dense for a broadcast
         return a.copy() if a.flags.c_contiguous else self.ascontiguousarray(a)
 
     def ascontiguousarray(self, a):

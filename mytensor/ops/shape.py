@@ -151,14 +151,9 @@ def broadcast_to(x, shape):
 class Copy(Function):
     @staticmethod
     def forward(ctx, x, memory_format):
-        if memory_format is formats.channels_last:
-            nhwc = x.transpose(0, 2, 3, 1)
-            return (ctx.backend.ascontiguousarray(nhwc) if not nhwc.flags.c_contiguous else nhwc.copy()).transpose(
-                0, 3, 1, 2)
-        if memory_format is formats.contiguous_format and not x.flags.c_contiguous:
-            return ctx.backend.ascontiguousarray(x)
         # preserve_format keeps the layout of a dense input, as PyTorch's clone does
-        return ctx.xp.array(x, copy=True, order="K" if memory_format is formats.preserve_format else "C")
+        keep = None if memory_format is formats.preserve_format else memory_format is formats.channels_last
+        return ctx.backend.copy(x, channels_last=keep)
 
     @staticmethod
     def backward(ctx, grad):
