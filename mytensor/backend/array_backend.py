@@ -118,6 +118,16 @@ class ArrayBackend:
         out = self.xp.matmul(a, b)
         return out if out.dtype == a.dtype else out.astype(a.dtype)
 
+    def gemm(self, a, b, alpha=1.0, c=None, beta=0.0):
+        """BLAS's C = alpha a @ b + beta c for matrices, in a's dtype: for 16-bit operands the
+        products are summed in float32 and the sum, with beta c added, rounded once, as a 16-bit
+        GEMM with float32 compute does on tensor cores."""
+        wide = np.dtype(np.float32) if a.dtype in LOW_PRECISION else a.dtype
+        out = self.xp.matmul(a.astype(wide, copy=False), b.astype(wide, copy=False)) * wide.type(alpha)
+        if c is not None:
+            out += c.astype(wide, copy=False) * wide.type(beta)
+        return out.astype(a.dtype, copy=False)
+
     records_graphs = False  # whether `capture_graph` can record (GPUs only)
 
     def capture_graph(self, fn):
@@ -607,18 +617,17 @@ class ArrayBackend:
 
     def newton_schulz(self, g, coefficients, steps, eps):
         """A matrix near the orthogonal factor U V^T of g = U S V^T (Keller Jordan's quintic
-        iteration, PyTorch's Muon): g scaled to a spectral norm of at most 1, then `steps` of
-        X <- a X + (b A + c A A) X with A = X X^T, which drives every singular value toward 1.
-        Each of A, b A + c A A and X is rounded to bfloat16 once, its products of bfloat16 values
-        summed in float32, as PyTorch's bfloat16 addmm does."""
-        def bf16(v):
-            return v.astype(LOW_PRECISION[1]).astype(np.float32)
+        iteration, PyTorch's Muon), in bfloat16: g scaled to a spectral norm of at most 1, then
+        `steps` of X <- a X + (b A + c A A) X with A = X X^T, which drives every singular value
+        toward 1. Each of A, b A + c A A and a X + (..) X is one GEMM (`gemm`): products of
+        bfloat16 values summed in float32, the scaled term added, the result rounded once."""
+        bf16 = LOW_PRECISION[1]
         a, b, c = coefficients
         tall = g.shape[0] > g.shape[1]
-        x = bf16(g.T if tall else g)
-        x = bf16(x / self.xp.maximum(bf16(self.xp.sqrt((x * x).sum())), np.float32(eps)))
+        x = (g.T if tall else g).astype(bf16).astype(np.float32)
+        x = (x / self.xp.maximum(self.xp.sqrt((x * x).sum()), np.float32(eps))).astype(bf16)
         for _ in range(steps):
-            gram = bf16(self.matmul(x, x.T))
-            poly = bf16(np.float32(b) * gram + np.float32(c) * self.matmul(gram, gram))
-            x = bf16(np.float32(a) * x + self.matmul(poly, x))
+            gram = self.gemm(x, x.T)
+            poly = self.gemm(gram, gram, c, gram, b)
+            x = self.gemm(poly, x, 1.0, x, a)
         return x.T if tall else x

@@ -173,9 +173,21 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
         if not simple:
             return self.cupy.matmul(a, b)
         with self._cp_device:
-            if self._cublas is None:
-                self._cublas = _Cublas(self.cupy)
-            return self._cublas.matmul(self.cupy, a, b)
+            return self._blas().matmul(self.cupy, a, b)
+
+    def gemm(self, a, b, alpha=1.0, c=None, beta=0.0):
+        dt = self._kdtype(a, b, sixteen_bit=True) if c is None else self._kdtype(a, b, c, sixteen_bit=True)
+        if dt is None or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] or not a.size or not b.size \
+                or (c is not None and c.shape != (a.shape[0], b.shape[1])):
+            return super().gemm(a, b, alpha, c, beta)
+        with self._cp_device:
+            return self._blas().matmul(self.cupy, a, b, alpha, None if c is None else self._contig(c), beta)
+
+    def _blas(self):
+        """Our cuBLAS handle, made at the first product (CuPy loads the library then)."""
+        if self._cublas is None:
+            self._cublas = _Cublas(self.cupy)
+        return self._cublas
 
     # ---------------------------------------------------------------- random
     def seed(self, seed):

@@ -69,19 +69,24 @@ class _Cublas:
             return self.COMPUTE_32F_FAST_TF32
         return self.COMPUTE_32F  # strict FP32, and the accumulation of 16-bit products
 
-    def matmul(self, cupy, a, b):
+    def matmul(self, cupy, a, b, alpha=None, c=None, beta=None):
         """a @ b for (m, k) or (batch, m, k) by (k, n) or (batch, n, k), row-major:
-        computed as the column-major product b^T a^T, which is (a b)^T."""
+        computed as the column-major product b^T a^T, which is (a b)^T. With `alpha` and a
+        C-contiguous `c` of the result's shape: alpha a @ b + beta c in the compute type, rounded once."""
         m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
         batch = max(a.shape[0] if a.ndim == 3 else 1, b.shape[0] if b.ndim == 3 else 1)
         out_shape = (batch, m, n) if max(a.ndim, b.ndim) == 3 else (m, n)
-        out = cupy.empty(out_shape, dtype=a.dtype)
+        out = cupy.empty(out_shape, dtype=a.dtype) if c is None else c.copy()
         a, op_a, lda, stride_a = self.operand(a)
         b, op_b, ldb, stride_b = self.operand(b)
         dt = self.DATA_TYPE[a.dtype]
-        one, zero = self.scalars[a.dtype == np.float64]
+        wide = a.dtype == np.float64
+        one, zero = self.scalars[wide]
+        scalar = ctypes.c_double if wide else ctypes.c_float
+        alpha = one if alpha is None else scalar(alpha)
+        beta = zero if c is None else scalar(beta)
         self._check(self.set_stream(self.handle, cupy.cuda.get_current_stream().ptr), "cublasSetStream")
-        self._check(self.gemm(self.handle, op_b, op_a, n, m, k, ctypes.byref(one), b.data.ptr, dt, ldb, stride_b,
-                              a.data.ptr, dt, lda, stride_a, ctypes.byref(zero), out.data.ptr, dt, n, m * n, batch,
+        self._check(self.gemm(self.handle, op_b, op_a, n, m, k, ctypes.byref(alpha), b.data.ptr, dt, ldb, stride_b,
+                              a.data.ptr, dt, lda, stride_a, ctypes.byref(beta), out.data.ptr, dt, n, m * n, batch,
                               self.compute_type(a.dtype), self.GEMM_DEFAULT), "cublasGemmStridedBatchedEx")
         return out
