@@ -361,3 +361,28 @@ def test_the_trainer_replays_its_step(fake_graphs):
         assert replayed[key] == pytest.approx(eager[key], rel=1e-6)
     for a, b in zip(replayed_w, eager_w):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_run_records_its_step_once_for_all_epochs(fake_graphs):
+    """The run's `TrainingStep` kept across epochs: one recording, each epoch's sums its own, and the
+    weights of the eager epochs."""
+    from mytensor.training.loop import TrainingStep, train_one_epoch
+    gen = np.random.default_rng(3)
+    epochs = [[(mt.tensor(gen.standard_normal((8, 6)), dtype=mt.float32), mt.tensor(gen.integers(0, 3, 8)))
+               for _ in range(3)] for _ in range(3)]
+    runs = []
+    for cuda_graph in (False, True):
+        mt.manual_seed(0)
+        model = _model(True, "cpu")
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        step = TrainingStep(model, opt, label_smoothing=0.1, cuda_graph=cuda_graph)
+        stats = [train_one_epoch(model, batches, opt, step=step) for batches in epochs]
+        runs.append((stats, [p.detach().numpy() for p in model.parameters()]))
+    assert len(fake_graphs) == 1
+    (eager, eager_w), (replayed, replayed_w) = runs
+    assert eager[0]["loss"] != pytest.approx(eager[2]["loss"], rel=1e-3)  # each epoch sums its own steps
+    for e, r in zip(eager, replayed):
+        for key in ("loss", "acc", "acc5"):
+            assert r[key] == pytest.approx(e[key], rel=1e-6)
+    for a, b in zip(replayed_w, eager_w):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

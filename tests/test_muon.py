@@ -31,6 +31,23 @@ def test_iteration_evens_out_the_singular_values():
     np.testing.assert_allclose(out, newton_schulz(g), atol=0.03)  # bfloat16 against float64
 
 
+@pytest.mark.parametrize("shape", [(64, 216), (256, 576), (24, 40)])
+def test_iteration_is_as_close_to_float64_as_torchs(shape):
+    """Our bfloat16 iteration rounds each GEMM's result once, PyTorch's each product, scaling and sum:
+    two roundings of the same precision, each as far from the float64 iteration as the other."""
+    from torch.optim._muon import _zeropower_via_newtonschulz
+    rng = np.random.default_rng()
+    ours, theirs = [], []
+    for _ in range(4):
+        g = rng.standard_normal(shape).astype(np.float32)
+        exact = newton_schulz(g.astype(np.float64), steps=3)
+        out = np.asarray(get_backend("cpu").newton_schulz(g, COEFFICIENTS, 3, 1e-7), np.float64)
+        ours.append(np.abs(out - exact).max())
+        theirs.append(np.abs(_zeropower_via_newtonschulz(torch.tensor(g), COEFFICIENTS, 3, 1e-7).double().numpy()
+                             - exact).max())
+    assert np.mean(ours) < 1.3 * np.mean(theirs) and max(ours) < 0.02
+
+
 @pytest.mark.parametrize("kwargs", [dict(lr=0.02), dict(lr=0.05, momentum=0.9, nesterov=False, weight_decay=0.0),
                                     dict(lr=0.01, adjust_lr_fn="match_rms_adamw", ns_steps=3)])
 def test_matches_torch(kwargs):
@@ -39,16 +56,17 @@ def test_matches_torch(kwargs):
     ours = [nn.Parameter(mt.tensor(a)) for a in arrays]
     theirs = [torch.nn.Parameter(torch.tensor(a)) for a in arrays]
     opt, topt = optim.Muon(ours, **kwargs), torch.optim.Muon(theirs, **kwargs)
-    for _ in range(4):
+    for i in range(4):
         for p, q in zip(ours, theirs):
             g = rng.standard_normal(p.shape).astype(np.float32)
             p.grad, q.grad = mt.tensor(g), torch.tensor(g)
         opt.step()
         topt.step()
-        # two bfloat16 ulps of a step at most: each of our GEMMs rounds once where PyTorch's
-        # bfloat16 products, scalings and sums round one by one
+        # 3% of a step for each step taken, twice the iteration's own error against float64 on such
+        # small matrices: each of our GEMMs rounds once where PyTorch's bfloat16
+        # products, scalings and sums round one by one (both as far from float64: the test above)
         for p, q in zip(ours, theirs):
-            np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), atol=kwargs["lr"] * 0.04)
+            np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), atol=kwargs["lr"] * 0.03 * (i + 1))
 
 
 def test_filters_are_orthogonalised_as_matrices():

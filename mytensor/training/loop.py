@@ -4,7 +4,8 @@ Loss, correct predictions (top-1 and top-5) and the image count are summed on
 the device and read back only every `log_every` steps and at the end, so a step
 never waits for the GPU; each read also checks that the loss is still finite.
 On the GPU the step, sums included, is recorded once as a CUDA graph and replayed
-(`mytensor.cuda.graphed`), so the sums cost no Python at all. Evaluation can
+(`mytensor.cuda.graphed`), so the sums cost no Python at all; a run keeps one
+`TrainingStep` for all its epochs, so it is recorded once per run, not per epoch. Evaluation can
 average the logits of several views of each test image (test-time augmentation,
 `tta_logits`).
 """
@@ -55,6 +56,12 @@ class RunningTotals:
         self.correct_top_k += (rank < TOP_K).sum()
         self.count += n
 
+    def reset(self):
+        """Back to zero in place: a recorded step goes on adding to the same device memory."""
+        for total in (self.loss_sum, self.correct, self.correct_top_k, self.count):
+            if total is not None:
+                total.zero_()
+
     def read(self):
         """(mean loss, top-1 accuracy, top-5 accuracy): the one place that waits for the device."""
         if self.count is None:
@@ -86,31 +93,47 @@ def train_step(model, optimizer, label_smoothing=0.0, totals=None, precision="fp
     return step
 
 
+class TrainingStep:
+    """`train_step` with its `RunningTotals`, made once and called by every epoch of a run. With
+    `cuda_graph` the step is recorded as a CUDA graph at its second call and replayed ever after
+    (`mytensor.cuda.graphed`; a batch of another size, the last, and a step that cannot be
+    recorded run eagerly): an epoch that made its own would pay an eager step and a recording
+    again, tens of milliseconds, as much as several replayed steps of a small network."""
+
+    def __init__(self, model, optimizer, label_smoothing=0.0, precision="fp32", scaler=None, cuda_graph=False):
+        self.totals = RunningTotals()
+        step = train_step(model, optimizer, label_smoothing, self.totals, precision, scaler)
+        self.step = graphed(step, fallback=True) if cuda_graph else step
+
+    def __call__(self, images, targets):
+        return self.step(images, targets)
+
+
 def train_one_epoch(model, loader, optimizer, scheduler=None, step_scheduler_per_batch=False,
                     progress=None, log_every=50, label_smoothing=0.0, cuda_graph=False, precision="fp32",
-                    scaler=None, lookahead=None):
-    """Train for one pass over `loader`. With `cuda_graph`, the step is recorded once as
-    a CUDA graph and replayed (`mytensor.cuda.graphed`; a batch of another size, the last,
-    and a step that cannot be recorded run eagerly); `scaler`: an `amp.GradScaler` for
-    float16 steps; `lookahead`: an `optim.Lookahead` stepped after every optimizer step.
-    A loss that is no longer finite (a diverging learning rate) raises FloatingPointError
-    at the next read, instead of training on NaN weights."""
+                    scaler=None, lookahead=None, step=None):
+    """Train for one pass over `loader`. `step`: the run's `TrainingStep`, kept across epochs;
+    without it one is made from `label_smoothing`, `cuda_graph` (the step replayed from a CUDA
+    graph), `precision` and `scaler` (an `amp.GradScaler` for float16 steps) for this epoch alone.
+    `lookahead`: an `optim.Lookahead` stepped after every optimizer step. A loss that is no longer
+    finite (a diverging learning rate) raises FloatingPointError at the next read, instead of
+    training on NaN weights."""
     model.train()
-    totals = RunningTotals()
+    if step is None:
+        step = TrainingStep(model, optimizer, label_smoothing, precision, scaler, cuda_graph)
+    totals = step.totals
+    totals.reset()
     start = time.perf_counter()
-    step_fn = train_step(model, optimizer, label_smoothing, totals, precision, scaler)
-    if cuda_graph:
-        step_fn = graphed(step_fn, fallback=True)
-    for step, (images, targets) in enumerate(loader, 1):
-        step_fn(images, targets)
+    for index, (images, targets) in enumerate(loader, 1):
+        step(images, targets)
         if lookahead is not None:
             lookahead.step()
         if scheduler is not None and step_scheduler_per_batch:
             scheduler.step()
         if progress is not None:
             progress.update(1)
-        if step % log_every == 0:
-            mean_loss, acc, _ = _finite(totals.read(), step, len(loader))
+        if index % log_every == 0:
+            mean_loss, acc, _ = _finite(totals.read(), index, len(loader))
             if progress is not None:
                 rate = totals.count.item() / (time.perf_counter() - start)  # read() has synced already
                 progress.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{acc:.4f}", img_s=f"{rate:.0f}")

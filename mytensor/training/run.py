@@ -42,7 +42,7 @@ from ..nn.parallel import DistributedDataParallel
 from ..optim import lr_scheduler
 from ..serialization import atomic_write, remove_temporaries
 from .checkpoint import load_checkpoint, save_checkpoint
-from .loop import TTA, evaluate, train_one_epoch
+from .loop import TTA, TrainingStep, evaluate, train_one_epoch
 from .plots import plot_curves
 from .precision import PRECISIONS, matmul_precision_of, resolve_precision
 from .recipes import RECIPES, Recipe
@@ -572,6 +572,7 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
         fit_to_data(model, train_loader.dataset)
         elapsed += time.perf_counter() - began
     net = model if group is None else DistributedDataParallel(model, process_group=group)  # from rank 0's weights
+    step = TrainingStep(net, optimizer, config.label_smoothing, config.resolved_precision, scaler, use_graph)
     try:
         for epoch in range(start + 1, config.epochs + 1):
             if stop_after is not None and epoch > start + stop_after:
@@ -582,8 +583,7 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
             with tqdm(total=len(train_loader), desc=f"Epoch {epoch}", disable=not show_progress or rank,
                       leave=False) as bar:
                 tr = train_one_epoch(net, train_loader, optimizer, scheduler, per_batch, progress=bar,
-                                     label_smoothing=config.label_smoothing, cuda_graph=use_graph,
-                                     precision=config.resolved_precision, scaler=scaler, lookahead=lookahead)
+                                     lookahead=lookahead, step=step)
             if lookahead is not None and epoch == config.epochs:
                 lookahead.finish()  # the run ends on the slow weights
             if not rank:
