@@ -81,15 +81,13 @@ def table_rows(results):
     for r in _get(results, "precision", "rows") or []:
         ms = [_scale(_get(r, fw, "s_per_step"), 1e3) for fw in ("mytensor", "torch")]
         rows.append(_row("step ms (graph)", r["model"], f"bs{r['batch']} {r['precision']}", "ms", *ms))
-    for r in _get(results, "time", "rows") or []:
+    for r in _get(results, "time", "rows") or []:  # each recipe against the airbench program of its name
         detail = f"cifar10 jpeg, {r['runs']} runs, target {100 * r['target']:g}%"
-        for program in ("airbench94", "airbench94_muon"):
-            if program not in r:
-                continue
-            rows.append(_row("time to accuracy", "airbench94 recipe", detail, "s", _get(r, "mytensor", "s_mean"),
-                             _get(r, program, "s_mean"), baseline=program))
-            rows.append(_row("final accuracy", "airbench94 recipe", detail, "%", _scale(_get(r, "mytensor", "acc_mean"),
-                             100), _scale(_get(r, program, "acc_mean"), 100), baseline=program))
+        recipe = r["recipe"]
+        rows.append(_row("time to accuracy", f"{recipe} recipe", detail, "s", _get(r, "mytensor", "s_mean"),
+                         _get(r, recipe, "s_mean"), baseline=recipe))
+        rows.append(_row("final accuracy", f"{recipe} recipe", detail, "%", _scale(_get(r, "mytensor", "acc_mean"),
+                         100), _scale(_get(r, recipe, "acc_mean"), 100), baseline=recipe))
     for r in _get(results, "memory", "rows") or []:
         detail = f"{r['dataset']} bs{r['batch']} {r['optimizer']}"
         mem = [_scale(_get(r, fw, "peak_bytes"), 1 / MiB) for fw in ("mytensor", "torch")]

@@ -1,12 +1,13 @@
 """Time to accuracy on the CIFAR-10 JPEG copy (GPU only): `mytensor train --recipe airbench94`
-against airbench94 itself, in the same job, on the same data and GPU.
+against airbench94 itself, and `--recipe airbench94_muon` against airbench94_muon, in the same job,
+on the same data and GPU.
 
-airbench94 is its public program (KellerJordan/cifar10-airbench, legacy/airbench94.py), run as it
-is from the folder MYTENSOR_ANCHORS names, beside the `jpeg_to_pt.py` there that writes the
-cifar10/train.pt and test.pt it reads from `cifar10-jpeg.tar.gz` (in MYTENSOR_DATA, where mytensor
-finds it too); airbench94_muon.py (Muon, torch.compile), the faster one, runs too when the folder
-has it (not with --quick, which skips its compilation). Without those the section is skipped.
-Each side makes `runs` runs (seeds 0, 1, ... for mytensor); reported are the mean final test
+The airbench programs are their public code (KellerJordan/cifar10-airbench, legacy/airbench94.py
+and airbench94_muon.py), run as they are from the folder MYTENSOR_ANCHORS names, beside the
+`jpeg_to_pt.py` there that writes the cifar10/train.pt and test.pt they read from
+`cifar10-jpeg.tar.gz` (in MYTENSOR_DATA, where mytensor finds it too). The airbench94_muon pair runs
+when the folder has its program, and not with --quick, which skips its torch.compile. Without those
+the section is skipped. Each side makes `runs` runs (seeds 0, 1, ... for mytensor); reported are the mean final test
 accuracy and the mean seconds from the first step to the last evaluation (training and the final
 evaluation, as airbench times itself) over the runs after the first, which compiles kernels and
 records graphs on both sides (airbench94_muon also makes a warm-up run of its own first, left out).
@@ -48,20 +49,21 @@ def summary(runs):
             "reached": statistics.fmean(accs) >= TARGET}
 
 
-def mytensor_runs(data_dir, runs, log):
+def mytensor_runs(data_dir, runs, log, recipe="airbench94"):
     from mytensor.training.run import train
     out = []
     for seed in range(runs):
         with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(io.StringIO()):
-            rows = train({"recipe": "airbench94", "dataset": "cifar10", "data_dir": data_dir, "device": "cuda",
+            rows = train({"recipe": recipe, "dataset": "cifar10", "data_dir": data_dir, "device": "cuda",
                           "seed": seed, "out": folder}, overwrite=True, show_progress=False)
         last = rows[-1]
         out.append((last["test_acc"], last["elapsed"] + last["test_time"]))
-        log(f"  time: mytensor airbench94 recipe, seed {seed}: {last['test_acc']:.4f} in {out[-1][1]:.2f} s")
+        log(f"  time: mytensor {recipe} recipe, seed {seed}: {last['test_acc']:.4f} in {out[-1][1]:.2f} s")
     return out
 
 
-# the airbench programs: the runs each prints before the ones asked for (airbench94_muon's warm-up)
+# the airbench programs, each the anchor of mytensor's recipe of its name: the runs each prints
+# before the ones asked for (airbench94_muon's warm-up)
 PROGRAMS = {"airbench94": 0, "airbench94_muon": 1}
 
 
@@ -90,10 +92,14 @@ def run(device, frameworks, quick=False, log=print):
         return {"skipped": f"needs MYTENSOR_ANCHORS (a folder with airbench94.py and jpeg_to_pt.py) and "
                            f"MYTENSOR_DATA (a folder with {JPEG})"}
     runs = POLICY["quick" if quick else "full"]
-    row = {"target": TARGET, "runs": runs, "mytensor": summary(mytensor_runs(data, runs, log))}
-    if "torch" in frameworks:  # the airbench programs are PyTorch
-        row["airbench94"] = summary(airbench_runs(anchors, tarball, runs, log))
-        if not quick and os.path.isfile(os.path.join(anchors, "airbench94_muon.py")):
-            row["airbench94_muon"] = summary(airbench_runs(anchors, tarball, runs, log, "airbench94_muon"))
+    rows = []
+    for program in PROGRAMS:
+        if program != "airbench94" and (quick or not os.path.isfile(os.path.join(anchors, f"{program}.py"))):
+            continue
+        row = {"recipe": program, "target": TARGET, "runs": runs,
+               "mytensor": summary(mytensor_runs(data, runs, log, program))}
+        if "torch" in frameworks:  # the airbench programs are PyTorch
+            row[program] = summary(airbench_runs(anchors, tarball, runs, log, program))
+        rows.append(row)
     return {"data": f"the CIFAR-10 JPEG copy ({JPEG}); seconds from the first step to the last evaluation, "
-                    f"the mean of the runs after the first", "rows": [row]}
+                    f"the mean of the runs after the first", "rows": rows}

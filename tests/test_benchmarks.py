@@ -136,12 +136,14 @@ def test_time_to_accuracy_reads_airbench_s_table_and_compares(monkeypatch):
                       row("warmup", " eval", "   0.1000", " 0.1000", "     0.1000", "      9.0000"),
                       row("     0", " eval", "   0.9000", " 0.9050", "     0.9070", "      1.6000")])
     assert tta.parse_airbench(muon) == [(0.1, 9.0), (0.907, 1.6)]  # airbench94_muon's columns, its warm-up first
-    results = {"time": {"rows": [{"target": tta.TARGET, "runs": 2, "airbench94": theirs,
+    results = {"time": {"rows": [{"recipe": "airbench94", "target": tta.TARGET, "runs": 2, "airbench94": theirs,
+                                  "mytensor": tta.summary([(0.905, 9.0), (0.907, 3.8)])},
+                                 {"recipe": "airbench94_muon", "target": tta.TARGET, "runs": 2,
                                   "airbench94_muon": tta.summary([(0.907, 1.7), (0.906, 1.6)]),
-                                  "mytensor": tta.summary([(0.905, 9.0), (0.907, 3.8)])}]}}
+                                  "mytensor": tta.summary([(0.904, 9.0), (0.908, 1.5)])}]}}
     time_row, acc_row, muon_time, _ = report.table_rows(results)
     assert time_row["ratio"] == pytest.approx(3.8 / 1.9) and acc_row["mytensor"] == pytest.approx(90.6)
-    assert muon_time["ratio"] == pytest.approx(3.8 / 1.6)
+    assert muon_time["ratio"] == pytest.approx(1.5 / 1.6) and muon_time["name"] == "airbench94_muon recipe"
     assert "(airbench94)" in report.format_table([time_row, acc_row])
     assert "(airbench94_muon)" in report.format_table([muon_time])
     assert "GPU only" in tta.run("cpu", {})["skipped"]
