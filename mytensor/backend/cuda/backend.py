@@ -627,13 +627,20 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
         partial = self._empty((c, shares, 2), p)
         dweight, dbias, coef = self._empty((c,), p), self._empty((c,), p), self._empty((c, 3), p)
         dx = self._empty(x.shape, dt)
+        # GELU's slope (an erf and an exp) is evaluated once: the first pass keeps the gradient taken
+        # through it for the second; a ReLU's is a comparison, cheaper to redo than to store
+        kept = self._empty(x.shape, dt) if activation in ("gelu", "gelu_tanh") else None
+        kept_ptr = np.uint64(0) if kept is None else kept
         if rows:
             self._launch("batch_norm.cu", "bn_backward_partial_sums_rows", dt, 1,
-                         (grad, x, act, weight, bias, mean, invstd, partial, np.int64(n), np.int32(c)), grid=shares)
+                         (grad, x, act, weight, bias, mean, invstd, kept_ptr, partial, np.int64(n), np.int32(c)),
+                         grid=shares)
         else:
             self._launch("batch_norm.cu", "bn_backward_partial_sums", dt, 1,
-                         (grad, x, act, weight, bias, mean, invstd, partial, np.int32(n), np.int32(c), np.int64(l),
-                          np.int32(run > 1)), grid=(shares, c))
+                         (grad, x, act, weight, bias, mean, invstd, kept_ptr, partial, np.int32(n), np.int32(c),
+                          np.int64(l), np.int32(run > 1)), grid=(shares, c))
+        if kept is not None:
+            grad, act = kept, np.int32(0)
         self._launch("batch_norm.cu", "bn_backward_finish", dt, 32 * c,
                      (partial, np.int32(shares), np.int32(c), np.int64(n * l), weight, invstd, dweight, dbias, coef))
         if rows:

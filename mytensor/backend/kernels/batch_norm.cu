@@ -70,6 +70,21 @@ template <typename P> __device__ __forceinline__ P through_act(int act, P g, P x
     return act == ACT_NONE ? g : activate_backward(act, x * scale + shift, g);
 }
 
+// The same, for the partial-sums pass: with `kept` (not null) the result is rounded to T and
+// stored at kept[i], and the rounded value is what the sums add, so that the dx pass can read
+// it back instead of evaluating the activation's slope a second time (worth it for GELU's erf).
+template <typename T>
+__device__ __forceinline__ acc_t<T> through_act_kept(int act, acc_t<T> g, acc_t<T> x, acc_t<T> scale,
+                                                     acc_t<T> shift, T* __restrict__ kept, long long i) {
+    acc_t<T> gk = through_act(act, g, x, scale, shift);
+    if (kept) {
+        const T r = T(gk);
+        kept[i] = r;
+        gk = acc_t<T>(r);
+    }
+    return gk;
+}
+
 // Sum of a and b over the block into a and b of thread 0. blockDim.x: a multiple of 32, <= 1024.
 template <typename P> __device__ __forceinline__ void block_sum2(P& a, P& b) {
     __shared__ P sa[32], sb[32];
@@ -188,7 +203,8 @@ template <typename T>
 __global__ void bn_backward_partial_sums_rows(const T* __restrict__ grad, const T* __restrict__ x, int act,
                                               const acc_t<T>* __restrict__ weight, const acc_t<T>* __restrict__ bias,
                                               const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ invstd,
-                                              acc_t<T>* __restrict__ partial, long long R, int C) {
+                                              T* __restrict__ kept, acc_t<T>* __restrict__ partial, long long R,
+                                              int C) {
     typedef acc_t<T> P;
     constexpr int W = Pack<T>::W;
     const int c0 = (threadIdx.x % (C / W)) * W;
@@ -201,12 +217,18 @@ __global__ void bn_backward_partial_sums_rows(const T* __restrict__ grad, const 
     rows_partial_sums<T>(partial, R, C, [&](long long off, P* s1, P* s2) {
         const Pack<T> g = *reinterpret_cast<const Pack<T>*>(grad + off);
         const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
+        Pack<T> out;
 #pragma unroll
         for (int k = 0; k < W; ++k) {
-            const P gk = through_act(act, P(g.v[k]), P(v.v[k]), sc[k], sh[k]);
+            P gk = through_act(act, P(g.v[k]), P(v.v[k]), sc[k], sh[k]);
+            if (kept) {
+                out.v[k] = T(gk);
+                gk = P(out.v[k]);
+            }
             s1[k] += gk;
             s2[k] += gk * (P(v.v[k]) - mu[k]);
         }
+        if (kept) *reinterpret_cast<Pack<T>*>(kept + off) = out;
     });
 }
 
@@ -291,7 +313,8 @@ template <typename T>
 __global__ void bn_backward_partial_sums(const T* __restrict__ grad, const T* __restrict__ x, int act,
                                          const acc_t<T>* __restrict__ weight, const acc_t<T>* __restrict__ bias,
                                          const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ invstd,
-                                         acc_t<T>* __restrict__ partial, int N, int C, long long L, int vec) {
+                                         T* __restrict__ kept, acc_t<T>* __restrict__ partial, int N, int C,
+                                         long long L, int vec) {
     typedef acc_t<T> P;
     const int c = blockIdx.y;
     const P mu = mean[c];
@@ -304,13 +327,13 @@ __global__ void bn_backward_partial_sums(const T* __restrict__ grad, const T* __
             const Pack<T> v = *reinterpret_cast<const Pack<T>*>(x + off);
 #pragma unroll
             for (int k = 0; k < Pack<T>::W; ++k) {
-                const P gk = through_act(act, P(g.v[k]), P(v.v[k]), sc, sh);
+                const P gk = through_act_kept(act, P(g.v[k]), P(v.v[k]), sc, sh, kept, off + k);
                 s1 += gk;
                 s2 += gk * (P(v.v[k]) - mu);
             }
         } else {
             for (int k = 0; k < count; ++k) {
-                const P gk = through_act(act, P(grad[off + k]), P(x[off + k]), sc, sh);
+                const P gk = through_act_kept(act, P(grad[off + k]), P(x[off + k]), sc, sh, kept, off + k);
                 s1 += gk;
                 s2 += gk * (P(x[off + k]) - mu);
             }
@@ -401,7 +424,7 @@ __global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__
     template __global__ void bn_partial_sums_rows<T>(const T*, acc_t<T>*, long long, int);                     \
     template __global__ void bn_backward_partial_sums_rows<T>(const T*, const T*, int, const acc_t<T>*,        \
                                                               const acc_t<T>*, const acc_t<T>*, const acc_t<T>*,\
-                                                              acc_t<T>*, long long, int);                      \
+                                                              T*, acc_t<T>*, long long, int);                  \
     template __global__ void bn_forward_finish<T>(const T*, const acc_t<T>*, int, int, long long, long long,   \
                                                   const acc_t<T>*, const acc_t<T>*, acc_t<T>, acc_t<T>*,       \
                                                   acc_t<T>*, acc_t<T>*, acc_t<T>*, acc_t<T>*, acc_t<T>*,       \
@@ -415,7 +438,7 @@ __global__ void bn_backward_dx(const T* __restrict__ grad, const T* __restrict__
                                                     long long, int);                                            \
     template __global__ void bn_backward_partial_sums<T>(const T*, const T*, int, const acc_t<T>*,             \
                                                          const acc_t<T>*, const acc_t<T>*, const acc_t<T>*,     \
-                                                         acc_t<T>*, int, int, long long, int);                  \
+                                                         T*, acc_t<T>*, int, int, long long, int);              \
     template __global__ void bn_backward_finish<T>(const acc_t<T>*, int, int, long long, const acc_t<T>*,      \
                                                    const acc_t<T>*, acc_t<T>*, acc_t<T>*, acc_t<T>*);           \
     template __global__ void bn_backward_dx<T>(const T*, const T*, int, const acc_t<T>*, const acc_t<T>*,      \
