@@ -91,6 +91,37 @@ def test_batch_norm_activation_in_bfloat16(device, activation):
             assert np.linalg.norm(a - b_) <= 2e-2 * np.linalg.norm(b_)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("activation", [None, "relu", "gelu"])
+def test_evaluation_without_gradients_as_in_torch(device, dtype, channels_last, activation):
+    """Evaluation under no_grad: one pass of activation(x * scale + shift), against PyTorch's layers
+    in float64 on the same (rounded) input, within the output dtype's rounding."""
+    rng = np.random.default_rng()
+    n, c, h, w = int(rng.integers(1, 5)), int(rng.choice([8, 24, 64])), int(rng.integers(3, 7)), int(rng.integers(3, 7))
+    x = mt.tensor(rng.standard_normal((n, c, h, w)) * 2 + 0.5, dtype=getattr(mt, dtype), device=device)
+    x = x.to(memory_format=mt.channels_last) if channels_last else x
+    bn = nn.BatchNorm2d(c).to(device).eval()
+    theirs = torch.nn.BatchNorm2d(c).double().eval()
+    with mt.no_grad(), torch.no_grad():
+        for name in ("weight", "bias", "running_mean"):
+            value = rng.standard_normal(c)
+            getattr(bn, name).copy_(mt.tensor(value, dtype=mt.float32, device=device))
+            getattr(theirs, name).copy_(torch.tensor(value, dtype=torch.float32).double())
+        var = rng.random(c) + 0.5
+        bn.running_var.copy_(mt.tensor(var, dtype=mt.float32, device=device))
+        theirs.running_var.copy_(torch.tensor(var, dtype=torch.float32).double())
+        layers = nn.Sequential(bn, ACTIVATIONS[activation][0]()) if activation else bn
+        y = layers(x)
+        yt = theirs(torch.tensor(host(x)))
+        yt = ACTIVATIONS[activation][1]()(yt) if activation else yt
+    assert y.dtype == x.dtype and y.is_contiguous(memory_format=mt.channels_last if channels_last else
+                                                  mt.contiguous_format)
+    tol = 1e-5 if dtype == "float32" else 1e-2
+    np.testing.assert_allclose(host(y), yt.numpy(), rtol=tol, atol=tol)
+
+
 def test_batch_norm_gelu_names_a_bad_approximation():
     with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh'"):
         F.batch_norm_gelu(mt.randn(2, 3, 4), None, None, training=True, approximate="fast")

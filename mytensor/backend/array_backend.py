@@ -475,6 +475,13 @@ class ArrayBackend:
         y += bias[:, None]
         return self.activation(y, activation).astype(x.dtype, copy=False), mean, invstd
 
+    def batch_norm_apply(self, x, scale, shift, activation=None):
+        """activation(x * scale[c] + shift[c]) for x (N, C, L), in x's dtype, the product in
+        scale's: batch norm with statistics known beforehand (evaluation), where
+        scale = weight / sqrt(var + eps) and shift = bias - mean * scale."""
+        z = x.astype(scale.dtype, copy=False) * scale[:, None] + shift[:, None]
+        return self.activation(z.astype(x.dtype, copy=False), activation)
+
     def update_running_stats(self, running, mean, var, count):
         """running_mean <- (1 - m) running_mean + m mean, and the same for running_var with the
         unbiased batch variance var * count / (count - 1); in place."""

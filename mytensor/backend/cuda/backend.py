@@ -603,16 +603,29 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
                       p.type(running[2] if fused else 0)))
         if running is not None and not fused:
             self.update_running_stats(running, mean, 1 / (invstd * invstd) - p.type(eps), n * l)
-        act = _BN_ACTIVATION_CODES[activation]
-        if rows:
-            self._launch("batch_norm.cu", "bn_scale_shift_rows", dt, 1,
-                         (x, scale, shift, y, np.int64(n), np.int32(c), np.int32(act)),
-                         grid=self._rows_grid(n, c, run))
-        else:
-            self._launch("batch_norm.cu", "bn_scale_shift", dt, x.size // run,
-                         (x, scale, shift, y, np.int32(c), np.int64(l), np.int64(x.size), np.int32(run > 1),
-                          np.int32(act)))
+        self._bn_scale_shift(x, scale, shift, y, activation)
         return y, mean, invstd
+
+    def batch_norm_apply(self, x, scale, shift, activation=None):
+        dt = self._kdtype(x, sixteen_bit=True)
+        if dt is None or x.ndim != 3 or not x.size or scale.dtype != (np.float32 if dt in LOW_PRECISION else dt):
+            return super().batch_norm_apply(x, scale, shift, activation)
+        x = self._contig(x)
+        scale, shift = self._bn_params(scale.dtype, scale, shift)
+        y = self._empty(x.shape, dt)
+        self._bn_scale_shift(x, scale, shift, y, activation)
+        return y
+
+    def _bn_scale_shift(self, x, scale, shift, y, activation):
+        """y = activation(x * scale[c] + shift[c]) in one pass over x (N, C, L)."""
+        n, c, l, run, _, rows = self._bn_layout(x)
+        act = np.int32(_BN_ACTIVATION_CODES[activation])
+        if rows:
+            self._launch("batch_norm.cu", "bn_scale_shift_rows", y.dtype, 1,
+                         (x, scale, shift, y, np.int64(n), np.int32(c), act), grid=self._rows_grid(n, c, run))
+        else:
+            self._launch("batch_norm.cu", "bn_scale_shift", y.dtype, x.size // run,
+                         (x, scale, shift, y, np.int32(c), np.int64(l), np.int64(x.size), np.int32(run > 1), act))
 
     def batch_norm_backward(self, grad, x, weight, bias, mean, invstd, activation=None):
         dt = self._kdtype(x, sixteen_bit=True)

@@ -64,9 +64,14 @@ class BatchNorm(Function):
             # a copy: the running mean may be updated in place before backward
             mean = running_mean.astype(stat, copy=True)
             invstd = 1 / xp.sqrt(running_var.astype(stat, copy=False) + t(eps))
-            z = ((x3.astype(stat, copy=False) - mean[:, None]) * (invstd * w)[:, None] + b[:, None]).astype(x.dtype)
-            y = backend.activation(z, activation)
-            ctx.save_for_backward(x if need_w else None, w, b, mean, invstd, z if activation else None)
+            scale = invstd * w
+            shift = b - mean * scale
+            if activation and any(ctx.needs_input_grad[:3]):  # backward takes the gradient through it at z
+                z = backend.batch_norm_apply(x3, scale, shift)
+                y = backend.activation(z, activation)
+            else:
+                z, y = None, backend.batch_norm_apply(x3, scale, shift, activation)
+            ctx.save_for_backward(x if need_w else None, w, b, mean, invstd, z)
         return _from_ncl(y, x.shape, cl)
 
     @staticmethod
