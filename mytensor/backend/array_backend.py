@@ -119,7 +119,7 @@ class ArrayBackend:
         return out if out.dtype == a.dtype else out.astype(a.dtype)
 
     def gemm(self, a, b, alpha=1.0, c=None, beta=0.0):
-        """BLAS's C = alpha a @ b + beta c for matrices, in a's dtype: for 16-bit operands the
+        """BLAS's C = alpha a @ b + beta c for matrices or stacks of them, in a's dtype: for 16-bit operands the
         products are summed in float32 and the sum, with beta c added, rounded once, as a 16-bit
         GEMM with float32 compute does on tensor cores."""
         wide = np.dtype(np.float32) if a.dtype in LOW_PRECISION else a.dtype
@@ -629,12 +629,17 @@ class ArrayBackend:
         toward 1. Each of A, b A + c A A and a X + (..) X is one GEMM (`gemm`): products of
         bfloat16 values summed in float32, the scaled term added, the result rounded once."""
         bf16 = LOW_PRECISION[1]
-        a, b, c = coefficients
         tall = g.shape[0] > g.shape[1]
         x = (g.T if tall else g).astype(bf16).astype(np.float32)
         x = (x / self.xp.maximum(self.xp.sqrt((x * x).sum()), np.float32(eps))).astype(bf16)
+        x = self.newton_schulz_steps(x, coefficients, steps)
+        return x.T if tall else x
+
+    def newton_schulz_steps(self, x, coefficients, steps):
+        """The iteration on x, bfloat16 matrices (..., r, c) with r <= c, already scaled."""
+        a, b, c = coefficients
         for _ in range(steps):
-            gram = self.gemm(x, x.T)
+            gram = self.gemm(x, x.swapaxes(-1, -2))
             poly = self.gemm(gram, gram, c, gram, b)
             x = self.gemm(poly, x, 1.0, x, a)
-        return x.T if tall else x
+        return x

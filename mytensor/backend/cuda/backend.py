@@ -1,4 +1,5 @@
 """`CUDABackend`: `ArrayBackend` on CuPy, its hot operations launched as our own kernels."""
+import itertools
 import os
 from collections import OrderedDict, deque
 
@@ -36,6 +37,13 @@ def _transposed_view(a):
     else:
         return None
     return (n, r, s) if n < 65536 else None
+
+
+def _wide_shape(p):
+    """(rows, columns) of the wide matrix Muon orthogonalises for parameter p: (p.shape[0], the
+    rest), transposed when it has more rows than columns."""
+    rows, cols = int(p.shape[0]), p.size // int(p.shape[0])
+    return (min(rows, cols), max(rows, cols))
 
 
 def _import_cupy():
@@ -177,8 +185,9 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
 
     def gemm(self, a, b, alpha=1.0, c=None, beta=0.0):
         dt = self._kdtype(a, b, sixteen_bit=True) if c is None else self._kdtype(a, b, c, sixteen_bit=True)
-        if dt is None or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] or not a.size or not b.size \
-                or (c is not None and c.shape != (a.shape[0], b.shape[1])):
+        if dt is None or a.ndim != b.ndim or a.ndim not in (2, 3) or a.shape[:-2] != b.shape[:-2] \
+                or a.shape[-1] != b.shape[-2] or not a.size or not b.size \
+                or (c is not None and c.shape != a.shape[:-1] + b.shape[-1:]):
             return super().gemm(a, b, alpha, c, beta)
         with self._cp_device:
             return self._blas().matmul(self.cupy, a, b, alpha, None if c is None else self._contig(c), beta)
@@ -671,19 +680,19 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
         return [np.uint64(0) if a is None else self._contig(a, dt) for a in arrays]
 
     # ------------------------------------------------------ optimizer updates
-    def _table(self, dt, fields):
-        """The device table of `fields` (lists of arrays or None, one entry per tensor) and the
-        prefix sums of the sizes. It is uploaded once per distinct set of pointers, without a
+    def _table(self, dt, fields, extra=()):
+        """The device table of `fields` (lists of arrays or None, one entry per tensor), the
+        integers of `extra` (tuples of one int64 per tensor) and the prefix sums of the sizes. It is uploaded once per distinct set of pointers, without a
         host sync (`_upload`), and kept in a small LRU cache, so a training loop whose buffers
         stay put uploads nothing after its first step."""
         sizes = [a.size for a in fields[0]]
         ptrs = tuple(tuple(0 if a is None else a.data.ptr for a in f) for f in fields)
-        key = (dt.str, ptrs, tuple(sizes))
+        key = (dt.str, ptrs, tuple(sizes), extra)
         table = self._tables.get(key)
         if table is None:
             starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
             table = self._upload(np.concatenate([np.array(p, dtype=np.uint64).view(np.int64) for p in ptrs]
-                                                + [starts]))
+                                                + [np.array(e, dtype=np.int64) for e in extra] + [starts]))
             self._tables[key] = table
             if len(self._tables) > 64:
                 self._tables.popitem(last=False)
@@ -718,6 +727,36 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
         padded = [np.float64(v) for v in values] + [np.float64(0)] * (8 - len(values))
         self._launch("optim.cu", "set_scalars", out.dtype, 1, (out, np.int32(len(values)), *padded), block=8, grid=1)
         return out
+
+    def muon_update(self, params, grads, bufs, scalars, lr_ratios, nesterov, ns_coefficients, ns_steps, eps,
+                    normalize=False, skip=None):
+        """Per dtype, one launch for every momentum (each direction rounded to bfloat16 into one
+        stack, a wide matrix per parameter), one to scale them, the Newton-Schulz GEMMs batched over
+        the matrices of one shape, and one launch for the updates (`optim.cu`)."""
+        grads = [self._laid_out_as(g, p) for p, g in zip(params, grads)]
+        groups, rest = self._split_by_dtype(params, bufs)
+        if rest:
+            super().muon_update(*([v[i] for i in rest] for v in (params, grads, bufs)), scalars,
+                                [lr_ratios[i] for i in rest], nesterov, ns_coefficients, ns_steps, eps, normalize, skip)
+        for dt, idx in groups.items():
+            idx = sorted(idx, key=lambda i: _wide_shape(params[i]))  # a shape's matrices side by side
+            ps, gs, bs = ([v[i] for i in idx] for v in (params, grads, bufs))
+            ratios = tuple(np.array([lr_ratios[i] for i in idx], np.float64).view(np.int64).tolist())
+            table, total = self._table(dt, [ps, gs, bs], extra=(tuple(int(p.shape[0]) for p in ps), ratios))
+            nt, flag = np.int32(len(ps)), self._skip_flag(skip)
+            grid = (max(1, min(-(-max(p.size for p in ps) // _BLOCK), self._max_blocks // len(ps))), len(ps))
+            x = self._empty((total,), LOW_PRECISION[1])
+            xsum, psum = self._zeros((len(ps),), np.float32), self._zeros((len(ps),), dt)
+            self._launch("optim.cu", "muon_momentum", dt, 1, (table, nt, scalars, np.int32(nesterov),
+                                                              np.int32(normalize), x, xsum, psum, flag), grid=grid)
+            self._launch("optim.cu", "muon_scale", dt, 1, (table, nt, x, xsum, np.float32(eps), flag), grid=grid)
+            start = 0
+            for shape, same in itertools.groupby(ps, key=_wide_shape):
+                stack = x[start:start + len(list(same)) * shape[0] * shape[1]].reshape(-1, *shape)
+                stack[...] = self.newton_schulz_steps(stack, ns_coefficients, ns_steps)
+                start += stack.size
+            self._launch("optim.cu", "muon_apply", dt, 1, (table, nt, scalars, x, psum, np.int32(normalize), flag),
+                         grid=grid)
 
     def _skip_flag(self, skip):
         """The kernels' pointer to the float32 skip flag (0: no flag)."""

@@ -113,12 +113,120 @@ __global__ void adam_multi_tensor(const long long* __restrict__ table, int nt, l
     }
 }
 
+// ---------------------------------------------------------------- Muon
+// optim.Muon's step for nt tensors of one dtype in three launches around the Newton-Schulz
+// GEMMs, each on a grid (chunks, nt) whose blockIdx.y is the tensor. `table` holds the fields
+// param, grad, momentum buffer, then each tensor's rows (its first dimension) and the bits of
+// its lr ratio (a double), then the prefix sums of the sizes. A tensor is the matrix
+// (rows, size / rows) of its elements in memory order (a channels-last filter's columns come
+// permuted, which the orthogonalisation commutes with), and its bfloat16 direction lives in the
+// stack x from x + start, transposed when it has more rows than columns, as the iteration
+// runs on wide matrices. scalars: lr, momentum, weight_decay.
+template <typename T> struct MuonTensor {
+    T* p;
+    const T* g;
+    T* buf;
+    long long rows, cols, start, size;
+    double ratio;
+    __device__ MuonTensor(const long long* __restrict__ table, int nt, int k) {
+        p = reinterpret_cast<T*>(table[k]);
+        g = reinterpret_cast<const T*>(table[nt + k]);
+        buf = reinterpret_cast<T*>(table[2 * nt + k]);
+        rows = table[3 * nt + k];
+        ratio = __longlong_as_double(table[4 * nt + k]);
+        start = table[5 * nt + k];
+        size = table[5 * nt + k + 1] - start;
+        cols = size / rows;
+    }
+    // where element j (in memory order) of the tensor's matrix sits in the stack
+    __device__ __forceinline__ long long place(long long j) const {
+        return start + (rows > cols ? (j % cols) * rows + j / cols : j);
+    }
+};
+
+#define MUON_LOOP(j, size) \
+    for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < (size); j += (long long)gridDim.x * blockDim.x)
+
+// *out += the sum of v over the block (one atomic a block); every thread of the block calls it
+template <typename P> __device__ __forceinline__ void block_add(P v, P* out) {
+    __shared__ P part[32];
+    for (int o = 16; o; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (!lane) part[warp] = v;
+    __syncthreads();
+    if (!warp) {
+        v = lane < (int)(blockDim.x >> 5) ? part[lane] : P(0);
+        for (int o = 16; o; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+        if (!lane) atomicAdd(out, v);
+    }
+    __syncthreads();
+}
+
+// buf = buf + (1 - momentum) (g - buf); u = g + momentum (buf - g) (nesterov) or buf; the stack
+// gets u rounded to bfloat16, xsum[k] (zeroed before) the sum of its squares, and with
+// `normalize` psum[k] (zeroed before) the sum of the parameter's squares.
+template <typename T>
+__global__ void muon_momentum(const long long* __restrict__ table, int nt, const double* __restrict__ scalars,
+                              int nesterov, int normalize, bf16_t* __restrict__ x, float* __restrict__ xsum,
+                              T* __restrict__ psum, const float* __restrict__ skip) {
+    if (skip && *skip != 0.0f) return;
+    const T momentum = (T)scalars[1], one_minus_momentum = (T)(1.0 - scalars[1]);
+    const MuonTensor<T> t(table, nt, blockIdx.y);
+    float xs = 0.0f;
+    T ps = T(0);
+    MUON_LOOP(j, t.size) {
+        const T g = t.g[j];
+        T b = t.buf[j];
+        b = b + one_minus_momentum * (g - b);
+        t.buf[j] = b;
+        const bf16_t u((float)(nesterov ? g + momentum * (b - g) : b));
+        x[t.place(j)] = u;
+        xs += (float)u * (float)u;
+        if (normalize) ps += t.p[j] * t.p[j];
+    }
+    block_add(xs, xsum + blockIdx.y);
+    if (normalize) block_add(ps, psum + blockIdx.y);
+}
+
+// each tensor's direction divided by max(its norm, eps): the iteration's start
+template <typename T>
+__global__ void muon_scale(const long long* __restrict__ table, int nt, bf16_t* __restrict__ x,
+                           const float* __restrict__ xsum, float eps, const float* __restrict__ skip) {
+    if (skip && *skip != 0.0f) return;
+    const MuonTensor<T> t(table, nt, blockIdx.y);
+    const float norm = fmaxf(sqrtf(xsum[blockIdx.y]), eps);
+    MUON_LOOP(j, t.size) x[t.start + j] = bf16_t((float)x[t.start + j] / norm);
+}
+
+// with `normalize` p = p * sqrt(rows) / |p| first; then p = p * (1 - lr weight_decay) - lr ratio o,
+// o the tensor's orthogonalised direction in the stack
+template <typename T>
+__global__ void muon_apply(const long long* __restrict__ table, int nt, const double* __restrict__ scalars,
+                           const bf16_t* __restrict__ x, const T* __restrict__ psum, int normalize,
+                           const float* __restrict__ skip) {
+    if (skip && *skip != 0.0f) return;
+    const MuonTensor<T> t(table, nt, blockIdx.y);
+    const T scale = normalize ? (T)(sqrt((double)t.rows) / (double)mt_sqrt(psum[blockIdx.y])) : T(1);
+    const T decay = (T)(1.0 - scalars[0] * scalars[2]), step = (T)(scalars[0] * t.ratio);
+    MUON_LOOP(j, t.size) {
+        T pv = t.p[j];
+        if (normalize) pv = pv * scale;
+        pv = pv * decay;
+        t.p[j] = pv - step * (T)(float)x[t.place(j)];
+    }
+}
+
 #define MT_INSTANTIATE(T)                                                                                  \
     template __global__ void set_scalars<T>(T*, int, T, T, T, T, T, T, T, T);                              \
     template __global__ void sgd_multi_tensor<T>(const long long*, int, long long, const double*, int, int, \
                                                  int, int, const float*);                                  \
     template __global__ void adam_multi_tensor<T>(const long long*, int, long long, const double*, int,     \
-                                                  const float*);
+                                                  const float*);                                           \
+    template __global__ void muon_momentum<T>(const long long*, int, const double*, int, int, bf16_t*, float*, \
+                                              T*, const float*);                                           \
+    template __global__ void muon_scale<T>(const long long*, int, bf16_t*, const float*, float, const float*); \
+    template __global__ void muon_apply<T>(const long long*, int, const double*, const bf16_t*, const T*, int, \
+                                           const float*);
 
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
