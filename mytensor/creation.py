@@ -1,8 +1,9 @@
 """Making tensors: from data, filled, ranges, random, and zero-copy exchange."""
 import numpy as np
 
-from . import dtypes
+from . import dtypes, memory_formats
 from .backend import backend_of_array, get_backend
+from .memory_formats import channels_last, preserve_format
 from .tensor import Tensor
 
 
@@ -16,11 +17,29 @@ def _shape(size):
     return tuple(int(s) for s in size)
 
 
-def _filled(fill, size, dtype, device, requires_grad):
+def _nhwc(shape, channels_last, make):
+    """make(shape), or with `channels_last` make((N, H, W, C)) seen as the (N, C, H, W) `shape`."""
+    if not channels_last:
+        return make(shape)
+    n, c, h, w = shape
+    return make((n, h, w, c)).transpose(0, 3, 1, 2)
+
+
+def _filled(fill, size, dtype, device, requires_grad, channels_last=False):
     dtype = dtypes.get_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
     backend = get_backend(device)
-    t = Tensor._wrap(backend.xp.full(_shape(size), fill, dtype=dtype.np), backend)
+    data = _nhwc(_shape(size), channels_last, lambda shape: backend.xp.full(shape, fill, dtype=dtype.np))
+    t = Tensor._wrap(data, backend)
     return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+def _like_channels_last(t, memory_format, fn):
+    """Whether `fn(t, memory_format=...)` makes a channels-last tensor: `preserve_format`, PyTorch's
+    default, keeps t's layout (an optimizer's buffers lie as their parameter)."""
+    memory_formats.check(memory_format, t.ndim, fn)
+    if memory_format is preserve_format:
+        memory_format = memory_formats.of(t._data)
+    return memory_format is channels_last
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
@@ -42,20 +61,21 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
                    requires_grad)
 
 
-def zeros_like(t, dtype=None, device=None, requires_grad=False):
-    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+def zeros_like(t, dtype=None, device=None, requires_grad=False, memory_format=preserve_format):
+    return full_like(t, 0, dtype, device, requires_grad, memory_format)
 
 
-def ones_like(t, dtype=None, device=None, requires_grad=False):
-    return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+def ones_like(t, dtype=None, device=None, requires_grad=False, memory_format=preserve_format):
+    return full_like(t, 1, dtype, device, requires_grad, memory_format)
 
 
-def empty_like(t, dtype=None, device=None, requires_grad=False):
-    return zeros_like(t, dtype, device, requires_grad)
+def empty_like(t, dtype=None, device=None, requires_grad=False, memory_format=preserve_format):
+    return full_like(t, 0, dtype, device, requires_grad, memory_format)
 
 
-def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
-    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+def full_like(t, fill_value, dtype=None, device=None, requires_grad=False, memory_format=preserve_format):
+    return _filled(fill_value, t.shape, dtype or t.dtype, device or t.device, requires_grad,
+                   _like_channels_last(t, memory_format, "full_like"))
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
@@ -95,12 +115,13 @@ def manual_seed(seed):
         backend.seed(seed)
 
 
-def _random(method, size, dtype, device, requires_grad):
+def _random(method, size, dtype, device, requires_grad, channels_last=False):
     dtype = dtypes.get_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
     if not dtype.is_floating_point:
         raise TypeError(f"{method} needs a floating point dtype, got {dtype}")
     backend = get_backend(device)
-    t = Tensor._wrap(getattr(backend, method)(_shape(size), dtype.np), backend)
+    t = Tensor._wrap(_nhwc(_shape(size), channels_last, lambda shape: getattr(backend, method)(shape, dtype.np)),
+                     backend)
     return t.requires_grad_(requires_grad) if requires_grad else t
 
 
@@ -112,12 +133,14 @@ def randn(*size, dtype=None, device=None, requires_grad=False):
     return _random("randn", size, dtype, device, requires_grad)
 
 
-def rand_like(t, dtype=None, device=None, requires_grad=False):
-    return rand(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+def rand_like(t, dtype=None, device=None, requires_grad=False, memory_format=preserve_format):
+    return _random("rand", t.shape, dtype or t.dtype, device or t.device, requires_grad,
+                   _like_channels_last(t, memory_format, "rand_like"))
 
 
-def randn_like(t, dtype=None, device=None, requires_grad=False):
-    return randn(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+def randn_like(t, dtype=None, device=None, requires_grad=False, memory_format=preserve_format):
+    return _random("randn", t.shape, dtype or t.dtype, device or t.device, requires_grad,
+                   _like_channels_last(t, memory_format, "randn_like"))
 
 
 def randint(low, high=None, size=None, dtype=None, device=None):

@@ -34,3 +34,9 @@ def is_in(array, memory_format):
     if memory_format is channels_last:
         return array.ndim == 4 and array.transpose(0, 2, 3, 1).flags.c_contiguous
     return bool(array.flags.c_contiguous)
+
+
+def of(array):
+    """The format `preserve_format` keeps: channels_last for a 4-D array laid out so (and not
+    contiguous as well, as one of size-1 dimensions may be), else contiguous_format."""
+    return channels_last if not array.flags.c_contiguous and is_in(array, channels_last) else contiguous_format

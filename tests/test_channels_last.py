@@ -48,6 +48,38 @@ def test_memory_format_api_as_in_torch():
     assert repr(mt.channels_last) == "mytensor.channels_last" and isinstance(mt.channels_last, mt.memory_format)
 
 
+@pytest.mark.parametrize("name", ["zeros_like", "ones_like", "empty_like", "rand_like", "randn_like", "full_like"])
+def test_like_constructors_preserve_the_layout_as_in_torch(name):
+    x = np.random.default_rng().standard_normal((2, 3, 4, 5)).astype(np.float32)
+    ours = mt.tensor(x).to(memory_format=mt.channels_last)
+    theirs = torch.tensor(x).to(memory_format=torch.channels_last)
+    args = (2.5,) if name == "full_like" else ()
+    for fmt, tfmt in ((None, None), (mt.contiguous_format, torch.contiguous_format),
+                      (mt.channels_last, torch.channels_last)):
+        kwargs, tkwargs = ({}, {}) if fmt is None else ({"memory_format": fmt}, {"memory_format": tfmt})
+        made, expected = getattr(mt, name)(ours, *args, **kwargs), getattr(torch, name)(theirs, *args, **tkwargs)
+        assert made.stride() == expected.stride() and made.shape == expected.shape and made.dtype == ours.dtype
+        plain = getattr(mt, name)(mt.tensor(x), *args, **kwargs)
+        assert plain.stride() == getattr(torch, name)(torch.tensor(x), *args, **tkwargs).stride()
+    with pytest.raises(RuntimeError, match="channels_last needs a 4-D tensor"):
+        getattr(mt, name)(mt.ones(2, 3), *args, memory_format=mt.channels_last)
+
+
+def test_optimizer_state_lies_as_its_parameter_also_when_loaded():
+    """Momentum buffers of a channels-last filter are channels-last, made or loaded, so the fused
+    update kernels take them with it."""
+    conv = nn.Conv2d(3, 4, 3).to(memory_format=mt.channels_last)
+    opt = mt.optim.SGD(conv.parameters(), lr=0.1, momentum=0.9)
+    conv(mt.randn(2, 3, 5, 5)).sum().backward()
+    opt.step()
+    assert opt.state[conv.weight]["momentum_buffer"].is_contiguous(memory_format=mt.channels_last)
+    again = mt.optim.SGD(conv.parameters(), lr=0.1, momentum=0.9)
+    again.load_state_dict(opt.state_dict())
+    buf = again.state[conv.weight]["momentum_buffer"]
+    assert buf.is_contiguous(memory_format=mt.channels_last) and again.state[conv.bias]["momentum_buffer"].is_contiguous()
+    np.testing.assert_array_equal(buf.numpy(), opt.state[conv.weight]["momentum_buffer"].numpy())
+
+
 def test_channels_last_gradients_flow_back_in_float64_on_cpu():
     """conv -> BN -> ReLU -> max-pool -> residual-style add on a channels-last input: values and
     gradients equal PyTorch's (float64), whatever the layouts inside."""

@@ -28,6 +28,19 @@ def test_kernel_files_exist():
             "optim.cu", "augment.cu"} <= names
 
 
+def test_every_kernel_is_registered_for_loading():
+    """Each __global__ function of a file is named in the loader's list for that file, or NVRTC
+    would not export it and the first launch would fail on the GPU alone."""
+    import re
+
+    from mytensor.backend.cuda.kernels import _KERNEL_FILES
+    for path in CU_FILES:
+        with open(path) as f:
+            defined = set(re.findall(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(", f.read()))
+        name = os.path.basename(path)
+        assert defined <= set(_KERNEL_FILES.get(name, ())), f"{name}: {sorted(defined - set(_KERNEL_FILES[name]))}"
+
+
 @pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit compiler) is not on PATH, "
                                          "so the .cu files cannot be compiled here")
 @pytest.mark.parametrize("path, arch", [(p, a) for p in CU_FILES for a in (

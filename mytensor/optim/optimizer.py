@@ -18,6 +18,7 @@ import copy
 
 import numpy as np
 
+from .. import memory_formats
 from ..autograd.engine import zero_grads
 from ..backend import to_host
 from ..tensor import Tensor
@@ -177,5 +178,6 @@ def _to_param_device(value, param, name):
         if tuple(value.shape) != param.shape:
             raise ValueError(f"state '{name}' has shape {tuple(value.shape)}, but its parameter has shape "
                              f"{tuple(param.shape)}")
-        return Tensor(value, dtype=param.dtype, device=param.device)
+        t = Tensor(value, dtype=param.dtype, device=param.device)
+        return t.to(memory_format=memory_formats.of(param._data))  # laid out as its parameter, as it was made
     return copy.deepcopy(value)

@@ -31,7 +31,8 @@ _KERNEL_FILES = {
                       "bn_scale_shift_rows", "bn_backward_partial_sums", "bn_backward_partial_sums_rows",
                       "bn_backward_finish", "bn_backward_dx", "bn_backward_dx_rows"),
     "dropout.cu": ("dropout_mask",),
-    "optim.cu": ("set_scalars", "sgd_multi_tensor", "adam_multi_tensor"),
+    "optim.cu": ("set_scalars", "sgd_multi_tensor", "adam_multi_tensor", "muon_momentum", "muon_scale",
+                 "muon_apply"),
     "augment.cu": ("augment_images",),
     "layout.cu": ("transpose_batched",),
 }
