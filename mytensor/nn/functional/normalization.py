@@ -15,6 +15,7 @@ import numpy as np
 
 from ... import dtypes
 from ...autograd.function import Function
+from ...autograd.grad_mode import is_grad_enabled
 from ...autograd.graph import increment_version
 from ...backend.array_backend import is_channels_last
 from ...ops import autocast_policy
@@ -66,7 +67,7 @@ class BatchNorm(Function):
             invstd = 1 / xp.sqrt(running_var.astype(stat, copy=False) + t(eps))
             scale = invstd * w
             shift = b - mean * scale
-            if activation and any(ctx.needs_input_grad[:3]):  # backward takes the gradient through it at z
+            if activation and is_grad_enabled() and any(ctx.needs_input_grad[:3]):  # backward needs z
                 z = backend.batch_norm_apply(x3, scale, shift)
                 y = backend.activation(z, activation)
             else:
