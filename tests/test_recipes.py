@@ -192,7 +192,7 @@ def test_tta_averages_the_views_airbench_uses():
 
 
 def test_fit_to_data_whitens_with_a_spread_of_the_training_images(folder32):
-    from mytensor.data import load_dataset, transforms
+    from mytensor.data import DeviceLoader, load_dataset, transforms
     from mytensor.data.dataset import to_float
     dataset = load_dataset(f"folder:{folder32}")
     model = models.get_model("airbench94")
@@ -202,6 +202,11 @@ def test_fit_to_data_whitens_with_a_spread_of_the_training_images(folder32):
     got = model.whiten.weight.numpy()
     signs = np.sign((got * want).sum(axis=(1, 2, 3)))
     np.testing.assert_allclose(got * signs[:, None, None, None], want, rtol=1e-4, atol=1e-4)
+    # from the images a DeviceLoader holds, normalised by its kernel (one multiply-add, not two steps)
+    loader, on_device = DeviceLoader(dataset, batch_size=16), models.get_model("airbench94")
+    np.testing.assert_allclose(loader.normalized(range(0, 48, 4)).numpy(), images, rtol=1e-5, atol=1e-5)
+    fit_to_data(on_device, loader, count=12)
+    np.testing.assert_allclose(on_device.whiten.weight.numpy(), got, atol=1e-3 * np.abs(got).max())
 
 
 def test_airbench_recipe_trains_prints_milestones_and_resumes_exactly(folder32, tmp_path, capsys):

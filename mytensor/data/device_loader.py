@@ -130,6 +130,13 @@ class DeviceLoader:
                                                  part[1], self.reflect, part[2], self.cutout)
             yield as_tensor(images, device=self.device), as_tensor(self.targets[index], device=self.device)
 
+    def normalized(self, index):
+        """The images at positions `index` of the dataset, normalised as the batches are and not
+        augmented, float32 on the loader's device: one launch of the batches' kernel."""
+        index = self.backend.asarray(np.asarray(index, dtype=np.int64))
+        return as_tensor(self.backend.augment_images(self.images, index, self.scale, self.shift, np.float32),
+                         device=self.device)
+
     def prepare(self, images):
         """A NumPy batch (N, C, H, W) of float32 images in [0, 1] normalised as this loader's, a
         Tensor on its device (for predicting on new images)."""

@@ -329,13 +329,19 @@ def build_model(config, dataset):
     return model
 
 
-def fit_to_data(model, dataset, count=5000):
+def fit_to_data(model, data, count=5000):
     """Fit the model's data-dependent layers (`nn.PatchWhitening`, the first layer) to `count`
-    training images spread over the set, normalised as the loaders normalise them."""
+    training images spread over the set, normalised as the loaders normalise them. `data`: the
+    dataset, or a `DeviceLoader` of it, whose images are on the device already (normalised there,
+    the run's time spends no host pass over them and no float32 upload)."""
     layers = [m for m in model.modules() if isinstance(m, nn.PatchWhitening)]
     if layers:
-        images = to_float(dataset.images[::max(1, len(dataset) // count)][:count])
-        images = tensor(transforms.Normalize(*dataset.normalization)(images), device=next(model.parameters()).device)
+        dataset, device = getattr(data, "dataset", data), next(model.parameters()).device
+        index = range(0, len(dataset), max(1, len(dataset) // count))[:count]
+        if isinstance(data, DeviceLoader):
+            images = data.normalized(index).to(device)
+        else:
+            images = tensor(transforms.Normalize(*dataset.normalization)(to_float(dataset.images[index])), device=device)
         for layer in layers:
             layer.fit(images)
 
@@ -569,7 +575,7 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
     elapsed = rows[-1].get("elapsed", 0.0) if rows else 0.0
     if not done:
         began = time.perf_counter()
-        fit_to_data(model, train_loader.dataset)
+        fit_to_data(model, train_loader)
         elapsed += time.perf_counter() - began
     net = model if group is None else DistributedDataParallel(model, process_group=group)  # from rank 0's weights
     step = TrainingStep(net, optimizer, config.label_smoothing, config.resolved_precision, scaler, use_graph)
