@@ -268,6 +268,36 @@ def test_layers_keep_channels_last_on_the_gpu(dtype):
 
 @gpu
 @needs_gpu
+def test_conv2d_batches_past_one_launch_run_in_slices():
+    """8200 images of 32x32 are 65600 tiles of 128 output pixels, past the 65535 rows of a grid: the
+    forward and the input gradient (a convolution too) run in slices of the batch; the weight
+    gradient, whose grid is over the filter, in one launch. Against the two halves, each of which
+    fits one launch."""
+    rng = np.random.default_rng()
+    x = mt.tensor(rng.standard_normal((8200, 8, 32, 32)), dtype=mt.bfloat16, device="cuda")
+    x = x.to(memory_format=mt.channels_last).requires_grad_()
+    conv = nn.Conv2d(8, 16, 3, padding=1).to("cuda").to(memory_format=mt.channels_last)
+
+    def run(images):
+        with mt.autocast("cuda", dtype=mt.bfloat16):
+            out = conv(images)
+        out.float().square().sum().backward()
+        return out
+    y = run(x)
+    whole = conv.weight.grad.float().cpu().numpy()
+    conv.weight.grad = None
+    for half in (slice(0, 4100), slice(4100, 8200)):
+        xh = x[half].detach().requires_grad_()
+        yh = run(xh)
+        for got, want in ((y[half], yh), (x.grad[half], xh.grad)):
+            got, want = got.float().cpu().numpy(), want.float().cpu().numpy()
+            assert np.linalg.norm(got - want) <= 1e-2 * np.linalg.norm(want)
+    halves = conv.weight.grad.float().cpu().numpy()
+    assert np.linalg.norm(whole - halves) <= 1e-2 * np.linalg.norm(halves)
+
+
+@gpu
+@needs_gpu
 def test_sgd_steps_channels_last_parameters_as_contiguous_ones():
     """The flat update kernels pair a channels-last parameter with a gradient of its layout."""
     rng = np.random.default_rng()

@@ -193,8 +193,10 @@ class ImplicitGemmConvolutions:
         n, h, w, c = (int(s) for s in x_shape)
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
         oh, ow = out_size or (conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw))
-        if max(n * h * w * c, n * oh * ow * out_channels) >= 2 ** 31 or -(-n * oh * ow // self._TILE) > 65535:
-            raise ValueError(f"conv2d_nhwc(): input (N, H, W, C) = {tuple(x_shape)} is too large for one launch")
+        if max(n * h * w * c, n * oh * ow * out_channels) >= 2 ** 31:
+            raise ValueError(f"conv2d_nhwc(): input (N, H, W, C) = {tuple(x_shape)} with {out_channels} output "
+                             f"channels has 2**31 elements or more, past the kernels' 32-bit offsets: use a smaller "
+                             f"batch")
         ints = [np.int32(v) for v in (n, h, w, c, out_channels, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)]
         return (n, oh, ow), ints
 
@@ -208,6 +210,14 @@ class ImplicitGemmConvolutions:
         o, kh, kw, c = (int(s) for s in weight.shape)
         (n, oh, ow), ints = self._nhwc_args(x.shape, (kh, kw), stride, padding, dilation, o,
                                             None if out is None else out.shape[1:3])
+        rows = 65535 * self._TILE // (oh * ow)  # images whose pixel tiles a grid's 65535 rows hold
+        if not rows:
+            raise ValueError(f"conv2d_nhwc(): an output of {oh}x{ow} pixels is too large for one launch")
+        if n > rows:  # one launch per slice of the batch, each writing its rows of y
+            y = self._empty((n, oh, ow, o), x.dtype) if out is None else out
+            for i in range(0, n, rows):
+                self.conv2d_nhwc(x[i:i + rows], weight, bias, stride, padding, dilation, out=y[i:i + rows])
+            return y
         if out is None:
             y, pixels = self._empty((n, oh, ow, o), x.dtype), (oh * ow, ow, 1)
         else:
