@@ -40,6 +40,8 @@ class FakeGraph:
 
 
 def _tensors(value):
+    if value is None:
+        return []
     return [value] if isinstance(value, mt.Tensor) else [t for v in value for t in _tensors(v)]
 
 
@@ -361,6 +363,27 @@ def test_the_trainer_replays_its_step(fake_graphs):
         assert replayed[key] == pytest.approx(eager[key], rel=1e-6)
     for a, b in zip(replayed_w, eager_w):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_run_records_its_evaluation_once(fake_graphs):
+    """The run's `EvaluationStep` kept across evaluations, with test-time augmentation: one recording,
+    the sums of the eager evaluation, each evaluation's its own (the last, smaller batch eager)."""
+    from mytensor.training.loop import EvaluationStep, evaluate
+    gen = np.random.default_rng(4)
+    batches = [(mt.tensor(gen.standard_normal((n, 3, 6, 6)), dtype=mt.float32), mt.tensor(gen.integers(0, 4, n)))
+               for n in (8, 8, 8, 5)]
+    mt.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 4))
+    runs = []
+    for cuda_graph in (False, True):
+        step = EvaluationStep(model, tta="translate", cuda_graph=cuda_graph)
+        runs.append([evaluate(model, batches[:k], step=step) for k in (4, 3)])
+    assert len(fake_graphs) == 1
+    eager, replayed = runs
+    assert eager[0]["loss"] != pytest.approx(eager[1]["loss"], rel=1e-4)
+    for e, r in zip(eager, replayed):
+        for key in ("loss", "acc", "acc5"):
+            assert r[key] == pytest.approx(e[key], rel=1e-6)
 
 
 def test_a_run_records_its_step_once_for_all_epochs(fake_graphs):

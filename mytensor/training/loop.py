@@ -178,18 +178,40 @@ def _shift(x, dim, d):
     return cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 2, 1)], dim)
 
 
+class EvaluationStep:
+    """The logits of a batch (`tta_logits`), its loss and their sums in a `RunningTotals`, made once
+    for all of a run's evaluations, as `TrainingStep` is for its training: with `cuda_graph` recorded
+    at its second call and replayed after (other batch sizes run eagerly), so an evaluation is a
+    launch a batch, not the thousands of kernel launches that test-time augmentation's six passes
+    through the network make."""
+
+    def __init__(self, model, precision="fp32", tta="none", cuda_graph=False):
+        self.totals = RunningTotals()
+
+        def step(images, targets):
+            with autocast_region(precision, images.device):
+                logits = tta_logits(model, images, tta)
+                loss = F.cross_entropy(logits, targets)
+            self.totals.add(logits, targets, loss)
+        self.step = graphed(step, fallback=True) if cuda_graph else step
+
+    def __call__(self, images, targets):
+        self.step(images, targets)
+
+
 @no_grad()
-def evaluate(model, loader, progress=None, precision="fp32", tta="none"):
+def evaluate(model, loader, progress=None, precision="fp32", tta="none", step=None):
     """Mean loss, top-1 and top-5 accuracy over `loader` (and the seconds it took), with the
-    test-time augmentation `tta` (see `tta_logits`)."""
+    test-time augmentation `tta` (see `tta_logits`). `step`: the run's `EvaluationStep`, kept
+    across evaluations; without it one is made from `precision` and `tta` for this one alone."""
     model.eval()
-    totals = RunningTotals()
+    if step is None:
+        step = EvaluationStep(model, precision, tta)
+    totals = step.totals
+    totals.reset()
     start = time.perf_counter()
     for images, targets in loader:
-        with autocast_region(precision, images.device):
-            logits = tta_logits(model, images, tta)
-            loss = F.cross_entropy(logits, targets)
-        totals.add(logits, targets, loss)
+        step(images, targets)
         if progress is not None:
             progress.update(1)
     mean_loss, acc, acc5 = totals.read()

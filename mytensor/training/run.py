@@ -42,7 +42,7 @@ from ..nn.parallel import DistributedDataParallel
 from ..optim import lr_scheduler
 from ..serialization import atomic_write, remove_temporaries
 from .checkpoint import load_checkpoint, save_checkpoint
-from .loop import TTA, TrainingStep, evaluate, train_one_epoch
+from .loop import TTA, EvaluationStep, TrainingStep, evaluate, train_one_epoch
 from .plots import plot_curves
 from .precision import PRECISIONS, matmul_precision_of, resolve_precision
 from .recipes import RECIPES, Recipe
@@ -579,6 +579,7 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
         elapsed += time.perf_counter() - began
     net = model if group is None else DistributedDataParallel(model, process_group=group)  # from rank 0's weights
     step = TrainingStep(net, optimizer, config.label_smoothing, config.resolved_precision, scaler, use_graph)
+    evaluation = EvaluationStep(model, config.resolved_precision, config.tta, use_graph)
     try:
         for epoch in range(start + 1, config.epochs + 1):
             if stop_after is not None and epoch > start + stop_after:
@@ -594,8 +595,7 @@ def _train_epochs(config, out, model, optimizer, scheduler, per_batch, train_loa
                 lookahead.finish()  # the run ends on the slow weights
             if not rank:
                 with tqdm(total=len(test_loader), desc="  eval", disable=not show_progress, leave=False) as bar:
-                    te = evaluate(model, test_loader, progress=bar, precision=config.resolved_precision,
-                                  tta=config.tta)
+                    te = evaluate(model, test_loader, progress=bar, step=evaluation)
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None and not per_batch:
                 scheduler.step()
