@@ -76,7 +76,8 @@ def test_optimizer_state_lies_as_its_parameter_also_when_loaded():
     again = mt.optim.SGD(conv.parameters(), lr=0.1, momentum=0.9)
     again.load_state_dict(opt.state_dict())
     buf = again.state[conv.weight]["momentum_buffer"]
-    assert buf.is_contiguous(memory_format=mt.channels_last) and again.state[conv.bias]["momentum_buffer"].is_contiguous()
+    assert buf.is_contiguous(memory_format=mt.channels_last)
+    assert again.state[conv.bias]["momentum_buffer"].is_contiguous()
     np.testing.assert_array_equal(buf.numpy(), opt.state[conv.weight]["momentum_buffer"].numpy())
 
 

@@ -119,9 +119,9 @@ class ArrayBackend:
         return out if out.dtype == a.dtype else out.astype(a.dtype)
 
     def gemm(self, a, b, alpha=1.0, c=None, beta=0.0):
-        """BLAS's C = alpha a @ b + beta c for matrices or stacks of them, in a's dtype: for 16-bit operands the
-        products are summed in float32 and the sum, with beta c added, rounded once, as a 16-bit
-        GEMM with float32 compute does on tensor cores."""
+        """BLAS's C = alpha a @ b + beta c for matrices or stacks of them, in a's dtype: for 16-bit
+        operands the products are summed in float32 and the sum, with beta c added, rounded once,
+        as a 16-bit GEMM with float32 compute does on tensor cores."""
         wide = np.dtype(np.float32) if a.dtype in LOW_PRECISION else a.dtype
         out = self.xp.matmul(a.astype(wide, copy=False), b.astype(wide, copy=False)) * wide.type(alpha)
         if c is not None:

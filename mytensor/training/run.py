@@ -341,7 +341,8 @@ def fit_to_data(model, data, count=5000):
         if isinstance(data, DeviceLoader):
             images = data.normalized(index).to(device)
         else:
-            images = tensor(transforms.Normalize(*dataset.normalization)(to_float(dataset.images[index])), device=device)
+            images = transforms.Normalize(*dataset.normalization)(to_float(dataset.images[index]))
+            images = tensor(images, device=device)
         for layer in layers:
             layer.fit(images)
 

@@ -682,9 +682,10 @@ class CUDABackend(ImplicitGemmConvolutions, ArrayBackend):
     # ------------------------------------------------------ optimizer updates
     def _table(self, dt, fields, extra=()):
         """The device table of `fields` (lists of arrays or None, one entry per tensor), the
-        integers of `extra` (tuples of one int64 per tensor) and the prefix sums of the sizes. It is uploaded once per distinct set of pointers, without a
-        host sync (`_upload`), and kept in a small LRU cache, so a training loop whose buffers
-        stay put uploads nothing after its first step."""
+        integers of `extra` (tuples of one int64 per tensor) and the prefix sums of the sizes. It
+        is uploaded once per distinct set of pointers, without a host sync (`_upload`), and kept in
+        a small LRU cache, so a training loop whose buffers stay put uploads nothing after its
+        first step."""
         sizes = [a.size for a in fields[0]]
         ptrs = tuple(tuple(0 if a is None else a.data.ptr for a in f) for f in fields)
         key = (dt.str, ptrs, tuple(sizes), extra)

@@ -62,12 +62,13 @@ class BatchNorm(Function):
             # every gradient of the batch statistics reads x
             ctx.save_for_backward(x, w, b, mean, invstd, None)
         else:
-            # a copy: the running mean may be updated in place before backward
-            mean = running_mean.astype(stat, copy=True)
+            backward = is_grad_enabled() and any(ctx.needs_input_grad[:3])
+            # for backward a copy: the running mean may be updated in place before it
+            mean = running_mean.astype(stat, copy=backward)
             invstd = 1 / xp.sqrt(running_var.astype(stat, copy=False) + t(eps))
             scale = invstd * w
             shift = b - mean * scale
-            if activation and is_grad_enabled() and any(ctx.needs_input_grad[:3]):  # backward needs z
+            if activation and backward:  # backward takes the activation's slope at z
                 z = backend.batch_norm_apply(x3, scale, shift)
                 y = backend.activation(z, activation)
             else:
